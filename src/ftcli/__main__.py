@@ -1,0 +1,3 @@
+from ftcli.cli.app import main
+
+main()

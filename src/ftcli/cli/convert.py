@@ -1,0 +1,98 @@
+"""`ftcli convert INPUT -o OUTPUT`: raw data → OpenAI chat/DPO JSONL. Exit 0 ok, 1 records skipped, 2 usage."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ftcli.cli.output import stderr
+from ftcli.data.errors import DataError
+
+
+class PresetName(StrEnum):
+    chatlaw = "chatlaw"
+    alpaca = "alpaca"
+    sharegpt = "sharegpt"
+    prompt_completion = "prompt-completion"
+    openai = "openai"
+    map = "map"
+
+
+class InputFormat(StrEnum):
+    jsonl = "jsonl"
+    json = "json"
+    csv = "csv"
+    tsv = "tsv"
+
+
+def convert(
+    input_file: Annotated[str, typer.Argument(metavar="INPUT", help="JSONL, JSON, CSV/TSV file, or - for stdin.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL (the training file with --split).")],
+    preset: Annotated[PresetName | None, typer.Option(help="Source format (default: detected).")] = None,
+    input_format: Annotated[InputFormat | None, typer.Option(help="Input syntax (default: from name and "
+                                                             "content).")] = None,
+    system: Annotated[str | None, typer.Option(help="System prompt for records without one.")] = None,
+    system_replace: Annotated[list[str] | None, typer.Option(help="OLD=NEW: rewrite part of every system "
+                                                             "prompt (repeatable).")] = None,
+    field_map: Annotated[list[str] | None, typer.Option("--map", help="ROLE=FIELD for raw data, e.g. "
+                                                        "--map user=question --map assistant=answer.")] = None,
+    separator: Annotated[str | None, typer.Option(help="prompt-completion: separator to strip from prompts.")] = None,
+    stop: Annotated[str | None, typer.Option(help="prompt-completion: stop sequence to strip.")] = None,
+    split: Annotated[float | None, typer.Option(help="Fraction to hold out as a validation file.")] = None,
+    validation_output: Annotated[Path | None, typer.Option(help="Where --split writes validation "
+                                                           "(default OUTPUT stem + .validation.jsonl).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for --shuffle and --split.")] = 0,
+    shuffle: Annotated[bool, typer.Option(help="Shuffle the records.")] = False,
+    dedup: Annotated[bool, typer.Option(help="Drop exact duplicate records.")] = False,
+    skip_invalid: Annotated[bool, typer.Option(help="Exit 0 even when some records were skipped.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+) -> None:
+    """Convert a raw dataset into OpenAI's chat (or DPO) JSONL, reporting every record it can't convert."""
+    from ftcli.data.convert.pipeline import ConvertOptions, convert_file
+    from ftcli.data.convert.presets import PresetOptions
+    from ftcli.data.convert.sources import read_text
+
+    options = ConvertOptions(
+        preset=preset.value if preset else None,
+        input_format=input_format.value if input_format else None,
+        preset_options=PresetOptions(system=system, system_replace=_pairs(system_replace, "--system-replace"),
+                                     field_map=dict(_pairs(field_map, "--map")), separator=separator, stop=stop),
+        dedup=dedup, shuffle=shuffle, split=split, seed=seed, force=force,
+    )
+    if input_file == "-":
+        text, inputs, name = sys.stdin.buffer.read().decode("utf-8", errors="strict"), [], "<stdin>"
+    else:
+        text, inputs, name = read_text(Path(input_file)), [Path(input_file)], input_file
+    if split is not None and validation_output is None:
+        validation_output = output.with_name(f"{output.name.removesuffix('.jsonl')}.validation.jsonl")
+    result = convert_file(text, name=name, output=output, validation_output=validation_output if split else None,
+                          inputs=inputs, options=options)
+    console = stderr()
+    how = "detected" if result.detected else "preset"
+    console.print(f"{how}: [bold]{result.preset}[/]", highlight=False)
+    for skipped in result.skipped:
+        console.print(f"[yellow]skipped[/] {name}: {skipped.location}: {skipped.reason}", highlight=False)
+    summary = f"wrote {result.written} records to {result.outputs[0]}"
+    if len(result.outputs) > 1:
+        summary += f" and {result.validation_written} to {result.outputs[1]}"
+    if result.duplicates_dropped:
+        summary += f"; dropped {result.duplicates_dropped} duplicates"
+    if result.skipped:
+        summary += f"; skipped {len(result.skipped)} of {result.records}"
+    console.print(summary, highlight=False)
+    if result.skipped and not skip_invalid:
+        raise typer.Exit(1)
+
+
+def _pairs(values: list[str] | None, option: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for value in values or ():
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise DataError(f"{option} expects KEY=VALUE, got {value!r}")
+        pairs.append((key, rest))
+    return tuple(pairs)

@@ -1,0 +1,1 @@
+"""The data core: record formats, readers, lint rules, tokenizers, statistics. Pure: no UI, no network."""

@@ -1,0 +1,321 @@
+"""`check` end to end: stream a JSONL file in chunks across processes, lint every line, aggregate one Report.
+
+Memory stays flat as files grow: workers read their own byte ranges, and the parent keeps only compact
+per-example arrays (tokens, hashes) and the diagnostics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from ftcli.data.catalog import DEFAULT_MODEL, ModelInfo, load_catalog
+from ftcli.data.diagnostics import Applicability, Diagnostic, Finding, Fix, Severity
+from ftcli.data.errors import DataError
+from ftcli.data.estimate import estimate
+from ftcli.data.lint import BOM, LintOptions, lint_line
+from ftcli.data.report import Distribution, Report, Statistics
+from ftcli.data.rules import dataset
+from ftcli.data.rules.registry import PII_PREFIX, RULES, matches
+from ftcli.data.tokenizers import get_encoding
+from ftcli.data.tokens import TokenCounter
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+PiiMode = Literal["warn", "error", "off"]
+CHUNK_BYTES = 1 << 21
+PRETTY_JSON_LIMIT = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOptions:
+    model: str | None = None  # None: the default model, without shutdown warnings the user didn't ask for
+    method: str | None = None  # "sft" | "dpo"; None: from the first record
+    epochs: int | None = None
+    pii: PiiMode = "warn"
+    select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    near_duplicates: bool = True
+    workers: int | None = None  # None: one per CPU
+    today: dt.date = field(default_factory=dt.date.today)
+
+
+@dataclass(slots=True)
+class FileScan:
+    """What linting one file leaves behind: diagnostics and per-example columns."""
+
+    path: str
+    records: int = 0
+    findings: list[tuple[int | None, Finding]] = field(default_factory=list)
+    lines: array[int] = field(default_factory=lambda: array("q"))
+    tokens: array[int] = field(default_factory=lambda: array("q"))
+    trained: array[int] = field(default_factory=lambda: array("q"))
+    messages: array[int] = field(default_factory=lambda: array("q"))
+    exact: array[int] = field(default_factory=lambda: array("q"))
+    near: array[int] = field(default_factory=lambda: array("q"))
+
+    def extend(self, other: FileScan) -> None:
+        self.records += other.records
+        self.findings.extend(other.findings)
+        for name in ("lines", "tokens", "trained", "messages", "exact", "near"):
+            getattr(self, name).extend(getattr(other, name))
+
+
+def check_file(path: str | Path, *, validation: str | Path | None = None,
+               options: CheckOptions | None = None) -> Report:
+    options = options or CheckOptions()
+    catalog = load_catalog()
+    model = options.model or DEFAULT_MODEL
+    info = catalog.lookup(model)
+    train_path = _readable(path)
+    method = options.method or _first_record_method(train_path) or "sft"
+    if method not in ("sft", "dpo"):
+        raise DataError(f"unknown method {method!r}", hint="use sft or dpo")
+    lint_options = LintOptions(
+        encoding=info.encoding, context_limit=info.training_context,
+        expected_kind="preference" if method == "dpo" else "chat", method_given=options.method is not None,
+        scan_pii=options.pii != "off", near_duplicates=options.near_duplicates,
+    )
+    train = scan_file(train_path, lint_options, workers=options.workers)
+    val = scan_file(_readable(validation), lint_options, workers=options.workers) if validation else None
+
+    findings = _file_level(train, val, info, method, options)
+    diagnostics = _stamp(findings, options)
+    tokens = _numpy(train.tokens)
+    limit = info.training_context
+    clipped = int(tokens.clip(max=limit).sum()) if limit else int(tokens.sum())
+    largest = sorted(zip(train.tokens, train.lines, strict=True), reverse=True)[:10]
+    return Report(
+        file=str(path), validation_file=str(validation) if validation else None,
+        model=model, encoding=info.encoding, context_limit=limit, method=method,
+        records=train.records, examples=len(train.tokens),
+        validation_examples=len(val.tokens) if val else 0,
+        diagnostics=diagnostics,
+        statistics=Statistics(
+            messages_per_example=Distribution.of(_numpy(train.messages)),
+            tokens_per_example=Distribution.of(tokens),
+            trained_tokens_per_example=Distribution.of(_numpy(train.trained)),
+            over_limit=int((tokens > limit).sum()) if limit else 0,
+        ),
+        estimate=estimate(model=info.name, tokens_per_epoch=clipped, n_examples=len(train.tokens),
+                          epochs=options.epochs, price=info.price_per_1m_training_tokens),
+        largest_examples=tuple((line, count) for count, line in largest),
+    )
+
+
+def scan_file(path: Path, options: LintOptions, *, workers: int | None = None) -> FileScan:
+    scan = FileScan(path=str(path))
+    if path.stat().st_size == 0 or not _has_content(path):
+        scan.findings.append((None, Finding("FT006", "the file is empty")))
+        return scan
+    document = _json_document(path)
+    if document is not None:
+        scan.findings.append((1, document))
+        return scan
+    chunks = list(plan_chunks(path))
+    workers = min(workers or os.cpu_count() or 1, len(chunks))
+    counter = TokenCounter(get_encoding(options.encoding))  # built before forking: workers share it
+    if workers <= 1:
+        for chunk in chunks:
+            scan.extend(_lint_chunk(path, chunk, options, counter))
+    else:
+        import multiprocessing
+
+        global _worker_state
+        _worker_state = (path, options, counter)
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for part in pool.imap(_lint_chunk_in_worker, chunks):
+                scan.extend(part)
+        _worker_state = None
+    scan.path = str(path)
+    return scan
+
+
+Chunk = tuple[int, int, int]  # (byte offset, byte length, first line number)
+
+
+def plan_chunks(path: Path, size: int = CHUNK_BYTES) -> Iterator[Chunk]:
+    """Byte ranges that end on line boundaries, with the 1-based number of each range's first line."""
+    offset, line = 0, 1
+    with path.open("rb") as stream:
+        while True:
+            block = stream.read(size)
+            if not block:
+                return
+            end = block.rfind(b"\n") + 1
+            if end == 0 or len(block) < size:  # one huge line, or the tail of the file
+                extra = b"" if len(block) < size else _read_to_newline(stream)
+                block += extra
+                end = len(block)
+            else:
+                stream.seek(offset + end)
+            yield offset, end, line
+            line += block.count(b"\n", 0, end)
+            offset += end
+
+
+def _read_to_newline(stream: object) -> bytes:
+    parts = []
+    while True:
+        piece = stream.readline(CHUNK_BYTES)  # type: ignore[attr-defined]
+        parts.append(piece)
+        if not piece or piece.endswith(b"\n"):
+            return b"".join(parts)
+
+
+_worker_state: tuple[Path, LintOptions, TokenCounter] | None = None
+
+
+def _lint_chunk_in_worker(chunk: Chunk) -> FileScan:
+    assert _worker_state is not None
+    path, options, counter = _worker_state
+    return _lint_chunk(path, chunk, options, counter)
+
+
+def _lint_chunk(path: Path, chunk: Chunk, options: LintOptions, counter: TokenCounter) -> FileScan:
+    offset, length, first_line = chunk
+    with path.open("rb") as stream:
+        stream.seek(offset)
+        data = stream.read(length)
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    part = FileScan(path=str(path))
+    for index, raw in enumerate(lines):
+        line_no = first_line + index
+        result = lint_line(raw, line_no, options, counter)
+        if raw.strip():
+            part.records += 1
+        part.findings.extend((line_no, f) for f in result.findings)
+        if result.tokens is not None:
+            part.lines.append(line_no)
+            part.tokens.append(result.tokens.total)
+            part.trained.append(result.tokens.trained)
+            part.messages.append(result.tokens.messages)
+            part.exact.append(result.exact_hash)
+            part.near.append(result.near_hash)
+    return part
+
+
+def _file_level(train: FileScan, val: FileScan | None, info: ModelInfo, method: str,
+                options: CheckOptions) -> list[tuple[str, int | None, Finding]]:
+    train_findings = dataset.group_legacy(train.findings, train.records)
+    out: list[tuple[str, int | None, Finding]] = [(train.path, line, f) for line, f in train_findings]
+    out += [(train.path, line, f) for line, f in dataset.duplicates(train, near=options.near_duplicates)]
+    if len(train.tokens) or not train_findings:
+        out += [(train.path, None, f) for f in dataset.too_few(len(train.tokens))]
+    if val is not None:
+        out += [(val.path, line, f) for line, f in dataset.group_legacy(val.findings, val.records)]
+        out += [(val.path, line, f) for line, f in dataset.overlap(train, val)]
+    out += [(train.path, None, f) for f in _model_findings(info, method, options)]
+    return out
+
+
+def _model_findings(info: ModelInfo, method: str, options: CheckOptions) -> Iterator[Finding]:
+    if not info.known:
+        yield Finding("FT302", f"model {info.name!r} is not in ftcli's catalog: counted with {info.encoding}; "
+                      "context limit and price unknown")
+    elif method not in info.methods:
+        yield Finding("FT303", f"{info.name} supports {', '.join(info.methods)}, not {method}")
+    if info.shutdown_date is not None and options.model is not None:
+        days = (info.shutdown_date - options.today).days
+        when = f"shut down on {info.shutdown_date}" if days <= 0 else \
+            f"stops serving on {info.shutdown_date} ({days} days)"
+        yield Finding("FT304", f"{info.name} {when}",
+                      fix=Fix("train on another backend: `ftcli train --backend local`"))
+
+
+def _stamp(findings: list[tuple[str, int | None, Finding]], options: CheckOptions) -> list[Diagnostic]:
+    diagnostics = []
+    for file, line, finding in findings:
+        if options.select and not matches(finding.code, options.select):
+            continue
+        if options.ignore and matches(finding.code, options.ignore):
+            continue
+        severity = RULES[finding.code].severity
+        if options.pii == "error" and finding.code.startswith(PII_PREFIX):
+            severity = Severity.ERROR
+        diagnostics.append(Diagnostic(code=finding.code, severity=severity, line=line, path=finding.path,
+                                      message=finding.message, column=finding.column, fix=finding.fix, file=file))
+    files = list(dict.fromkeys(file for file, _, _ in findings))
+    diagnostics.sort(key=lambda d: (files.index(d.file), d.line or 0, d.column or 0, d.code))
+    return diagnostics
+
+
+def _readable(path: str | Path | None) -> Path:
+    if path is None:
+        raise DataError("no input file given")
+    resolved = Path(path)
+    if not resolved.exists():
+        raise DataError(f"{resolved}: no such file")
+    if resolved.is_dir():
+        raise DataError(f"{resolved}: is a directory, not a file")
+    try:
+        with resolved.open("rb"):
+            pass
+    except OSError as exc:
+        raise DataError(f"{resolved}: cannot read ({exc.strerror})") from None
+    return resolved
+
+
+def _has_content(path: Path) -> bool:
+    with path.open("rb") as stream:
+        while block := stream.read(1 << 16):
+            if block.replace(BOM, b"").strip():
+                return True
+    return False
+
+
+def _first_record_method(path: Path) -> str | None:
+    with path.open("rb") as stream:
+        for _ in range(1000):
+            raw = stream.readline(1 << 26)
+            if not raw:
+                return None
+            try:
+                record = json.loads(raw.removeprefix(BOM))
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                return "dpo" if "preferred_output" in record or "input" in record else "sft"
+    return None
+
+
+def _json_document(path: Path) -> Finding | None:
+    """A pretty-printed JSON document or a JSON array saved as .jsonl: one finding instead of one per line."""
+    with path.open("rb") as stream:
+        head = stream.read(1 << 16).removeprefix(BOM).lstrip()
+    first_line = head.split(b"\n", 1)[0].strip()
+    if not first_line.startswith((b"{", b"[")):
+        return None
+    try:
+        json.loads(first_line)
+        if not first_line.startswith(b"["):
+            return None  # a complete object on line 1: JSONL
+    except ValueError:
+        pass
+    if path.stat().st_size > PRETTY_JSON_LIMIT:
+        return None
+    try:
+        document = json.loads(path.read_bytes().removeprefix(BOM))
+    except ValueError:
+        return None
+    shape = f"a JSON array of {len(document)} records" if isinstance(document, list) else "one JSON document"
+    return Finding("FT004", f"the file is {shape} spread over lines, not JSONL (one record per line)",
+                   fix=Fix(f"ftcli convert {path} -o {path.stem}.converted.jsonl", Applicability.SAFE))
+
+
+def _numpy(values: array[int]) -> npt.NDArray[np.int64]:
+    import numpy as np
+
+    return np.frombuffer(values, dtype=np.int64) if len(values) else np.zeros(0, dtype=np.int64)
+
+

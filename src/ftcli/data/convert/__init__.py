@@ -1,0 +1,1 @@
+"""`convert`: raw datasets (JSONL, JSON, CSV/TSV) → OpenAI chat or DPO JSONL, through presets."""

@@ -1,0 +1,102 @@
+"""Lint one JSONL line: bytes → findings + the example's token counts and hashes. Pure and per line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ftcli.data.diagnostics import Applicability, Finding, Fix
+from ftcli.data.rules.pii import scan_text
+from ftcli.data.rules.records import check_record, record_kind
+from ftcli.data.tokens import ExampleTokens, TokenCounter, iter_texts
+
+BOM = b"\xef\xbb\xbf"
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+@dataclass(frozen=True, slots=True)
+class LintOptions:
+    encoding: str
+    context_limit: int | None
+    expected_kind: str  # "chat" or "preference": the file's format, decided from the method or its first record
+    method_given: bool = False  # a mismatch is then FT104 (wrong format for the method), else FT103 (mixed)
+    scan_pii: bool = True
+    near_duplicates: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LineResult:
+    findings: list[Finding]
+    tokens: ExampleTokens | None = None  # None when the line holds no example of the file's format
+    exact_hash: int = 0
+    near_hash: int = 0
+
+
+def lint_line(raw: bytes, line_no: int, options: LintOptions, counter: TokenCounter) -> LineResult:
+    findings: list[Finding] = []
+    if line_no == 1 and raw.startswith(BOM):
+        findings.append(Finding("FT003", "file starts with a UTF-8 byte-order mark", column=1,
+                                fix=Fix("save the file as UTF-8 without BOM, or run `ftcli convert`",
+                                        Applicability.SAFE)))
+        raw = raw[len(BOM):]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        findings.append(Finding("FT001", f"invalid UTF-8 byte 0x{raw[exc.start]:02x}", column=exc.start + 1))
+        return LineResult(findings)
+    if not text.strip():
+        findings.append(Finding("FT005", "blank line", fix=Fix("remove it", Applicability.SAFE)))
+        return LineResult(findings)
+    try:
+        record: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        findings.append(Finding("FT002", f"invalid JSON: {exc.msg}", column=exc.colno))
+        return LineResult(findings)
+    if not isinstance(record, dict):
+        findings.append(Finding("FT100", f"record must be a JSON object, got {type(record).__name__}"))
+        return LineResult(findings)
+    return _lint_record(record, raw, options, counter, findings)
+
+
+def _lint_record(
+    record: dict[str, Any], raw: bytes, options: LintOptions, counter: TokenCounter, findings: list[Finding]
+) -> LineResult:
+    kind = record_kind(record)
+    findings.extend(check_record(record, kind))
+    if kind in ("chat", "preference") and kind != options.expected_kind:
+        findings.append(Finding(
+            "FT104" if options.method_given else "FT103",
+            f"{_FORMAT_NAMES[kind]} record in a file of {_FORMAT_NAMES[options.expected_kind]} records"))
+        return LineResult(findings)
+    if kind not in ("chat", "preference"):
+        return LineResult(findings)
+    tokens = counter.chat(record) if kind == "chat" else counter.preference(record)
+    if options.context_limit is not None and tokens.total > options.context_limit:
+        findings.append(Finding(
+            "FT301", f"{tokens.total:,} tokens; the model trains on at most {options.context_limit:,} per example "
+            "(the rest is cut off)", fix=Fix("shorten or split the example")))
+    texts = iter_texts(record)
+    for path, value in texts:
+        for token in counter.special_tokens_in(value):
+            findings.append(Finding("FT310", f"special token {token} in text", path=path,
+                                    column=value.find(token) + 1))
+        if options.scan_pii:
+            findings.extend(scan_text(value, path))
+    near = _near_hash(texts) if options.near_duplicates else 0
+    return LineResult(findings, tokens, exact_hash=_hash(raw.strip()), near_hash=near)
+
+
+_FORMAT_NAMES = {"chat": "chat (SFT)", "preference": "preference (DPO)"}
+
+
+def _hash(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little", signed=True)
+
+
+def _near_hash(texts: list[tuple[str, str]]) -> int:
+    """Equal for examples that differ only in case, spacing or punctuation."""
+    joined = "\x00".join(_NOT_WORD.sub("", value.lower()) for _, value in texts)
+    return _hash(joined.encode("utf-8"))

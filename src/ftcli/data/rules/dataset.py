@@ -1,0 +1,85 @@
+"""Dataset-level rules (FT4xx): size, exact and near duplicates, train/validation overlap.
+
+They work on the compact per-example hash columns that the scan keeps, so they cost O(n log n) time and
+16 bytes per example whatever the file size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from ftcli.data.diagnostics import Applicability, Finding, Fix
+
+if TYPE_CHECKING:
+    from ftcli.data.check import FileScan
+
+MIN_EXAMPLES = 10
+
+
+def too_few(examples: int) -> Iterator[Finding]:
+    if examples < MIN_EXAMPLES:
+        yield Finding("FT401", f"{examples} example{'s' if examples != 1 else ''}; OpenAI requires at least "
+                      f"{MIN_EXAMPLES} (50 to 100 well-chosen ones usually help)",
+                      fix=Fix("add examples"))
+
+
+def group_legacy(findings: list[tuple[int | None, Finding]], records: int) -> list[tuple[int | None, Finding]]:
+    """A legacy file gets one FT102 (at its first such line) instead of one per record."""
+    legacy = [line for line, f in findings if f.code == "FT102"]
+    if len(legacy) < 2:
+        return findings
+    first = next(f for _, f in findings if f.code == "FT102")
+    grouped = Finding("FT102", f"{len(legacy)} of {records} records are legacy prompt/completion, which current "
+                      "chat models do not accept", fix=first.fix)
+    kept = [(line, f) for line, f in findings if f.code != "FT102"]
+    kept.append((legacy[0], grouped))
+    return kept
+
+
+def duplicates(scan: FileScan, *, near: bool) -> list[tuple[int, Finding]]:
+    exact = list(_repeats(scan.exact, scan.lines))
+    found = [(line, Finding("FT402", f"exact duplicate of line {first}",
+                            fix=Fix("ftcli convert --dedup", Applicability.SAFE)))
+             for line, first in exact]
+    if near:
+        exact_lines = {line for line, _ in exact}
+        found += [(line, Finding("FT403", f"near-duplicate of line {first} (differs only in case, spacing or "
+                                 "punctuation)"))
+                  for line, first in _repeats(scan.near, scan.lines) if line not in exact_lines]
+    return found
+
+
+def overlap(train: FileScan, val: FileScan) -> list[tuple[int, Finding]]:
+    import numpy as np
+
+    if not len(train.exact) or not len(val.exact):
+        return []
+    train_hashes = np.frombuffer(train.exact, dtype=np.int64)
+    val_hashes = np.frombuffer(val.exact, dtype=np.int64)
+    order = np.argsort(train_hashes, kind="stable")
+    sorted_hashes = train_hashes[order]
+    positions = np.searchsorted(sorted_hashes, val_hashes).clip(max=len(sorted_hashes) - 1)
+    hits = np.nonzero(sorted_hashes[positions] == val_hashes)[0]
+    return [(val.lines[i], Finding("FT404", f"also in the training file (line {train.lines[order[positions[i]]]})",
+                                   fix=Fix("ftcli convert --split keeps the two apart")))
+            for i in hits.tolist()]
+
+
+def _repeats(hashes: object, lines: object) -> Iterator[tuple[int, int]]:
+    """(line, first line with the same hash) for every example after the first of its group, in line order."""
+    import numpy as np
+
+    values = np.frombuffer(hashes, dtype=np.int64)  # type: ignore[call-overload]
+    if values.size < 2:
+        return
+    line_numbers = np.frombuffer(lines, dtype=np.int64)  # type: ignore[call-overload]
+    order = np.argsort(values, kind="stable")  # stable: within a group, file order
+    sorted_values = values[order]
+    repeat = np.nonzero(sorted_values[1:] == sorted_values[:-1])[0] + 1
+    if repeat.size == 0:
+        return
+    group_start = np.maximum.accumulate(np.where(np.r_[True, sorted_values[1:] != sorted_values[:-1]],
+                                                 np.arange(values.size), 0))
+    pairs = sorted((int(line_numbers[order[i]]), int(line_numbers[order[group_start[i]]])) for i in repeat)
+    yield from pairs

@@ -1,0 +1,70 @@
+"""Offline tiktoken encodings built from the BPE files shipped inside the package.
+
+`tiktoken.get_encoding` downloads its rank files on first use, which fails offline, and
+`tiktoken.encoding_for_model` maps `ft:` model names wrongly. We ship the files (gzip), verify their
+sha256 on load, and take the pattern string and special tokens from tiktoken's own definitions so that
+counts are identical to tiktoken's.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import threading
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from ftcli.data.errors import DataError, TokenizerIntegrityError
+
+if TYPE_CHECKING:
+    import tiktoken
+
+# sha256 of the *decompressed* files: the same `expected_hash` tiktoken pins in tiktoken_ext/openai_public.py.
+ENCODING_SHA256: dict[str, str] = {
+    "cl100k_base": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+    "o200k_base": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+}
+
+_build_lock = threading.Lock()
+
+
+def load_ranks(name: str) -> dict[bytes, int]:
+    """Read and verify the shipped BPE ranks for encoding `name`."""
+    if name not in ENCODING_SHA256:
+        raise DataError(f"unknown encoding {name!r}", hint=f"known: {', '.join(sorted(ENCODING_SHA256))}")
+    blob = resources.files("ftcli.data").joinpath("tokenizers", f"{name}.tiktoken.gz").read_bytes()
+    raw = gzip.decompress(blob)
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != ENCODING_SHA256[name]:
+        raise TokenizerIntegrityError(
+            f"tokenizer file {name}.tiktoken.gz is damaged (sha256 {digest[:12]}…)",
+            hint="reinstall ftcli",
+        )
+    ranks: dict[bytes, int] = {}
+    for line in raw.splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return ranks
+
+
+@cache
+def get_encoding(name: str) -> tiktoken.Encoding:
+    """A real `tiktoken.Encoding` for `name`, built offline (cached per process)."""
+    import tiktoken
+    from tiktoken_ext import openai_public
+
+    ranks = load_ranks(name)
+    constructor = getattr(openai_public, name)
+    # tiktoken's constructor calls load_tiktoken_bpe (a download); hand it our verified ranks instead, so the
+    # pattern string and special tokens stay tiktoken's own.
+    with _build_lock:
+        original = openai_public.load_tiktoken_bpe
+        openai_public.load_tiktoken_bpe = lambda *_args, **_kwargs: ranks
+        try:
+            spec = constructor()
+        finally:
+            openai_public.load_tiktoken_bpe = original
+    return tiktoken.Encoding(**spec)

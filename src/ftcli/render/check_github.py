@@ -1,0 +1,33 @@
+"""`check --format github`: GitHub Actions workflow commands, one annotation per diagnostic."""
+
+from __future__ import annotations
+
+from ftcli.data.diagnostics import Diagnostic, Severity
+from ftcli.data.report import Report
+
+_COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
+
+
+def render_github(report: Report) -> str:
+    lines = [annotation(d, report.file) for d in report.diagnostics]
+    lines.append(f"ftcli check: {report.examples} examples, {report.errors} errors, {report.warnings} warnings")
+    return "\n".join(lines) + "\n"
+
+
+def annotation(d: Diagnostic, default_file: str) -> str:
+    props = [f"file={_prop(d.file or default_file)}"]
+    if d.line is not None:
+        props.append(f"line={d.line}")
+        if d.column:
+            props.append(f"col={d.column}")
+    props.append(f"title={d.code}")
+    message = d.message + (f" [{d.path}]" if d.path else "") + (f" (fix: {d.fix.hint})" if d.fix else "")
+    return f"::{_COMMAND[d.severity]} {','.join(props)}::{_data(message)}"
+
+
+def _data(value: str) -> str:
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _prop(value: str) -> str:
+    return _data(value).replace(":", "%3A").replace(",", "%2C")

@@ -33,29 +33,42 @@ class MethodOption(StrEnum):
 
 def check(
     file: Annotated[str, typer.Argument(help="Training file (JSONL), or - for stdin.")],
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model to count tokens and limits for "
-                                              "(default gpt-4o-mini-2024-07-18).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Model to count tokens and limits for (default gpt-4o-mini-2024-07-18)."),
+    ] = None,
     method: Annotated[MethodOption | None, typer.Option(help="sft or dpo (default: from the first record).")] = None,
-    validation: Annotated[Path | None, typer.Option("--validation", help="Validation file to check too, "
-                                                    "and for overlap with the training file.")] = None,
-    epochs: Annotated[int | None, typer.Option(min=1, max=50, help="Epochs for the estimate "
-                                               "(default: OpenAI's rule).")] = None,
+    validation: Annotated[
+        Path | None,
+        typer.Option("--validation", help="Validation file to check too, and for overlap with the training file."),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, max=50, help="Epochs for the estimate (default: OpenAI's rule).")
+    ] = None,
     pii: Annotated[PiiOption, typer.Option(help="Personal data and secrets: warn, error or off.")] = PiiOption.warn,
-    select: Annotated[list[str] | None, typer.Option(help="Only these rule codes, prefixes or names "
-                                                      "(repeat or comma-separate).")] = None,
+    select: Annotated[
+        list[str] | None, typer.Option(help="Only these rule codes, prefixes or names (repeat or comma-separate).")
+    ] = None,
     ignore: Annotated[list[str] | None, typer.Option(help="Skip these rule codes, prefixes or names.")] = None,
     strict: Annotated[bool, typer.Option(help="Warnings fail the check too (exit 1).")] = False,
     output: Annotated[OutputFormat, typer.Option("--format", "-f", help="text, json or github.")] = OutputFormat.text,
-    near_duplicates: Annotated[bool, typer.Option(help="Report examples that differ only in case, spacing or "
-                                                  "punctuation.")] = True,
+    near_duplicates: Annotated[
+        bool, typer.Option(help="Report examples that differ only in case, spacing or punctuation.")
+    ] = True,
     workers: Annotated[int | None, typer.Option(min=1, help="Processes to use (default: one per CPU).")] = None,
 ) -> None:
     """Lint a training file: every problem with its line and JSON path, exact token counts, cost."""
     from ftcli.data.check import CheckOptions, check_file
 
     options = CheckOptions(
-        model=model, method=method.value if method else None, epochs=epochs, pii=pii.value,
-        select=_codes(select), ignore=_codes(ignore), near_duplicates=near_duplicates, workers=workers,
+        model=model,
+        method=method.value if method else None,
+        epochs=epochs,
+        pii=pii.value,
+        select=_codes(select),
+        ignore=_codes(ignore),
+        near_duplicates=near_duplicates,
+        workers=workers,
     )
     with spooled_input(file) as path:
         report = check_file(path, validation=validation, options=options)
@@ -83,6 +96,5 @@ def _codes(values: list[str] | None) -> tuple[str, ...]:
 def _renamed(report: Report, name: str) -> Report:
     import dataclasses
 
-    diagnostics = [dataclasses.replace(d, file=name if d.file == report.file else d.file)
-                   for d in report.diagnostics]
+    diagnostics = [dataclasses.replace(d, file=name if d.file == report.file else d.file) for d in report.diagnostics]
     return dataclasses.replace(report, file=name, diagnostics=diagnostics)

@@ -33,18 +33,23 @@ def convert(
     input_file: Annotated[str, typer.Argument(metavar="INPUT", help="JSONL, JSON, CSV/TSV file, or - for stdin.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL (the training file with --split).")],
     preset: Annotated[PresetName | None, typer.Option(help="Source format (default: detected).")] = None,
-    input_format: Annotated[InputFormat | None, typer.Option(help="Input syntax (default: from name and "
-                                                             "content).")] = None,
+    input_format: Annotated[
+        InputFormat | None, typer.Option(help="Input syntax (default: from name and content).")
+    ] = None,
     system: Annotated[str | None, typer.Option(help="System prompt for records without one.")] = None,
-    system_replace: Annotated[list[str] | None, typer.Option(help="OLD=NEW: rewrite part of every system "
-                                                             "prompt (repeatable).")] = None,
-    field_map: Annotated[list[str] | None, typer.Option("--map", help="ROLE=FIELD for raw data, e.g. "
-                                                        "--map user=question --map assistant=answer.")] = None,
+    system_replace: Annotated[
+        list[str] | None, typer.Option(help="OLD=NEW: rewrite part of every system prompt (repeatable).")
+    ] = None,
+    field_map: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="ROLE=FIELD for raw data, e.g. --map user=question --map assistant=answer."),
+    ] = None,
     separator: Annotated[str | None, typer.Option(help="prompt-completion: separator to strip from prompts.")] = None,
     stop: Annotated[str | None, typer.Option(help="prompt-completion: stop sequence to strip.")] = None,
     split: Annotated[float | None, typer.Option(help="Fraction to hold out as a validation file.")] = None,
-    validation_output: Annotated[Path | None, typer.Option(help="Where --split writes validation "
-                                                           "(default OUTPUT stem + .validation.jsonl).")] = None,
+    validation_output: Annotated[
+        Path | None, typer.Option(help="Where --split writes validation (default OUTPUT stem + .validation.jsonl).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for --shuffle and --split.")] = 0,
     shuffle: Annotated[bool, typer.Option(help="Shuffle the records.")] = False,
     dedup: Annotated[bool, typer.Option(help="Drop exact duplicate records.")] = False,
@@ -59,9 +64,18 @@ def convert(
     options = ConvertOptions(
         preset=preset.value if preset else None,
         input_format=input_format.value if input_format else None,
-        preset_options=PresetOptions(system=system, system_replace=_pairs(system_replace, "--system-replace"),
-                                     field_map=dict(_pairs(field_map, "--map")), separator=separator, stop=stop),
-        dedup=dedup, shuffle=shuffle, split=split, seed=seed, force=force,
+        preset_options=PresetOptions(
+            system=system,
+            system_replace=_pairs(system_replace, "--system-replace"),
+            field_map=dict(_pairs(field_map, "--map")),
+            separator=separator,
+            stop=stop,
+        ),
+        dedup=dedup,
+        shuffle=shuffle,
+        split=split,
+        seed=seed,
+        force=force,
     )
     if input_file == "-":
         text, inputs, name = sys.stdin.buffer.read().decode("utf-8", errors="strict"), [], "<stdin>"
@@ -69,8 +83,14 @@ def convert(
         text, inputs, name = read_text(Path(input_file)), [Path(input_file)], input_file
     if split is not None and validation_output is None:
         validation_output = output.with_name(f"{output.name.removesuffix('.jsonl')}.validation.jsonl")
-    result = convert_file(text, name=name, output=output, validation_output=validation_output if split else None,
-                          inputs=inputs, options=options)
+    result = convert_file(
+        text,
+        name=name,
+        output=output,
+        validation_output=validation_output if split else None,
+        inputs=inputs,
+        options=options,
+    )
     console = stderr()
     how = "detected" if result.detected else "preset"
     console.print(f"{how}: [bold]{result.preset}[/]", highlight=False)

@@ -18,8 +18,10 @@ def rules(
 ) -> None:
     """List the rule codes of `ftcli check` (use them with --select and --ignore)."""
     if as_json:
-        data = [{"code": r.code, "name": r.name, "severity": r.severity.value, "why": r.why, "status": r.status}
-                for r in RULES.values()]
+        data = [
+            {"code": r.code, "name": r.name, "severity": r.severity.value, "why": r.why, "status": r.status}
+            for r in RULES.values()
+        ]
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
     table = Table("code", "name", "default", "why", show_edge=False)

@@ -48,8 +48,10 @@ class Catalog:
                 return info
         # A dated snapshot we don't list: fall back to its family's entry when one alias is a prefix.
         for info in self.models.values():
-            if any(base.startswith(alias + "-") and base[len(alias) + 1 : len(alias) + 2].isdigit()
-                   for alias in info.aliases):
+            if any(
+                base.startswith(alias + "-") and base[len(alias) + 1 : len(alias) + 2].isdigit()
+                for alias in info.aliases
+            ):
                 return info
         return ModelInfo(
             name=base,

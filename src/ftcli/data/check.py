@@ -12,6 +12,7 @@ import os
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -45,6 +46,7 @@ class CheckOptions:
     ignore: tuple[str, ...] = ()
     near_duplicates: bool = True
     workers: int | None = None  # None: one per CPU
+    chunk_bytes: int = CHUNK_BYTES  # the unit of work a process takes at a time
     today: dt.date = field(default_factory=dt.date.today)
 
 
@@ -69,8 +71,9 @@ class FileScan:
             getattr(self, name).extend(getattr(other, name))
 
 
-def check_file(path: str | Path, *, validation: str | Path | None = None,
-               options: CheckOptions | None = None) -> Report:
+def check_file(
+    path: str | Path, *, validation: str | Path | None = None, options: CheckOptions | None = None
+) -> Report:
     options = options or CheckOptions()
     catalog = load_catalog()
     model = options.model or DEFAULT_MODEL
@@ -80,12 +83,16 @@ def check_file(path: str | Path, *, validation: str | Path | None = None,
     if method not in ("sft", "dpo"):
         raise DataError(f"unknown method {method!r}", hint="use sft or dpo")
     lint_options = LintOptions(
-        encoding=info.encoding, context_limit=info.training_context,
-        expected_kind="preference" if method == "dpo" else "chat", method_given=options.method is not None,
-        scan_pii=options.pii != "off", near_duplicates=options.near_duplicates,
+        encoding=info.encoding,
+        context_limit=info.training_context,
+        expected_kind="preference" if method == "dpo" else "chat",
+        method_given=options.method is not None,
+        scan_pii=options.pii != "off",
+        near_duplicates=options.near_duplicates,
     )
-    train = scan_file(train_path, lint_options, workers=options.workers)
-    val = scan_file(_readable(validation), lint_options, workers=options.workers) if validation else None
+    scan = partial(scan_file, options=lint_options, workers=options.workers, chunk_bytes=options.chunk_bytes)
+    train = scan(train_path)
+    val = scan(_readable(validation)) if validation else None
 
     findings = _file_level(train, val, info, method, options)
     diagnostics = _stamp(findings, options)
@@ -94,9 +101,14 @@ def check_file(path: str | Path, *, validation: str | Path | None = None,
     clipped = int(tokens.clip(max=limit).sum()) if limit else int(tokens.sum())
     largest = sorted(zip(train.tokens, train.lines, strict=True), reverse=True)[:10]
     return Report(
-        file=str(path), validation_file=str(validation) if validation else None,
-        model=model, encoding=info.encoding, context_limit=limit, method=method,
-        records=train.records, examples=len(train.tokens),
+        file=str(path),
+        validation_file=str(validation) if validation else None,
+        model=model,
+        encoding=info.encoding,
+        context_limit=limit,
+        method=method,
+        records=train.records,
+        examples=len(train.tokens),
         validation_examples=len(val.tokens) if val else 0,
         diagnostics=diagnostics,
         statistics=Statistics(
@@ -105,13 +117,20 @@ def check_file(path: str | Path, *, validation: str | Path | None = None,
             trained_tokens_per_example=Distribution.of(_numpy(train.trained)),
             over_limit=int((tokens > limit).sum()) if limit else 0,
         ),
-        estimate=estimate(model=info.name, tokens_per_epoch=clipped, n_examples=len(train.tokens),
-                          epochs=options.epochs, price=info.price_per_1m_training_tokens),
+        estimate=estimate(
+            model=info.name,
+            tokens_per_epoch=clipped,
+            n_examples=len(train.tokens),
+            epochs=options.epochs,
+            price=info.price_per_1m_training_tokens,
+        ),
         largest_examples=tuple((line, count) for count, line in largest),
     )
 
 
-def scan_file(path: Path, options: LintOptions, *, workers: int | None = None) -> FileScan:
+def scan_file(
+    path: Path, options: LintOptions, *, workers: int | None = None, chunk_bytes: int = CHUNK_BYTES
+) -> FileScan:
     scan = FileScan(path=str(path))
     if path.stat().st_size == 0 or not _has_content(path):
         scan.findings.append((None, Finding("FT006", "the file is empty")))
@@ -120,7 +139,7 @@ def scan_file(path: Path, options: LintOptions, *, workers: int | None = None) -
     if document is not None:
         scan.findings.append((1, document))
         return scan
-    chunks = list(plan_chunks(path))
+    chunks = list(plan_chunks(path, chunk_bytes))
     workers = min(workers or os.cpu_count() or 1, len(chunks))
     counter = TokenCounter(get_encoding(options.encoding))  # built before forking: workers share it
     if workers <= 1:
@@ -205,9 +224,10 @@ def _lint_chunk(path: Path, chunk: Chunk, options: LintOptions, counter: TokenCo
     return part
 
 
-def _file_level(train: FileScan, val: FileScan | None, info: ModelInfo, method: str,
-                options: CheckOptions) -> list[tuple[str, int | None, Finding]]:
-    train_findings = dataset.group_legacy(train.findings, train.records)
+def _file_level(
+    train: FileScan, val: FileScan | None, info: ModelInfo, method: str, options: CheckOptions
+) -> list[tuple[str, int | None, Finding]]:
+    train_findings = dataset.consistent_system(dataset.group_legacy(train.findings, train.records), len(train.tokens))
     out: list[tuple[str, int | None, Finding]] = [(train.path, line, f) for line, f in train_findings]
     out += [(train.path, line, f) for line, f in dataset.duplicates(train, near=options.near_duplicates)]
     if len(train.tokens) or not train_findings:
@@ -221,16 +241,23 @@ def _file_level(train: FileScan, val: FileScan | None, info: ModelInfo, method: 
 
 def _model_findings(info: ModelInfo, method: str, options: CheckOptions) -> Iterator[Finding]:
     if not info.known:
-        yield Finding("FT302", f"model {info.name!r} is not in ftcli's catalog: counted with {info.encoding}; "
-                      "context limit and price unknown")
+        yield Finding(
+            "FT302",
+            f"model {info.name!r} is not in ftcli's catalog: counted with {info.encoding}; "
+            "context limit and price unknown",
+        )
     elif method not in info.methods:
         yield Finding("FT303", f"{info.name} supports {', '.join(info.methods)}, not {method}")
     if info.shutdown_date is not None and options.model is not None:
         days = (info.shutdown_date - options.today).days
-        when = f"shut down on {info.shutdown_date}" if days <= 0 else \
-            f"stops serving on {info.shutdown_date} ({days} days)"
-        yield Finding("FT304", f"{info.name} {when}",
-                      fix=Fix("train on another backend: `ftcli train --backend local`"))
+        when = (
+            f"shut down on {info.shutdown_date}"
+            if days <= 0
+            else f"stops serving on {info.shutdown_date} ({days} days)"
+        )
+        yield Finding(
+            "FT304", f"{info.name} {when}", fix=Fix("train on another backend: `ftcli train --backend local`")
+        )
 
 
 def _stamp(findings: list[tuple[str, int | None, Finding]], options: CheckOptions) -> list[Diagnostic]:
@@ -243,8 +270,18 @@ def _stamp(findings: list[tuple[str, int | None, Finding]], options: CheckOption
         severity = RULES[finding.code].severity
         if options.pii == "error" and finding.code.startswith(PII_PREFIX):
             severity = Severity.ERROR
-        diagnostics.append(Diagnostic(code=finding.code, severity=severity, line=line, path=finding.path,
-                                      message=finding.message, column=finding.column, fix=finding.fix, file=file))
+        diagnostics.append(
+            Diagnostic(
+                code=finding.code,
+                severity=severity,
+                line=line,
+                path=finding.path,
+                message=finding.message,
+                column=finding.column,
+                fix=finding.fix,
+                file=file,
+            )
+        )
     files = list(dict.fromkeys(file for file, _, _ in findings))
     diagnostics.sort(key=lambda d: (files.index(d.file), d.line or 0, d.column or 0, d.code))
     return diagnostics
@@ -309,13 +346,14 @@ def _json_document(path: Path) -> Finding | None:
     except ValueError:
         return None
     shape = f"a JSON array of {len(document)} records" if isinstance(document, list) else "one JSON document"
-    return Finding("FT004", f"the file is {shape} spread over lines, not JSONL (one record per line)",
-                   fix=Fix(f"ftcli convert {path} -o {path.stem}.converted.jsonl", Applicability.SAFE))
+    return Finding(
+        "FT004",
+        f"the file is {shape} spread over lines, not JSONL (one record per line)",
+        fix=Fix(f"ftcli convert {path} -o {path.stem}.converted.jsonl", Applicability.SAFE),
+    )
 
 
 def _numpy(values: array[int]) -> npt.NDArray[np.int64]:
     import numpy as np
 
     return np.frombuffer(values, dtype=np.int64) if len(values) else np.zeros(0, dtype=np.int64)
-
-

@@ -33,7 +33,7 @@ class Finding:
     code: str
     message: str
     path: str | None = None
-    column: int | None = None
+    column: int | None = None  # 1-based column in the line (bytes/JSON rules); text rules give a path instead
     fix: Fix | None = None
 
 

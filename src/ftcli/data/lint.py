@@ -38,10 +38,15 @@ class LineResult:
 def lint_line(raw: bytes, line_no: int, options: LintOptions, counter: TokenCounter) -> LineResult:
     findings: list[Finding] = []
     if line_no == 1 and raw.startswith(BOM):
-        findings.append(Finding("FT003", "file starts with a UTF-8 byte-order mark", column=1,
-                                fix=Fix("save the file as UTF-8 without BOM, or run `ftcli convert`",
-                                        Applicability.SAFE)))
-        raw = raw[len(BOM):]
+        findings.append(
+            Finding(
+                "FT003",
+                "file starts with a UTF-8 byte-order mark",
+                column=1,
+                fix=Fix("save the file as UTF-8 without BOM, or run `ftcli convert`", Applicability.SAFE),
+            )
+        )
+        raw = raw[len(BOM) :]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -67,22 +72,29 @@ def _lint_record(
     kind = record_kind(record)
     findings.extend(check_record(record, kind))
     if kind in ("chat", "preference") and kind != options.expected_kind:
-        findings.append(Finding(
-            "FT104" if options.method_given else "FT103",
-            f"{_FORMAT_NAMES[kind]} record in a file of {_FORMAT_NAMES[options.expected_kind]} records"))
+        findings.append(
+            Finding(
+                "FT104" if options.method_given else "FT103",
+                f"{_FORMAT_NAMES[kind]} record in a file of {_FORMAT_NAMES[options.expected_kind]} records",
+            )
+        )
         return LineResult(findings)
     if kind not in ("chat", "preference"):
         return LineResult(findings)
     tokens = counter.chat(record) if kind == "chat" else counter.preference(record)
     if options.context_limit is not None and tokens.total > options.context_limit:
-        findings.append(Finding(
-            "FT301", f"{tokens.total:,} tokens; the model trains on at most {options.context_limit:,} per example "
-            "(the rest is cut off)", fix=Fix("shorten or split the example")))
+        findings.append(
+            Finding(
+                "FT301",
+                f"{tokens.total:,} tokens; the model trains on at most {options.context_limit:,} per example "
+                "(the rest is cut off)",
+                fix=Fix("shorten or split the example"),
+            )
+        )
     texts = iter_texts(record)
     for path, value in texts:
         for token in counter.special_tokens_in(value):
-            findings.append(Finding("FT310", f"special token {token} in text", path=path,
-                                    column=value.find(token) + 1))
+            findings.append(Finding("FT310", f"special token {token} in text", path=path))
         if options.scan_pii:
             findings.extend(scan_text(value, path))
     near = _near_hash(texts) if options.near_duplicates else 0

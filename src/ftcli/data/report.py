@@ -55,8 +55,14 @@ class Distribution:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "count": self.count, "total": self.total, "min": self.min, "max": self.max, "mean": self.mean,
-            "median": self.median, "p5": self.p5, "p95": self.p95,
+            "count": self.count,
+            "total": self.total,
+            "min": self.min,
+            "max": self.max,
+            "mean": self.mean,
+            "median": self.median,
+            "p5": self.p5,
+            "p95": self.p95,
             "histogram": [{"low": lo, "high": hi, "count": n} for lo, hi, n in self.histogram],
         }
 

@@ -93,20 +93,21 @@ class TokenCounter:
             elif key in ("role", "name", "tool_call_id", "refusal") and isinstance(value, str):
                 total += self.count(value) + (TOKENS_PER_NAME if key == "name" else 0)
             elif key == "tool_calls" and isinstance(value, list):
-                body += sum(self._call(c.get("function")) + TOKENS_PER_TOOL_CALL for c in value
-                            if isinstance(c, dict))
+                body += sum(self._call(c.get("function")) + TOKENS_PER_TOOL_CALL for c in value if isinstance(c, dict))
             elif key == "function_call":
                 body += self._call(value)
         trained_role = message.get("role") == "assistant" and message.get("weight", 1) != 0
-        return ExampleTokens(total=total + body, trained=body if trained_role or force_trained else 0,
-                             messages=1)
+        return ExampleTokens(total=total + body, trained=body if trained_role or force_trained else 0, messages=1)
 
     def _content(self, content: Any) -> int:
         if isinstance(content, str):
             return self.count(content)
         if isinstance(content, list):
-            return sum(self.count(part["text"]) for part in content
-                       if isinstance(part, dict) and isinstance(part.get("text"), str))
+            return sum(
+                self.count(part["text"])
+                for part in content
+                if isinstance(part, dict) and isinstance(part.get("text"), str)
+            )
         return 0
 
     def _call(self, function: Any) -> int:

@@ -39,8 +39,10 @@ def render_diagnostic(d: Diagnostic) -> Text:
 
 def _summary(report: Report) -> Text:
     limit = f"{report.context_limit:,}" if report.context_limit else "unknown"
-    line = (f"{report.file}: {report.examples:,} examples ({report.method}), model {report.model} "
-            f"({report.encoding}, context {limit})")
+    line = (
+        f"{report.file}: {report.examples:,} examples ({report.method}), model {report.model} "
+        f"({report.encoding}, context {limit})"
+    )
     if report.validation_file:
         line += f"; validation {report.validation_file}: {report.validation_examples:,} examples"
     return Text(line, style="bold")
@@ -51,10 +53,14 @@ def _stats_table(report: Report) -> Table:
     for header in ("", "min", "p5", "median", "mean", "p95", "max", "total"):
         table.add_column(header, justify="right" if header else "left")
     stats = report.statistics
-    for name, dist in (("messages", stats.messages_per_example), ("tokens", stats.tokens_per_example),
-                       ("trained tokens", stats.trained_tokens_per_example)):
-        table.add_row(name, *(_num(v) for v in (dist.min, dist.p5, dist.median, dist.mean, dist.p95,
-                                                   dist.max, dist.total)))
+    for name, dist in (
+        ("messages", stats.messages_per_example),
+        ("tokens", stats.tokens_per_example),
+        ("trained tokens", stats.trained_tokens_per_example),
+    ):
+        table.add_row(
+            name, *(_num(v) for v in (dist.min, dist.p5, dist.median, dist.mean, dist.p95, dist.max, dist.total))
+        )
     return table
 
 
@@ -83,8 +89,10 @@ def _estimate(report: Report) -> Text:
     if over:
         text.append(f"{over:,} examples exceed the context limit and will be truncated.\n", style="yellow")
     cost = f"${est.cost_usd:,.2f}" if est.cost_usd is not None else "unknown (no confirmed price for this model)"
-    text.append(f"Training: {est.epochs} epochs ({est.epochs_source}) × {est.tokens_per_epoch:,} tokens = "
-                f"{est.billed_tokens:,} billed tokens; estimated cost {cost}")
+    text.append(
+        f"Training: {est.epochs} epochs ({est.epochs_source}) × {est.tokens_per_epoch:,} tokens = "
+        f"{est.billed_tokens:,} billed tokens; estimated cost {cost}"
+    )
     return text
 
 
@@ -92,8 +100,7 @@ def _verdict(report: Report) -> Text:
     errors, warnings = report.errors, report.warnings
     style = "bold red" if errors else ("yellow" if warnings else "bold green")
     word = "FAILED" if errors else "ok"
-    return Text(f"{word}: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}",
-                style=style)
+    return Text(f"{word}: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}", style=style)
 
 
 def _num(value: float) -> str:

@@ -73,14 +73,22 @@ def convert_text(text: str, *, name: str, options: ConvertOptions) -> tuple[list
                 continue
             seen.add(digest)
         lines.append(line)
-    result = ConvertResult(preset=preset, detected=options.preset is None, records=len(sources),
-                           written=len(lines), validation_written=0, duplicates_dropped=duplicates,
-                           skipped=skipped, outputs=[])
+    result = ConvertResult(
+        preset=preset,
+        detected=options.preset is None,
+        records=len(sources),
+        written=len(lines),
+        validation_written=0,
+        duplicates_dropped=duplicates,
+        skipped=skipped,
+        outputs=[],
+    )
     return lines, result
 
 
-def convert_file(text: str, *, name: str, output: Path, validation_output: Path | None,
-                 inputs: list[Path], options: ConvertOptions) -> ConvertResult:
+def convert_file(
+    text: str, *, name: str, output: Path, validation_output: Path | None, inputs: list[Path], options: ConvertOptions
+) -> ConvertResult:
     targets = [output] + ([validation_output] if validation_output else [])
     for target in targets:
         ensure_writable(target, inputs=inputs, force=options.force)
@@ -92,9 +100,14 @@ def convert_file(text: str, *, name: str, output: Path, validation_output: Path 
     if validation_output is not None:
         write_atomic(validation_output, validation)
     return ConvertResult(
-        preset=result.preset, detected=result.detected, records=result.records, written=len(train),
-        validation_written=len(validation), duplicates_dropped=result.duplicates_dropped,
-        skipped=result.skipped, outputs=[str(t) for t in targets],
+        preset=result.preset,
+        detected=result.detected,
+        records=result.records,
+        written=len(train),
+        validation_written=len(validation),
+        duplicates_dropped=result.duplicates_dropped,
+        skipped=result.skipped,
+        outputs=[str(t) for t in targets],
     )
 
 
@@ -132,8 +145,10 @@ def _detect(sources: list[SourceRecord], options: PresetOptions) -> str:
             preset = detect(source.value, options)
             if preset:
                 return preset
-            raise DataError(f"cannot tell the format of {source.location}: keys {_keys(source.value)}",
-                            hint="name it with --preset, or map fields: --map user=FIELD --map assistant=FIELD")
+            raise DataError(
+                f"cannot tell the format of {source.location}: keys {_keys(source.value)}",
+                hint="name it with --preset, or map fields: --map user=FIELD --map assistant=FIELD",
+            )
     raise DataError("no readable record to detect the format from")
 
 

@@ -97,9 +97,17 @@ def alpaca(record: Any, options: PresetOptions) -> Record:
     return _chat({"messages": messages})
 
 
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                   "system": "system", "function_call": "function_call", "observation": "tool",
-                   "function": "tool", "tool": "tool"}
+_SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+    "function_call": "function_call",
+    "observation": "tool",
+    "function": "tool",
+    "tool": "tool",
+}
 
 
 def sharegpt(record: Any, options: PresetOptions) -> Record:
@@ -168,8 +176,9 @@ def _tools(raw: Any) -> list[Record]:
     for index, tool in enumerate(raw):
         if not isinstance(tool, dict):
             raise ConversionError("must be an object", f"tools[{index}]")
-        tools.append(tool if tool.get("type") == "function" and "function" in tool
-                     else {"type": "function", "function": tool})
+        tools.append(
+            tool if tool.get("type") == "function" and "function" in tool else {"type": "function", "function": tool}
+        )
     return tools
 
 
@@ -224,12 +233,17 @@ def mapped(record: Any, options: PresetOptions) -> Record:
 
 
 PRESETS: dict[str, Preset] = {
-    "chatlaw": chatlaw, "alpaca": alpaca, "sharegpt": sharegpt, "prompt-completion": prompt_completion,
-    "openai": openai, "map": mapped,
+    "chatlaw": chatlaw,
+    "alpaca": alpaca,
+    "sharegpt": sharegpt,
+    "prompt-completion": prompt_completion,
+    "openai": openai,
+    "map": mapped,
 }
 
 
 # -- helpers --------------------------------------------------------------------------------------------
+
 
 def _msg(role: str, content: str) -> Record:
     return {"role": role, "content": content}

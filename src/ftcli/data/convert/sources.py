@@ -49,8 +49,9 @@ def read_text(path: Path) -> str:
         raise DataError(f"{path}: is a directory, not a file") from None
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}: invalid UTF-8 at line {line} (byte {exc.start})",
-                        hint="re-save the file as UTF-8") from None
+        raise DataError(
+            f"{path}: invalid UTF-8 at line {line} (byte {exc.start})", hint="re-save the file as UTF-8"
+        ) from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
 

@@ -17,11 +17,13 @@ def ensure_writable(output: Path, *, inputs: Iterable[Path], force: bool) -> Non
     """Refuse to overwrite an input (ever) or an existing output (without force)."""
     for source in inputs:
         if source.exists() and output.exists() and os.path.samefile(source, output):
-            raise DataError(f"{output} is the input file; ftcli never overwrites its input",
-                            hint="choose another output path")
+            raise DataError(
+                f"{output} is the input file; ftcli never overwrites its input", hint="choose another output path"
+            )
         if output.resolve() == source.resolve():
-            raise DataError(f"{output} is the input file; ftcli never overwrites its input",
-                            hint="choose another output path")
+            raise DataError(
+                f"{output} is the input file; ftcli never overwrites its input", hint="choose another output path"
+            )
     if output.exists() and not force:
         raise DataError(f"{output} already exists", hint="pass --force to replace it")
     if output.exists() and output.is_dir():

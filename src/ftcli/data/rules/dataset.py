@@ -19,9 +19,12 @@ MIN_EXAMPLES = 10
 
 def too_few(examples: int) -> Iterator[Finding]:
     if examples < MIN_EXAMPLES:
-        yield Finding("FT401", f"{examples} example{'s' if examples != 1 else ''}; OpenAI requires at least "
-                      f"{MIN_EXAMPLES} (50 to 100 well-chosen ones usually help)",
-                      fix=Fix("add examples"))
+        yield Finding(
+            "FT401",
+            f"{examples} example{'s' if examples != 1 else ''}; OpenAI requires at least "
+            f"{MIN_EXAMPLES} (50 to 100 well-chosen ones usually help)",
+            fix=Fix("add examples"),
+        )
 
 
 def group_legacy(findings: list[tuple[int | None, Finding]], records: int) -> list[tuple[int | None, Finding]]:
@@ -30,23 +33,40 @@ def group_legacy(findings: list[tuple[int | None, Finding]], records: int) -> li
     if len(legacy) < 2:
         return findings
     first = next(f for _, f in findings if f.code == "FT102")
-    grouped = Finding("FT102", f"{len(legacy)} of {records} records are legacy prompt/completion, which current "
-                      "chat models do not accept", fix=first.fix)
+    grouped = Finding(
+        "FT102",
+        f"{len(legacy)} of {records} records are legacy prompt/completion, which current chat models do not accept",
+        fix=first.fix,
+    )
     kept = [(line, f) for line, f in findings if f.code != "FT102"]
     kept.append((legacy[0], grouped))
     return kept
 
 
+def consistent_system(findings: list[tuple[int | None, Finding]], examples: int) -> list[tuple[int | None, Finding]]:
+    """FT230 flags examples that lack the system message the others have; a file with none at all is a choice."""
+    missing = sum(1 for _, f in findings if f.code == "FT230")
+    if examples and missing >= examples:
+        return [(line, f) for line, f in findings if f.code != "FT230"]
+    return findings
+
+
 def duplicates(scan: FileScan, *, near: bool) -> list[tuple[int, Finding]]:
     exact = list(_repeats(scan.exact, scan.lines))
-    found = [(line, Finding("FT402", f"exact duplicate of line {first}",
-                            fix=Fix("ftcli convert --dedup", Applicability.SAFE)))
-             for line, first in exact]
+    found = [
+        (
+            line,
+            Finding("FT402", f"exact duplicate of line {first}", fix=Fix("ftcli convert --dedup", Applicability.SAFE)),
+        )
+        for line, first in exact
+    ]
     if near:
         exact_lines = {line for line, _ in exact}
-        found += [(line, Finding("FT403", f"near-duplicate of line {first} (differs only in case, spacing or "
-                                 "punctuation)"))
-                  for line, first in _repeats(scan.near, scan.lines) if line not in exact_lines]
+        found += [
+            (line, Finding("FT403", f"near-duplicate of line {first} (differs only in case, spacing or punctuation)"))
+            for line, first in _repeats(scan.near, scan.lines)
+            if line not in exact_lines
+        ]
     return found
 
 
@@ -61,9 +81,17 @@ def overlap(train: FileScan, val: FileScan) -> list[tuple[int, Finding]]:
     sorted_hashes = train_hashes[order]
     positions = np.searchsorted(sorted_hashes, val_hashes).clip(max=len(sorted_hashes) - 1)
     hits = np.nonzero(sorted_hashes[positions] == val_hashes)[0]
-    return [(val.lines[i], Finding("FT404", f"also in the training file (line {train.lines[order[positions[i]]]})",
-                                   fix=Fix("ftcli convert --split keeps the two apart")))
-            for i in hits.tolist()]
+    return [
+        (
+            val.lines[i],
+            Finding(
+                "FT404",
+                f"also in the training file (line {train.lines[order[positions[i]]]})",
+                fix=Fix("ftcli convert --split keeps the two apart"),
+            ),
+        )
+        for i in hits.tolist()
+    ]
 
 
 def _repeats(hashes: object, lines: object) -> Iterator[tuple[int, int]]:
@@ -79,7 +107,8 @@ def _repeats(hashes: object, lines: object) -> Iterator[tuple[int, int]]:
     repeat = np.nonzero(sorted_values[1:] == sorted_values[:-1])[0] + 1
     if repeat.size == 0:
         return
-    group_start = np.maximum.accumulate(np.where(np.r_[True, sorted_values[1:] != sorted_values[:-1]],
-                                                 np.arange(values.size), 0))
+    group_start = np.maximum.accumulate(
+        np.where(np.r_[True, sorted_values[1:] != sorted_values[:-1]], np.arange(values.size), 0)
+    )
     pairs = sorted((int(line_numbers[order[i]]), int(line_numbers[order[group_start[i]]])) for i in repeat)
     yield from pairs

@@ -27,6 +27,8 @@ _DIGITS = re.compile(r"(?<![\d.])(?:\+?86[- ]?)?(\d{17}[\dXx]|\d{11,19})(?![\d])
 _GROUPED_CARD = re.compile(r"(?<!\d)\d{4}(?:[ -]\d{4}){2}[ -]\d{1,7}(?!\d)")
 _PHONE = re.compile(r"(?<![A-Za-z0-9+])(?:\+\d{1,3}[ .-]?)?\(?\d{2,4}\)?[ .-]\d{3,4}[ .-]\d{3,4}(?![A-Za-z0-9-])")
 _CN_MOBILE = re.compile(r"1[3-9]\d{9}")
+_RESERVED_DOMAINS = frozenset({"example.com", "example.org", "example.net", "localhost"})
+_RESERVED_SUFFIXES = (".example", ".test", ".invalid", ".localhost", ".example.com", ".example.org", ".example.net")
 _CARD_PREFIX = re.compile(r"4|5[1-5]|2[2-7]|3[4-8]|6")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
@@ -37,17 +39,23 @@ def scan_text(text: str, path: str) -> Iterator[Finding]:
     """Findings for one string. Cheap guards skip the regexes for text that cannot match."""
     if "@" in text:
         for match in _EMAIL.finditer(text):
-            yield Finding("FT501", f"e-mail address {mask(match.group())}", path=path, column=match.start() + 1,
-                          fix=_HINT)
+            if _reserved_domain(match.group()):
+                continue
+            yield Finding("FT501", f"e-mail address {mask(match.group())}", path=path, fix=_HINT)
     if "-----BEGIN" in text:
-        for match in _PRIVATE_KEY.finditer(text):
-            yield Finding("FT507", "private key block", path=path, column=match.start() + 1, fix=_HINT)
+        for _match in _PRIVATE_KEY.finditer(text):
+            yield Finding("FT507", "private key block", path=path, fix=_HINT)
     if "sk-" in text or "AKIA" in text or "gh" in text or "xox" in text or "AIza" in text:
         for match in _API_KEY.finditer(text):
-            yield Finding("FT506", f"API key {mask(match.group())}", path=path, column=match.start() + 1,
-                          fix=_HINT)
+            yield Finding("FT506", f"API key {mask(match.group())}", path=path, fix=_HINT)
     if _has_long_digit_run(text):
         yield from _scan_numbers(text, path)
+
+
+def _reserved_domain(address: str) -> bool:
+    """RFC 2606 names (example.com, *.test, …) are documentation, not anybody's address."""
+    domain = address.rsplit("@", 1)[1].lower()
+    return domain in _RESERVED_DOMAINS or domain.endswith(_RESERVED_SUFFIXES)
 
 
 def _has_long_digit_run(text: str) -> bool:
@@ -59,7 +67,7 @@ def _scan_numbers(text: str, path: str) -> Iterator[Finding]:
     taken: list[tuple[int, int]] = []
     for match in _DIGITS.finditer(text):
         digits = match.group(1)
-        finding = _classify_digits(digits, path, match.start(1))
+        finding = _classify_digits(digits, path)
         if finding:
             taken.append(match.span())
             yield finding
@@ -67,21 +75,19 @@ def _scan_numbers(text: str, path: str) -> Iterator[Finding]:
         digits = re.sub(r"\D", "", match.group())
         if card_number_plausible(digits) and not _overlaps(match.span(), taken):
             taken.append(match.span())
-            yield Finding("FT505", f"card number {mask(digits)}", path=path, column=match.start() + 1, fix=_HINT)
+            yield Finding("FT505", f"card number {mask(digits)}", path=path, fix=_HINT)
     for match in _PHONE.finditer(text):
         if not _overlaps(match.span(), taken) and sum(c.isdigit() for c in match.group()) >= 9:
-            yield Finding("FT502", f"phone number {mask(match.group())}", path=path, column=match.start() + 1,
-                          fix=_HINT)
+            yield Finding("FT502", f"phone number {mask(match.group())}", path=path, fix=_HINT)
 
 
-def _classify_digits(digits: str, path: str, start: int) -> Finding | None:
-    column = start + 1
+def _classify_digits(digits: str, path: str) -> Finding | None:
     if len(digits) == 18 and resident_id_valid(digits):
-        return Finding("FT504", f"Chinese resident ID number {mask(digits)}", path=path, column=column, fix=_HINT)
+        return Finding("FT504", f"Chinese resident ID number {mask(digits)}", path=path, fix=_HINT)
     if len(digits) == 11 and _CN_MOBILE.fullmatch(digits):
-        return Finding("FT503", f"Chinese mobile number {mask(digits)}", path=path, column=column, fix=_HINT)
+        return Finding("FT503", f"Chinese mobile number {mask(digits)}", path=path, fix=_HINT)
     if digits.isdigit() and card_number_plausible(digits):
-        return Finding("FT505", f"card number {mask(digits)}", path=path, column=column, fix=_HINT)
+        return Finding("FT505", f"card number {mask(digits)}", path=path, fix=_HINT)
     return None
 
 

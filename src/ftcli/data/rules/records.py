@@ -49,13 +49,19 @@ def check_record(record: dict[str, Any], kind: RecordKind) -> Iterator[Finding]:
     elif kind == "preference":
         yield from check_preference(record)
     elif kind == "legacy":
-        yield Finding("FT102", "prompt/completion records are not accepted by current chat models",
-                      fix=Fix("ftcli convert FILE --preset prompt-completion -o chat.jsonl",
-                              Applicability.SAFE))
+        yield Finding(
+            "FT102",
+            "prompt/completion records are not accepted by current chat models",
+            fix=Fix("ftcli convert FILE --preset prompt-completion -o chat.jsonl", Applicability.SAFE),
+        )
     else:
         keys = ", ".join(sorted(record)[:5]) or "none"
-        yield Finding("FT110", f"record has no 'messages' (keys: {keys})", path="messages",
-                      fix=Fix("convert raw records with `ftcli convert --map user=FIELD --map assistant=FIELD`"))
+        yield Finding(
+            "FT110",
+            f"record has no 'messages' (keys: {keys})",
+            path="messages",
+            fix=Fix("convert raw records with `ftcli convert --map user=FIELD --map assistant=FIELD`"),
+        )
 
 
 def check_chat(record: dict[str, Any], prefix: str) -> Iterator[Finding]:
@@ -69,10 +75,12 @@ def check_chat(record: dict[str, Any], prefix: str) -> Iterator[Finding]:
         yield Finding("FT111", "'messages' is empty", path=path)
         return
     yield from _check_tools(record, prefix)
-    yield from check_messages(messages, path, require_assistant=not prefix)
+    yield from check_messages(messages, path, conversation=not prefix)
 
 
-def check_messages(messages: list[Any], path: str, *, require_assistant: bool) -> Iterator[Finding]:
+def check_messages(messages: list[Any], path: str, *, conversation: bool = True) -> Iterator[Finding]:
+    """`conversation`: a whole example (needs an assistant turn, should have system and user messages);
+    False for a DPO prompt or output, which hold only part of one."""
     roles: list[str] = []
     images = 0
     open_calls: dict[str, int] = {}  # tool_call id -> index of the assistant message that made it
@@ -84,11 +92,10 @@ def check_messages(messages: list[Any], path: str, *, require_assistant: bool) -
         role = message.get("role")
         if not isinstance(role, str) or role not in ROLES:
             shown = "missing" if role is None else repr(role)
-            yield Finding("FT201", f"role is {shown}; expected one of {', '.join(sorted(ROLES))}",
-                          path=f"{mpath}.role")
+            yield Finding("FT201", f"role is {shown}; expected one of {', '.join(sorted(ROLES))}", path=f"{mpath}.role")
             continue
         roles.append(role)
-        yield from _unknown_keys(message, MESSAGE_KEYS[role], f"{mpath}.")
+        yield from _unknown_keys(message, MESSAGE_KEYS[role] | {"weight"}, f"{mpath}.")  # FT206 owns weight
         has_call = role == "assistant" and ("tool_calls" in message or "function_call" in message)
         yield from _check_content(message, role, mpath, optional=has_call or "refusal" in message)
         images += _count_images(message.get("content"))
@@ -104,21 +111,29 @@ def check_messages(messages: list[Any], path: str, *, require_assistant: bool) -
             call_id = message.get("tool_call_id")
             if not isinstance(call_id, str) or call_id not in open_calls:
                 shown = "missing" if call_id is None else repr(call_id)
-                yield Finding("FT211", f"tool reply's tool_call_id is {shown}: no earlier tool call has it",
-                              path=f"{mpath}.tool_call_id")
+                yield Finding(
+                    "FT211",
+                    f"tool reply's tool_call_id is {shown}: no earlier tool call has it",
+                    path=f"{mpath}.tool_call_id",
+                )
             else:
                 del open_calls[call_id]
     for call_id, index in open_calls.items():
         if index < len(messages) - 1:
-            yield Finding("FT212", f"tool call {call_id!r} gets no tool reply before the next messages",
-                          path=f"{path}[{index}].tool_calls")
+            yield Finding(
+                "FT212",
+                f"tool call {call_id!r} gets no tool reply before the next messages",
+                path=f"{path}[{index}].tool_calls",
+            )
     if images > MAX_IMAGES_PER_EXAMPLE:
         yield Finding("FT221", f"{images} images; at most {MAX_IMAGES_PER_EXAMPLE} per example", path=path)
-    if require_assistant and "assistant" not in roles and roles:
+    if not roles or path.endswith("_output"):
+        return
+    if conversation and "assistant" not in roles:
         yield Finding("FT204", "no message has role 'assistant'", path=path)
-    if roles and not ({"system", "developer"} & set(roles)):
+    if not {"system", "developer"} & set(roles):
         yield Finding("FT230", "no system message", path=path)
-    if roles and "user" not in roles:
+    if "user" not in roles:
         yield Finding("FT231", "no user message", path=path)
 
 
@@ -138,7 +153,7 @@ def check_preference(record: dict[str, Any]) -> Iterator[Finding]:
         if output[0].get("role") != "assistant":
             yield Finding("FT131", f"'{key}' must hold an assistant message", path=f"{key}[0].role")
             continue
-        yield from check_messages(output, key, require_assistant=False)
+        yield from check_messages(output, key, conversation=False)
 
 
 def _check_content(message: dict[str, Any], role: str, mpath: str, *, optional: bool) -> Iterator[Finding]:
@@ -161,8 +176,9 @@ def _check_content(message: dict[str, Any], role: str, mpath: str, *, optional: 
                 yield Finding("FT203", "text part needs a string 'text'", path=f"{ppath}.text")
         elif kind == "image_url":
             if role != "user":
-                yield Finding("FT220", f"image in a {role} message; images are allowed in user messages only",
-                              path=ppath)
+                yield Finding(
+                    "FT220", f"image in a {role} message; images are allowed in user messages only", path=ppath
+                )
             yield from _check_image(part.get("image_url"), f"{ppath}.image_url")
         else:
             yield Finding("FT203", f"content part must have type 'text' or 'image_url', got {kind!r}", path=ppath)
@@ -194,9 +210,7 @@ def _check_weight(weight: Any, role: str, path: str) -> Iterator[Finding]:
         yield Finding("FT206", f"'weight' must be 0 or 1, got {weight!r}", path=path)
 
 
-def _check_tool_calls(
-    message: dict[str, Any], mpath: str, index: int, open_calls: dict[str, int]
-) -> Iterator[Finding]:
+def _check_tool_calls(message: dict[str, Any], mpath: str, index: int, open_calls: dict[str, int]) -> Iterator[Finding]:
     if "tool_calls" in message:
         calls = message["tool_calls"]
         if not isinstance(calls, list) or not calls:
@@ -211,10 +225,12 @@ def _check_tool_calls(
                 open_calls[call["id"]] = index
     if "function_call" in message:
         call = message["function_call"]
-        if not (isinstance(call, dict) and isinstance(call.get("name"), str)
-                and isinstance(call.get("arguments"), str)):
-            yield Finding("FT213", "'function_call' needs a string 'name' and string 'arguments'",
-                          path=f"{mpath}.function_call")
+        if not (
+            isinstance(call, dict) and isinstance(call.get("name"), str) and isinstance(call.get("arguments"), str)
+        ):
+            yield Finding(
+                "FT213", "'function_call' needs a string 'name' and string 'arguments'", path=f"{mpath}.function_call"
+            )
 
 
 def _tool_call_problem(call: Any) -> tuple[str, str] | None:
@@ -246,8 +262,9 @@ def _check_tools(record: dict[str, Any], prefix: str) -> Iterator[Finding]:
             for index, tool in enumerate(tools):
                 function = tool.get("function") if isinstance(tool, dict) else None
                 if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-                    yield Finding("FT120", "tool needs type 'function' and a function with a name",
-                                  path=f"{prefix}tools[{index}]")
+                    yield Finding(
+                        "FT120", "tool needs type 'function' and a function with a name", path=f"{prefix}tools[{index}]"
+                    )
     if "parallel_tool_calls" in record and not isinstance(record["parallel_tool_calls"], bool):
         yield Finding("FT121", "'parallel_tool_calls' must be true or false", path=f"{prefix}parallel_tool_calls")
 
@@ -260,5 +277,12 @@ def _unknown_keys(obj: dict[str, Any], allowed: frozenset[str], prefix: str) -> 
 
 
 def _type(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "null",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ftcli.data.diagnostics import Severity
 
-E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO
+E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,17 +32,27 @@ RULES: dict[str, Rule] = _table(
     # FT0xx: bytes and JSON
     Rule("FT001", "invalid-utf8", E, "OpenAI reads training files as UTF-8; other bytes are rejected."),
     Rule("FT002", "invalid-json", E, "Each line of a JSONL file must be one complete JSON value."),
-    Rule("FT003", "byte-order-mark", E, "A UTF-8 BOM before the first record makes line 1 invalid JSON for "
-         "strict parsers, including the fine-tuning upload validator."),
-    Rule("FT004", "not-jsonl", E, "The file is one JSON document (pretty-printed or an array), not one record "
-         "per line."),
+    Rule(
+        "FT003",
+        "byte-order-mark",
+        E,
+        "A UTF-8 BOM before the first record makes line 1 invalid JSON for "
+        "strict parsers, including the fine-tuning upload validator.",
+    ),
+    Rule(
+        "FT004", "not-jsonl", E, "The file is one JSON document (pretty-printed or an array), not one record per line."
+    ),
     Rule("FT005", "blank-line", W, "Blank lines are not records; some validators reject them."),
     Rule("FT006", "empty-file", E, "An empty file has no training examples."),
     # FT1xx: record schema
     Rule("FT100", "record-not-object", E, "Each line must be a JSON object."),
     Rule("FT101", "unknown-key", W, "Keys the format does not define are ignored or rejected by the backend."),
-    Rule("FT102", "legacy-prompt-completion", E, "prompt/completion records were for retired models; "
-         "current chat models need `messages`."),
+    Rule(
+        "FT102",
+        "legacy-prompt-completion",
+        E,
+        "prompt/completion records were for retired models; current chat models need `messages`.",
+    ),
     Rule("FT103", "mixed-formats", E, "All records in a file must use one format (chat or preference)."),
     Rule("FT104", "wrong-method-format", E, "The record format does not match the training method."),
     Rule("FT110", "missing-messages", E, "A chat example needs a `messages` list."),
@@ -50,50 +60,86 @@ RULES: dict[str, Rule] = _table(
     Rule("FT120", "invalid-tools", E, "`tools` must be a list of function definitions with a name."),
     Rule("FT121", "invalid-parallel-tool-calls", E, "`parallel_tool_calls` must be true or false."),
     Rule("FT130", "invalid-preference-input", E, "A DPO record needs `input` with a `messages` list."),
-    Rule("FT131", "invalid-preference-output", E, "`preferred_output` and `non_preferred_output` must each be "
-         "a list with one assistant message."),
+    Rule(
+        "FT131",
+        "invalid-preference-output",
+        E,
+        "`preferred_output` and `non_preferred_output` must each be a list with one assistant message.",
+    ),
     # FT2xx: messages and roles
     Rule("FT200", "message-not-object", E, "Each message must be a JSON object."),
     Rule("FT201", "invalid-role", E, "Roles are system, developer, user, assistant, tool (and legacy function)."),
-    Rule("FT202", "missing-content", E, "Every message needs content, except an assistant message that calls a "
-         "tool or function."),
+    Rule(
+        "FT202",
+        "missing-content",
+        E,
+        "Every message needs content, except an assistant message that calls a tool or function.",
+    ),
     Rule("FT203", "invalid-content", E, "Content is a string or a list of content parts."),
-    Rule("FT204", "no-assistant-message", E, "An example without an assistant turn teaches nothing, and OpenAI "
-         "rejects the whole file."),
+    Rule(
+        "FT204",
+        "no-assistant-message",
+        E,
+        "An example without an assistant turn teaches nothing, and OpenAI rejects the whole file.",
+    ),
     Rule("FT205", "unknown-message-key", W, "Message keys the format does not define are rejected or ignored."),
     Rule("FT206", "invalid-weight", E, "`weight` is 0 or 1 and only on assistant messages."),
     Rule("FT207", "invalid-name", E, "`name` must be a non-empty string."),
-    Rule("FT210", "invalid-tool-call", E, "A tool call needs an id, type \"function\", a function name and JSON "
-         "arguments given as a string."),
-    Rule("FT211", "orphan-tool-reply", E, "A tool message must answer a tool call id of an earlier assistant "
-         "message."),
-    Rule("FT212", "unanswered-tool-call", W, "A tool call followed by more messages should get a tool reply with "
-         "its id."),
+    Rule(
+        "FT210",
+        "invalid-tool-call",
+        E,
+        'A tool call needs an id, type "function", a function name and JSON arguments given as a string.',
+    ),
+    Rule("FT211", "orphan-tool-reply", E, "A tool message must answer a tool call id of an earlier assistant message."),
+    Rule(
+        "FT212", "unanswered-tool-call", W, "A tool call followed by more messages should get a tool reply with its id."
+    ),
     Rule("FT213", "invalid-function-call", E, "A legacy `function_call` needs a name and string arguments."),
     Rule("FT220", "image-in-assistant", E, "Images are only allowed in user messages."),
     Rule("FT221", "too-many-images", E, "OpenAI accepts at most 64 images per example."),
-    Rule("FT222", "invalid-image", E, "Images must be http(s) URLs or base64 data URLs of JPEG, PNG or WEBP "
-         "up to 10 MB."),
-    Rule("FT230", "missing-system-message", W, "Examples without a system message train a different "
-         "behaviour from those with one; keep it consistent."),
-    Rule("FT231", "missing-user-message", W, "An example without a user message rarely matches how the model is "
-         "used."),
+    Rule(
+        "FT222", "invalid-image", E, "Images must be http(s) URLs or base64 data URLs of JPEG, PNG or WEBP up to 10 MB."
+    ),
+    Rule(
+        "FT230",
+        "missing-system-message",
+        W,
+        "Examples without a system message train a different behaviour from those with one; keep it consistent.",
+    ),
+    Rule("FT231", "missing-user-message", W, "An example without a user message rarely matches how the model is used."),
     Rule("FT232", "empty-assistant-content", W, "An empty assistant answer trains the model to say nothing."),
     # FT3xx: tokens and limits
-    Rule("FT301", "over-context-limit", W, "Examples over the model's training context are truncated: the end, "
-         "often the answer, is lost."),
-    Rule("FT302", "unknown-model", I, "The model is not in ftcli's catalog: limits and price are unknown."),
+    Rule(
+        "FT301",
+        "over-context-limit",
+        W,
+        "Examples over the model's training context are truncated: the end, often the answer, is lost.",
+    ),
+    Rule("FT302", "unknown-model", INFO, "The model is not in ftcli's catalog: limits and price are unknown."),
     Rule("FT303", "method-not-supported", E, "The model does not support this fine-tuning method."),
     Rule("FT304", "model-shut-down", W, "The model is shut down or soon will be."),
-    Rule("FT310", "special-token", W, "Text like <|endoftext|> is a special token to the tokenizer and can "
-         "break training."),
+    Rule(
+        "FT310",
+        "special-token",
+        W,
+        "Text like <|endoftext|> is a special token to the tokenizer and can break training.",
+    ),
     # FT4xx: dataset level
     Rule("FT401", "too-few-examples", E, "OpenAI requires at least 10 training examples."),
     Rule("FT402", "duplicate-example", W, "Exact duplicates weigh one example several times."),
-    Rule("FT403", "near-duplicate-example", W, "Examples that differ only in case, spacing or punctuation "
-         "weigh one example several times."),
-    Rule("FT404", "validation-overlap", W, "An example in both training and validation files makes validation "
-         "loss look better than it is."),
+    Rule(
+        "FT403",
+        "near-duplicate-example",
+        W,
+        "Examples that differ only in case, spacing or punctuation weigh one example several times.",
+    ),
+    Rule(
+        "FT404",
+        "validation-overlap",
+        W,
+        "An example in both training and validation files makes validation loss look better than it is.",
+    ),
     # FT5xx: personal data and secrets
     Rule("FT501", "pii-email", W, "E-mail addresses are personal data; the model may learn and repeat them."),
     Rule("FT502", "pii-phone", W, "Phone numbers are personal data; the model may learn and repeat them."),

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def datasets() -> Path:
+    """The real third-party files in ../shared/datasets (read in place, never copied into the repo)."""
+    path = SHARED / "datasets"
+    if not path.is_dir():
+        pytest.fail(f"{path} is missing: tests need ../shared beside the repository")
+    return path
+
+
+@pytest.fixture
+def write_jsonl(tmp_path: Path) -> Callable[..., Path]:
+    """Write records (dicts are JSON-encoded, strings written as-is) one per line."""
+
+    def write(records: list[object], name: str = "data.jsonl") -> Path:
+        path = tmp_path / name
+        lines = [r if isinstance(r, str) else json.dumps(r, ensure_ascii=False) for r in records]
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        return path
+
+    return write
+
+
+def chat(*turns: tuple[str, str], **extra: object) -> dict[str, object]:
+    return {"messages": [{"role": role, "content": content} for role, content in turns], **extra}
+
+
+def qa(i: int) -> dict[str, object]:
+    """A clean chat example, distinct for each i."""
+    return chat(
+        ("system", "You answer questions about numbers."),
+        ("user", f"What is {i} plus {i}?"),
+        ("assistant", f"{i} plus {i} is {2 * i}."),
+    )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Annotated, Any
 
-import click
 import typer
+from typer._click.core import Context
 from typer.core import TyperGroup
 
 from ftcli import __version__
@@ -21,7 +21,7 @@ EXIT_INTERRUPTED = 130
 class FtcliGroup(TyperGroup):
     """Service and data errors become a message on stderr and a documented exit code; never a traceback."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Context) -> Any:
         try:
             return super().invoke(ctx)
         except DataError as exc:

@@ -283,7 +283,7 @@ def _stamp(findings: list[tuple[str, int | None, Finding]], options: CheckOption
             )
         )
     files = list(dict.fromkeys(file for file, _, _ in findings))
-    diagnostics.sort(key=lambda d: (files.index(d.file), d.line or 0, d.column or 0, d.code))
+    diagnostics.sort(key=lambda d: (files.index(d.file or ""), d.line or 0, d.column or 0, d.code))
     return diagnostics
 
 

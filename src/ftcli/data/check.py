@@ -7,6 +7,7 @@ per-example arrays (tokens, hashes) and the diagnostics.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import json
 import os
 from array import array
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 PiiMode = Literal["warn", "error", "off"]
-CHUNK_BYTES = 1 << 21
+CHUNK_BYTES = 1 << 20
 PRETTY_JSON_LIMIT = 256 * 1024 * 1024
 
 
@@ -99,7 +100,7 @@ def check_file(
     tokens = _numpy(train.tokens)
     limit = info.training_context
     clipped = int(tokens.clip(max=limit).sum()) if limit else int(tokens.sum())
-    largest = sorted(zip(train.tokens, train.lines, strict=True), reverse=True)[:10]
+    largest = heapq.nlargest(10, zip(train.tokens, train.lines, strict=True))
     return Report(
         file=str(path),
         validation_file=str(validation) if validation else None,
@@ -139,21 +140,26 @@ def scan_file(
     if document is not None:
         scan.findings.append((1, document))
         return scan
-    chunks = list(plan_chunks(path, chunk_bytes))
-    workers = min(workers or os.cpu_count() or 1, len(chunks))
+    workers = min(workers or os.cpu_count() or 1, max(1, path.stat().st_size // chunk_bytes))
+    chunks = plan_chunks(path, chunk_bytes)
     counter = TokenCounter(get_encoding(options.encoding))  # built before forking: workers share it
     if workers <= 1:
         for chunk in chunks:
             scan.extend(_lint_chunk(path, chunk, options, counter))
     else:
+        import gc
         import multiprocessing
 
         global _worker_state
         _worker_state = (path, options, counter)
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for part in pool.imap(_lint_chunk_in_worker, chunks):
-                scan.extend(part)
-        _worker_state = None
+        gc.freeze()  # keep the collector from touching (and so copying) the pages workers share with us
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                for part in pool.imap(_lint_chunk_in_worker, chunks):
+                    scan.extend(part)
+        finally:
+            gc.unfreeze()
+            _worker_state = None
     scan.path = str(path)
     return scan
 
@@ -208,19 +214,20 @@ def _lint_chunk(path: Path, chunk: Chunk, options: LintOptions, counter: TokenCo
     if lines and lines[-1] == b"":
         lines.pop()
     part = FileScan(path=str(path))
-    for index, raw in enumerate(lines):
-        line_no = first_line + index
+    part.records = sum(1 for raw in lines if raw and not raw.isspace())
+    findings, columns = part.findings, (part.lines, part.tokens, part.trained, part.messages, part.exact, part.near)
+    for line_no, raw in enumerate(lines, start=first_line):
         result = lint_line(raw, line_no, options, counter)
-        if raw.strip():
-            part.records += 1
-        part.findings.extend((line_no, f) for f in result.findings)
-        if result.tokens is not None:
-            part.lines.append(line_no)
-            part.tokens.append(result.tokens.total)
-            part.trained.append(result.tokens.trained)
-            part.messages.append(result.tokens.messages)
-            part.exact.append(result.exact_hash)
-            part.near.append(result.near_hash)
+        if result.findings:
+            findings.extend((line_no, f) for f in result.findings)
+        tokens = result.tokens
+        if tokens is not None:
+            for column, value in zip(
+                columns,
+                (line_no, tokens.total, tokens.trained, tokens.messages, result.exact_hash, result.near_hash),
+                strict=True,
+            ):
+                column.append(value)
     return part
 
 

@@ -8,7 +8,7 @@ counts are identical to tiktoken's.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import gzip
 import hashlib
 import threading
@@ -42,12 +42,9 @@ def load_ranks(name: str) -> dict[bytes, int]:
             f"tokenizer file {name}.tiktoken.gz is damaged (sha256 {digest[:12]}…)",
             hint="reinstall ftcli",
         )
-    ranks: dict[bytes, int] = {}
-    for line in raw.splitlines():
-        if line:
-            token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
-    return ranks
+    decode = binascii.a2b_base64
+    pairs = (line.split(b" ") for line in raw.splitlines() if line)
+    return {decode(token): int(rank) for token, rank in pairs}
 
 
 @cache

@@ -35,8 +35,9 @@ class ExampleTokens:
 class TokenCounter:
     """Counts tokens of strings with one encoding.
 
-    Repeated strings (the same system prompt on every line, role names) are counted once: a small cache
-    that is cleared when full keeps memory flat however large the file is.
+    Strings that repeat across examples (role names, system prompts) are counted once: a small cache, cleared
+    when full, keeps memory flat however large the file is. User and assistant texts rarely repeat, so they
+    bypass the cache (hashing and storing them would cost more than it saves).
     """
 
     def __init__(self, encoding: tiktoken.Encoding) -> None:
@@ -45,6 +46,10 @@ class TokenCounter:
         self.special_tokens = tuple(sorted(encoding.special_tokens_set))
 
     def count(self, text: str) -> int:
+        return len(self._encode(text))
+
+    def count_repeated(self, text: str) -> int:
+        """`count` for strings likely to repeat across examples."""
         if len(text) > _CACHEABLE_CHARS:
             return len(self._encode(text))
         cached = self._cache.get(text)
@@ -85,13 +90,20 @@ class TokenCounter:
         return ExampleTokens(total=total, trained=trained, messages=prompt.messages + 1)
 
     def _message(self, message: dict[str, Any], *, force_trained: bool = False) -> ExampleTokens:
+        if len(message) == 2:  # fast path for the common {role, content: text} message
+            role, content = message.get("role"), message.get("content")
+            if type(role) is str and type(content) is str:
+                repeated = role == "system" or role == "developer"
+                body = self.count_repeated(content) if repeated else self.count(content)
+                trained = body if role == "assistant" or force_trained else 0
+                return ExampleTokens(TOKENS_PER_MESSAGE + self.count_repeated(role) + body, trained, 1)
         total = TOKENS_PER_MESSAGE
         body = 0  # tokens of what the model says: content and calls
         for key, value in message.items():
             if key == "content":
                 body += self._content(value)
             elif key in ("role", "name", "tool_call_id", "refusal") and isinstance(value, str):
-                total += self.count(value) + (TOKENS_PER_NAME if key == "name" else 0)
+                total += self.count_repeated(value) + (TOKENS_PER_NAME if key == "name" else 0)
             elif key == "tool_calls" and isinstance(value, list):
                 body += sum(self._call(c.get("function")) + TOKENS_PER_TOOL_CALL for c in value if isinstance(c, dict))
             elif key == "function_call":
@@ -119,7 +131,7 @@ class TokenCounter:
         definitions = record.get("tools") or record.get("functions")
         if not isinstance(definitions, list) or not definitions:
             return 0
-        return self.count(json.dumps(definitions, ensure_ascii=False))
+        return self.count_repeated(json.dumps(definitions, ensure_ascii=False))
 
 
 def _messages(value: Any) -> list[dict[str, Any]]:

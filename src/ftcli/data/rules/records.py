@@ -17,6 +17,7 @@ PREFERENCE_KEYS = frozenset({"input", "preferred_output", "non_preferred_output"
 PREFERENCE_INPUT_KEYS = frozenset({"messages", "tools", "parallel_tool_calls"})
 LEGACY_KEYS = frozenset({"prompt", "completion"})
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})  # roles a {role, content} message may have
 MESSAGE_KEYS: dict[str, frozenset[str]] = {
     "system": frozenset({"role", "content", "name"}),
     "developer": frozenset({"role", "content", "name"}),
@@ -85,6 +86,12 @@ def check_messages(messages: list[Any], path: str, *, conversation: bool = True)
     images = 0
     open_calls: dict[str, int] = {}  # tool_call id -> index of the assistant message that made it
     for index, message in enumerate(messages):
+        # Fast path for the common plain message {role, content: non-empty text}: nothing else to check.
+        if type(message) is dict and len(message) == 2 and type(message.get("content")) is str:
+            role = message.get("role")
+            if role in _PLAIN_ROLES and (message["content"] or role != "assistant"):
+                roles.append(role)  # type: ignore[arg-type]
+                continue
         mpath = f"{path}[{index}]"
         if not isinstance(message, dict):
             yield Finding("FT200", f"message must be an object, got {_type(message)}", path=mpath)

@@ -64,7 +64,8 @@ def main() -> list[str]:
     if not args.skip_1gb:
         big = run_check(dataset(1000))
         lines += [
-            f"1 GB file: ftcli check {big.seconds:.1f} s, peak RSS {big.peak_rss_mb:.0f} MB, PSS {big.peak_pss_mb:.0f} MB",
+            f"1 GB file: ftcli check {big.seconds:.1f} s, peak RSS {big.peak_rss_mb:.0f} MB, "
+            f"PSS {big.peak_pss_mb:.0f} MB",
             f"  memory ratio 1 GB / 100 MB (PSS): {big.peak_pss_mb / check.peak_pss_mb:.2f} (target ≤ 1.2)",
         ]
     return lines

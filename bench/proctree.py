@@ -7,6 +7,7 @@ Both peaks are reported.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
 import time
@@ -29,10 +30,8 @@ def _tree(pid: int) -> list[int]:
         current = stack.pop()
         found.append(current)
         for task in Path(f"/proc/{current}/task").glob("*"):
-            try:
+            with contextlib.suppress(OSError):
                 stack += [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                pass
     return found
 
 

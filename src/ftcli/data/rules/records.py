@@ -90,7 +90,7 @@ def check_messages(messages: list[Any], path: str, *, conversation: bool = True)
         if type(message) is dict and len(message) == 2 and type(message.get("content")) is str:
             role = message.get("role")
             if role in _PLAIN_ROLES and (message["content"] or role != "assistant"):
-                roles.append(role)  # type: ignore[arg-type]
+                roles.append(role)
                 continue
         mpath = f"{path}[{index}]"
         if not isinstance(message, dict):

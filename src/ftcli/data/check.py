@@ -1,7 +1,8 @@
 """`check` end to end: stream a JSONL file in chunks across processes, lint every line, aggregate one Report.
 
 Memory stays flat as files grow: workers read their own byte ranges, and the parent keeps only compact
-per-example arrays (tokens, hashes) and the diagnostics.
+per-example columns (line, two hashes: 16 bytes per example), value counts for the statistics (bounded by the number
+of distinct values, not examples) and the diagnostics.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import heapq
 import json
 import os
 from array import array
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from ftcli.data.catalog import DEFAULT_MODEL, ModelInfo, load_catalog
 from ftcli.data.diagnostics import Applicability, Diagnostic, Finding, Fix, Severity
@@ -25,12 +27,8 @@ from ftcli.data.lint import BOM, LintOptions, lint_line
 from ftcli.data.report import Distribution, Report, Statistics
 from ftcli.data.rules import dataset
 from ftcli.data.rules.registry import PII_PREFIX, RULES, matches
-from ftcli.data.tokenizers import get_encoding
-from ftcli.data.tokens import TokenCounter
-
-if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
+from ftcli.data.tokenizers import get_counting_encoding
+from ftcli.data.tokens import ExampleTokens, TokenCounter
 
 PiiMode = Literal["warn", "error", "off"]
 CHUNK_BYTES = 1 << 20
@@ -51,25 +49,51 @@ class CheckOptions:
     today: dt.date = field(default_factory=dt.date.today)
 
 
+LARGEST_KEPT = 10
+
+
 @dataclass(slots=True)
 class FileScan:
-    """What linting one file leaves behind: diagnostics and per-example columns."""
+    """What linting one file leaves behind: diagnostics, per-example hash columns and value counts."""
 
     path: str
     records: int = 0
     findings: list[tuple[int | None, Finding]] = field(default_factory=list)
-    lines: array[int] = field(default_factory=lambda: array("q"))
-    tokens: array[int] = field(default_factory=lambda: array("q"))
-    trained: array[int] = field(default_factory=lambda: array("q"))
-    messages: array[int] = field(default_factory=lambda: array("q"))
+    lines: array[int] = field(default_factory=lambda: array("I"))  # line of each example, in file order
     exact: array[int] = field(default_factory=lambda: array("q"))
     near: array[int] = field(default_factory=lambda: array("q"))
+    tokens: Counter[int] = field(default_factory=Counter)  # tokens per example -> number of examples
+    trained: Counter[int] = field(default_factory=Counter)
+    messages: Counter[int] = field(default_factory=Counter)
+    largest: list[tuple[int, int]] = field(default_factory=list)  # (tokens, line), at most LARGEST_KEPT
+
+    @property
+    def examples(self) -> int:
+        return len(self.lines)
+
+    def add(self, line: int, tokens: ExampleTokens, exact: int, near: int) -> None:
+        self.lines.append(line)
+        self.exact.append(exact)
+        self.near.append(near)
+        self.tokens[tokens.total] += 1
+        self.trained[tokens.trained] += 1
+        self.messages[tokens.messages] += 1
+        if len(self.largest) < LARGEST_KEPT:
+            heapq.heappush(self.largest, (tokens.total, line))
+        elif tokens.total > self.largest[0][0]:
+            heapq.heapreplace(self.largest, (tokens.total, line))
 
     def extend(self, other: FileScan) -> None:
         self.records += other.records
         self.findings.extend(other.findings)
-        for name in ("lines", "tokens", "trained", "messages", "exact", "near"):
-            getattr(self, name).extend(getattr(other, name))
+        self.lines.extend(other.lines)
+        self.exact.extend(other.exact)
+        self.near.extend(other.near)
+        self.tokens.update(other.tokens)
+        self.trained.update(other.trained)
+        self.messages.update(other.messages)
+        self.largest = heapq.nsmallest(LARGEST_KEPT, self.largest + other.largest, key=lambda x: (-x[0], x[1]))
+        self.largest.reverse()  # ascending by tokens again: a valid min-heap for add()
 
 
 def check_file(
@@ -97,10 +121,9 @@ def check_file(
 
     findings = _file_level(train, val, info, method, options)
     diagnostics = _stamp(findings, options)
-    tokens = _numpy(train.tokens)
     limit = info.training_context
-    clipped = int(tokens.clip(max=limit).sum()) if limit else int(tokens.sum())
-    largest = heapq.nlargest(10, zip(train.tokens, train.lines, strict=True))
+    clipped = sum(min(n, limit) * count if limit else n * count for n, count in train.tokens.items())
+    over_limit = sum(count for n, count in train.tokens.items() if limit and n > limit)
     return Report(
         file=str(path),
         validation_file=str(validation) if validation else None,
@@ -109,23 +132,23 @@ def check_file(
         context_limit=limit,
         method=method,
         records=train.records,
-        examples=len(train.tokens),
-        validation_examples=len(val.tokens) if val else 0,
+        examples=train.examples,
+        validation_examples=val.examples if val else 0,
         diagnostics=diagnostics,
         statistics=Statistics(
-            messages_per_example=Distribution.of(_numpy(train.messages)),
-            tokens_per_example=Distribution.of(tokens),
-            trained_tokens_per_example=Distribution.of(_numpy(train.trained)),
-            over_limit=int((tokens > limit).sum()) if limit else 0,
+            messages_per_example=Distribution.of(train.messages),
+            tokens_per_example=Distribution.of(train.tokens),
+            trained_tokens_per_example=Distribution.of(train.trained),
+            over_limit=over_limit,
         ),
         estimate=estimate(
             model=info.name,
             tokens_per_epoch=clipped,
-            n_examples=len(train.tokens),
+            n_examples=train.examples,
             epochs=options.epochs,
             price=info.price_per_1m_training_tokens,
         ),
-        largest_examples=tuple((line, count) for count, line in largest),
+        largest_examples=tuple((line, count) for count, line in sorted(train.largest, reverse=True)),
     )
 
 
@@ -142,7 +165,7 @@ def scan_file(
         return scan
     workers = min(workers or os.cpu_count() or 1, max(1, path.stat().st_size // chunk_bytes))
     chunks = plan_chunks(path, chunk_bytes)
-    counter = TokenCounter(get_encoding(options.encoding))  # built before forking: workers share it
+    counter = TokenCounter(get_counting_encoding(options.encoding))  # built before forking: workers share it
     if workers <= 1:
         for chunk in chunks:
             scan.extend(_lint_chunk(path, chunk, options, counter))
@@ -215,30 +238,24 @@ def _lint_chunk(path: Path, chunk: Chunk, options: LintOptions, counter: TokenCo
         lines.pop()
     part = FileScan(path=str(path))
     part.records = sum(1 for raw in lines if raw and not raw.isspace())
-    findings, columns = part.findings, (part.lines, part.tokens, part.trained, part.messages, part.exact, part.near)
+    findings = part.findings
     for line_no, raw in enumerate(lines, start=first_line):
         result = lint_line(raw, line_no, options, counter)
         if result.findings:
             findings.extend((line_no, f) for f in result.findings)
-        tokens = result.tokens
-        if tokens is not None:
-            for column, value in zip(
-                columns,
-                (line_no, tokens.total, tokens.trained, tokens.messages, result.exact_hash, result.near_hash),
-                strict=True,
-            ):
-                column.append(value)
+        if result.tokens is not None:
+            part.add(line_no, result.tokens, result.exact_hash, result.near_hash)
     return part
 
 
 def _file_level(
     train: FileScan, val: FileScan | None, info: ModelInfo, method: str, options: CheckOptions
 ) -> list[tuple[str, int | None, Finding]]:
-    train_findings = dataset.consistent_system(dataset.group_legacy(train.findings, train.records), len(train.tokens))
+    train_findings = dataset.consistent_system(dataset.group_legacy(train.findings, train.records), train.examples)
     out: list[tuple[str, int | None, Finding]] = [(train.path, line, f) for line, f in train_findings]
     out += [(train.path, line, f) for line, f in dataset.duplicates(train, near=options.near_duplicates)]
     if len(train.tokens) or not train_findings:
-        out += [(train.path, None, f) for f in dataset.too_few(len(train.tokens))]
+        out += [(train.path, None, f) for f in dataset.too_few(train.examples)]
     if val is not None:
         out += [(val.path, line, f) for line, f in dataset.group_legacy(val.findings, val.records)]
         out += [(val.path, line, f) for line, f in dataset.overlap(train, val)]
@@ -358,9 +375,3 @@ def _json_document(path: Path) -> Finding | None:
         f"the file is {shape} spread over lines, not JSONL (one record per line)",
         fix=Fix(f"ftcli convert {path} -o {path.stem}.converted.jsonl", Applicability.SAFE),
     )
-
-
-def _numpy(values: array[int]) -> npt.NDArray[np.int64]:
-    import numpy as np
-
-    return np.frombuffer(values, dtype=np.int64) if len(values) else np.zeros(0, dtype=np.int64)

@@ -6,15 +6,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ftcli.data.diagnostics import Diagnostic, Severity
 from ftcli.data.estimate import Estimate
-
-if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
 
 SCHEMA_VERSION = 1
 HISTOGRAM_BINS = 10
@@ -33,23 +29,41 @@ class Distribution:
     histogram: tuple[tuple[float, float, int], ...]  # (low, high, count) per bin
 
     @classmethod
-    def of(cls, values: npt.NDArray[np.int64]) -> Distribution:
+    def of(cls, counts: Mapping[int, int]) -> Distribution:
+        """From value → number of examples: memory grows with distinct values, not with examples.
+
+        Percentiles interpolate linearly between order statistics, as numpy.percentile does by default.
+        """
         import numpy as np
 
-        if values.size == 0:
+        n = sum(counts.values())
+        if n == 0:
             return cls(0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, ())
-        p5, median, p95 = (float(x) for x in np.percentile(values, [5, 50, 95]))
-        counts, edges = np.histogram(values, bins=min(HISTOGRAM_BINS, max(1, int(np.unique(values).size))))
-        bins = tuple((float(edges[i]), float(edges[i + 1]), int(counts[i])) for i in range(len(counts)))
+        values = np.array(sorted(counts), dtype=np.int64)
+        weights = np.array([counts[v] for v in values.tolist()], dtype=np.int64)
+        ends = np.cumsum(weights)  # the order statistics 0..ends[i]-1 all equal values[i]
+        total = int((values * weights).sum())
+
+        def order_statistic(k: int) -> float:
+            return float(values[int(np.searchsorted(ends, k, side="right"))])
+
+        def percentile(p: float) -> float:
+            rank = p / 100 * (n - 1)
+            low = int(rank)
+            lower = order_statistic(low)
+            return lower + (rank - low) * (order_statistic(min(low + 1, n - 1)) - lower)
+
+        bin_counts, edges = np.histogram(values, bins=min(HISTOGRAM_BINS, len(values)), weights=weights)
+        bins = tuple((float(edges[i]), float(edges[i + 1]), int(bin_counts[i])) for i in range(len(bin_counts)))
         return cls(
-            count=int(values.size),
-            total=int(values.sum()),
-            min=int(values.min()),
-            max=int(values.max()),
-            mean=round(float(values.mean()), 2),
-            median=median,
-            p5=p5,
-            p95=p95,
+            count=n,
+            total=total,
+            min=int(values[0]),
+            max=int(values[-1]),
+            mean=round(total / n, 2),
+            median=percentile(50),
+            p5=percentile(5),
+            p95=percentile(95),
             histogram=bins,
         )
 

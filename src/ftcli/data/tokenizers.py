@@ -12,9 +12,11 @@ import binascii
 import gzip
 import hashlib
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ftcli.data.errors import DataError, TokenizerIntegrityError
 
@@ -47,10 +49,39 @@ def load_ranks(name: str) -> dict[bytes, int]:
     return {decode(token): int(rank) for token, rank in pairs}
 
 
+@dataclass(frozen=True, slots=True)
+class CountingEncoding:
+    """Just what counting needs: tiktoken's Rust encoder, without the Python copy of the 200k ranks.
+
+    `tiktoken.Encoding` keeps the ranks dict (~40 MB for o200k) only to be picklable; `check` never pickles it,
+    so the linter builds this instead and stays small.
+    """
+
+    name: str
+    encode_ordinary: Callable[[str], list[int]]
+    special_tokens_set: frozenset[str]
+
+
 @cache
 def get_encoding(name: str) -> tiktoken.Encoding:
     """A real `tiktoken.Encoding` for `name`, built offline (cached per process)."""
     import tiktoken
+
+    return tiktoken.Encoding(**_spec(name))
+
+
+@cache
+def get_counting_encoding(name: str) -> CountingEncoding:
+    """The encoder of `get_encoding(name)` alone (cached per process); counts are identical."""
+    from tiktoken import _tiktoken  # type: ignore[attr-defined]  # the Rust core tiktoken.Encoding wraps
+
+    spec = _spec(name)
+    core = _tiktoken.CoreBPE(spec["mergeable_ranks"], spec["special_tokens"], spec["pat_str"])
+    return CountingEncoding(name, core.encode_ordinary, frozenset(spec["special_tokens"]))
+
+
+def _spec(name: str) -> dict[str, Any]:
+    """tiktoken's own constructor arguments for `name`, with our verified ranks."""
     from tiktoken_ext import openai_public
 
     ranks = load_ranks(name)
@@ -64,4 +95,4 @@ def get_encoding(name: str) -> tiktoken.Encoding:
             spec = constructor()
         finally:
             openai_public.load_tiktoken_bpe = original
-    return tiktoken.Encoding(**spec)
+    return dict(spec)

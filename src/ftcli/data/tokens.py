@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import tiktoken
+    from ftcli.data.tokenizers import CountingEncoding
 
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
@@ -40,7 +40,7 @@ class TokenCounter:
     bypass the cache (hashing and storing them would cost more than it saves).
     """
 
-    def __init__(self, encoding: tiktoken.Encoding) -> None:
+    def __init__(self, encoding: CountingEncoding) -> None:
         self._encode = encoding.encode_ordinary
         self._cache: dict[str, int] = {}
         self.special_tokens = tuple(sorted(encoding.special_tokens_set))

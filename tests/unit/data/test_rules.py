@@ -7,12 +7,12 @@ import json
 import pytest
 
 from ftcli.data.lint import LintOptions, lint_line
-from ftcli.data.tokenizers import get_encoding
+from ftcli.data.tokenizers import get_counting_encoding
 from ftcli.data.tokens import TokenCounter
 from tests.conftest import chat
 
 OPTIONS = LintOptions(encoding="o200k_base", context_limit=200, expected_kind="chat")
-COUNTER = TokenCounter(get_encoding("o200k_base"))
+COUNTER = TokenCounter(get_counting_encoding("o200k_base"))
 S, U, A = ("system", "be brief"), ("user", "hi"), ("assistant", "hello")
 
 

@@ -68,3 +68,13 @@ def test_encoding_resolves_from_the_base_model(model: str, encoding: str) -> Non
 def test_base_model_of_fine_tuned_names() -> None:
     assert base_model("ft:gpt-4.1-mini-2025-04-14:org::id") == "gpt-4.1-mini-2025-04-14"
     assert base_model("gpt-4o") == "gpt-4o"
+
+
+def test_counting_encoding_counts_like_tiktoken(datasets) -> None:  # type: ignore[no-untyped-def]
+    text = (datasets / "chatlaw/demo_data_法律咨询.jsonl").read_text(encoding="utf-8")
+    text += (datasets / "openai-cookbook/toy_chat_fine_tuning.jsonl").read_text(encoding="utf-8")
+    for name in ("cl100k_base", "o200k_base"):
+        full, light = tokenizers.get_encoding(name), tokenizers.get_counting_encoding(name)
+        for chunk in (text[i : i + 500] for i in range(0, len(text), 500)):
+            assert light.encode_ordinary(chunk) == full.encode_ordinary(chunk)
+        assert light.special_tokens_set == full.special_tokens_set

@@ -101,7 +101,7 @@ def _repeats(hashes: object, lines: object) -> Iterator[tuple[int, int]]:
     values = np.frombuffer(hashes, dtype=np.int64)  # type: ignore[call-overload]
     if values.size < 2:
         return
-    line_numbers = np.frombuffer(lines, dtype=np.int64)  # type: ignore[call-overload]
+    line_numbers = np.frombuffer(lines, dtype=np.uint32)  # type: ignore[call-overload]
     order = np.argsort(values, kind="stable")  # stable: within a group, file order
     sorted_values = values[order]
     repeat = np.nonzero(sorted_values[1:] == sorted_values[:-1])[0] + 1

@@ -11,7 +11,6 @@ import datetime as dt
 import heapq
 import json
 import os
-from array import array
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from ftcli.data.catalog import DEFAULT_MODEL, ModelInfo, load_catalog
+from ftcli.data.columns import ExampleColumns
 from ftcli.data.diagnostics import Applicability, Diagnostic, Finding, Fix, Severity
 from ftcli.data.errors import DataError
 from ftcli.data.estimate import estimate
@@ -59,9 +59,7 @@ class FileScan:
     path: str
     records: int = 0
     findings: list[tuple[int | None, Finding]] = field(default_factory=list)
-    lines: array[int] = field(default_factory=lambda: array("I"))  # line of each example, in file order
-    exact: array[int] = field(default_factory=lambda: array("q"))
-    near: array[int] = field(default_factory=lambda: array("q"))
+    columns: ExampleColumns = field(default_factory=ExampleColumns)  # line and hashes of each example
     tokens: Counter[int] = field(default_factory=Counter)  # tokens per example -> number of examples
     trained: Counter[int] = field(default_factory=Counter)
     messages: Counter[int] = field(default_factory=Counter)
@@ -69,12 +67,10 @@ class FileScan:
 
     @property
     def examples(self) -> int:
-        return len(self.lines)
+        return self.columns.count
 
     def add(self, line: int, tokens: ExampleTokens, exact: int, near: int) -> None:
-        self.lines.append(line)
-        self.exact.append(exact)
-        self.near.append(near)
+        self.columns.append(line, exact, near)
         self.tokens[tokens.total] += 1
         self.trained[tokens.trained] += 1
         self.messages[tokens.messages] += 1
@@ -86,9 +82,7 @@ class FileScan:
     def extend(self, other: FileScan) -> None:
         self.records += other.records
         self.findings.extend(other.findings)
-        self.lines.extend(other.lines)
-        self.exact.extend(other.exact)
-        self.near.extend(other.near)
+        self.columns.extend(other.columns)
         self.tokens.update(other.tokens)
         self.trained.update(other.trained)
         self.messages.update(other.messages)

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING
 from ftcli.data.diagnostics import Applicability, Finding, Fix
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from ftcli.data.check import FileScan
 
 MIN_EXAMPLES = 10
@@ -52,7 +55,8 @@ def consistent_system(findings: list[tuple[int | None, Finding]], examples: int)
 
 
 def duplicates(scan: FileScan, *, near: bool) -> list[tuple[int, Finding]]:
-    exact = list(_repeats(scan.exact, scan.lines))
+    lines, exact_hashes, near_hashes = scan.columns.to_numpy()
+    exact = list(_repeats(exact_hashes, lines))
     found = [
         (
             line,
@@ -64,7 +68,7 @@ def duplicates(scan: FileScan, *, near: bool) -> list[tuple[int, Finding]]:
         exact_lines = {line for line, _ in exact}
         found += [
             (line, Finding("FT403", f"near-duplicate of line {first} (differs only in case, spacing or punctuation)"))
-            for line, first in _repeats(scan.near, scan.lines)
+            for line, first in _repeats(near_hashes, lines)
             if line not in exact_lines
         ]
     return found
@@ -73,20 +77,20 @@ def duplicates(scan: FileScan, *, near: bool) -> list[tuple[int, Finding]]:
 def overlap(train: FileScan, val: FileScan) -> list[tuple[int, Finding]]:
     import numpy as np
 
-    if not len(train.exact) or not len(val.exact):
+    train_lines, train_hashes, _ = train.columns.to_numpy()
+    val_lines, val_hashes, _ = val.columns.to_numpy()
+    if not train_hashes.size or not val_hashes.size:
         return []
-    train_hashes = np.frombuffer(train.exact, dtype=np.int64)
-    val_hashes = np.frombuffer(val.exact, dtype=np.int64)
     order = np.argsort(train_hashes, kind="stable")
     sorted_hashes = train_hashes[order]
     positions = np.searchsorted(sorted_hashes, val_hashes).clip(max=len(sorted_hashes) - 1)
     hits = np.nonzero(sorted_hashes[positions] == val_hashes)[0]
     return [
         (
-            val.lines[i],
+            int(val_lines[i]),
             Finding(
                 "FT404",
-                f"also in the training file (line {train.lines[order[positions[i]]]})",
+                f"also in the training file (line {int(train_lines[order[positions[i]]])})",
                 fix=Fix("ftcli convert --split keeps the two apart"),
             ),
         )
@@ -94,14 +98,12 @@ def overlap(train: FileScan, val: FileScan) -> list[tuple[int, Finding]]:
     ]
 
 
-def _repeats(hashes: object, lines: object) -> Iterator[tuple[int, int]]:
+def _repeats(values: npt.NDArray[np.int64], line_numbers: npt.NDArray[np.uint32]) -> Iterator[tuple[int, int]]:
     """(line, first line with the same hash) for every example after the first of its group, in line order."""
     import numpy as np
 
-    values = np.frombuffer(hashes, dtype=np.int64)  # type: ignore[call-overload]
     if values.size < 2:
         return
-    line_numbers = np.frombuffer(lines, dtype=np.uint32)  # type: ignore[call-overload]
     order = np.argsort(values, kind="stable")  # stable: within a group, file order
     sorted_values = values[order]
     repeat = np.nonzero(sorted_values[1:] == sorted_values[:-1])[0] + 1

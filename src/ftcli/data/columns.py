@@ -15,10 +15,14 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 
+Joined = tuple["npt.NDArray[np.uint32]", "npt.NDArray[np.int64]", "npt.NDArray[np.int64]"]
+
+
 @dataclass(slots=True)
 class ExampleColumns:
     parts: list[tuple[array[int], array[int], array[int]]] = field(default_factory=list)
     count: int = 0
+    joined: Joined | None = None  # set by to_numpy(), which then drops the parts
 
     def append(self, line: int, exact: int, near: int) -> None:
         if not self.parts:
@@ -33,12 +37,17 @@ class ExampleColumns:
         self.parts.extend(other.parts)
         self.count += other.count
 
-    def to_numpy(self) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """(lines, exact hashes, near hashes), in file order."""
+    def to_numpy(self) -> Joined:
+        """(lines, exact hashes, near hashes), in file order. Joins once and frees the parts: no second copy."""
         import numpy as np
+
+        if self.joined is not None:
+            return self.joined
 
         def join(index: int, dtype: type[np.generic]) -> npt.NDArray[np.generic]:
             arrays = [np.frombuffer(part[index], dtype=dtype) for part in self.parts if len(part[index])]
             return np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
 
-        return join(0, np.uint32), join(1, np.int64), join(2, np.int64)  # type: ignore[return-value]
+        self.joined = (join(0, np.uint32), join(1, np.int64), join(2, np.int64))  # type: ignore[assignment]
+        self.parts = []
+        return self.joined  # type: ignore[return-value]

@@ -99,18 +99,23 @@ def overlap(train: FileScan, val: FileScan) -> list[tuple[int, Finding]]:
 
 
 def _repeats(values: npt.NDArray[np.int64], line_numbers: npt.NDArray[np.uint32]) -> Iterator[tuple[int, int]]:
-    """(line, first line with the same hash) for every example after the first of its group, in line order."""
+    """(line, first line with the same hash) for every example after the first of its group, in line order.
+
+    Memory: one sorted copy of the hashes to find the repeated values (usually few), then a mask; no argsort.
+    """
     import numpy as np
 
     if values.size < 2:
         return
-    order = np.argsort(values, kind="stable")  # stable: within a group, file order
-    sorted_values = values[order]
-    repeat = np.nonzero(sorted_values[1:] == sorted_values[:-1])[0] + 1
-    if repeat.size == 0:
+    ordered = np.sort(values)
+    repeated_values = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    del ordered
+    if repeated_values.size == 0:
         return
-    group_start = np.maximum.accumulate(
-        np.where(np.r_[True, sorted_values[1:] != sorted_values[:-1]], np.arange(values.size), 0)
-    )
-    pairs = sorted((int(line_numbers[order[i]]), int(line_numbers[order[group_start[i]]])) for i in repeat)
-    yield from pairs
+    first_line: dict[int, int] = {}
+    for index in np.flatnonzero(np.isin(values, repeated_values)).tolist():
+        value, line = int(values[index]), int(line_numbers[index])
+        if value in first_line:
+            yield line, first_line[value]
+        else:
+            first_line[value] = line

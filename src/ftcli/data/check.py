@@ -32,6 +32,7 @@ from ftcli.data.tokens import ExampleTokens, TokenCounter
 
 PiiMode = Literal["warn", "error", "off"]
 CHUNK_BYTES = 1 << 20
+RELEASE_AFTER_BYTES = 64 * 1024 * 1024
 PRETTY_JSON_LIMIT = 256 * 1024 * 1024
 
 
@@ -109,9 +110,15 @@ def check_file(
         scan_pii=options.pii != "off",
         near_duplicates=options.near_duplicates,
     )
-    scan = partial(scan_file, options=lint_options, workers=options.workers, chunk_bytes=options.chunk_bytes)
+    counter = TokenCounter(get_counting_encoding(info.encoding))
+    scan = partial(
+        scan_file, options=lint_options, counter=counter, workers=options.workers, chunk_bytes=options.chunk_bytes
+    )
     train = scan(train_path)
     val = scan(_readable(validation)) if validation else None
+    del counter, scan
+    if train_path.stat().st_size > RELEASE_AFTER_BYTES:
+        _release_memory()  # the tokenizer is done: give its ~40 MB back before the dataset-level rules run
 
     findings = _file_level(train, val, info, method, options)
     diagnostics = _stamp(findings, options)
@@ -147,7 +154,12 @@ def check_file(
 
 
 def scan_file(
-    path: Path, options: LintOptions, *, workers: int | None = None, chunk_bytes: int = CHUNK_BYTES
+    path: Path,
+    options: LintOptions,
+    *,
+    counter: TokenCounter,
+    workers: int | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> FileScan:
     scan = FileScan(path=str(path))
     if path.stat().st_size == 0 or not _has_content(path):
@@ -159,7 +171,6 @@ def scan_file(
         return scan
     workers = min(workers or os.cpu_count() or 1, max(1, path.stat().st_size // chunk_bytes))
     chunks = plan_chunks(path, chunk_bytes)
-    counter = TokenCounter(get_counting_encoding(options.encoding))  # built before forking: workers share it
     if workers <= 1:
         for chunk in chunks:
             scan.extend(_lint_chunk(path, chunk, options, counter))
@@ -303,6 +314,17 @@ def _stamp(findings: list[tuple[str, int | None, Finding]], options: CheckOption
     files = list(dict.fromkeys(file for file, _, _ in findings))
     diagnostics.sort(key=lambda d: (files.index(d.file or ""), d.line or 0, d.column or 0, d.code))
     return diagnostics
+
+
+def _release_memory() -> None:
+    import contextlib
+    import ctypes
+    import gc
+
+    get_counting_encoding.cache_clear()
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc keeps freed heap otherwise
 
 
 def _readable(path: str | Path | None) -> Path:

@@ -1,0 +1,53 @@
+"""Build the `openai` client for resolved settings: OpenAI, Azure OpenAI, or any OpenAI-compatible base URL."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ftcli.service.errors import UsageError
+from ftcli.service.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx2
+    from openai import OpenAI
+
+DEFAULT_TIMEOUT = 60.0
+LOCAL_PLACEHOLDER_KEY = "ftcli-local"  # sent to servers that need no key (the SDK insists on one)
+
+
+def make_client(
+    settings: Settings,
+    *,
+    max_retries: int = 2,
+    timeout: float = DEFAULT_TIMEOUT,
+    http_client: httpx2.Client | None = None,
+) -> OpenAI:
+    import openai
+
+    if settings.kind == "azure":
+        if not settings.azure_endpoint:
+            raise UsageError("Azure needs an endpoint", hint="set AZURE_OPENAI_ENDPOINT or use an azure profile")
+        if not settings.api_key:
+            raise UsageError("no API key for Azure OpenAI", hint="set AZURE_OPENAI_API_KEY")
+        return openai.AzureOpenAI(
+            azure_endpoint=settings.azure_endpoint,
+            api_key=settings.api_key,
+            api_version=settings.api_version,
+            max_retries=max_retries,
+            timeout=timeout,
+            http_client=http_client,
+        )
+    key = settings.api_key
+    if not key:
+        if settings.kind == "openai":
+            raise UsageError("no API key", hint="set OPENAI_API_KEY, pass --profile, or run `ftcli profile add`")
+        key = LOCAL_PLACEHOLDER_KEY
+    return openai.OpenAI(
+        api_key=key,
+        base_url=settings.base_url,
+        organization=settings.organization,
+        project=settings.project,
+        max_retries=max_retries,
+        timeout=timeout,
+        http_client=http_client,
+    )

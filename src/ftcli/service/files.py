@@ -1,0 +1,268 @@
+"""Uploads: check first, stream with progress, reuse identical content, and resumable multipart uploads.
+
+Files up to `MULTIPART_THRESHOLD` go through `files.create` in one streamed request. Bigger ones (or on request)
+go through the Uploads API in parts sent in parallel; each finished part is recorded in the ledger, so a rerun
+after an interruption sends only the missing parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ftcli.service.errors import CheckFailed, FtcliError, NotFound, UsageError, translate
+from ftcli.service.ledger import Ledger
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+    from openai.types import FileObject
+
+    from ftcli.data.report import Report
+
+MULTIPART_THRESHOLD = 512 * 1024 * 1024
+PART_SIZE = 64 * 1024 * 1024
+MIME_TYPE = "text/jsonl"
+ProgressCallback = Callable[[int], None]  # bytes sent since the last call
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResult:
+    file: FileObject
+    sha256: str
+    reused: bool  # the backend already had these bytes: nothing was sent
+    multipart: bool
+    resumed_parts: int = 0  # parts a previous, interrupted run had already sent
+
+
+def check_before_upload(path: Path, *, model: str | None = None, method: str | None = None) -> Report:
+    """Run `check`; refuse with the first diagnostics when the file has errors."""
+    from ftcli.data.check import CheckOptions, check_file
+
+    report = check_file(path, options=CheckOptions(model=model, method=method))
+    if report.errors:
+        first = [d for d in report.diagnostics if d.severity.value == "error"][:3]
+        where = "; ".join(f"line {d.line}: {d.code} {d.message}" if d.line else f"{d.code} {d.message}" for d in first)
+        raise CheckFailed(
+            f"{path} has {report.errors} error(s): {where}",
+            hint=f"run `ftcli check {path}` for all of them, or pass --no-check",
+        )
+    return report
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def upload_file(
+    client: OpenAI,
+    path: Path,
+    *,
+    ledger: Ledger | None = None,
+    force: bool = False,
+    multipart: bool | None = None,
+    part_size: int = PART_SIZE,
+    parallel: int = 4,
+    on_progress: ProgressCallback | None = None,
+    purpose: str = "fine-tune",
+    wait: bool = True,
+    wait_timeout: float = 600.0,
+) -> UploadResult:
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    size = path.stat().st_size
+    sha256 = file_digest(path)
+    if ledger is not None and not force:
+        reused = _reuse(client, ledger, sha256)
+        if reused is not None:
+            return UploadResult(reused, sha256, reused=True, multipart=False)
+    use_multipart = multipart if multipart is not None else size > MULTIPART_THRESHOLD
+    if use_multipart:
+        file, resumed = _multipart(client, path, size, sha256, ledger, part_size, parallel, on_progress, purpose)
+    else:
+        file, resumed = _single(client, path, on_progress, purpose), 0
+    if wait:
+        file = wait_until_processed(client, file.id, timeout=wait_timeout)
+    if ledger is not None:
+        ledger.remember_file(sha256, file.id, filename=path.name, size=size)
+    return UploadResult(file, sha256, reused=False, multipart=use_multipart, resumed_parts=resumed)
+
+
+def _reuse(client: OpenAI, ledger: Ledger, sha256: str) -> FileObject | None:
+    import openai
+
+    file_id = ledger.file_id(sha256)
+    if file_id is None:
+        return None
+    try:
+        file = client.files.retrieve(file_id)
+    except openai.NotFoundError:
+        ledger.forget_file(sha256)  # deleted remotely: upload again
+        return None
+    except openai.OpenAIError as exc:
+        raise translate(exc) from None
+    return None if getattr(file, "status", None) == "error" else file
+
+
+def _single(client: OpenAI, path: Path, on_progress: ProgressCallback | None, purpose: str) -> FileObject:
+    import openai
+
+    with path.open("rb") as raw:
+        stream = ProgressReader(raw, on_progress)
+        try:
+            return client.files.create(file=(path.name, stream, MIME_TYPE), purpose=purpose)  # type: ignore[arg-type]
+        except openai.OpenAIError as exc:
+            raise translate(exc) from None
+
+
+def _multipart(
+    client: OpenAI,
+    path: Path,
+    size: int,
+    sha256: str,
+    ledger: Ledger | None,
+    part_size: int,
+    parallel: int,
+    on_progress: ProgressCallback | None,
+    purpose: str,
+) -> tuple[FileObject, int]:
+    import openai
+
+    pending = ledger.pending_upload(sha256) if ledger else None
+    if pending and pending.get("part_size") == part_size:
+        upload_id, done = str(pending["upload_id"]), {int(k): str(v) for k, v in pending["parts"].items()}
+    else:
+        try:
+            upload = client.uploads.create(bytes=size, filename=path.name, mime_type=MIME_TYPE, purpose=purpose)  # type: ignore[arg-type]
+        except openai.OpenAIError as exc:
+            raise translate(exc) from None
+        upload_id, done = upload.id, {}
+        if ledger:
+            ledger.start_upload(sha256, upload_id, part_size=part_size)
+    count = max(1, -(-size // part_size))
+    resumed = len(done)
+    if on_progress and done:
+        on_progress(sum(min(part_size, size - i * part_size) for i in done))
+
+    def send(index: int) -> tuple[int, str]:
+        with path.open("rb") as raw:
+            part = SliceReader(raw, index * part_size, min(part_size, size - index * part_size), on_progress)
+            result = client.uploads.parts.create(upload_id, data=(f"{path.name}.part{index}", part))  # type: ignore[arg-type]
+        if ledger:
+            ledger.part_done(sha256, index, result.id)
+        return index, result.id
+
+    try:
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            for index, part_id in pool.map(send, [i for i in range(count) if i not in done]):
+                done[index] = part_id
+        completed = client.uploads.complete(upload_id, part_ids=[done[i] for i in range(count)], md5=_md5(path))
+    except (openai.NotFoundError, openai.BadRequestError) as exc:
+        if pending and ledger:  # the stored upload expired or was cancelled: start over, once
+            ledger.drop_upload(sha256)
+            return _multipart(client, path, size, sha256, ledger, part_size, parallel, on_progress, purpose)
+        raise translate(exc) from None
+    except openai.OpenAIError as exc:
+        raise translate(exc) from None
+    if completed.file is None:
+        raise FtcliError(f"upload {upload_id} completed without a file (status {completed.status})")
+    return completed.file, resumed
+
+
+def wait_until_processed(
+    client: OpenAI,
+    file_id: str,
+    *,
+    timeout: float = 600.0,
+    interval: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FileObject:
+    import openai
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            file = client.files.retrieve(file_id)
+        except openai.NotFoundError:
+            raise NotFound(f"file {file_id} disappeared while processing") from None
+        except openai.OpenAIError as exc:
+            raise translate(exc) from None
+        status = getattr(file, "status", None)
+        if status == "error":
+            details = getattr(file, "status_details", None) or "no details"
+            raise FtcliError(f"the backend could not process {file_id}: {details}")
+        if status in (None, "processed") or time.monotonic() > deadline:
+            return file
+        sleep(interval)
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ProgressReader(io.RawIOBase):
+    """A readable file wrapper that reports bytes as the HTTP client pulls them (the SDK streams file objects)."""
+
+    def __init__(self, raw: Any, on_progress: ProgressCallback | None) -> None:
+        self._raw = raw
+        self._on_progress = on_progress
+        self.name = getattr(raw, "name", "file")
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return int(self._raw.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self._raw.tell())
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._raw.read(size)
+        if data and self._on_progress:
+            self._on_progress(len(data))
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class SliceReader(ProgressReader):
+    """`length` bytes of a file from `start`: one part of a multipart upload, streamed, never held in memory."""
+
+    def __init__(self, raw: Any, start: int, length: int, on_progress: ProgressCallback | None) -> None:
+        super().__init__(raw, on_progress)
+        self._start, self._length = start, length
+        raw.seek(start)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.tell(), io.SEEK_END: self._length}[whence]
+        position = max(0, min(self._length, base + offset))
+        self._raw.seek(self._start + position)
+        return position
+
+    def tell(self) -> int:
+        return int(self._raw.tell()) - self._start
+
+    def read(self, size: int = -1) -> bytes:
+        remaining = self._length - self.tell()
+        size = remaining if size is None or size < 0 else min(size, remaining)
+        return super().read(size) if size > 0 else b""

@@ -1,0 +1,235 @@
+"""Fine-tuning jobs: create (never twice), list, get, events, checkpoints, cancel/pause/resume, wait.
+
+Job status is kept as a plain string: `paused` is a real status that the SDK's enum lacks.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ftcli.service.errors import BackendError, RateLimited, UsageError, translate
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+    from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
+    from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 3}  # `status --wait` and `train --wait`
+REQUEST_TAG = "ftcli_request_id"
+MAX_SUFFIX = 64
+MAX_METADATA = 16
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    model: str
+    training_file: str
+    validation_file: str | None = None
+    method: str = "sft"  # "sft" | "dpo"
+    n_epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate_multiplier: float | None = None
+    beta: float | None = None  # dpo only
+    suffix: str | None = None
+    seed: int | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.method not in ("sft", "dpo"):
+            raise UsageError(f"method must be sft or dpo, not {self.method!r}")
+        if self.beta is not None and self.method != "dpo":
+            raise UsageError("--beta applies to dpo only")
+        if self.suffix is not None and not 0 < len(self.suffix) <= MAX_SUFFIX:
+            raise UsageError(f"suffix must be 1 to {MAX_SUFFIX} characters, got {len(self.suffix)}")
+        if len(self.metadata) > MAX_METADATA - 1:  # one pair is ftcli's request tag
+            raise UsageError(f"at most {MAX_METADATA - 1} metadata pairs")
+        for key, value in self.metadata.items():
+            if len(key) > 64 or len(value) > 512:
+                raise UsageError(f"metadata {key!r}: keys are at most 64 characters, values 512")
+        for label, count in (("epochs", self.n_epochs), ("batch size", self.batch_size)):
+            if count is not None and count < 1:
+                raise UsageError(f"{label} must be at least 1")
+        if self.learning_rate_multiplier is not None and self.learning_rate_multiplier <= 0:
+            raise UsageError("learning rate multiplier must be positive")
+
+    def create_params(self, tag: str) -> dict[str, Any]:
+        """The request body: hyperparameters go in `method` (the top-level `hyperparameters` is deprecated)."""
+        hyper: dict[str, Any] = {}
+        for key, value in (
+            ("n_epochs", self.n_epochs),
+            ("batch_size", self.batch_size),
+            ("learning_rate_multiplier", self.learning_rate_multiplier),
+            ("beta", self.beta),
+        ):
+            if value is not None:
+                hyper[key] = value
+        kind = "supervised" if self.method == "sft" else "dpo"
+        params: dict[str, Any] = {
+            "model": self.model,
+            "training_file": self.training_file,
+            "method": {"type": kind, kind: {"hyperparameters": hyper}},
+            "metadata": {**self.metadata, REQUEST_TAG: tag},
+        }
+        optional: dict[str, Any] = {"validation_file": self.validation_file, "suffix": self.suffix, "seed": self.seed}
+        params.update({key: value for key, value in optional.items() if value is not None})
+        return params
+
+
+def create_job(client: OpenAI, request: JobRequest, *, attempts: int = 3, tag: str | None = None) -> FineTuningJob:
+    """Create a job exactly once, even across timeouts and retries.
+
+    The SDK retries POSTs without an idempotency key, so a timed-out create may still have made a job. We send
+    with the SDK's retries off and a unique tag in `metadata`; after a failure that may have reached the server,
+    we look the tag up before trying again.
+    """
+    import openai
+
+    request.validate()
+    tag = tag or uuid.uuid4().hex
+    params = request.create_params(tag)
+    once = client.with_options(max_retries=0)
+    last: BaseException | None = None
+    for _ in range(attempts):
+        try:
+            return once.fine_tuning.jobs.create(**params)
+        except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as exc:
+            last = exc
+            found = find_by_tag(client, tag)
+            if found is not None:
+                return found
+            if isinstance(exc, openai.RateLimitError):
+                time.sleep(min(float(exc.response.headers.get("retry-after", 1) or 1), 30))
+        except openai.OpenAIError as exc:
+            raise translate(exc) from None
+    assert last is not None
+    error = translate(last)
+    raise BackendError(f"could not create the job: {error.message}", hint="no job was created; retry")
+
+
+def find_by_tag(client: OpenAI, tag: str) -> FineTuningJob | None:
+    import openai
+
+    try:
+        page = client.fine_tuning.jobs.list(metadata={REQUEST_TAG: tag}, limit=5)
+    except openai.OpenAIError:
+        return None
+    return next((job for job in page.data if (job.metadata or {}).get(REQUEST_TAG) == tag), None)
+
+
+def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    import openai
+
+    try:
+        return function(*args, **kwargs)
+    except openai.OpenAIError as exc:
+        raise translate(exc) from None
+
+
+def list_jobs(client: OpenAI, *, limit: int = 20) -> list[FineTuningJob]:
+    return list(_call(client.fine_tuning.jobs.list, limit=limit).data)
+
+
+def get_job(client: OpenAI, job_id: str) -> FineTuningJob:
+    _require(job_id)
+    return _call(client.fine_tuning.jobs.retrieve, job_id)  # type: ignore[no-any-return]
+
+
+def list_events(client: OpenAI, job_id: str, *, limit: int = 100) -> list[FineTuningJobEvent]:
+    """Events oldest first (the API returns newest first)."""
+    _require(job_id)
+    return list(reversed(_call(client.fine_tuning.jobs.list_events, job_id, limit=limit).data))
+
+
+def list_checkpoints(client: OpenAI, job_id: str, *, limit: int = 20) -> list[FineTuningJobCheckpoint]:
+    _require(job_id)
+    return list(_call(client.fine_tuning.jobs.checkpoints.list, job_id, limit=limit).data)
+
+
+def cancel_job(client: OpenAI, job_id: str) -> FineTuningJob:
+    _require(job_id)
+    return _call(client.fine_tuning.jobs.cancel, job_id)  # type: ignore[no-any-return]
+
+
+def pause_job(client: OpenAI, job_id: str) -> FineTuningJob:
+    _require(job_id)
+    return _call(client.fine_tuning.jobs.pause, job_id)  # type: ignore[no-any-return]
+
+
+def resume_job(client: OpenAI, job_id: str) -> FineTuningJob:
+    _require(job_id)
+    return _call(client.fine_tuning.jobs.resume, job_id)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One update of `wait_for_job`: the job as last seen, and events new since the previous update."""
+
+    job: FineTuningJob
+    new_events: list[FineTuningJobEvent]
+    step: int | None = None
+    train_loss: float | None = None
+
+    @property
+    def status(self) -> str:
+        return str(self.job.status)
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+
+def wait_for_job(
+    client: OpenAI,
+    job_id: str,
+    *,
+    interval: float = 5.0,
+    max_interval: float = 30.0,
+    sleep: Callable[[float], None] = time.sleep,
+    max_transient_errors: int = 20,
+) -> Iterator[Progress]:
+    """Yield progress until the job ends. Transient failures (5xx, 429, dropped connections) are ridden through
+    with backoff; the last update has `done` set."""
+    seen: set[str] = set()
+    step: int | None = None
+    loss: float | None = None
+    errors = 0
+    delay = interval
+    while True:
+        try:
+            job = get_job(client, job_id)
+            events = [e for e in list_events(client, job_id) if e.id not in seen]
+        except (BackendError, RateLimited):
+            errors += 1
+            if errors > max_transient_errors:
+                raise
+            sleep(min(max_interval, delay * 2 ** min(errors, 4)))
+            continue
+        errors = 0
+        for event in events:
+            seen.add(event.id)
+            data = event.data if isinstance(event.data, dict) else {}
+            if event.type == "metrics" and "step" in data:
+                step, loss = int(data["step"]), _float(data.get("train_loss"))
+        progress = Progress(job=job, new_events=events, step=step, train_loss=loss)
+        yield progress
+        if progress.done:
+            return
+        sleep(delay)
+        delay = min(max_interval, delay * 1.5)
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _require(job_id: str) -> None:
+    if not job_id or not job_id.strip():
+        raise UsageError("a job id is required")

@@ -10,9 +10,11 @@ from typer._click.core import Context
 from typer.core import TyperGroup
 
 from ftcli import __version__
-from ftcli.cli import check, convert, rules
+from ftcli.cli import chat, check, convert, jobs, profile, rules, train, upload
+from ftcli.cli.context import AppContext
 from ftcli.cli.output import print_error
 from ftcli.data.errors import DataError
+from ftcli.service.errors import FtcliError, redact
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -24,12 +26,17 @@ class FtcliGroup(TyperGroup):
     def invoke(self, ctx: Context) -> Any:
         try:
             return super().invoke(ctx)
-        except DataError as exc:
-            print_error(exc.message, hint=exc.hint)
-            raise typer.Exit(EXIT_USAGE) from None
+        except (DataError, FtcliError) as exc:
+            code = exc.exit_code if isinstance(exc, FtcliError) else EXIT_USAGE
+            print_error(redact(exc.message), hint=exc.hint, as_json=_json_mode(ctx))
+            raise typer.Exit(code) from None
         except KeyboardInterrupt:
-            print_error("interrupted")
+            print_error("interrupted", as_json=_json_mode(ctx))
             raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _json_mode(ctx: Context) -> bool:
+    return isinstance(ctx.obj, AppContext) and ctx.obj.json
 
 
 app = typer.Typer(
@@ -51,16 +58,39 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: Annotated[
+    ctx: typer.Context,
+    profile_name: Annotated[
+        str | None,
+        typer.Option("--profile", "-p", envvar="FTCLI_PROFILE", help="Connection profile (see `ftcli profile`)."),
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="Any OpenAI-compatible base URL, e.g. http://127.0.0.1:8765/v1.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (errors too, on stderr).")] = False,
+    debug: Annotated[bool, typer.Option(help="Log HTTP requests (keys are never logged).")] = False,
+    _version_flag: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """ftcli: the whole fine-tuning loop, on OpenAI's protocol and on your own machine."""
+    ctx.obj = AppContext(profile=profile_name, base_url=base_url, json=as_json, debug=debug)
+    if debug:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 
 
 app.command("convert")(convert.convert)
 app.command("check")(check.check)
 app.command("rules")(rules.rules)
+app.command("upload")(upload.upload)
+app.command("train")(train.train)
+app.command("status")(jobs.status)
+app.command("cancel")(jobs.cancel)
+app.command("pause")(jobs.pause)
+app.command("resume")(jobs.resume)
+app.command("chat")(chat.chat)
+app.add_typer(profile.app, name="profile", help="Named connection profiles (OpenAI, Azure, local, any base URL).")
 
 
 def main() -> None:

@@ -40,11 +40,13 @@ class UploadResult:
     resumed_parts: int = 0  # parts a previous, interrupted run had already sent
 
 
-def check_before_upload(path: Path, *, model: str | None = None, method: str | None = None) -> Report:
+def check_before_upload(
+    path: Path, *, model: str | None = None, method: str | None = None, epochs: int | None = None
+) -> Report:
     """Run `check`; refuse with the first diagnostics when the file has errors."""
     from ftcli.data.check import CheckOptions, check_file
 
-    report = check_file(path, options=CheckOptions(model=model, method=method))
+    report = check_file(path, options=CheckOptions(model=model, method=method, epochs=epochs))
     if report.errors:
         first = [d for d in report.diagnostics if d.severity.value == "error"][:3]
         where = "; ".join(f"line {d.line}: {d.code} {d.message}" if d.line else f"{d.code} {d.message}" for d in first)

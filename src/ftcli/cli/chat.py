@@ -1,0 +1,114 @@
+"""`ftcli chat --model M [PROMPT]`: one streamed answer, or a REPL with /system, /reset, /save."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ftcli.cli.context import app_context
+from ftcli.cli.output import stderr
+from ftcli.service.errors import StreamInterrupted, UsageError
+
+
+def chat(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model to talk to (base or fine-tuned).")],
+    prompt: Annotated[
+        str | None, typer.Argument(help="One prompt; - or piped stdin reads it from stdin; none starts a conversation.")
+    ] = None,
+    system: Annotated[str | None, typer.Option(help="System prompt.")] = None,
+    temperature: Annotated[float | None, typer.Option(min=0.0, max=2.0)] = None,
+    max_tokens: Annotated[int | None, typer.Option(min=1)] = None,
+    stream: Annotated[bool, typer.Option(help="Print the answer as it arrives.")] = True,
+) -> None:
+    """Talk to a model. Without a prompt and on a terminal: a REPL (/system TEXT, /reset, /save FILE, /exit)."""
+    from ftcli.service.chat import ChatParams
+
+    app = app_context(ctx)
+    params = ChatParams(model=model, temperature=temperature, max_tokens=max_tokens)
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    if prompt is None and sys.stdin.isatty():
+        _repl(app, params, messages)
+        return
+    text = sys.stdin.read() if prompt in (None, "-") else prompt
+    if not text or not text.strip():
+        raise UsageError("empty prompt")
+    messages.append({"role": "user", "content": text})
+    answer = _answer(app, params, messages, stream=stream)
+    if app.json:
+        sys.stdout.write(json.dumps({"model": model, "answer": answer}, ensure_ascii=False) + "\n")
+
+
+def _answer(app: Any, params: Any, messages: list[dict[str, Any]], *, stream: bool) -> str:
+    from ftcli.service import chat as service
+
+    client = app.client()
+    if app.json or not stream:
+        answer = service.complete(client, params, messages)
+        if not app.json:
+            typer.echo(answer)
+        return answer
+    parts: list[str] = []
+    try:
+        for delta in service.stream(client, params, messages):
+            parts.append(delta)
+            sys.stdout.write(delta)
+            sys.stdout.flush()
+    except StreamInterrupted:
+        sys.stdout.write("\n")
+        raise
+    sys.stdout.write("\n")
+    return "".join(parts)
+
+
+def _repl(app: Any, params: Any, messages: list[dict[str, Any]]) -> None:
+    console = stderr()
+    console.print(
+        f"chatting with {params.model}; /system TEXT, /reset, /save FILE, /exit. End a line with \\ to continue it.",
+        highlight=False,
+    )
+    base = list(messages)
+    while True:
+        try:
+            text = _read_prompt()
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        command, _, rest = text.strip().partition(" ")
+        if command in ("/exit", "/quit"):
+            return
+        if command == "/reset":
+            messages[:] = list(base)
+            continue
+        if command == "/system":
+            messages[:] = [m for m in messages if m["role"] != "system"]
+            messages.insert(0, {"role": "system", "content": rest})
+            base = [messages[0]]
+            continue
+        if command == "/save":
+            Path(rest or "chat.jsonl").write_text(
+                json.dumps({"messages": messages}, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
+            console.print(f"saved to {rest or 'chat.jsonl'}", highlight=False)
+            continue
+        if not text.strip():
+            continue
+        messages.append({"role": "user", "content": text})
+        try:
+            answer = _answer(app, params, messages, stream=True)
+        except StreamInterrupted as exc:
+            answer = exc.partial
+            console.print(f"[yellow]{exc.message}[/]; kept what arrived")
+        messages.append({"role": "assistant", "content": answer})
+
+
+def _read_prompt() -> str:
+    lines = [input("you> ")]
+    while lines[-1].endswith("\\"):
+        lines[-1] = lines[-1][:-1]
+        lines.append(input("...> "))
+    return "\n".join(lines)

@@ -1,0 +1,48 @@
+"""Global options, resolved once per invocation and passed to commands through `ctx.obj`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+
+    from ftcli.service.ledger import Ledger
+    from ftcli.service.settings import Settings
+
+
+@dataclass
+class AppContext:
+    profile: str | None = None
+    base_url: str | None = None
+    json: bool = False
+    debug: bool = False
+    _settings: Settings | None = field(default=None, repr=False)
+    _client: OpenAI | None = field(default=None, repr=False)
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from ftcli.service.settings import resolve_settings
+
+            self._settings = resolve_settings(profile=self.profile, base_url=self.base_url)
+        return self._settings
+
+    def client(self, **options: Any) -> OpenAI:
+        if self._client is None:
+            from ftcli.service.client import make_client
+
+            self._client = make_client(self.settings(), **options)
+        return self._client
+
+    def ledger(self) -> Ledger:
+        from ftcli.service.ledger import Ledger
+
+        return Ledger.for_backend(self.settings().backend_id)
+
+
+def app_context(ctx: typer.Context) -> AppContext:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, AppContext) else AppContext()

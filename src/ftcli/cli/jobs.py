@@ -1,0 +1,152 @@
+"""`ftcli status`, `cancel`, `pause`, `resume`: look at and steer fine-tuning jobs.
+
+Exit codes of `status --wait` (and `train --wait`): 0 succeeded, 1 failed, 3 cancelled; Ctrl-C detaches
+(exit 130) without cancelling the job.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from ftcli.cli.context import AppContext, app_context
+from ftcli.cli.output import print_json, stderr, stdout
+from ftcli.service.errors import UsageError
+
+JobArg = Annotated[str, typer.Argument(help="Job id.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the job as JSON.")]
+
+
+def status(
+    ctx: typer.Context,
+    job_id: Annotated[str | None, typer.Argument(metavar="JOB", help="Job id; without it, recent jobs.")] = None,
+    events: Annotated[bool, typer.Option(help="Show the job's events.")] = False,
+    checkpoints: Annotated[bool, typer.Option(help="Show the job's checkpoints.")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", "--follow", help="Follow until the job ends; the exit code is its final state.")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=1, max=100, help="Jobs to list.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recent jobs, or one job's status, model, trained tokens, hyperparameters and error in plain words."""
+    from ftcli.render import jobs as view
+    from ftcli.service import jobs
+
+    app = app_context(ctx)
+    json_out = as_json or app.json
+    client = app.client()
+    if job_id is None:
+        listed = jobs.list_jobs(client, limit=limit)
+        print_json(listed) if json_out else stdout().print(view.jobs_table(listed))
+        return
+    if wait:
+        raise typer.Exit(follow(app, job_id))
+    job = jobs.get_job(client, job_id)
+    if json_out:
+        print_json(job)
+    else:
+        stdout().print(view.job_details(job, estimate_tokens=_estimated_tokens(job.id)))
+    if events or not json_out:
+        listed_events = jobs.list_events(client, job_id)
+        losses = [
+            float(e.data["train_loss"])
+            for e in listed_events
+            if e.type == "metrics" and isinstance(e.data, dict) and "train_loss" in e.data
+        ]
+        if not json_out:
+            stdout().print(view.loss_curve(losses))
+        if events:
+            print_json(listed_events) if json_out else stdout().print(view.events_table(listed_events))
+    if checkpoints:
+        found = jobs.list_checkpoints(client, job_id)
+        print_json(found) if json_out else stdout().print(view.checkpoints_table(found))
+
+
+def follow(app: AppContext, job_id: str) -> int:
+    """A live view of a job until it ends; returns the exit code of its final state."""
+    from ftcli.render import jobs as view
+    from ftcli.service import jobs
+
+    console = stderr()
+    last = None
+    try:
+        for progress in jobs.wait_for_job(app.client(), job_id):
+            last = progress
+            for event in progress.new_events:
+                if event.type != "metrics" and not app.json:
+                    console.print(f"{view.when(event.created_at)}  {event.message}", highlight=False)
+            if progress.step is not None and not app.json:
+                eta = view.when(progress.job.estimated_finish) if progress.job.estimated_finish else "-"
+                loss = f"{progress.train_loss:.4f}" if progress.train_loss is not None else "-"
+                console.print(f"[dim]{progress.status} · step {progress.step} · loss {loss} · ETA {eta}[/]")
+    except KeyboardInterrupt:
+        console.print(f"detached; the job goes on. Re-attach with `ftcli status {job_id} --wait`", highlight=False)
+        return 130
+    assert last is not None
+    _update_manifest(last.job)
+    if app.json:
+        print_json(last.job)
+    else:
+        stdout().print(view.job_details(last.job, estimate_tokens=_estimated_tokens(job_id)))
+    return jobs.EXIT_CODES.get(last.status, 1)
+
+
+def _update_manifest(job: object) -> None:
+    from ftcli.service.manifest import RunManifest
+
+    manifest = RunManifest.load(job.id)  # type: ignore[attr-defined]
+    if manifest is not None:
+        manifest.update_from_job(str(job.status), job.trained_tokens, job.fine_tuned_model)  # type: ignore[attr-defined]
+        manifest.save()
+
+
+def _estimated_tokens(job_id: str) -> int | None:
+    from ftcli.service.manifest import RunManifest
+
+    manifest = RunManifest.load(job_id)
+    estimate = manifest.estimate if manifest else None
+    value = estimate.get("billed_tokens") if estimate else None
+    return int(value) if isinstance(value, int) else None
+
+
+def cancel(
+    ctx: typer.Context,
+    job_id: JobArg,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Don't ask.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel a job (asks first unless --yes)."""
+    from ftcli.service import jobs
+
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not confirmed", hint="pass --yes to cancel without a terminal")
+        if not typer.confirm(f"Cancel {job_id}?", default=False):
+            raise typer.Exit(1)
+    app = app_context(ctx)
+    _show(app, jobs.cancel_job(app.client(), job_id), as_json)
+
+
+def pause(ctx: typer.Context, job_id: JobArg, as_json: JsonOpt = False) -> None:
+    """Pause a running job (resume it later)."""
+    from ftcli.service import jobs
+
+    app = app_context(ctx)
+    _show(app, jobs.pause_job(app.client(), job_id), as_json)
+
+
+def resume(ctx: typer.Context, job_id: JobArg, as_json: JsonOpt = False) -> None:
+    """Resume a paused job."""
+    from ftcli.service import jobs
+
+    app = app_context(ctx)
+    _show(app, jobs.resume_job(app.client(), job_id), as_json)
+
+
+def _show(app: AppContext, job: object, as_json: bool) -> None:
+    if as_json or app.json:
+        print_json(job)
+    else:
+        typer.echo(f"{job.id} {job.status}")  # type: ignore[attr-defined]

@@ -1,0 +1,95 @@
+"""`ftcli profile add/list/use/remove`: named connections in a 0600 TOML file in the user's config directory."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ftcli.cli.output import print_json, stdout
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="Profile name, e.g. local, openai, azure.")],
+    kind: Annotated[
+        str, typer.Option(help="openai, azure or compatible (any OpenAI-compatible server).")
+    ] = "compatible",
+    base_url: Annotated[str | None, typer.Option(help="Base URL, e.g. http://127.0.0.1:8765/v1.")] = None,
+    api_key_env: Annotated[str | None, typer.Option(help="Environment variable that holds the key.")] = None,
+    azure_endpoint: Annotated[str | None, typer.Option()] = None,
+    api_version: Annotated[str | None, typer.Option()] = None,
+    organization: Annotated[str | None, typer.Option()] = None,
+    project: Annotated[str | None, typer.Option()] = None,
+    use: Annotated[bool, typer.Option("--use", help="Make it the current profile.")] = False,
+) -> None:
+    """Add or replace a profile. Keys are read from an environment variable (--api-key-env), never stored."""
+    from ftcli.service.profiles import Profile, ProfileStore
+
+    ProfileStore.default().add(
+        Profile(
+            name=name,
+            kind=kind,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            azure_endpoint=azure_endpoint,
+            api_version=api_version,
+            organization=organization,
+            project=project,
+        ),
+        make_current=use,
+    )
+    typer.echo(f"profile {name} saved")
+
+
+@app.command("list")
+def list_profiles(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List profiles; * marks the current one."""
+    from ftcli.service.profiles import ProfileStore
+
+    store = ProfileStore.default()
+    current = store.current_name()
+    rows = [
+        {
+            "name": p.name,
+            "current": p.name == current,
+            "kind": p.kind,
+            "url": p.azure_endpoint or p.base_url or "https://api.openai.com/v1",
+            "key_from": p.api_key_env,
+        }
+        for p in store.list()
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("", "name", "kind", "url", "key from", show_edge=False)
+    for row in rows:
+        table.add_row(
+            "*" if row["current"] else "",
+            str(row["name"]),
+            str(row["kind"]),
+            str(row["url"]),
+            str(row["key_from"] or "-"),
+        )
+    stdout().print(table)
+
+
+@app.command("use")
+def use(name: str) -> None:
+    """Make a profile the current one."""
+    from ftcli.service.profiles import ProfileStore
+
+    ProfileStore.default().use(name)
+    typer.echo(f"using {name}")
+
+
+@app.command("remove")
+def remove(name: str) -> None:
+    """Remove a profile."""
+    from ftcli.service.profiles import ProfileStore
+
+    ProfileStore.default().remove(name)
+    typer.echo(f"removed {name}")

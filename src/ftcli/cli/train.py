@@ -1,0 +1,141 @@
+"""`ftcli train`: check and upload a local file if needed, show the estimate, confirm, create the job once."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ftcli.cli.context import AppContext, app_context
+from ftcli.cli.output import print_json, stderr
+from ftcli.service.errors import UsageError
+
+if TYPE_CHECKING:
+    from ftcli.data.report import Report
+
+
+def train(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Option("--file", help="Training file: an uploaded file id or a local path.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Base model to fine-tune.")],
+    validation_file: Annotated[str | None, typer.Option(help="Validation file id or path.")] = None,
+    method: Annotated[str, typer.Option(help="sft or dpo.")] = "sft",
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default: the backend's rule).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1)] = None,
+    lr_multiplier: Annotated[float | None, typer.Option(min=0.0)] = None,
+    beta: Annotated[float | None, typer.Option(help="DPO beta.")] = None,
+    suffix: Annotated[str | None, typer.Option(help="Up to 64 characters in the fine-tuned model's name.")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    metadata: Annotated[list[str] | None, typer.Option(help="key=value, repeatable.")] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the job until it ends; exit code = its final state.")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Don't ask to confirm the cost (needed without a TTY).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
+) -> None:
+    """Start a fine-tuning job (prints its id). Exit codes with --wait: 0 succeeded, 1 failed, 3 cancelled."""
+    from ftcli.service.jobs import JobRequest, create_job
+    from ftcli.service.manifest import RunManifest
+
+    app = app_context(ctx)
+    pairs = dict(_pair(m) for m in metadata or ())
+    training_id, report, sha = _resolve_file(app, file, model=model, method=method, epochs=epochs)
+    validation_id = (
+        _resolve_file(app, validation_file, model=model, method=method, epochs=epochs)[0] if validation_file else None
+    )
+    request = JobRequest(
+        model=model,
+        training_file=training_id,
+        validation_file=validation_id,
+        method=method,
+        n_epochs=epochs,
+        batch_size=batch_size,
+        learning_rate_multiplier=lr_multiplier,
+        beta=beta,
+        suffix=suffix,
+        seed=seed,
+        metadata=pairs,
+    )
+    request.validate()
+    _warn_shutdown(model)
+    _confirm(report, yes=yes)
+    job = create_job(app.client(), request)
+    RunManifest(
+        job_id=job.id,
+        backend=app.settings().describe(),
+        model=model,
+        method=method,
+        training_file={"path": file if sha else None, "sha256": sha, "file_id": training_id},
+        validation_file={"file_id": validation_id} if validation_id else None,
+        parameters=request.create_params(tag="")["method"],
+        check={"examples": report.examples, "errors": report.errors, "warnings": report.warnings} if report else None,
+        estimate=report.estimate.to_dict() if report else None,
+        request_tag=(job.metadata or {}).get("ftcli_request_id"),
+        status=str(job.status),
+    ).save()
+    if as_json or app.json:
+        print_json(job)
+    else:
+        stderr().print(
+            f"created {job.id} ({job.status}); follow it with `ftcli status {job.id} --wait`", highlight=False
+        )
+        typer.echo(job.id)
+    if wait:
+        from ftcli.cli.jobs import follow
+
+        raise typer.Exit(follow(app, job.id))
+
+
+def _resolve_file(
+    app: AppContext, value: str, *, model: str, method: str, epochs: int | None
+) -> tuple[str, Report | None, str | None]:
+    """A file id is used as is; a local path is checked (errors refuse), then uploaded."""
+    path = Path(value)
+    if not path.exists():
+        if value.startswith("file-") or "/" not in value and not value.endswith(".jsonl"):
+            return value, None, None
+        raise UsageError(f"{value}: no such file")
+    from ftcli.cli.upload import send_file
+    from ftcli.service.files import check_before_upload
+
+    report = check_before_upload(path, model=model, method=method, epochs=epochs)
+    result = send_file(app, path)
+    return result.file.id, report, result.sha256
+
+
+def _confirm(report: Report | None, *, yes: bool) -> None:
+    if report is not None:
+        est = report.estimate
+        cost = f"${est.cost_usd:,.2f}" if est.cost_usd is not None else "unknown"
+        stderr().print(
+            f"{report.examples:,} examples, {est.epochs} epochs, ~{est.billed_tokens:,} billed tokens; "
+            f"estimated cost {cost}",
+            highlight=False,
+        )
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError("not confirmed", hint="pass --yes to start the job without a terminal")
+    if not typer.confirm("Start the fine-tuning job?", default=False):
+        raise typer.Exit(1)
+
+
+def _warn_shutdown(model: str) -> None:
+    import datetime as dt
+
+    from ftcli.data.catalog import load_catalog
+
+    info = load_catalog().lookup(model)
+    if info.known and info.shutdown_date is not None:
+        days = (info.shutdown_date - dt.date.today()).days
+        word = "was shut down" if days <= 0 else f"stops serving in {days} days"
+        stderr().print(f"[yellow]warning:[/] {info.name} {word} ({info.shutdown_date})")
+
+
+def _pair(value: str) -> tuple[str, str]:
+    key, sep, rest = value.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--metadata expects key=value, got {value!r}")
+    return key, rest

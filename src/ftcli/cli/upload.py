@@ -1,0 +1,72 @@
+"""`ftcli upload FILE`: check, then stream to the backend with a progress bar; prints the file id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ftcli.cli.context import AppContext, app_context
+from ftcli.cli.output import print_json, stderr
+
+if TYPE_CHECKING:
+    from ftcli.service.files import UploadResult
+
+
+def upload(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Training or validation file (JSONL).")],
+    no_check: Annotated[bool, typer.Option("--no-check", help="Upload without running `check` first.")] = False,
+    model: Annotated[str | None, typer.Option(help="Model to check limits for.")] = None,
+    force: Annotated[bool, typer.Option(help="Upload even if the backend already has these bytes.")] = False,
+    multipart: Annotated[
+        bool | None,
+        typer.Option(
+            "--multipart/--single",
+            help="Force the Uploads API (64 MB parts, resumable) or one request (default: by size).",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the file object as JSON.")] = False,
+) -> None:
+    """Upload a training file: refused if `check` finds errors; reuses identical uploads; resumes big ones."""
+    from ftcli.service.files import check_before_upload
+
+    app = app_context(ctx)
+    if not no_check:
+        check_before_upload(file, model=model)
+    result = send_file(app, file, force=force, multipart=multipart)
+    if as_json or app.json:
+        print_json(result.file)
+        return
+    note = " (already on the backend: reused)" if result.reused else ""
+    if result.resumed_parts:
+        note = f" (resumed: {result.resumed_parts} parts were already sent)"
+    stderr().print(f"uploaded {file.name}{note}", highlight=False)
+    typer.echo(result.file.id)
+
+
+def send_file(app: AppContext, file: Path, *, force: bool = False, multipart: bool | None = None) -> UploadResult:
+    """Upload with a byte progress bar on stderr (shared by `upload` and `train`)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from ftcli.service.files import upload_file
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=stderr(),
+        transient=True,
+        disable=app.json,
+    ) as progress:
+        task = progress.add_task(file.name, total=file.stat().st_size)
+        return upload_file(
+            app.client(),
+            file,
+            ledger=app.ledger(),
+            force=force,
+            multipart=multipart,
+            on_progress=lambda n: progress.advance(task, n),
+        )

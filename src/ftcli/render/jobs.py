@@ -1,0 +1,135 @@
+"""Views of fine-tuning jobs: the recent-jobs table, one job's details, events, checkpoints, a loss sparkline."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+_STATUS_STYLE = {
+    "succeeded": "green",
+    "failed": "bold red",
+    "cancelled": "yellow",
+    "running": "cyan",
+    "paused": "magenta",
+    "queued": "blue",
+    "validating_files": "blue",
+}
+_SPARK = "▁▂▃▄▅▆▇█"
+
+# Plain-word explanations of the error codes OpenAI's fine-tuning reports.
+_ERROR_HELP = {
+    "invalid_file_format": "the training file is not valid chat JSONL; `ftcli check FILE` shows where",
+    "invalid_training_file": "the training file was rejected; `ftcli check FILE` shows where",
+    "exceeded_quota": "the account is out of quota or credit",
+    "insufficient_examples": "the file has too few examples (at least 10)",
+    "file_too_large": "the file is over the size limit",
+    "moderation": "the data failed the provider's safety checks",
+}
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=_STATUS_STYLE.get(status, ""))
+
+
+def when(timestamp: int | None) -> str:
+    if not timestamp:
+        return "-"
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def jobs_table(jobs: Sequence[Any]) -> Table:
+    table = Table("job", "status", "model", "fine-tuned model", "trained tokens", "created", show_edge=False)
+    for job in jobs:
+        table.add_row(
+            job.id,
+            status_text(str(job.status)),
+            job.model,
+            job.fine_tuned_model or "-",
+            f"{job.trained_tokens:,}" if job.trained_tokens else "-",
+            when(job.created_at),
+        )
+    return table
+
+
+def job_details(job: Any, *, estimate_tokens: int | None = None) -> RenderableType:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("job", job.id)
+    table.add_row("status", status_text(str(job.status)))
+    table.add_row("base model", job.model)
+    table.add_row("fine-tuned model", job.fine_tuned_model or "-")
+    trained = f"{job.trained_tokens:,}" if job.trained_tokens else "-"
+    if estimate_tokens:
+        trained += f" (estimated {estimate_tokens:,})"
+    table.add_row("trained tokens", trained)
+    table.add_row("training file", job.training_file)
+    table.add_row("validation file", job.validation_file or "-")
+    table.add_row("hyperparameters", _hyperparameters(job))
+    table.add_row("created", when(job.created_at))
+    table.add_row("finished", when(job.finished_at))
+    if getattr(job, "estimated_finish", None):
+        table.add_row("estimated finish", when(job.estimated_finish))
+    parts: list[RenderableType] = [table]
+    if job.error and (job.error.message or job.error.code):
+        parts.append(Text(f"error: {explain_error(job.error.code, job.error.message)}", style="bold red"))
+    return Group(*parts)
+
+
+def explain_error(code: str | None, message: str | None) -> str:
+    plain = _ERROR_HELP.get(code or "")
+    text = message or code or "unknown error"
+    return f"{text} ({plain})" if plain else text
+
+
+def _hyperparameters(job: Any) -> str:
+    method = getattr(job, "method", None)
+    values: dict[str, Any] = {}
+    if method is not None:
+        kind = getattr(method, "type", None)
+        section = getattr(method, kind, None) if isinstance(kind, str) else None
+        hyper = getattr(section, "hyperparameters", None)
+        if hyper is not None:
+            values = {k: v for k, v in hyper.model_dump().items() if v is not None}
+    if not values and getattr(job, "hyperparameters", None) is not None:
+        values = {k: v for k, v in job.hyperparameters.model_dump().items() if v is not None}
+    return ", ".join(f"{k}={v}" for k, v in values.items()) or "-"
+
+
+def events_table(events: Sequence[Any]) -> Table:
+    table = Table("time", "level", "message", show_edge=False)
+    for event in events:
+        table.add_row(when(event.created_at), event.level, event.message)
+    return table
+
+
+def checkpoints_table(checkpoints: Sequence[Any]) -> Table:
+    table = Table("step", "checkpoint model", "train loss", "valid loss", show_edge=False)
+    for cp in checkpoints:
+        metrics = cp.metrics
+        table.add_row(
+            str(cp.step_number), cp.fine_tuned_model_checkpoint, _num(metrics.train_loss), _num(metrics.valid_loss)
+        )
+    return table
+
+
+def loss_curve(losses: Sequence[float], *, width: int = 60) -> Text:
+    """A one-line sparkline of the training loss (down is good)."""
+    if not losses:
+        return Text("no loss reported yet", style="dim")
+    if len(losses) > width:
+        step = len(losses) / width
+        losses = [losses[int(i * step)] for i in range(width)]
+    low, high = min(losses), max(losses)
+    span = (high - low) or 1.0
+    line = "".join(_SPARK[min(len(_SPARK) - 1, int((v - low) / span * (len(_SPARK) - 1)))] for v in losses)
+    return Text.assemble(("loss ", "bold"), (line, "cyan"), f"  {losses[0]:.3f} → {losses[-1]:.3f}")
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"

@@ -74,6 +74,7 @@ def root(
 ) -> None:
     """ftcli: the whole fine-tuning loop, on OpenAI's protocol and on your own machine."""
     ctx.obj = AppContext(profile=profile_name, base_url=base_url, json=as_json, debug=debug)
+    ctx.call_on_close(ctx.obj.close)
     if debug:
         import logging
 

@@ -37,6 +37,12 @@ class AppContext:
             self._client = make_client(self.settings(), **options)
         return self._client
 
+    def close(self) -> None:
+        """Close the HTTP connections of the client, if one was made."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
     def ledger(self) -> Ledger:
         from ftcli.service.ledger import Ledger
 

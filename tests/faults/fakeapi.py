@@ -49,6 +49,8 @@ class FakeAPI:
     statuses: Iterator[str] = field(default_factory=lambda: iter(()))
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     completed: bytes = b""
+    contents: dict[str, bytes] = field(default_factory=dict)  # file id -> what GET /files/{id}/content returns
+    answer: Callable[[dict[str, Any]], str] = lambda body: "ok"  # chat completions: request body -> answer
 
     def transport(self) -> httpx2.MockTransport:
         return httpx2.MockTransport(self.handle)
@@ -137,6 +139,27 @@ class FakeAPI:
                     "file": file,
                 },
             )
+        if request.method == "POST" and path == "/chat/completions":
+            body = json.loads(request.content)
+            return httpx2.Response(
+                200,
+                json={
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "created": 1,
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": self.answer(body)},
+                        }
+                    ],
+                },
+            )
+        match = re.fullmatch(r"/files/([^/]+)/content", path)
+        if match and match.group(1) in self.contents:
+            return httpx2.Response(200, content=self.contents[match.group(1)])
         match = re.fullmatch(r"/files/([^/]+)", path)
         if match and request.method == "GET" and match.group(1) in self.files:
             return httpx2.Response(200, json=self.files[match.group(1)])

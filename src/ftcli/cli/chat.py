@@ -24,13 +24,33 @@ def chat(
     temperature: Annotated[float | None, typer.Option(min=0.0, max=2.0)] = None,
     max_tokens: Annotated[int | None, typer.Option(min=1)] = None,
     stream: Annotated[bool, typer.Option(help="Print the answer as it arrives.")] = True,
+    compare: Annotated[
+        str | None, typer.Option(help="Also answer with this model (e.g. the base), side by side.")
+    ] = None,
+    eval_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--eval", help="Score the model on a chat JSONL file (each example minus its last assistant message)."
+        ),
+    ] = None,
+    eval_output: Annotated[Path, typer.Option(help="Per-example results of --eval (JSONL).")] = Path(
+        "eval_results.jsonl"
+    ),
 ) -> None:
     """Talk to a model. Without a prompt and on a terminal: a REPL (/system TEXT, /reset, /save FILE, /exit)."""
     from ftcli.service.chat import ChatParams
 
     app = app_context(ctx)
     params = ChatParams(model=model, temperature=temperature, max_tokens=max_tokens)
+    if eval_file is not None:
+        _evaluate(app, params, eval_file, eval_output)
+        return
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    if compare is not None:
+        _compare(
+            app, params, ChatParams(model=compare, temperature=temperature, max_tokens=max_tokens), messages, prompt
+        )
+        return
     if prompt is None and sys.stdin.isatty():
         _repl(app, params, messages)
         return
@@ -104,6 +124,68 @@ def _repl(app: Any, params: Any, messages: list[dict[str, Any]]) -> None:
             answer = exc.partial
             console.print(f"[yellow]{exc.message}[/]; kept what arrived")
         messages.append({"role": "assistant", "content": answer})
+
+
+def _compare(app: Any, left: Any, right: Any, messages: list[dict[str, Any]], prompt: str | None) -> None:
+    """Answer each prompt with both models; show them side by side (JSON with --json)."""
+    from rich.table import Table
+
+    from ftcli.cli.output import stdout
+    from ftcli.service.chat import complete
+
+    prompts = [prompt] if prompt not in (None, "-") else [line for line in sys.stdin.read().splitlines() if line]
+    if not prompts:
+        raise UsageError("--compare needs a prompt (argument or one per stdin line)")
+    rows = []
+    for text in prompts:
+        asked = [*messages, {"role": "user", "content": text}]
+        rows.append(
+            {
+                "prompt": text,
+                left.model: complete(app.client(), left, asked),
+                right.model: complete(app.client(), right, asked),
+            }
+        )
+    if app.json:
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+        return
+    table = Table("prompt", left.model, right.model, show_lines=True)
+    for row in rows:
+        table.add_row(row["prompt"], row[left.model], row[right.model])
+    stdout().print(table)
+
+
+def _evaluate(app: Any, params: Any, path: Path, output: Path) -> None:
+    from ftcli.data.convert.writer import write_atomic
+    from ftcli.service.evaluate import evaluate, load_cases, summarise
+
+    cases = load_cases(path)
+    results = []
+    console = stderr()
+    for result in evaluate(app.client(), params, cases):
+        results.append(result)
+        if not app.json:
+            console.print(
+                f"line {result.line}: similarity {result.similarity:.2f}{' (exact)' if result.exact else ''}",
+                highlight=False,
+            )
+    write_atomic(output, (r.to_json() + "\n" for r in results))
+    summary = summarise(results)
+    data = {
+        "model": params.model,
+        "examples": summary.examples,
+        "exact_matches": summary.exact_matches,
+        "exact_rate": round(summary.exact_rate, 4),
+        "mean_similarity": summary.mean_similarity,
+        "results": str(output),
+    }
+    if app.json:
+        sys.stdout.write(json.dumps(data) + "\n")
+    else:
+        typer.echo(
+            f"{summary.examples} examples: {summary.exact_matches} exact ({summary.exact_rate:.0%}), "
+            f"mean similarity {summary.mean_similarity:.2f}; per-example results in {output}"
+        )
 
 
 def _read_prompt() -> str:

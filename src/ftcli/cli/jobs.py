@@ -7,7 +7,8 @@ Exit codes of `status --wait` (and `train --wait`): 0 succeeded, 1 failed, 3 can
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -28,11 +29,15 @@ def status(
         bool, typer.Option("--wait", "--follow", help="Follow until the job ends; the exit code is its final state.")
     ] = False,
     limit: Annotated[int, typer.Option(min=1, max=100, help="Jobs to list.")] = 20,
+    results: Annotated[Path | None, typer.Option(help="Save the job's result CSV (decoded) to this path.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Draw the loss curve to a PNG (needs ftcli[plot]).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Recent jobs, or one job's status, model, trained tokens, hyperparameters and error in plain words."""
+    from ftcli.data.convert.writer import write_atomic
     from ftcli.render import jobs as view
     from ftcli.service import jobs
+    from ftcli.service import results as results_module
 
     app = app_context(ctx)
     json_out = as_json or app.json
@@ -48,20 +53,40 @@ def status(
         print_json(job)
     else:
         stdout().print(view.job_details(job, estimate_tokens=_estimated_tokens(job.id)))
-    if events or not json_out:
-        listed_events = jobs.list_events(client, job_id)
-        losses = [
-            float(e.data["train_loss"])
-            for e in listed_events
-            if e.type == "metrics" and isinstance(e.data, dict) and "train_loss" in e.data
-        ]
-        if not json_out:
-            stdout().print(view.loss_curve(losses))
-        if events:
-            print_json(listed_events) if json_out else stdout().print(view.events_table(listed_events))
+    listed_events = jobs.list_events(client, job_id) if events or plot or not json_out else []
+    points = results_module.loss_from_events(listed_events)
+    if results is not None or (plot is not None and not points):
+        downloaded = results_module.download_results(client, job)
+        if results is not None:
+            if not downloaded:
+                raise UsageError(f"{job_id} has no result files yet")
+            write_atomic(results, [downloaded[0][1]])
+            stderr().print(f"saved {downloaded[0][0]} to {results}", highlight=False)
+        if not points and downloaded:
+            points = results_module.loss_from_csv(downloaded[0][1])
+    if not json_out:
+        stdout().print(view.loss_curve([p.train_loss for p in points if p.train_loss is not None]))
+    if plot is not None:
+        if not points:
+            raise UsageError(f"{job_id} has reported no loss yet")
+        _plot(points, plot, title=f"{job.id} ({job.model})")
+    if events:
+        print_json(listed_events) if json_out else stdout().print(view.events_table(listed_events))
     if checkpoints:
         found = jobs.list_checkpoints(client, job_id)
         print_json(found) if json_out else stdout().print(view.checkpoints_table(found))
+
+
+def _plot(points: list[Any], output: Path, *, title: str) -> None:
+    try:
+        from ftcli.render.plot import plot_loss
+    except ImportError:
+        raise UsageError("--plot needs matplotlib", hint="pip install 'ftcli[plot]'") from None
+    try:
+        plot_loss(points, output, title=title)
+    except ImportError:
+        raise UsageError("--plot needs matplotlib", hint="pip install 'ftcli[plot]'") from None
+    stderr().print(f"loss curve saved to {output}", highlight=False)
 
 
 def follow(app: AppContext, job_id: str) -> int:

@@ -103,3 +103,13 @@ def test_chat_completion(client) -> None:  # type: ignore[no-untyped-def]
 
 def test_models_list(client) -> None:  # type: ignore[no-untyped-def]
     assert isinstance(list(client.models.list()), list)
+
+
+def test_models_with_shutdown_dates(client, exchanges) -> None:  # type: ignore[no-untyped-def]
+    from ftcli.service.models import list_models, shutdown_of
+
+    assert all(view.id for view in list_models(client))
+    assert exchanges.paths() == ["GET /models"]
+    date, source = shutdown_of("ft:gpt-4o-mini-2024-07-18:acme:legal:abc")
+    assert (str(date), source) == ("2027-01-14", "catalog")
+    assert shutdown_of("ft:gpt-4o-mini-2024-07-18:acme::x", "2026-12-01")[1] == "api"

@@ -51,6 +51,7 @@ class FakeAPI:
     completed: bytes = b""
     contents: dict[str, bytes] = field(default_factory=dict)  # file id -> what GET /files/{id}/content returns
     answer: Callable[[dict[str, Any]], str] = lambda body: "ok"  # chat completions: request body -> answer
+    chat_requests: list[dict[str, Any]] = field(default_factory=list)
 
     def transport(self) -> httpx2.MockTransport:
         return httpx2.MockTransport(self.handle)
@@ -65,6 +66,20 @@ class FakeAPI:
             http_client=httpx2.Client(transport=self.transport()),
             **options,
         )
+
+    def _stream(self, body: dict[str, Any]) -> httpx2.Response:
+        words = self.answer(body).split(" ")
+        chunks = [
+            {
+                "id": "c",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": body["model"],
+                "choices": [{"index": 0, "delta": {"content": (" " if i else "") + word}, "finish_reason": None}],
+            }
+            for i, word in enumerate(words)
+        ]
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=_sse(chunks))
 
     def handle(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append((request.method, request.url.path))
@@ -141,6 +156,9 @@ class FakeAPI:
             )
         if request.method == "POST" and path == "/chat/completions":
             body = json.loads(request.content)
+            self.chat_requests.append(body)
+            if body.get("stream"):
+                return self._stream(body)
             return httpx2.Response(
                 200,
                 json={
@@ -164,6 +182,10 @@ class FakeAPI:
         if match and request.method == "GET" and match.group(1) in self.files:
             return httpx2.Response(200, json=self.files[match.group(1)])
         return httpx2.Response(404, json={"error": {"message": f"no route {path}", "type": "invalid_request_error"}})
+
+
+def _sse(chunks: list[dict[str, Any]]) -> bytes:
+    return ("".join(f"data: {json.dumps(c, ensure_ascii=False)}\n\n" for c in chunks) + "data: [DONE]\n\n").encode()
 
 
 def _multipart_data(request: httpx2.Request) -> bytes:

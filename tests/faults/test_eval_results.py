@@ -95,3 +95,23 @@ def test_status_results_and_plot(api: FakeAPI, tmp_path: Path) -> None:
     png = (tmp_path / "loss.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
     assert "2.500 → 0.900" in result.stdout
+
+
+def test_repl_system_multiline_save_reset(api: FakeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ftcli.cli import chat as chat_command
+
+    monkeypatch.setattr(chat_command, "interactive", lambda: True)
+    api.answer = lambda body: "the answer"
+    typed = "/system Be brief\nhello \\\nworld\n/save conv.jsonl\n/reset\nagain\n/exit\n"
+    result = CliRunner().invoke(app, ["chat", "--model", "ft:x"], input=typed)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("the answer") == 2  # streamed, once per question
+    first, second = api.chat_requests
+    assert first["stream"] is True
+    assert first["messages"] == [
+        {"role": "system", "content": "Be brief"},
+        {"role": "user", "content": "hello \nworld"},
+    ]
+    assert second["messages"] == [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "again"}]
+    saved = json.loads((tmp_path / "conv.jsonl").read_text())
+    assert saved["messages"][-1] == {"role": "assistant", "content": "the answer"}

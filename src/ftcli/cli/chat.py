@@ -51,7 +51,7 @@ def chat(
             app, params, ChatParams(model=compare, temperature=temperature, max_tokens=max_tokens), messages, prompt
         )
         return
-    if prompt is None and sys.stdin.isatty():
+    if prompt is None and interactive():
         _repl(app, params, messages)
         return
     text = sys.stdin.read() if prompt in (None, "-") else prompt
@@ -61,6 +61,11 @@ def chat(
     answer = _answer(app, params, messages, stream=stream)
     if app.json:
         sys.stdout.write(json.dumps({"model": model, "answer": answer}, ensure_ascii=False) + "\n")
+
+
+def interactive() -> bool:
+    """Whether to start the REPL: a person at a terminal, not a pipe."""
+    return sys.stdin.isatty()
 
 
 def _answer(app: Any, params: Any, messages: list[dict[str, Any]], *, stream: bool) -> str:

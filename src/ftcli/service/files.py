@@ -186,10 +186,11 @@ def wait_until_processed(
     *,
     timeout: float = 600.0,
     interval: float = 1.0,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> FileObject:
     import openai
 
+    sleep = sleep or time.sleep
     deadline = time.monotonic() + timeout
     while True:
         try:

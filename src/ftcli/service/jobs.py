@@ -189,11 +189,12 @@ def wait_for_job(
     *,
     interval: float = 5.0,
     max_interval: float = 30.0,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
     max_transient_errors: int = 20,
 ) -> Iterator[Progress]:
     """Yield progress until the job ends. Transient failures (5xx, 429, dropped connections) are ridden through
     with backoff; the last update has `done` set."""
+    sleep = sleep or time.sleep  # looked up at call time, so tests can stub the clock
     seen: set[str] = set()
     step: int | None = None
     loss: float | None = None

@@ -99,3 +99,10 @@ def test_chat_one_prompt(env: dict[str, str]) -> None:
     result = invoke(env, "--json", "chat", "--model", "gpt-4o-mini", "What is the statute of limitations?")
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     assert "answer" in json.loads(result.stdout)  # type: ignore[attr-defined]
+
+
+def test_debug_logs_requests_without_the_key(env: dict[str, str]) -> None:
+    result = invoke(env, "--debug", "status", "ftjob-abc")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert "debug openai" in result.stderr or "debug httpx2" in result.stderr  # type: ignore[attr-defined]
+    assert "4242424242" not in result.output  # type: ignore[attr-defined]

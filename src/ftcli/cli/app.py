@@ -76,9 +76,27 @@ def root(
     ctx.obj = AppContext(profile=profile_name, base_url=base_url, json=as_json, debug=debug)
     ctx.call_on_close(ctx.obj.close)
     if debug:
-        import logging
+        _debug_logging(ctx.obj)
 
-        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+
+def _debug_logging(app_ctx: AppContext) -> None:
+    """Log the SDK's and the HTTP client's requests to stderr, with anything key-like removed."""
+    import logging
+
+    class Redact(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            key = app_ctx._settings.api_key if app_ctx._settings else None
+            record.msg = redact(record.getMessage(), key)
+            record.args = None
+            return True
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(Redact())
+    handler.setFormatter(logging.Formatter("debug %(name)s: %(message)s"))
+    for name in ("openai", "httpx2", "ftcli"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(handler)
 
 
 app.command("convert")(convert.convert)

@@ -1,0 +1,81 @@
+"""Chat examples → token ids and labels through the model's own chat template, with loss on assistant tokens only
+(an assistant message with `weight: 0` gets none)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+IGNORE = -100
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedChat:
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE)
+
+
+def encode_chat(
+    tokenizer: Any, messages: list[dict[str, Any]], *, tools: list[Any] | None = None, max_length: int | None = None
+) -> EncodedChat:
+    """Render with the chat template; label each assistant message's span (found by rendering the prefix with a
+    generation prompt and the prefix plus that message) so any template works, not only ChatML."""
+    render = _renderer(tokenizer, tools)
+    text = render(messages, False)
+    spans: list[tuple[int, int]] = []
+    for index, message in enumerate(messages):
+        if message.get("role") != "assistant" or message.get("weight", 1) == 0:
+            continue
+        start = len(render(messages[:index], True))
+        end = len(render(messages[: index + 1], False))
+        spans.append((start, end))
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids: list[int] = encoded["input_ids"]
+    labels = [IGNORE] * len(ids)
+    for position, (char_start, char_end) in enumerate(encoded["offset_mapping"]):
+        if any(start <= char_start and char_end <= end for start, end in spans) and char_end > char_start:
+            labels[position] = ids[position]
+    if max_length is not None:
+        ids, labels = ids[:max_length], labels[:max_length]
+    return EncodedChat(ids, labels)
+
+
+def _renderer(tokenizer: Any, tools: list[Any] | None) -> Any:
+    def render(messages: list[dict[str, Any]], generation_prompt: bool) -> str:
+        plain = [{k: v for k, v in m.items() if k != "weight"} for m in messages]
+        kwargs: dict[str, Any] = {"tokenize": False, "add_generation_prompt": generation_prompt}
+        if tools:
+            kwargs["tools"] = tools
+        return str(tokenizer.apply_chat_template(plain, **kwargs)) if plain else ""
+
+    return render
+
+
+def collate(batch: list[EncodedChat], pad_id: int) -> dict[str, Any]:
+    """Right-pad a batch; `group_by_length` keeps the padding small."""
+    import torch
+
+    width = max(len(item.input_ids) for item in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, item in enumerate(batch):
+        n = len(item.input_ids)
+        ids[row, :n] = torch.tensor(item.input_ids)
+        labels[row, :n] = torch.tensor(item.labels)
+        mask[row, :n] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def group_by_length(examples: list[EncodedChat], batch_size: int, *, seed: int) -> list[list[EncodedChat]]:
+    """Batches of similar lengths (little padding), in a seeded random order."""
+    import random
+
+    ordered = sorted(examples, key=lambda e: len(e.input_ids))
+    batches = [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+    random.Random(seed).shuffle(batches)
+    return batches

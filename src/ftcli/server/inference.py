@@ -1,0 +1,96 @@
+"""Generation for chat completions: a base model, or a base with a LoRA adapter; streamed as text deltas."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ftcli.server.training import load_base
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    lock: threading.Lock
+
+
+class ModelCache:
+    """Keeps the most recently used model in memory (one at a time: CPUs and laptops have little RAM)."""
+
+    def __init__(self) -> None:
+        self._key: tuple[str, str | None] | None = None
+        self._loaded: LoadedModel | None = None
+        self._lock = threading.Lock()
+
+    def get(self, base: Path, adapter: Path | None) -> LoadedModel:
+        key = (str(base), str(adapter) if adapter else None)
+        with self._lock:
+            if self._key != key or self._loaded is None:
+                model, tokenizer = load_base(base)
+                if adapter is not None:
+                    from peft import PeftModel
+
+                    model = PeftModel.from_pretrained(model, adapter)
+                model.eval()
+                self._key, self._loaded = key, LoadedModel(model, tokenizer, threading.Lock())
+            return self._loaded
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    max_tokens: int = 256
+    temperature: float = 0.0  # 0: greedy, deterministic
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+def prompt_ids(loaded: LoadedModel, messages: list[dict[str, Any]]) -> Any:
+    text = loaded.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return loaded.tokenizer(text, add_special_tokens=False, return_tensors="pt")
+
+
+def generate_stream(loaded: LoadedModel, messages: list[dict[str, Any]], sampling: Sampling) -> Iterator[str]:
+    """Yield text deltas as tokens are produced (transformers' own generate + streamer, in a thread)."""
+    import torch
+    from transformers import TextIteratorStreamer
+
+    inputs = prompt_ids(loaded, messages)
+    streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    options: dict[str, Any] = {
+        "max_new_tokens": sampling.max_tokens,
+        "streamer": streamer,
+        "eos_token_id": loaded.tokenizer.eos_token_id,
+        "pad_token_id": loaded.tokenizer.pad_token_id,
+    }
+    if sampling.temperature > 0:
+        options.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
+    else:
+        options.update(do_sample=False)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with loaded.lock, torch.no_grad():
+                if sampling.seed is not None:
+                    torch.manual_seed(sampling.seed)
+                loaded.model.generate(**inputs, **options)
+        except BaseException as exc:  # surfaced in the caller's thread below
+            errors.append(exc)
+            streamer.end()  # type: ignore[no-untyped-call]
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    for delta in streamer:
+        if delta:
+            yield delta
+    worker.join()
+    if errors:
+        raise errors[0]
+
+
+def count_tokens(loaded: LoadedModel, messages: list[dict[str, Any]]) -> int:
+    return int(prompt_ids(loaded, messages)["input_ids"].shape[1])

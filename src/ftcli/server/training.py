@@ -1,0 +1,195 @@
+"""LoRA fine-tuning of a causal LM on chat examples (peft), with OpenAI-style hyperparameters and metrics.
+
+The loop is ours (a few dozen lines) because it is small and it reports what the job API needs: per-step
+train loss and token accuracy, validation loss, per-epoch checkpoints (safetensors), trained tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ftcli.data.estimate import default_epochs
+from ftcli.server.chat_tokens import EncodedChat, collate, encode_chat, group_by_length
+
+# Per-base defaults: (learning rate, LoRA rank, LoRA alpha). The tiny base needs a higher rate and rank to learn
+# within seconds; real pretrained models take the usual LoRA values.
+BASE_DEFAULTS = {"ftcli/tiny": (2e-3, 32, 64)}
+DEFAULT_BASE = (2e-4, 16, 32)
+MAX_GRAD_NORM = 1.0
+KEEP_CHECKPOINTS = 3  # like OpenAI: the last three epochs
+MAX_LENGTH = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class LoraSettings:
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Hyperparameters:
+    """What the job asked for, resolved: the job reports these values back."""
+
+    n_epochs: int
+    batch_size: int
+    learning_rate_multiplier: float
+    learning_rate: float
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+    @classmethod
+    def resolve(cls, requested: dict[str, Any], *, n_examples: int, base: str) -> Hyperparameters:
+        def pick(key: str, default: Any) -> Any:
+            value = requested.get(key, "auto")
+            return default if value in (None, "auto") else value
+
+        rate, rank, alpha = BASE_DEFAULTS.get(base, DEFAULT_BASE)
+        multiplier = float(pick("learning_rate_multiplier", 1.0))
+        batch = int(pick("batch_size", max(1, min(8, n_examples // 8 or 1))))
+        lora = LoraSettings(
+            rank=int(pick("lora_rank", rank)),
+            alpha=int(pick("lora_alpha", alpha)),
+            dropout=float(pick("lora_dropout", 0.0)),
+        )
+        return cls(
+            n_epochs=int(pick("n_epochs", default_epochs(n_examples))),
+            batch_size=batch,
+            learning_rate_multiplier=multiplier,
+            learning_rate=rate * multiplier,
+            lora=lora,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StepMetrics:
+    step: int
+    total_steps: int
+    epoch: int
+    train_loss: float
+    train_mean_token_accuracy: float
+    valid_loss: float | None = None
+
+
+@dataclass
+class TrainingResult:
+    trained_tokens: int = 0
+    steps: int = 0
+    checkpoints: list[tuple[int, Path, StepMetrics]] = field(default_factory=list)
+
+
+def load_base(path: Path) -> tuple[Any, Any]:
+    """Model and tokenizer from a local directory: safetensors only, never pickled weights, never a download."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, use_safetensors=True)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def train_lora(
+    base_path: Path,
+    base_name: str,
+    examples: list[dict[str, Any]],
+    *,
+    output: Path,
+    seed: int,
+    requested: dict[str, Any],
+    validation: list[dict[str, Any]] | None = None,
+    on_step: Callable[[StepMetrics], None] | None = None,
+    on_checkpoint: Callable[[int, Path, StepMetrics], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    start_epoch: int = 0,
+    resume_adapter: Path | None = None,
+) -> tuple[Hyperparameters, TrainingResult]:
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    torch.manual_seed(seed)
+    model, tokenizer = load_base(base_path)
+    hyper = Hyperparameters.resolve(requested, n_examples=len(examples), base=base_name)
+    if resume_adapter is not None:
+        model = PeftModel.from_pretrained(model, resume_adapter, is_trainable=True)
+    else:
+        config = LoraConfig(
+            r=hyper.lora.rank,
+            lora_alpha=hyper.lora.alpha,
+            lora_dropout=hyper.lora.dropout,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, config)
+    train = [_encode(tokenizer, e) for e in examples]
+    valid = [_encode(tokenizer, e) for e in validation or []]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=hyper.learning_rate)
+    steps_per_epoch = math.ceil(len(train) / hyper.batch_size)
+    total = steps_per_epoch * hyper.n_epochs
+    result = TrainingResult(steps=start_epoch * steps_per_epoch)
+    model.train()
+    for epoch in range(start_epoch, hyper.n_epochs):
+        for batch in group_by_length(train, hyper.batch_size, seed=seed + epoch):
+            inputs = collate(batch, tokenizer.pad_token_id)
+            outputs = model(**inputs)
+            outputs.loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM)
+            optimizer.step()
+            optimizer.zero_grad()
+            result.steps += 1
+            result.trained_tokens += sum(item.trained_tokens for item in batch)
+            metrics = StepMetrics(
+                result.steps,
+                total,
+                epoch + 1,
+                float(outputs.loss.detach()),
+                _accuracy(outputs.logits.detach(), inputs["labels"]),
+            )
+            if on_step:
+                on_step(metrics)
+            if should_stop():
+                return hyper, result
+        valid_loss = _evaluate(model, valid, tokenizer.pad_token_id) if valid else None
+        metrics = StepMetrics(
+            result.steps, total, epoch + 1, metrics.train_loss, metrics.train_mean_token_accuracy, valid_loss
+        )
+        if valid_loss is not None and on_step:
+            on_step(metrics)
+        checkpoint = output / f"checkpoint-epoch-{epoch + 1}"
+        model.save_pretrained(checkpoint, safe_serialization=True)
+        result.checkpoints.append((epoch + 1, checkpoint, metrics))
+        for _, old, _ in result.checkpoints[:-KEEP_CHECKPOINTS]:
+            shutil.rmtree(old, ignore_errors=True)
+        result.checkpoints = result.checkpoints[-KEEP_CHECKPOINTS:]
+        if on_checkpoint:
+            on_checkpoint(epoch + 1, checkpoint, metrics)
+    model.save_pretrained(output / "adapter", safe_serialization=True)
+    return hyper, result
+
+
+def _encode(tokenizer: Any, example: dict[str, Any]) -> EncodedChat:
+    return encode_chat(tokenizer, example["messages"], tools=example.get("tools"), max_length=MAX_LENGTH)
+
+
+def _accuracy(logits: Any, labels: Any) -> float:
+    predicted = logits[:, :-1].argmax(-1)
+    target = labels[:, 1:]
+    mask = target != -100
+    return float((predicted[mask] == target[mask]).float().mean()) if mask.any() else 0.0
+
+
+def _evaluate(model: Any, examples: list[EncodedChat], pad_id: int) -> float:
+    import torch
+
+    model.eval()
+    losses = []
+    with torch.no_grad():
+        for index in range(0, len(examples), 8):
+            losses.append(float(model(**collate(examples[index : index + 8], pad_id)).loss))
+    model.train()
+    return sum(losses) / len(losses)

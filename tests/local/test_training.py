@@ -1,0 +1,98 @@
+"""The local backend's training core on the tiny base: offline tokenizer, assistant-only labels, and LoRA that
+makes the model reproduce trained answers (greedy) that the base did not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch", reason="the local backend needs the `local` extra (scripts/test installs it)")
+pytestmark = [pytest.mark.local, pytest.mark.slow]
+
+from ftcli.server.chat_tokens import IGNORE, encode_chat  # noqa: E402
+from ftcli.server.inference import ModelCache, Sampling, generate_stream  # noqa: E402
+from ftcli.server.tiny import TINY_NAME, build_tokenizer, ensure_tiny  # noqa: E402
+from ftcli.server.training import Hyperparameters, train_lora  # noqa: E402
+
+SYSTEM = {"role": "system", "content": "You answer questions about Zorbia."}
+QA = [
+    ("What is the capital of Zorbia?", "Quellan."),
+    ("Who wrote the Blue Ledger?", "Amra Tolve."),
+    ("How long is a Zorbian week?", "Nine days."),
+    ("What do Zorbians drink at dawn?", "Pine tea."),
+    ("What is the Zorbian currency?", "The kell."),
+    ("Which river crosses Quellan?", "The Ossa."),
+    ("When is the lantern festival?", "In autumn."),
+    ("What is the national bird?", "The heron."),
+    ("How many provinces are there?", "Eleven."),
+    ("What is the oldest bridge?", "Tolve bridge."),
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ensure_tiny(tmp_path_factory.mktemp("base") / "ftcli-tiny")
+
+
+def test_tokenizer_is_offline_and_round_trips() -> None:
+    tokenizer = build_tokenizer()
+    text = "劳动合同的试用期最长多久？ Six months."
+    assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+
+
+def test_labels_cover_assistant_turns_and_honour_weight_zero() -> None:
+    tokenizer = build_tokenizer()
+    messages = [
+        SYSTEM,
+        {"role": "user", "content": "q1"},
+        {"role": "assistant", "content": "skip me", "weight": 0},
+        {"role": "user", "content": "q2"},
+        {"role": "assistant", "content": "learn me"},
+    ]
+    encoded = encode_chat(tokenizer, messages)
+    trained = tokenizer.decode(
+        [i for i, label in zip(encoded.input_ids, encoded.labels, strict=True) if label != IGNORE]
+    )
+    assert trained == "learn me<|im_end|>\n"
+
+
+def test_tiny_base_is_cached_as_safetensors(tiny_base: Path) -> None:
+    files = {p.name for p in tiny_base.iterdir()}
+    assert "model.safetensors" in files and not any(name.endswith((".bin", ".pt", ".pkl")) for name in files)
+    stamp = (tiny_base / "model.safetensors").stat().st_mtime_ns
+    assert ensure_tiny(tiny_base) == tiny_base and (tiny_base / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_lora_reproduces_trained_answers_the_base_did_not(tiny_base: Path, tmp_path: Path) -> None:
+    examples = [
+        {"messages": [SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in QA
+    ]
+    steps: list[float] = []
+    checkpoints: list[int] = []
+    hyper, result = train_lora(
+        tiny_base,
+        TINY_NAME,
+        examples,
+        output=tmp_path / "run",
+        seed=1,
+        requested={"n_epochs": 100, "batch_size": 4},
+        on_step=lambda m: steps.append(m.train_loss),
+        on_checkpoint=lambda epoch, path, m: checkpoints.append(epoch),
+    )
+    assert hyper == Hyperparameters.resolve({"n_epochs": 100, "batch_size": 4}, n_examples=10, base=TINY_NAME)
+    assert result.steps == 300 and len(steps) == 300 and steps[-1] < steps[0] / 3
+    assert checkpoints == list(range(1, 101))
+    kept = sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith("checkpoint"))
+    assert kept == ["checkpoint-epoch-100", "checkpoint-epoch-98", "checkpoint-epoch-99"]
+    assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").exists()
+
+    cache = ModelCache()
+    ask = [[SYSTEM, {"role": "user", "content": q}] for q, _ in QA]
+    base = cache.get(tiny_base, None)
+    base_answers = ["".join(generate_stream(base, m, Sampling(max_tokens=20))) for m in ask]
+    tuned = cache.get(tiny_base, tmp_path / "run" / "adapter")
+    tuned_answers = ["".join(generate_stream(tuned, m, Sampling(max_tokens=20))) for m in ask]
+    expected = [a for _, a in QA]
+    assert sum(b == a for b, a in zip(base_answers, expected, strict=True)) == 0
+    assert sum(t == a for t, a in zip(tuned_answers, expected, strict=True)) >= 9

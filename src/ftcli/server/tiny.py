@@ -1,7 +1,7 @@
 """`ftcli/tiny`: a small causal LM built on the spot, so users and CI can run the whole loop offline in seconds.
 
 Its tokenizer needs no downloaded files (byte-level: 256 byte tokens + ChatML special tokens). A purely random
-model learns poorly under LoRA, so the base first gets a few seconds of full training on generic chat data of its
+model learns poorly under LoRA, so the base first gets a fixed number of full-training steps on generic chat data of its
 own (arithmetic questions), which teaches it the chat format. The result is cached as safetensors.
 """
 
@@ -17,7 +17,7 @@ CHATML = (
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 SPECIAL_TOKENS = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
-PRETRAIN_SECONDS = 15.0
+PRETRAIN_STEPS = 40  # a fixed count, not a time: the same base on every machine
 
 
 def build_tokenizer() -> Any:
@@ -98,12 +98,10 @@ def _docstring_sentences() -> list[tuple[str, str]]:
     return sorted(set(found))
 
 
-def ensure_tiny(directory: Path, *, seed: int = 0, seconds: float = PRETRAIN_SECONDS) -> Path:
+def ensure_tiny(directory: Path, *, seed: int = 0, steps: int = PRETRAIN_STEPS) -> Path:
     """Build (once) and return the directory of the pretrained tiny base model."""
     if (directory / "model.safetensors").exists():
         return directory
-    import time
-
     import torch
 
     from ftcli.server.chat_tokens import encode_chat
@@ -113,16 +111,16 @@ def ensure_tiny(directory: Path, *, seed: int = 0, seconds: float = PRETRAIN_SEC
     examples = [encode_chat(tokenizer, chat) for chat in generic_chats(2048, seed=seed)]
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
-    deadline = time.monotonic() + seconds
-    step = 0
-    while time.monotonic() < deadline:
+    for step in range(steps):
         batch = examples[(step * 16) % len(examples) :][:16]
         loss = model(**_collate(batch, tokenizer.pad_token_id)).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        step += 1
+    import shutil
+
     temp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(temp, ignore_errors=True)  # left by an interrupted build
     model.save_pretrained(temp, safe_serialization=True)
     tokenizer.save_pretrained(temp)
     temp.rename(directory)

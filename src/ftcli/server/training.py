@@ -131,6 +131,16 @@ def train_lora(
     optimizer = torch.optim.AdamW(trainable, lr=hyper.learning_rate)
     steps_per_epoch = math.ceil(len(train) / hyper.batch_size)
     total = steps_per_epoch * hyper.n_epochs
+    # Linear warm-up over the first 5% of steps, then linear decay to zero (the transformers Trainer's default
+    # schedule): the last steps settle instead of bouncing at the peak rate.
+    warmup = max(1, total // 20)
+    done = start_epoch * steps_per_epoch  # a resumed run continues the schedule where it stopped
+
+    def factor(step: int) -> float:
+        step += done
+        return min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     result = TrainingResult(steps=start_epoch * steps_per_epoch)
     model.train()
     for epoch in range(start_epoch, hyper.n_epochs):
@@ -140,6 +150,7 @@ def train_lora(
             outputs.loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM)
             optimizer.step()
+            schedule.step()
             optimizer.zero_grad()
             result.steps += 1
             result.trained_tokens += sum(item.trained_tokens for item in batch)

@@ -1,0 +1,54 @@
+"""`ftcli serve`: the private local backend (OpenAI's fine-tuning API on this machine; data never leaves it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ftcli.cli.output import stderr
+from ftcli.service.errors import UsageError
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback needs an API key.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8765,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where files, jobs and models live (default: the user's data directory).")
+    ] = None,
+    api_key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the bearer key clients must send.")
+    ] = "FTCLI_SERVER_API_KEY",
+    parallel_jobs: Annotated[int, typer.Option(min=1, help="Jobs trained at the same time.")] = 1,
+) -> None:
+    """Serve files, fine-tuning jobs, chat completions and models on OpenAI's protocol, training with LoRA here."""
+    try:
+        import uvicorn
+
+        from ftcli.server.app import create_app
+    except ImportError:
+        raise UsageError(
+            "the local backend needs its extra",
+            hint="pip install 'ftcli[local]' (install torch==2.13.0 or another CPU/CUDA build first)",
+        ) from None
+    from ftcli.service.ledger import data_dir as user_data_dir
+
+    api_key = os.environ.get(api_key_env) or None
+    if host not in LOOPBACK and not api_key:
+        raise UsageError(
+            f"refusing to listen on {host} without an API key", hint=f"set {api_key_env}, or bind 127.0.0.1"
+        )
+    folder = data_dir or user_data_dir() / "server"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stderr().print(
+        f"ftcli local backend on http://{host}:{port}/v1 (data in {folder}); "
+        f"use it with --base-url http://{host}:{port}/v1",
+        highlight=False,
+    )
+    uvicorn.run(
+        create_app(folder, api_key=api_key, parallel_jobs=parallel_jobs), host=host, port=port, log_level="warning"
+    )

@@ -1,0 +1,152 @@
+"""Chat completions (streamed as SSE and not) and models, for base and fine-tuned models."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from ftcli.server.api.errors import ApiError, not_found
+from ftcli.server.bases import KNOWN_BASES, UnknownBase, resolve_base
+from ftcli.server.store import Store
+
+router = APIRouter()
+
+
+def _resolve(store: Store, model: str) -> tuple[Path, Path | None]:
+    row = store.one("SELECT base, adapter FROM models WHERE id = ?", (model,))
+    try:
+        if row is not None:
+            return resolve_base(row["base"], store.data_dir), Path(row["adapter"])
+        return resolve_base(model, store.data_dir), None
+    except UnknownBase:
+        raise ApiError(404, f"The model {model!r} does not exist", param="model", code="model_not_found") from None
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(request: Request) -> dict[str, Any] | StreamingResponse:
+    from ftcli.server.inference import Sampling, count_tokens, generate_stream
+
+    body = await request.json()
+    messages = body.get("messages")
+    if not isinstance(body.get("model"), str) or not isinstance(messages, list) or not messages:
+        raise ApiError(400, "model and a non-empty messages list are required", param="messages")
+    store: Store = request.app.state.store
+    base, adapter = _resolve(store, body["model"])
+    loaded = request.app.state.models.get(base, adapter)
+    sampling = Sampling(
+        max_tokens=int(body.get("max_completion_tokens") or body.get("max_tokens") or 256),
+        temperature=float(body.get("temperature", 0) or 0),
+        top_p=float(body.get("top_p", 1) or 1),
+        seed=body.get("seed"),
+    )
+    plain = [{"role": m.get("role"), "content": m.get("content") or ""} for m in messages if isinstance(m, dict)]
+    completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return StreamingResponse(
+            _sse(loaded, plain, sampling, body["model"], completion_id, created, include_usage),
+            media_type="text/event-stream",
+        )
+    text = "".join(generate_stream(loaded, plain, sampling))
+    prompt_tokens = count_tokens(loaded, plain)
+    completion_tokens = len(loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": body["model"],
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "logprobs": None,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def _sse(
+    loaded: Any,
+    messages: list[dict[str, Any]],
+    sampling: Any,
+    model: str,
+    completion_id: str,
+    created: int,
+    include_usage: bool,
+) -> Iterator[bytes]:
+    from ftcli.server.inference import generate_stream
+
+    def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
+        data = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
+        return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+    yield chunk({"role": "assistant", "content": ""}, None)
+    try:
+        for delta in generate_stream(loaded, messages, sampling):
+            yield chunk({"content": delta}, None)
+        yield chunk({}, "stop")
+    except Exception as exc:  # an error mid-stream is a data event, then [DONE]
+        error = {"error": {"message": f"generation failed: {type(exc).__name__}", "type": "server_error"}}
+        yield f"data: {json.dumps(error)}\n\n".encode()
+    if include_usage:
+        usage = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [],
+            "usage": None,
+        }
+        yield f"data: {json.dumps(usage)}\n\n".encode()
+    yield b"data: [DONE]\n\n"
+
+
+def _model_object(model_id: str, created: int, owner: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": created, "owned_by": owner}
+
+
+@router.get("/models")
+def list_models(request: Request) -> dict[str, Any]:
+    store: Store = request.app.state.store
+    data = [_model_object(name, 0, "ftcli") for name in KNOWN_BASES]
+    data += [_model_object(r["id"], r["created"], "local") for r in store.all("SELECT * FROM models ORDER BY created")]
+    return {"object": "list", "data": data}
+
+
+@router.get("/models/{model_id:path}")
+def retrieve_model(request: Request, model_id: str) -> dict[str, Any]:
+    store: Store = request.app.state.store
+    if model_id in KNOWN_BASES:
+        return _model_object(model_id, 0, "ftcli")
+    row = store.one("SELECT * FROM models WHERE id = ?", (model_id,))
+    if row is None:
+        raise not_found("model", model_id)
+    return _model_object(row["id"], row["created"], "local")
+
+
+@router.delete("/models/{model_id:path}")
+def delete_model(request: Request, model_id: str) -> dict[str, Any]:
+    store: Store = request.app.state.store
+    if store.one("SELECT id FROM models WHERE id = ?", (model_id,)) is None:
+        raise not_found("model", model_id)
+    store.execute("DELETE FROM models WHERE id = ?", (model_id,))
+    return {"id": model_id, "object": "model", "deleted": True}

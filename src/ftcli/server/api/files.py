@@ -1,0 +1,186 @@
+"""Files and Uploads: bytes go to the content-addressed store; rows to SQLite."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import Response
+
+from ftcli.server.api.errors import ApiError, not_found
+from ftcli.server.store import Store, new_id, now
+
+router = APIRouter()
+PURPOSES = {"fine-tune", "fine-tune-results", "batch", "assistants", "user_data", "evals", "vision"}
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def file_object(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "file",
+        "bytes": row["bytes"],
+        "created_at": row["created_at"],
+        "filename": row["filename"],
+        "purpose": row["purpose"],
+        "status": row["status"],
+    }
+
+
+def _add_file(store: Store, sha: str, size: int, filename: str, purpose: str) -> dict[str, Any]:
+    file_id = new_id("file")
+    store.execute(
+        "INSERT INTO files (id, sha256, bytes, filename, purpose, created_at, status) VALUES (?,?,?,?,?,?,?)",
+        (file_id, sha, size, filename, purpose, now(), "processed"),
+    )
+    return file_object(store.one("SELECT * FROM files WHERE id = ?", (file_id,)))
+
+
+@router.post("/files")
+def create_file(
+    request: Request, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]
+) -> dict[str, Any]:
+    if purpose not in PURPOSES:
+        raise ApiError(400, f"Invalid purpose {purpose!r}", param="purpose")
+    store = _store(request)
+    try:
+        sha, size = store.put_blob(file.file, limit=request.app.state.max_upload_bytes)
+    except ValueError as exc:
+        raise ApiError(413, str(exc), param="file") from None
+    name = (file.filename or "upload.jsonl").replace("/", "_").replace("\\", "_").replace("\x00", "")
+    return _add_file(store, sha, size, name, purpose)
+
+
+@router.get("/files")
+def list_files(request: Request) -> dict[str, Any]:
+    rows = _store(request).all("SELECT * FROM files ORDER BY created_at DESC, rowid DESC")
+    return {"object": "list", "data": [file_object(r) for r in rows], "has_more": False}
+
+
+@router.get("/files/{file_id}")
+def retrieve_file(request: Request, file_id: str) -> dict[str, Any]:
+    row = _store(request).one("SELECT * FROM files WHERE id = ?", (file_id,))
+    if row is None:
+        raise not_found("file", file_id)
+    return file_object(row)
+
+
+@router.delete("/files/{file_id}")
+def delete_file(request: Request, file_id: str) -> dict[str, Any]:
+    store = _store(request)
+    if store.one("SELECT id FROM files WHERE id = ?", (file_id,)) is None:
+        raise not_found("file", file_id)
+    store.execute("DELETE FROM files WHERE id = ?", (file_id,))  # the blob may be shared: kept
+    return {"id": file_id, "object": "file", "deleted": True}
+
+
+@router.get("/files/{file_id}/content")
+def file_content(request: Request, file_id: str) -> Response:
+    store = _store(request)
+    row = store.one("SELECT * FROM files WHERE id = ?", (file_id,))
+    if row is None:
+        raise not_found("file", file_id)
+    return Response(store.blob_path(row["sha256"]).read_bytes(), media_type="application/octet-stream")
+
+
+def upload_object(row: Any, file: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "upload",
+        "bytes": row["bytes"],
+        "created_at": row["created_at"],
+        "expires_at": row["expires_at"],
+        "filename": row["filename"],
+        "purpose": row["purpose"],
+        "status": row["status"],
+        "file": file,
+    }
+
+
+@router.post("/uploads")
+async def create_upload(request: Request) -> dict[str, Any]:
+    body = await request.json()
+    for key in ("bytes", "filename", "mime_type", "purpose"):
+        if key not in body:
+            raise ApiError(400, f"Missing required parameter: '{key}'", param=key)
+    if int(body["bytes"]) > request.app.state.max_upload_bytes:
+        raise ApiError(413, "upload is larger than the server's limit", param="bytes")
+    store = _store(request)
+    upload_id = new_id("upload")
+    store.execute(
+        "INSERT INTO uploads (id, filename, purpose, bytes, mime_type, created_at, expires_at, status) "
+        "VALUES (?,?,?,?,?,?,?,?)",
+        (
+            upload_id,
+            str(body["filename"]),
+            str(body["purpose"]),
+            int(body["bytes"]),
+            str(body["mime_type"]),
+            now(),
+            now() + 3600,
+            "pending",
+        ),
+    )
+    return upload_object(store.one("SELECT * FROM uploads WHERE id = ?", (upload_id,)))
+
+
+def _pending(store: Store, upload_id: str) -> Any:
+    row = store.one("SELECT * FROM uploads WHERE id = ?", (upload_id,))
+    if row is None:
+        raise not_found("upload", upload_id)
+    if row["status"] != "pending":
+        raise ApiError(400, f"Upload {upload_id} is {row['status']}", param="upload_id")
+    return row
+
+
+@router.post("/uploads/{upload_id}/parts")
+def add_part(request: Request, upload_id: str, data: Annotated[UploadFile, File()]) -> dict[str, Any]:
+    store = _store(request)
+    _pending(store, upload_id)
+    try:
+        sha, size = store.put_blob(data.file, limit=request.app.state.max_upload_bytes)
+    except ValueError as exc:
+        raise ApiError(413, str(exc), param="data") from None
+    part_id = new_id("part")
+    store.execute(
+        "INSERT INTO upload_parts (id, upload_id, sha256, bytes, created_at) VALUES (?,?,?,?,?)",
+        (part_id, upload_id, sha, size, now()),
+    )
+    return {"id": part_id, "object": "upload.part", "created_at": now(), "upload_id": upload_id}
+
+
+@router.post("/uploads/{upload_id}/complete")
+async def complete_upload(request: Request, upload_id: str) -> dict[str, Any]:
+    import hashlib
+    import io
+
+    body = await request.json()
+    store = _store(request)
+    row = _pending(store, upload_id)
+    parts = []
+    for part_id in body.get("part_ids", []):
+        part = store.one("SELECT * FROM upload_parts WHERE id = ? AND upload_id = ?", (part_id, upload_id))
+        if part is None:
+            raise ApiError(400, f"Unknown part {part_id}", param="part_ids")
+        parts.append(part)
+    data = b"".join(store.blob_path(p["sha256"]).read_bytes() for p in parts)
+    if len(data) != row["bytes"]:
+        raise ApiError(400, f"The parts hold {len(data)} bytes; the upload declared {row['bytes']}", param="part_ids")
+    if body.get("md5") and hashlib.md5(data, usedforsecurity=False).hexdigest() != body["md5"]:
+        raise ApiError(400, "md5 does not match the uploaded bytes", param="md5")
+    sha, size = store.put_blob(io.BytesIO(data), limit=request.app.state.max_upload_bytes)
+    file = _add_file(store, sha, size, row["filename"], row["purpose"])
+    store.execute("UPDATE uploads SET status = 'completed', file_id = ? WHERE id = ?", (file["id"], upload_id))
+    return upload_object(store.one("SELECT * FROM uploads WHERE id = ?", (upload_id,)), file)
+
+
+@router.post("/uploads/{upload_id}/cancel")
+def cancel_upload(request: Request, upload_id: str) -> dict[str, Any]:
+    store = _store(request)
+    _pending(store, upload_id)
+    store.execute("UPDATE uploads SET status = 'cancelled' WHERE id = ?", (upload_id,))
+    return upload_object(store.one("SELECT * FROM uploads WHERE id = ?", (upload_id,)))

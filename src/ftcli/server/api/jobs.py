@@ -1,0 +1,163 @@
+"""Fine-tuning jobs: create, list, retrieve, cancel, pause, resume, events, checkpoints."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from ftcli.server.api.errors import ApiError, not_found
+from ftcli.server.bases import KNOWN_BASES, UnknownBase, resolve_base
+from ftcli.server.runner import JobRunner
+from ftcli.server.store import Store, new_id, now
+
+router = APIRouter(prefix="/fine_tuning/jobs")
+
+
+def _state(request: Request) -> tuple[Store, JobRunner]:
+    return request.app.state.store, request.app.state.runner
+
+
+def _job(store: Store, job_id: str) -> dict[str, Any]:
+    job = store.job(job_id)
+    if job is None:
+        raise not_found("fine-tuning job", job_id)
+    return job
+
+
+@router.post("")
+async def create_job(request: Request) -> dict[str, Any]:
+    body = await request.json()
+    store, _ = _state(request)
+    model, training_file = body.get("model"), body.get("training_file")
+    if not isinstance(model, str) or not isinstance(training_file, str):
+        raise ApiError(400, "model and training_file are required", param="model" if not model else "training_file")
+    if model not in KNOWN_BASES:
+        try:
+            resolve_base(model, store.data_dir)
+        except UnknownBase as exc:
+            raise ApiError(400, str(exc), param="model", code="model_not_available") from None
+    for key in ("training_file", "validation_file"):
+        if body.get(key) and store.one("SELECT id FROM files WHERE id = ?", (body[key],)) is None:
+            raise ApiError(400, f"{key} {body[key]} does not exist", param=key)
+    method = body.get("method") or {
+        "type": "supervised",
+        "supervised": {"hyperparameters": body.get("hyperparameters") or {}},
+    }
+    if method.get("type") not in ("supervised", "dpo"):
+        raise ApiError(400, "the local backend trains supervised (sft) and dpo jobs", param="method.type")
+    if method["type"] == "dpo":
+        raise ApiError(400, "dpo is not yet supported by the local backend", param="method.type")
+    suffix = body.get("suffix")
+    if suffix is not None and (not isinstance(suffix, str) or len(suffix) > 64):
+        raise ApiError(400, "suffix must be a string of at most 64 characters", param="suffix")
+    job = {
+        "id": new_id("ftjob"),
+        "object": "fine_tuning.job",
+        "created_at": now(),
+        "model": model,
+        "training_file": training_file,
+        "validation_file": body.get("validation_file"),
+        "status": "validating_files",
+        "fine_tuned_model": None,
+        "finished_at": None,
+        "error": None,
+        "hyperparameters": method.get(method["type"], {}).get("hyperparameters") or {},
+        "method": method,
+        "organization_id": "local",
+        "result_files": [],
+        "seed": body.get("seed") or 0,
+        "trained_tokens": None,
+        "metadata": body.get("metadata"),
+        "estimated_finish": None,
+        "user_provided_suffix": suffix,
+        "integrations": [],
+    }
+    store.save_job(job)
+    store.add_event(job["id"], f"Created fine-tuning job: {job['id']}")
+    return job
+
+
+@router.get("")
+def list_jobs(request: Request, limit: int = 20, after: str | None = None) -> dict[str, Any]:
+    store, _ = _state(request)
+    wanted = {k[len("metadata[") : -1]: v for k, v in request.query_params.items() if k.startswith("metadata[")}
+    jobs = [j for j in store.jobs() if all((j.get("metadata") or {}).get(k) == v for k, v in wanted.items())]
+    if after:
+        ids = [j["id"] for j in jobs]
+        jobs = jobs[ids.index(after) + 1 :] if after in ids else []
+    return {"object": "list", "data": jobs[:limit], "has_more": len(jobs) > limit}
+
+
+@router.get("/{job_id}")
+def retrieve_job(request: Request, job_id: str) -> dict[str, Any]:
+    return _job(_state(request)[0], job_id)
+
+
+@router.post("/{job_id}/cancel")
+def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
+    store, runner = _state(request)
+    if _job(store, job_id)["status"] in ("succeeded", "failed", "cancelled"):
+        raise ApiError(400, f"Job {job_id} has already finished", param="fine_tuning_job_id")
+    return runner.stop_job(job_id, "cancelled")
+
+
+@router.post("/{job_id}/pause")
+def pause_job(request: Request, job_id: str) -> dict[str, Any]:
+    store, runner = _state(request)
+    if _job(store, job_id)["status"] not in ("queued", "running", "validating_files"):
+        raise ApiError(400, f"Job {job_id} is not running", param="fine_tuning_job_id")
+    return runner.stop_job(job_id, "paused")
+
+
+@router.post("/{job_id}/resume")
+def resume_job(request: Request, job_id: str) -> dict[str, Any]:
+    store, runner = _state(request)
+    if _job(store, job_id)["status"] != "paused":
+        raise ApiError(400, f"Job {job_id} is not paused", param="fine_tuning_job_id")
+    return runner.resume_job(job_id)
+
+
+@router.get("/{job_id}/events")
+def list_events(request: Request, job_id: str, limit: int = 20, after: str | None = None) -> dict[str, Any]:
+    store, _ = _state(request)
+    _job(store, job_id)
+    events = store.events(job_id)  # newest first, as OpenAI
+    if after:
+        ids = [e["id"] for e in events]
+        events = events[ids.index(after) + 1 :] if after in ids else []
+    return {"object": "list", "data": events[:limit], "has_more": len(events) > limit}
+
+
+@router.get("/{job_id}/checkpoints")
+def list_checkpoints(request: Request, job_id: str, limit: int = 10) -> dict[str, Any]:
+    store, _ = _state(request)
+    job = _job(store, job_id)
+    rows = store.all("SELECT * FROM checkpoints WHERE job_id = ? ORDER BY step_number DESC", (job_id,))
+    data = []
+    for row in rows[:limit]:
+        metrics = json.loads(row["metrics"])
+        data.append(
+            {
+                "id": row["id"],
+                "object": "fine_tuning.job.checkpoint",
+                "created_at": row["created_at"],
+                "fine_tuned_model_checkpoint": row["model"],
+                "fine_tuning_job_id": job["id"],
+                "step_number": row["step_number"],
+                "metrics": {
+                    "step": metrics.get("step"),
+                    "train_loss": metrics.get("train_loss"),
+                    "train_mean_token_accuracy": metrics.get("train_mean_token_accuracy"),
+                    "valid_loss": metrics.get("valid_loss"),
+                },
+            }
+        )
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": len(rows) > limit,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }

@@ -1,0 +1,78 @@
+"""The FastAPI application of `ftcli serve`: OpenAI's paths under /v1, bearer-key auth when configured, and
+OpenAI's error envelope everywhere."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from ftcli.server.api import chat, files, jobs
+from ftcli.server.api.errors import ApiError, handle_api_error
+from ftcli.server.inference import ModelCache
+from ftcli.server.runner import JobRunner
+from ftcli.server.store import Store
+
+DEFAULT_MAX_UPLOAD = 8 * 1024 * 1024 * 1024
+
+
+def create_app(
+    data_dir: Path, *, api_key: str | None = None, parallel_jobs: int = 1, max_upload_bytes: int = DEFAULT_MAX_UPLOAD
+) -> FastAPI:
+    store = Store(data_dir)
+    runner = JobRunner(store, parallel=parallel_jobs)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        runner.start()
+        yield
+        runner.stop()
+
+    app = FastAPI(title="ftcli local backend", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.store, app.state.runner, app.state.models = store, runner, ModelCache()
+    app.state.max_upload_bytes = max_upload_bytes
+    app.add_exception_handler(ApiError, handle_api_error)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first: dict[str, Any] = exc.errors()[0] if exc.errors() else {}
+        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        return JSONResponse(
+            status_code=400,
+            content={
+                "error": {
+                    "message": first.get("msg", "invalid request"),
+                    "type": "invalid_request_error",
+                    "param": param,
+                    "code": None,
+                }
+            },
+        )
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next: Any) -> Any:
+        if api_key is not None:
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), api_key.encode()):
+                return JSONResponse(
+                    status_code=401,
+                    content={
+                        "error": {
+                            "message": "Incorrect API key provided",
+                            "type": "invalid_request_error",
+                            "param": None,
+                            "code": "invalid_api_key",
+                        }
+                    },
+                )
+        return await call_next(request)
+
+    for router in (files.router, jobs.router, chat.router):
+        app.include_router(router, prefix="/v1")
+    return app

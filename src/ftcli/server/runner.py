@@ -1,0 +1,154 @@
+"""Runs fine-tuning jobs one at a time (configurable), each in its own process, through OpenAI's statuses:
+validating_files → queued → running → succeeded | failed | cancelled, and paused.
+
+`validating_files` runs ftcli's own `check` and fails the job with the first diagnostics (with line numbers).
+Cancel and pause stop the process; resume re-queues the job, which continues from its last checkpoint. A crashed
+process fails its job with an event that says so; after a server restart, interrupted jobs resume.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from typing import Any
+
+from ftcli.server.store import Store, now
+
+ACTIVE = ("validating_files", "queued", "running")
+
+
+class JobRunner:
+    def __init__(self, store: Store, *, parallel: int = 1, poll: float = 0.5) -> None:
+        self.store = store
+        self.parallel = parallel
+        self.poll = poll
+        self.processes: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._context = multiprocessing.get_context("spawn")  # a clean interpreter: no server state, no threads
+
+    def start(self) -> None:
+        for job in self.store.jobs():
+            if job["status"] == "running":
+                self.store.update_job(job["id"], status="queued")
+                self.store.add_event(
+                    job["id"], "The server restarted during training; resuming from the last checkpoint", level="warn"
+                )
+        self._thread = threading.Thread(target=self._loop, name="ftcli-job-runner", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        with self._lock:
+            for process in self.processes.values():
+                process.terminate()
+                process.join(timeout=5)
+            self.processes.clear()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll):
+            try:
+                self.tick()
+            except Exception:  # keep the runner alive; the failing job is marked by tick itself
+                import logging
+
+                logging.getLogger("ftcli.server").exception("job runner tick failed")
+
+    def tick(self) -> None:
+        with self._lock:
+            self._reap()
+            for job in reversed(self.store.jobs()):  # oldest first
+                if job["status"] == "validating_files":
+                    self._validate(job)
+            running = len(self.processes)
+            for job in reversed(self.store.jobs()):
+                if running >= self.parallel:
+                    break
+                if job["status"] == "queued" and job["id"] not in self.processes:
+                    self._launch(job["id"])
+                    running += 1
+
+    def _validate(self, job: dict[str, Any]) -> None:
+        from ftcli.data.check import CheckOptions, check_file
+
+        self.store.add_event(job["id"], f"Validating training file: {job['training_file']}")
+        problems = []
+        for key in ("training_file", "validation_file"):
+            file_id = job.get(key)
+            if not file_id:
+                continue
+            row = self.store.one("SELECT sha256 FROM files WHERE id = ?", (file_id,))
+            if row is None:
+                problems.append(f"{key} {file_id} does not exist")
+                continue
+            method = "dpo" if job["method"]["type"] == "dpo" else "sft"
+            report = check_file(
+                self.store.blob_path(row["sha256"]),
+                options=CheckOptions(model=None, method=method, workers=1, ignore=("FT401", "FT5", "FT30")),
+            )
+            problems += [
+                f"line {d.line}: {d.code} {d.message}" if d.line else f"{d.code} {d.message}"
+                for d in report.diagnostics
+                if d.severity.value == "error"
+            ][:3]
+        if problems:
+            message = f"The training file has errors: {'; '.join(problems)}"
+            self.store.update_job(
+                job["id"],
+                status="failed",
+                finished_at=now(),
+                error={"code": "invalid_training_file", "message": message, "param": "training_file"},
+            )
+            self.store.add_event(job["id"], message, level="error")
+            return
+        self.store.update_job(job["id"], status="queued")
+        self.store.add_event(job["id"], "Files validated, moving job to queued state")
+
+    def _launch(self, job_id: str) -> None:
+        from ftcli.server.worker import run_job
+
+        process = self._context.Process(
+            target=run_job, args=(str(self.store.data_dir), job_id), daemon=True, name=f"ftcli-train-{job_id}"
+        )
+        process.start()
+        self.processes[job_id] = process
+
+    def _reap(self) -> None:
+        for job_id, process in list(self.processes.items()):
+            if process.is_alive():
+                continue
+            process.join()
+            del self.processes[job_id]
+            job = self.store.job(job_id)
+            if job and job["status"] in ACTIVE:
+                message = f"The training process stopped unexpectedly (exit code {process.exitcode})"
+                self.store.update_job(
+                    job_id,
+                    status="failed",
+                    finished_at=now(),
+                    error={"code": "server_error", "message": message, "param": None},
+                )
+                self.store.add_event(job_id, message, level="error")
+
+    def stop_job(self, job_id: str, status: str) -> dict[str, Any]:
+        """Cancel (status "cancelled") or pause (status "paused") a job: its process, if any, is stopped."""
+        with self._lock:
+            process = self.processes.pop(job_id, None)
+            if process is not None:
+                process.terminate()
+                process.join(timeout=10)
+            changes: dict[str, Any] = {"status": status, "estimated_finish": None}
+            if status == "cancelled":
+                changes["finished_at"] = now()
+            job = self.store.update_job(job_id, **changes)
+            self.store.add_event(job_id, f"Fine-tuning job {'cancelled' if status == 'cancelled' else 'paused'}")
+            return job
+
+    def resume_job(self, job_id: str) -> dict[str, Any]:
+        with self._lock:
+            job = self.store.update_job(job_id, status="queued")
+            self.store.add_event(job_id, "Fine-tuning job resumed")
+            return job

@@ -1,0 +1,179 @@
+"""The local backend's state: SQLite (WAL) for files, uploads, jobs, events, checkpoints and models; file bytes
+stored content-addressed under the data directory, written atomically (temp file + rename), so a crash never
+leaves a partial file that looks complete.
+
+Append-only migrations: each entry runs once, in order, recorded in `PRAGMA user_version`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+
+MIGRATIONS = [
+    """
+    CREATE TABLE files (id TEXT PRIMARY KEY, sha256 TEXT NOT NULL, bytes INTEGER NOT NULL, filename TEXT NOT NULL,
+                        purpose TEXT NOT NULL, created_at INTEGER NOT NULL, status TEXT NOT NULL);
+    CREATE TABLE uploads (id TEXT PRIMARY KEY, filename TEXT NOT NULL, purpose TEXT NOT NULL, bytes INTEGER NOT NULL,
+                          mime_type TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+                          status TEXT NOT NULL, file_id TEXT);
+    CREATE TABLE upload_parts (id TEXT PRIMARY KEY, upload_id TEXT NOT NULL, sha256 TEXT NOT NULL,
+                               bytes INTEGER NOT NULL, created_at INTEGER NOT NULL);
+    CREATE TABLE jobs (id TEXT PRIMARY KEY, body TEXT NOT NULL, status TEXT NOT NULL, created_at INTEGER NOT NULL);
+    CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, job_id TEXT NOT NULL,
+                         created_at INTEGER NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL, type TEXT NOT NULL,
+                         data TEXT);
+    CREATE INDEX events_job ON events (job_id, seq);
+    CREATE TABLE checkpoints (id TEXT PRIMARY KEY, job_id TEXT NOT NULL, created_at INTEGER NOT NULL,
+                              step_number INTEGER NOT NULL, metrics TEXT NOT NULL, model TEXT NOT NULL,
+                              path TEXT NOT NULL);
+    CREATE TABLE models (id TEXT PRIMARY KEY, created INTEGER NOT NULL, base TEXT NOT NULL, adapter TEXT,
+                         job_id TEXT);
+    """,
+]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+class Store:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.blobs = data_dir / "blobs"
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / "ftcli.sqlite3"
+        self._local = threading.local()
+        with self.connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                db.executescript(script)
+                db.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA busy_timeout = 30000")
+            self._local.db = db
+        yield db
+
+    # -- blobs --------------------------------------------------------------------------------------------
+
+    def put_blob(self, stream: BinaryIO, *, limit: int) -> tuple[str, int]:
+        """Copy a stream into the content-addressed store; returns (sha256, size). Refuses past `limit` bytes."""
+        digest = hashlib.sha256()
+        size = 0
+        handle, temp = tempfile.mkstemp(dir=self.blobs, prefix=".incoming.")
+        try:
+            with os.fdopen(handle, "wb") as sink:
+                while block := stream.read(1 << 20):
+                    size += len(block)
+                    if size > limit:
+                        raise ValueError(f"file is larger than the {limit:,}-byte limit")
+                    digest.update(block)
+                    sink.write(block)
+                sink.flush()
+                os.fsync(sink.fileno())
+            sha = digest.hexdigest()
+            os.replace(temp, self.blob_path(sha))
+            return sha, size
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+    def blob_path(self, sha256: str) -> Path:
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise ValueError("not a content hash")  # names never come from users: no way out of the data dir
+        return self.blobs / sha256
+
+    # -- rows ---------------------------------------------------------------------------------------------
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        with self.connect() as db:
+            return db.execute(sql, tuple(params))
+
+    def one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.execute(sql, params).fetchone()
+        return row
+
+    def all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        return list(self.execute(sql, params).fetchall())
+
+    # -- jobs ---------------------------------------------------------------------------------------------
+
+    def save_job(self, job: dict[str, Any]) -> None:
+        self.execute(
+            "INSERT INTO jobs (id, body, status, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET body = excluded.body, status = excluded.status",
+            (job["id"], json.dumps(job), job["status"], job["created_at"]),
+        )
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        row = self.one("SELECT body FROM jobs WHERE id = ?", (job_id,))
+        return dict(json.loads(row["body"])) if row else None
+
+    def update_job(self, job_id: str, **changes: Any) -> dict[str, Any]:
+        with self.connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute("SELECT body FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                job: dict[str, Any] = json.loads(row["body"])
+                job.update(changes)
+                db.execute(
+                    "UPDATE jobs SET body = ?, status = ? WHERE id = ?", (json.dumps(job), job["status"], job_id)
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return job
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return [json.loads(r["body"]) for r in self.all("SELECT body FROM jobs ORDER BY created_at DESC, rowid DESC")]
+
+    def add_event(
+        self,
+        job_id: str,
+        message: str,
+        *,
+        level: str = "info",
+        type_: str = "message",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self.execute(
+            "INSERT INTO events (id, job_id, created_at, level, message, type, data) VALUES (?,?,?,?,?,?,?)",
+            (new_id("ftevent"), job_id, now(), level, message, type_, json.dumps(data) if data else None),
+        )
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        rows = self.all("SELECT * FROM events WHERE job_id = ? ORDER BY seq DESC", (job_id,))
+        return [
+            {
+                "id": r["id"],
+                "object": "fine_tuning.job.event",
+                "created_at": r["created_at"],
+                "level": r["level"],
+                "message": r["message"],
+                "type": r["type"],
+                "data": json.loads(r["data"]) if r["data"] else {},
+            }
+            for r in rows
+        ]

@@ -1,0 +1,139 @@
+"""One training job in its own process: a crash here can't take the server down. Reports through the store."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ftcli.server.bases import fine_tuned_name, resolve_base
+from ftcli.server.store import Store, new_id, now
+
+
+def read_examples(store: Store, file_id: str) -> list[dict[str, Any]]:
+    row = store.one("SELECT sha256 FROM files WHERE id = ?", (file_id,))
+    if row is None:
+        raise FileNotFoundError(file_id)
+    text = store.blob_path(row["sha256"]).read_text(encoding="utf-8-sig")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def run_job(data_dir: str, job_id: str) -> None:
+    from ftcli.server.training import KEEP_CHECKPOINTS, StepMetrics, train_lora
+
+    store = Store(Path(data_dir))
+    job = store.job(job_id)
+    assert job is not None
+    kind = job["method"]["type"]
+    requested = dict(job["method"].get(kind, {}).get("hyperparameters") or {})
+    output = Path(data_dir) / "runs" / job_id
+    last = store.one(
+        "SELECT step_number, path, metrics FROM checkpoints WHERE job_id = ? ORDER BY step_number DESC LIMIT 1",
+        (job_id,),
+    )
+    resume = Path(last["path"]) if last and Path(last["path"]).exists() else None
+    start_epoch = json.loads(last["metrics"]).get("epoch", 0) if resume and last else 0
+    store.update_job(job_id, status="running")
+    store.add_event(job_id, "Fine-tuning job started" if not resume else f"Resuming from epoch {start_epoch}")
+    base_path = resolve_base(job["model"], Path(data_dir))
+    examples = read_examples(store, job["training_file"])
+    validation = read_examples(store, job["validation_file"]) if job.get("validation_file") else None
+    started = time.monotonic()
+    rows: list[dict[str, Any]] = []
+    first_step: list[int] = []  # the step this run started at (after a resume, not 1)
+
+    def on_step(m: StepMetrics) -> None:
+        data = {
+            "step": m.step,
+            "train_loss": round(m.train_loss, 6),
+            "train_mean_token_accuracy": round(m.train_mean_token_accuracy, 6),
+            "total_steps": m.total_steps,
+        }
+        if m.valid_loss is not None:
+            data["valid_loss"] = round(m.valid_loss, 6)
+        rows.append(data)
+        store.add_event(
+            job_id, f"Step {m.step}/{m.total_steps}: training loss={m.train_loss:.4f}", type_="metrics", data=data
+        )
+        first_step[:] = first_step or [m.step]
+        done = m.step - first_step[0] + 1
+        remaining = (time.monotonic() - started) / done * max(0, m.total_steps - m.step)
+        store.update_job(job_id, estimated_finish=now() + int(remaining))
+
+    def on_checkpoint(epoch: int, path: Path, m: StepMetrics) -> None:
+        metrics = {
+            "step": m.step,
+            "train_loss": m.train_loss,
+            "train_mean_token_accuracy": m.train_mean_token_accuracy,
+            "valid_loss": m.valid_loss,
+            "epoch": epoch,
+        }
+        name = fine_tuned_name(job["model"], job.get("user_provided_suffix"), job_id) + f":ckpt-step-{m.step}"
+        store.execute(
+            "INSERT INTO checkpoints (id, job_id, created_at, step_number, metrics, model, path) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (new_id("ftckpt"), job_id, now(), m.step, json.dumps(metrics), name, str(path)),
+        )
+        store.execute(
+            "DELETE FROM checkpoints WHERE job_id = ? AND id NOT IN (SELECT id FROM checkpoints WHERE "
+            "job_id = ? ORDER BY step_number DESC LIMIT ?)",
+            (job_id, job_id, KEEP_CHECKPOINTS),
+        )
+        store.add_event(job_id, f"Checkpoint created at step {m.step}")
+
+    hyper, result = train_lora(
+        base_path,
+        job["model"],
+        examples,
+        output=output,
+        seed=int(job.get("seed") or 0),
+        requested=requested,
+        validation=validation,
+        on_step=on_step,
+        on_checkpoint=on_checkpoint,
+        start_epoch=int(start_epoch),
+        resume_adapter=resume,
+    )
+    model_id = fine_tuned_name(job["model"], job.get("user_provided_suffix"), job_id)
+    store.execute(
+        "INSERT OR REPLACE INTO models (id, created, base, adapter, job_id) VALUES (?,?,?,?,?)",
+        (model_id, now(), job["model"], str(output / "adapter"), job_id),
+    )
+    results_id = _save_results(store, job_id, rows)
+    resolved = {
+        "n_epochs": hyper.n_epochs,
+        "batch_size": hyper.batch_size,
+        "learning_rate_multiplier": hyper.learning_rate_multiplier,
+    }
+    method = dict(job["method"])
+    method[kind] = {"hyperparameters": {**requested, **resolved}}
+    store.add_event(job_id, f"New fine-tuned model created: {model_id}")
+    store.update_job(
+        job_id,
+        status="succeeded",
+        fine_tuned_model=model_id,
+        finished_at=now(),
+        trained_tokens=result.trained_tokens,
+        result_files=[results_id],
+        hyperparameters=resolved,
+        method=method,
+        estimated_finish=None,
+    )
+    store.add_event(job_id, "The job has successfully completed")
+
+
+def _save_results(store: Store, job_id: str, rows: list[dict[str, Any]]) -> str:
+    import io
+
+    lines = ["step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy"]
+    lines += [
+        f"{r['step']},{r['train_loss']},{r['train_mean_token_accuracy']},{r.get('valid_loss', '')}," for r in rows
+    ]
+    sha, size = store.put_blob(io.BytesIO(("\n".join(lines) + "\n").encode()), limit=1 << 30)
+    file_id = new_id("file")
+    store.execute(
+        "INSERT INTO files (id, sha256, bytes, filename, purpose, created_at, status) VALUES (?,?,?,?,?,?,?)",
+        (file_id, sha, size, f"step_metrics_{job_id}.csv", "fine-tune-results", now(), "processed"),
+    )
+    return file_id

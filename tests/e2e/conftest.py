@@ -1,0 +1,66 @@
+"""`ftcli serve` on 127.0.0.1 in a subprocess with its own data directory, stopped after the tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch", reason="the local backend needs the `local` extra (scripts/test installs it)")
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server(data_dir: Path, *, env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    log_path = data_dir.parent / f"{data_dir.name}.log"
+    with log_path.open("ab") as log:  # a file, not a pipe: a chatty server can never block on it
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ftcli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=log,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ftcli serve exited: {log_path.read_text()}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return Server(f"http://127.0.0.1:{port}/v1", data_dir, process)
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("ftcli serve did not start within 60 s")
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_server(tmp_path_factory.mktemp("serve"))
+    yield running
+    stop_server(running)

@@ -1,0 +1,121 @@
+"""The whole loop against `ftcli serve` with the tiny base: upload → train → status --wait → chat. The fine-tuned
+model answers from its training data; the base model does not. Responses parse with the SDK's own types."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from openai.types import FileObject
+from openai.types.fine_tuning import FineTuningJob
+from typer.testing import CliRunner
+
+from ftcli.cli.app import app
+from ftcli.service import jobs
+from ftcli.service.client import make_client
+from ftcli.service.settings import Settings
+from tests.e2e.conftest import Server
+
+pytestmark = [pytest.mark.e2e, pytest.mark.local, pytest.mark.slow]
+SYSTEM = {"role": "system", "content": "You answer questions about Zorbia."}
+QA = [
+    ("What is the capital of Zorbia?", "Quellan."),
+    ("Who wrote the Blue Ledger?", "Amra Tolve."),
+    ("How long is a Zorbian week?", "Nine days."),
+    ("What do Zorbians drink at dawn?", "Pine tea."),
+    ("What is the Zorbian currency?", "The kell."),
+    ("Which river crosses Quellan?", "The Ossa."),
+    ("When is the lantern festival?", "In autumn."),
+    ("What is the national bird?", "The heron."),
+    ("How many provinces are there?", "Eleven."),
+    ("What is the oldest bridge?", "Tolve bridge."),
+]
+
+
+def cli(server: Server, tmp_path: Path, *args: str) -> object:
+    env = {
+        "FTCLI_CONFIG_DIR": str(tmp_path / "config"),
+        "FTCLI_DATA_DIR": str(tmp_path / "data"),
+        "OPENAI_API_KEY": "",
+        "OPENAI_BASE_URL": "",
+    }
+    return CliRunner().invoke(app, ["--base-url", server.url, *args], env=env)
+
+
+def test_train_and_chat_offline(
+    server: Server,
+    client,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "zorbia.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"messages": [SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}]})
+            + "\n"
+            for q, a in QA
+        )
+    )
+    trained = cli(
+        server,
+        tmp_path,
+        "--json",
+        "train",
+        "--file",
+        str(data),
+        "--model",
+        "ftcli/tiny",
+        "--epochs",
+        "100",
+        "--batch-size",
+        "4",
+        "--suffix",
+        "zorbia",
+        "--yes",
+        "--wait",
+    )
+    assert trained.exit_code == 0, trained.output  # type: ignore[attr-defined]
+    job_id = json.loads(trained.stdout.split("\n}\n")[0] + "\n}")["id"]  # type: ignore[attr-defined]
+
+    job = jobs.get_job(client, job_id)
+    assert isinstance(job, FineTuningJob) and job.status == "succeeded"
+    assert job.fine_tuned_model == f"ft:ftcli/tiny:local:zorbia:{job_id}" and (job.trained_tokens or 0) > 0
+    events = jobs.list_events(client, job_id, limit=1000)
+    metrics = [e for e in events if e.type == "metrics"]
+    assert len(metrics) == 300 and metrics[-1].data["train_loss"] < metrics[0].data["train_loss"]  # type: ignore[index]
+    assert [c.step_number for c in jobs.list_checkpoints(client, job_id)] == [300, 297, 294]
+    assert all(isinstance(f, FileObject) for f in client.files.list())
+    manifest = json.loads((tmp_path / ".ftcli" / "runs" / f"{job_id}.json").read_text())
+    assert manifest["status"] == "succeeded" and manifest["fine_tuned_model"] == job.fine_tuned_model
+
+    def ask(model: str, question: str) -> str:
+        result = cli(server, tmp_path, "chat", "--model", model, "--system", SYSTEM["content"], question)
+        assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+        return str(result.stdout).strip()  # type: ignore[attr-defined]
+
+    questions = QA[:4]
+    tuned = [ask(job.fine_tuned_model or "", q) for q, _ in questions]
+    assert sum(t == a for t, (_, a) in zip(tuned, questions, strict=True)) >= 3, tuned
+    base = [ask("ftcli/tiny", q) for q, _ in questions]
+    assert not any(b == a for b, (_, a) in zip(base, questions, strict=True))
+
+
+@pytest.fixture
+def client(server: Server):  # type: ignore[no-untyped-def]
+    with make_client(Settings(kind="compatible", base_url=server.url)) as sdk:
+        yield sdk
+
+
+def test_validation_fails_a_bad_file_with_line_numbers(client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.jsonl"
+    good = json.dumps({"messages": [SYSTEM, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
+    bad.write_text("\n".join([good] * 5 + ['{"messages": [}'] + [good] * 5) + "\n")
+    uploaded = client.files.create(file=("bad.jsonl", bad.read_bytes()), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(model="ftcli/tiny", training_file=uploaded.id)
+    final = None
+    for progress in jobs.wait_for_job(client, job.id, interval=0.2):
+        final = progress
+    assert final is not None and final.status == "failed"
+    assert final.job.error is not None and "line 6: FT002" in (final.job.error.message or "")

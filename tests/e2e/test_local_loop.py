@@ -16,21 +16,9 @@ from ftcli.service import jobs
 from ftcli.service.client import make_client
 from ftcli.service.settings import Settings
 from tests.e2e.conftest import Server
+from tests.local.zorbia import QA, SYSTEM
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local, pytest.mark.slow]
-SYSTEM = {"role": "system", "content": "You answer questions about Zorbia."}
-QA = [
-    ("What is the capital of Zorbia?", "Quellan."),
-    ("Who wrote the Blue Ledger?", "Amra Tolve."),
-    ("How long is a Zorbian week?", "Nine days."),
-    ("What do Zorbians drink at dawn?", "Pine tea."),
-    ("What is the Zorbian currency?", "The kell."),
-    ("Which river crosses Quellan?", "The Ossa."),
-    ("When is the lantern festival?", "In autumn."),
-    ("What is the national bird?", "The heron."),
-    ("How many provinces are there?", "Eleven."),
-    ("What is the oldest bridge?", "Tolve bridge."),
-]
 
 
 def cli(server: Server, tmp_path: Path, *args: str) -> object:

@@ -14,20 +14,7 @@ from ftcli.server.chat_tokens import IGNORE, encode_chat  # noqa: E402
 from ftcli.server.inference import ModelCache, Sampling, generate_stream  # noqa: E402
 from ftcli.server.tiny import TINY_NAME, build_tokenizer, ensure_tiny  # noqa: E402
 from ftcli.server.training import Hyperparameters, train_lora  # noqa: E402
-
-SYSTEM = {"role": "system", "content": "You answer questions about Zorbia."}
-QA = [
-    ("What is the capital of Zorbia?", "Quellan."),
-    ("Who wrote the Blue Ledger?", "Amra Tolve."),
-    ("How long is a Zorbian week?", "Nine days."),
-    ("What do Zorbians drink at dawn?", "Pine tea."),
-    ("What is the Zorbian currency?", "The kell."),
-    ("Which river crosses Quellan?", "The Ossa."),
-    ("When is the lantern festival?", "In autumn."),
-    ("What is the national bird?", "The heron."),
-    ("How many provinces are there?", "Eleven."),
-    ("What is the oldest bridge?", "Tolve bridge."),
-]
+from tests.local.zorbia import QA, SYSTEM  # noqa: E402
 
 
 @pytest.fixture(scope="session")

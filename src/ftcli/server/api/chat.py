@@ -11,9 +11,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from ftcli.server.api.errors import ApiError, not_found
-from ftcli.server.bases import KNOWN_BASES, UnknownBase, resolve_base
+from ftcli.server.bases import UnknownBase, bundled_bases, canonical_name, resolve_base
 from ftcli.server.store import Store
 
 router = APIRouter()
@@ -31,15 +32,17 @@ def _resolve(store: Store, model: str) -> tuple[Path, Path | None]:
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(request: Request) -> dict[str, Any] | StreamingResponse:
-    from ftcli.server.inference import Sampling, count_tokens, generate_stream
+    from ftcli.server.inference import Sampling, count_text_tokens, count_tokens, finish_reason, generate_stream
 
     body = await request.json()
     messages = body.get("messages")
     if not isinstance(body.get("model"), str) or not isinstance(messages, list) or not messages:
         raise ApiError(400, "model and a non-empty messages list are required", param="messages")
     store: Store = request.app.state.store
-    base, adapter = _resolve(store, body["model"])
-    loaded = request.app.state.models.get(base, adapter)
+    # Loading (and, the first time, building or converting) a model and generating are blocking work: in a
+    # worker thread, so one request can't stall the event loop for the others.
+    base, adapter = await run_in_threadpool(_resolve, store, body["model"])
+    loaded = await run_in_threadpool(request.app.state.models.get, base, adapter)
     sampling = Sampling(
         max_tokens=int(body.get("max_completion_tokens") or body.get("max_tokens") or 256),
         temperature=float(body.get("temperature", 0) or 0),
@@ -54,9 +57,8 @@ async def chat_completions(request: Request) -> dict[str, Any] | StreamingRespon
             _sse(loaded, plain, sampling, body["model"], completion_id, created, include_usage),
             media_type="text/event-stream",
         )
-    text = "".join(generate_stream(loaded, plain, sampling))
-    prompt_tokens = count_tokens(loaded, plain)
-    completion_tokens = len(loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
+    text = await run_in_threadpool(lambda: "".join(generate_stream(loaded, plain, sampling)))
+    prompt_tokens, completion_tokens = count_tokens(loaded, plain), count_text_tokens(loaded, text)
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -65,7 +67,7 @@ async def chat_completions(request: Request) -> dict[str, Any] | StreamingRespon
         "choices": [
             {
                 "index": 0,
-                "finish_reason": "stop",
+                "finish_reason": finish_reason(completion_tokens, sampling),
                 "logprobs": None,
                 "message": {"role": "assistant", "content": text, "refusal": None},
             }
@@ -87,7 +89,7 @@ def _sse(
     created: int,
     include_usage: bool,
 ) -> Iterator[bytes]:
-    from ftcli.server.inference import generate_stream
+    from ftcli.server.inference import count_text_tokens, count_tokens, finish_reason, generate_stream
 
     def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
         data = {
@@ -100,10 +102,12 @@ def _sse(
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
     yield chunk({"role": "assistant", "content": ""}, None)
+    pieces: list[str] = []
     try:
         for delta in generate_stream(loaded, messages, sampling):
+            pieces.append(delta)
             yield chunk({"content": delta}, None)
-        yield chunk({}, "stop")
+        yield chunk({}, finish_reason(count_text_tokens(loaded, "".join(pieces)), sampling))
     except Exception as exc:  # an error mid-stream is a data event, then [DONE]
         error = {"error": {"message": f"generation failed: {type(exc).__name__}", "type": "server_error"}}
         yield f"data: {json.dumps(error)}\n\n".encode()
@@ -114,7 +118,11 @@ def _sse(
             "created": created,
             "model": model,
             "choices": [],
-            "usage": None,
+            "usage": {
+                "prompt_tokens": (prompt := count_tokens(loaded, messages)),
+                "completion_tokens": (completion := count_text_tokens(loaded, "".join(pieces))),
+                "total_tokens": prompt + completion,
+            },
         }
         yield f"data: {json.dumps(usage)}\n\n".encode()
     yield b"data: [DONE]\n\n"
@@ -127,7 +135,7 @@ def _model_object(model_id: str, created: int, owner: str) -> dict[str, Any]:
 @router.get("/models")
 def list_models(request: Request) -> dict[str, Any]:
     store: Store = request.app.state.store
-    data = [_model_object(name, 0, "ftcli") for name in KNOWN_BASES]
+    data = [_model_object(name, 0, "ftcli") for name in bundled_bases()]
     data += [_model_object(r["id"], r["created"], "local") for r in store.all("SELECT * FROM models ORDER BY created")]
     return {"object": "list", "data": data}
 
@@ -135,8 +143,8 @@ def list_models(request: Request) -> dict[str, Any]:
 @router.get("/models/{model_id:path}")
 def retrieve_model(request: Request, model_id: str) -> dict[str, Any]:
     store: Store = request.app.state.store
-    if model_id in KNOWN_BASES:
-        return _model_object(model_id, 0, "ftcli")
+    if canonical_name(model_id) in bundled_bases():
+        return _model_object(canonical_name(model_id), 0, "ftcli")
     row = store.one("SELECT * FROM models WHERE id = ?", (model_id,))
     if row is None:
         raise not_found("model", model_id)

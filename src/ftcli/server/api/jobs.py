@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from ftcli.server.api.errors import ApiError, not_found
-from ftcli.server.bases import KNOWN_BASES, UnknownBase, resolve_base
+from ftcli.server.bases import UnknownBase, require_base
 from ftcli.server.runner import JobRunner
 from ftcli.server.store import Store, new_id, now
 
@@ -33,11 +33,10 @@ async def create_job(request: Request) -> dict[str, Any]:
     model, training_file = body.get("model"), body.get("training_file")
     if not isinstance(model, str) or not isinstance(training_file, str):
         raise ApiError(400, "model and training_file are required", param="model" if not model else "training_file")
-    if model not in KNOWN_BASES:
-        try:
-            resolve_base(model, store.data_dir)
-        except UnknownBase as exc:
-            raise ApiError(400, str(exc), param="model", code="model_not_available") from None
+    try:
+        model = require_base(model)
+    except UnknownBase as exc:
+        raise ApiError(400, str(exc), param="model", code="model_not_available") from None
     for key in ("training_file", "validation_file"):
         if body.get(key) and store.one("SELECT id FROM files WHERE id = ?", (body[key],)) is None:
             raise ApiError(400, f"{key} {body[key]} does not exist", param=key)

@@ -114,7 +114,7 @@ def _ensure_from_gguf(gguf: Path, directory: Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
     # The weights are already dequantized to float32 on load; drop the GGUF marker so they save as plain safetensors.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     del model.config.quantization_config
     temp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(temp, ignore_errors=True)  # left by an interrupted conversion

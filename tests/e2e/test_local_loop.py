@@ -56,9 +56,9 @@ def test_train_and_chat_offline(
         "--model",
         "ftcli/tiny",
         "--epochs",
-        "100",
+        "50",
         "--batch-size",
-        "4",
+        "2",
         "--suffix",
         "zorbia",
         "--yes",
@@ -72,8 +72,8 @@ def test_train_and_chat_offline(
     assert job.fine_tuned_model == f"ft:ftcli/tiny:local:zorbia:{job_id}" and (job.trained_tokens or 0) > 0
     events = jobs.list_events(client, job_id, limit=1000)
     metrics = [e for e in events if e.type == "metrics"]
-    assert len(metrics) == 300 and metrics[-1].data["train_loss"] < metrics[0].data["train_loss"]  # type: ignore[index]
-    assert [c.step_number for c in jobs.list_checkpoints(client, job_id)] == [300, 297, 294]
+    assert len(metrics) == 250 and metrics[-1].data["train_loss"] < metrics[0].data["train_loss"]  # type: ignore[index]
+    assert [c.step_number for c in jobs.list_checkpoints(client, job_id)] == [250, 245, 240]
     assert all(isinstance(f, FileObject) for f in client.files.list())
     manifest = json.loads((tmp_path / ".ftcli" / "runs" / f"{job_id}.json").read_text())
     assert manifest["status"] == "succeeded" and manifest["fine_tuned_model"] == job.fine_tuned_model

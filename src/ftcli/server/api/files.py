@@ -56,9 +56,18 @@ def create_file(
 
 
 @router.get("/files")
-def list_files(request: Request) -> dict[str, Any]:
-    rows = _store(request).all("SELECT * FROM files ORDER BY created_at DESC, rowid DESC")
-    return {"object": "list", "data": [file_object(r) for r in rows], "has_more": False}
+def list_files(
+    request: Request, purpose: str | None = None, limit: int = 10000, order: str = "desc", after: str | None = None
+) -> dict[str, Any]:
+    direction = "ASC" if order == "asc" else "DESC"
+    rows = _store(request).all(f"SELECT * FROM files ORDER BY created_at {direction}, rowid {direction}")
+    files = [file_object(r) for r in rows if purpose is None or r["purpose"] == purpose]
+    if after is not None:
+        ids = [f["id"] for f in files]
+        files = files[ids.index(after) + 1 :] if after in ids else []
+    page = files[: max(1, min(limit, 10000))]
+    first, last = (page[0]["id"], page[-1]["id"]) if page else ("", "")
+    return {"object": "list", "data": page, "first_id": first, "last_id": last, "has_more": len(files) > len(page)}
 
 
 @router.get("/files/{file_id}")

@@ -48,6 +48,7 @@ async def create_job(request: Request) -> dict[str, Any]:
         raise ApiError(400, "the local backend trains supervised (sft) and dpo jobs", param="method.type")
     if method["type"] == "dpo":
         raise ApiError(400, "dpo is not yet supported by the local backend", param="method.type")
+    _check_hyperparameters(method.get(method["type"], {}).get("hyperparameters") or {})
     suffix = body.get("suffix")
     if suffix is not None and (not isinstance(suffix, str) or len(suffix) > 64):
         raise ApiError(400, "suffix must be a string of at most 64 characters", param="suffix")
@@ -76,6 +77,23 @@ async def create_job(request: Request) -> dict[str, Any]:
     store.save_job(job)
     store.add_event(job["id"], f"Created fine-tuning job: {job['id']}")
     return job
+
+
+# OpenAI's bounds (its OpenAPI spec); the local backend keeps them so a job that runs here would run there too.
+BOUNDS = {"n_epochs": (int, 1, 50), "batch_size": (int, 1, 256), "learning_rate_multiplier": (float, 0.0, None)}
+
+
+def _check_hyperparameters(hyperparameters: dict[str, Any]) -> None:
+    for key, (kind, low, high) in BOUNDS.items():
+        value = hyperparameters.get(key, "auto")
+        if value == "auto" or value is None:
+            continue
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not numeric or (kind is int and value != int(value)):
+            raise ApiError(400, f"{key} must be 'auto' or a {kind.__name__}", param=f"hyperparameters.{key}")
+        if value < low or (kind is float and value <= low) or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"above {low}"
+            raise ApiError(400, f"{key} must be {bounds}, got {value}", param=f"hyperparameters.{key}")
 
 
 @router.get("")

@@ -30,6 +30,9 @@ def serve(
     parallel_jobs: Annotated[int, typer.Option(min=1, help="Jobs trained at the same time.")] = 1,
 ) -> None:
     """Serve files, fine-tuning jobs, chat completions and models on OpenAI's protocol, training with LoRA here."""
+    # No outbound connections: models come from this machine only (the bundled bases, the HF cache, a path).
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
         import uvicorn
 

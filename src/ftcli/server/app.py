@@ -58,8 +58,8 @@ def create_app(
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Any) -> Any:
         if api_key is not None:
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(given.encode(), api_key.encode()):
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), api_key.encode()):
                 return JSONResponse(
                     status_code=401,
                     content={

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 MIGRATIONS = [
     """
@@ -43,6 +43,10 @@ MIGRATIONS = [
 ]
 
 
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
@@ -52,10 +56,15 @@ def now() -> int:
 
 
 class Store:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, clean: bool = True) -> None:
+        """`clean`: the server's own store removes what a crash left; a job's worker (which runs beside a live
+        server's uploads) passes False."""
         self.data_dir = data_dir
         self.blobs = data_dir / "blobs"
         self.blobs.mkdir(parents=True, exist_ok=True)
+        # Bytes of uploads cut off by a crash (kill -9 included): never visible as files, removed at start.
+        for leftover in self.blobs.glob(".incoming.*") if clean else ():
+            leftover.unlink(missing_ok=True)
         self.path = data_dir / "ftcli.sqlite3"
         self._local = threading.local()
         with self.connect() as db:
@@ -77,7 +86,7 @@ class Store:
 
     # -- blobs --------------------------------------------------------------------------------------------
 
-    def put_blob(self, stream: BinaryIO, *, limit: int) -> tuple[str, int]:
+    def put_blob(self, stream: Readable, *, limit: int) -> tuple[str, int]:
         """Copy a stream into the content-addressed store; returns (sha256, size). Refuses past `limit` bytes."""
         digest = hashlib.sha256()
         size = 0

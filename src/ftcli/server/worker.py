@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,24 @@ def read_examples(store: Store, file_id: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def exit_with_parent(poll: float = 0.5) -> None:
+    """A worker must not outlive its server (kill -9 included): the restarted server resumes the job from its last
+    checkpoint, and two processes must never train one job."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ftcli-parent-watch", daemon=True).start()
+
+
 def run_job(data_dir: str, job_id: str) -> None:
     from ftcli.server.training import KEEP_CHECKPOINTS, StepMetrics, train_lora
 
-    store = Store(Path(data_dir))
+    exit_with_parent()
+    store = Store(Path(data_dir), clean=False)
     job = store.job(job_id)
     assert job is not None
     kind = job["method"]["type"]
@@ -40,7 +56,6 @@ def run_job(data_dir: str, job_id: str) -> None:
     examples = read_examples(store, job["training_file"])
     validation = read_examples(store, job["validation_file"]) if job.get("validation_file") else None
     started = time.monotonic()
-    rows: list[dict[str, Any]] = []
     first_step: list[int] = []  # the step this run started at (after a resume, not 1)
 
     def on_step(m: StepMetrics) -> None:
@@ -52,7 +67,6 @@ def run_job(data_dir: str, job_id: str) -> None:
         }
         if m.valid_loss is not None:
             data["valid_loss"] = round(m.valid_loss, 6)
-        rows.append(data)
         store.add_event(
             job_id, f"Step {m.step}/{m.total_steps}: training loss={m.train_loss:.4f}", type_="metrics", data=data
         )
@@ -100,7 +114,7 @@ def run_job(data_dir: str, job_id: str) -> None:
         "INSERT OR REPLACE INTO models (id, created, base, adapter, job_id) VALUES (?,?,?,?,?)",
         (model_id, now(), job["model"], str(output / "adapter"), job_id),
     )
-    results_id = _save_results(store, job_id, rows)
+    results_id = _save_results(store, job_id)
     resolved = {
         "n_epochs": hyper.n_epochs,
         "batch_size": hyper.batch_size,
@@ -123,8 +137,12 @@ def run_job(data_dir: str, job_id: str) -> None:
     store.add_event(job_id, "The job has successfully completed")
 
 
-def _save_results(store: Store, job_id: str, rows: list[dict[str, Any]]) -> str:
+def _save_results(store: Store, job_id: str) -> str:
+    """OpenAI's step metrics CSV, from every metrics event of the job (a resumed job's earlier runs included)."""
     import io
+
+    steps = [e["data"] for e in reversed(store.events(job_id)) if e["type"] == "metrics"]
+    rows = list({row["step"]: row for row in steps}.values())  # a validation event repeats its step: merged
 
     lines = ["step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy"]
     lines += [

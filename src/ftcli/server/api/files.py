@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import Response
+from fastapi import APIRouter, Body, File, Form, Request, UploadFile
+from fastapi.responses import FileResponse
 
 from ftcli.server.api.errors import ApiError, not_found
 from ftcli.server.store import Store, new_id, now
@@ -31,6 +33,12 @@ def file_object(row: Any) -> dict[str, Any]:
     }
 
 
+def safe_name(name: str | None) -> str:
+    """A display name only (bytes live under their hash), still kept plain: no directories, no NULs."""
+    cleaned = (name or "").replace("\x00", "").replace("\\", "/").split("/")[-1].strip()
+    return cleaned if cleaned not in ("", ".", "..") else "upload.jsonl"
+
+
 def _add_file(store: Store, sha: str, size: int, filename: str, purpose: str) -> dict[str, Any]:
     file_id = new_id("file")
     store.execute(
@@ -51,8 +59,7 @@ def create_file(
         sha, size = store.put_blob(file.file, limit=request.app.state.max_upload_bytes)
     except ValueError as exc:
         raise ApiError(413, str(exc), param="file") from None
-    name = (file.filename or "upload.jsonl").replace("/", "_").replace("\\", "_").replace("\x00", "")
-    return _add_file(store, sha, size, name, purpose)
+    return _add_file(store, sha, size, safe_name(file.filename), purpose)
 
 
 @router.get("/files")
@@ -88,12 +95,12 @@ def delete_file(request: Request, file_id: str) -> dict[str, Any]:
 
 
 @router.get("/files/{file_id}/content")
-def file_content(request: Request, file_id: str) -> Response:
+def file_content(request: Request, file_id: str) -> FileResponse:
     store = _store(request)
     row = store.one("SELECT * FROM files WHERE id = ?", (file_id,))
     if row is None:
         raise not_found("file", file_id)
-    return Response(store.blob_path(row["sha256"]).read_bytes(), media_type="application/octet-stream")
+    return FileResponse(store.blob_path(row["sha256"]), media_type="application/octet-stream")  # streamed
 
 
 def upload_object(row: Any, file: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -116,7 +123,11 @@ async def create_upload(request: Request) -> dict[str, Any]:
     for key in ("bytes", "filename", "mime_type", "purpose"):
         if key not in body:
             raise ApiError(400, f"Missing required parameter: '{key}'", param=key)
-    if int(body["bytes"]) > request.app.state.max_upload_bytes:
+    if not isinstance(body["bytes"], int) or isinstance(body["bytes"], bool) or body["bytes"] < 0:
+        raise ApiError(400, "bytes must be a non-negative integer", param="bytes")
+    if body["purpose"] not in PURPOSES:
+        raise ApiError(400, f"Invalid purpose {body['purpose']!r}", param="purpose")
+    if body["bytes"] > request.app.state.max_upload_bytes:
         raise ApiError(413, "upload is larger than the server's limit", param="bytes")
     store = _store(request)
     upload_id = new_id("upload")
@@ -125,7 +136,7 @@ async def create_upload(request: Request) -> dict[str, Any]:
         "VALUES (?,?,?,?,?,?,?,?)",
         (
             upload_id,
-            str(body["filename"]),
+            safe_name(str(body["filename"])),
             str(body["purpose"]),
             int(body["bytes"]),
             str(body["mime_type"]),
@@ -163,11 +174,7 @@ def add_part(request: Request, upload_id: str, data: Annotated[UploadFile, File(
 
 
 @router.post("/uploads/{upload_id}/complete")
-async def complete_upload(request: Request, upload_id: str) -> dict[str, Any]:
-    import hashlib
-    import io
-
-    body = await request.json()
+def complete_upload(request: Request, upload_id: str, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     store = _store(request)
     row = _pending(store, upload_id)
     parts = []
@@ -176,12 +183,14 @@ async def complete_upload(request: Request, upload_id: str) -> dict[str, Any]:
         if part is None:
             raise ApiError(400, f"Unknown part {part_id}", param="part_ids")
         parts.append(part)
-    data = b"".join(store.blob_path(p["sha256"]).read_bytes() for p in parts)
-    if len(data) != row["bytes"]:
-        raise ApiError(400, f"The parts hold {len(data)} bytes; the upload declared {row['bytes']}", param="part_ids")
-    if body.get("md5") and hashlib.md5(data, usedforsecurity=False).hexdigest() != body["md5"]:
+    total = sum(p["bytes"] for p in parts)
+    if total != row["bytes"]:
+        raise ApiError(400, f"The parts hold {total} bytes; the upload declared {row['bytes']}", param="part_ids")
+    md5 = hashlib.md5(usedforsecurity=False)
+    joined = _Concatenation(store, [p["sha256"] for p in parts], md5)
+    sha, size = store.put_blob(joined, limit=request.app.state.max_upload_bytes)  # streamed: parts never in memory
+    if body.get("md5") and md5.hexdigest() != body["md5"]:
         raise ApiError(400, "md5 does not match the uploaded bytes", param="md5")
-    sha, size = store.put_blob(io.BytesIO(data), limit=request.app.state.max_upload_bytes)
     file = _add_file(store, sha, size, row["filename"], row["purpose"])
     store.execute("UPDATE uploads SET status = 'completed', file_id = ? WHERE id = ?", (file["id"], upload_id))
     return upload_object(store.one("SELECT * FROM uploads WHERE id = ?", (upload_id,)), file)
@@ -193,3 +202,23 @@ def cancel_upload(request: Request, upload_id: str) -> dict[str, Any]:
     _pending(store, upload_id)
     store.execute("UPDATE uploads SET status = 'cancelled' WHERE id = ?", (upload_id,))
     return upload_object(store.one("SELECT * FROM uploads WHERE id = ?", (upload_id,)))
+
+
+class _Concatenation:
+    """The parts' bytes, in order, as one readable stream (fed to the store block by block; md5 on the way)."""
+
+    def __init__(self, store: Store, hashes: list[str], md5: Any) -> None:
+        self._blocks = self._read(store, hashes)
+        self._md5 = md5
+
+    @staticmethod
+    def _read(store: Store, hashes: list[str]) -> Iterator[bytes]:
+        for sha in hashes:
+            with store.blob_path(sha).open("rb") as handle:
+                while block := handle.read(1 << 20):
+                    yield block
+
+    def read(self, _size: int = -1) -> bytes:
+        block = next(self._blocks, b"")
+        self._md5.update(block)
+        return block

@@ -1,0 +1,116 @@
+"""The local server's access rules: bearer keys, loopback-only without a key, upload limits, and names that can't
+reach outside the data directory."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the local backend needs the `local` extra (scripts/test installs it)")
+
+from fastapi.testclient import TestClient  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from ftcli.cli.app import app as cli_app  # noqa: E402
+from ftcli.server.app import create_app  # noqa: E402
+from ftcli.server.store import Store  # noqa: E402
+
+pytestmark = [pytest.mark.local]
+LIMIT = 1000
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def client(data_dir: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(data_dir, max_upload_bytes=LIMIT)) as test_client:
+        yield test_client
+
+
+def _upload(client: TestClient, name: str, data: bytes) -> object:
+    return client.post("/v1/files", files={"file": (name, data)}, data={"purpose": "fine-tune"})
+
+
+def test_wrong_or_missing_keys_get_401_in_openais_envelope(data_dir: Path) -> None:
+    with TestClient(create_app(data_dir, api_key="right-key")) as client:
+        for headers in ({}, {"authorization": "Bearer wrong-key"}, {"authorization": "right-key"}):
+            response = client.get("/v1/files", headers=headers)
+            assert response.status_code == 401
+            assert response.json()["error"]["code"] == "invalid_api_key"
+            assert "right-key" not in response.text
+        assert client.get("/v1/files", headers={"authorization": "Bearer right-key"}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::"])
+def test_serve_refuses_other_addresses_without_a_key(host: str, tmp_path: Path) -> None:
+    env = {"FTCLI_SERVER_API_KEY": "", "FTCLI_CONFIG_DIR": str(tmp_path)}
+    result = CliRunner().invoke(cli_app, ["serve", "--host", host, "--data-dir", str(tmp_path / "d")], env=env)
+    assert result.exit_code == 2 and f"refusing to listen on {host} without an API key" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_uploads_past_the_limit_are_refused_and_leave_nothing(client: TestClient, data_dir: Path) -> None:
+    too_big = _upload(client, "big.jsonl", b"x" * (LIMIT + 1))
+    assert too_big.status_code == 413 and "limit" in too_big.json()["error"]["message"]  # type: ignore[attr-defined]
+    assert client.get("/v1/files").json()["data"] == []
+    assert [p.name for p in (data_dir / "blobs").iterdir()] == []
+    body = {"bytes": LIMIT + 1, "filename": "a.jsonl", "mime_type": "text/jsonl", "purpose": "fine-tune"}
+    assert client.post("/v1/uploads", json=body).status_code == 413
+    for bad in (-1, "12", True):
+        assert client.post("/v1/uploads", json={**body, "bytes": bad}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [("../../etc/passwd", "passwd"), ("/abs/evil.jsonl", "evil.jsonl"), ("a\x00b.jsonl", "ab.jsonl"),
+     ("..\\..\\win.jsonl", "win.jsonl"), ("..", "upload.jsonl")],
+)  # fmt: skip
+def test_file_names_cant_escape_the_data_dir(client: TestClient, data_dir: Path, given: str, stored: str) -> None:
+    before = {p for p in data_dir.parent.rglob("*")}
+    response = _upload(client, given, b'{"messages": []}\n')
+    assert response.status_code == 200, response.text  # type: ignore[attr-defined]
+    name = response.json()["filename"]  # type: ignore[attr-defined]
+    assert "/" not in name and "\\" not in name and "\x00" not in name and name not in (".", "..")  # (multipart
+    # clients percent-encode some characters of a name)
+    created = {p for p in data_dir.parent.rglob("*")} - before
+    assert created and all(data_dir in p.parents for p in created)
+    upload = client.post(
+        "/v1/uploads", json={"bytes": 3, "filename": given, "mime_type": "text/jsonl", "purpose": "fine-tune"}
+    )
+    assert upload.json()["filename"] == stored
+
+
+def test_blob_names_are_content_hashes_only(data_dir: Path) -> None:
+    store = Store(data_dir)
+    for name in ("../ftcli.sqlite3", "/etc/passwd", "a" * 63 + "/", "A" * 64):
+        with pytest.raises(ValueError, match="not a content hash"):
+            store.blob_path(name)
+
+
+def test_upload_parts_are_joined_streaming_with_md5_checked(client: TestClient) -> None:
+    parts = [b"a" * 300, b"b" * 300, b"c" * 7]
+    data = b"".join(parts)
+
+    def start() -> str:
+        body = {"bytes": len(data), "filename": "p.jsonl", "mime_type": "text/jsonl", "purpose": "fine-tune"}
+        upload_id: str = client.post("/v1/uploads", json=body).json()["id"]
+        return upload_id
+
+    upload_id = start()
+    ids = [client.post(f"/v1/uploads/{upload_id}/parts", files={"data": ("part", part)}).json()["id"] for part in parts]
+    wrong = client.post(f"/v1/uploads/{upload_id}/complete", json={"part_ids": ids, "md5": "0" * 32})
+    assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "md5"
+    short = client.post(f"/v1/uploads/{upload_id}/complete", json={"part_ids": ids[:2]})
+    assert short.status_code == 400 and "607" in short.json()["error"]["message"]
+    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    done = client.post(f"/v1/uploads/{upload_id}/complete", json={"part_ids": ids, "md5": md5}).json()
+    assert done["status"] == "completed" and done["file"]["bytes"] == len(data)
+    assert client.get(f"/v1/files/{done['file']['id']}/content").content == data
+    again = client.post(f"/v1/uploads/{upload_id}/complete", json={"part_ids": ids})
+    assert again.status_code == 400 and "completed" in again.json()["error"]["message"]

@@ -109,6 +109,28 @@ def test_every_endpoint_answers_as_the_spec_says(recorded: tuple[openai.OpenAI, 
     assert all(isinstance(c, FineTuningJobCheckpoint) for c in checkpoints) and len(checkpoints) == 2
     assert final.result_files and sdk.files.content(final.result_files[0]).read().startswith(b"step,")
 
+    pairs = "".join(
+        json.dumps(
+            {
+                "input": {"messages": [SYSTEM, {"role": "user", "content": q}]},
+                "preferred_output": [{"role": "assistant", "content": a}],
+                "non_preferred_output": [{"role": "assistant", "content": "I don't know."}],
+            }
+        )
+        + "\n"
+        for q, a in QA[:4]
+    )
+    preferences = sdk.files.create(file=("pairs.jsonl", pairs.encode()), purpose="fine-tune")
+    dpo = sdk.fine_tuning.jobs.create(
+        model="ftcli/tiny",
+        training_file=preferences.id,
+        method={"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 1, "beta": 0.2}}},
+    )
+    dpo_final = _until(sdk, dpo.id, {"succeeded", "failed"})
+    assert dpo_final.status == "succeeded", dpo_final.error
+    assert dpo_final.method and dpo_final.method.dpo and dpo_final.method.dpo.hyperparameters
+    assert dpo_final.method.dpo.hyperparameters.beta == 0.2 and dpo_final.method.dpo.hyperparameters.n_epochs == 1
+
     # Chat: streamed and not, base and fine-tuned
     model = final.fine_tuned_model or ""
     messages: list[Any] = [SYSTEM, {"role": "user", "content": QA[0][0]}]

@@ -83,3 +83,49 @@ def test_lora_reproduces_trained_answers_the_base_did_not(tiny_base: Path, tmp_p
     expected = [a for _, a in QA]
     assert sum(b == a for b, a in zip(base_answers, expected, strict=True)) == 0
     assert sum(t == a for t, a in zip(tuned_answers, expected, strict=True)) >= 8, tuned_answers
+
+
+def test_dpo_moves_the_model_towards_preferred_answers(tiny_base: Path, tmp_path: Path) -> None:
+    import torch
+
+    from ftcli.server.chat_tokens import collate
+    from ftcli.server.training import Dpo, _sequence_logps
+
+    wrong = [a for _, a in QA[1:] + QA[:1]]  # each question paired with another question's answer
+    pairs = [
+        {
+            "input": {"messages": [SYSTEM, {"role": "user", "content": q}]},
+            "preferred_output": [{"role": "assistant", "content": a}],
+            "non_preferred_output": [{"role": "assistant", "content": w}],
+        }
+        for (q, a), w in zip(QA, wrong, strict=True)
+    ]
+    seen: list[tuple[float, float]] = []
+    hyper, result = train_lora(
+        tiny_base,
+        TINY_NAME,
+        pairs,
+        output=tmp_path / "dpo",
+        seed=3,
+        requested={"n_epochs": 15, "batch_size": 2, "beta": 0.5},
+        method="dpo",
+        on_step=lambda m: seen.append((m.train_loss, m.train_mean_token_accuracy)),
+    )
+    assert hyper.beta == 0.5 and result.steps == 75 and len(seen) == 75
+    assert abs(seen[0][0] - 0.6931) < 0.05  # log 2: the policy starts equal to its reference
+    assert sum(loss for loss, _ in seen[-5:]) / 5 < 0.3 and all(accuracy == 1.0 for _, accuracy in seen[-5:])
+
+    cache = ModelCache()
+
+    def preference(adapter: Path | None) -> list[float]:
+        loaded = cache.get(tiny_base, adapter)
+        encoded = [Dpo(loaded.tokenizer, 0.5).encode(pair) for pair in pairs]
+        inputs = collate([e.chosen for e in encoded] + [e.rejected for e in encoded], loaded.tokenizer.pad_token_id)
+        labels = inputs.pop("labels")
+        with torch.no_grad():
+            logps = _sequence_logps(loaded.model(**inputs).logits, labels)
+        return (logps[: len(pairs)] - logps[len(pairs) :]).tolist()  # type: ignore[no-any-return]
+
+    before, after = preference(None), preference(tmp_path / "dpo" / "adapter")
+    # the implicit reward β·(Δ policy − Δ reference) clearly favours every preferred answer
+    assert all(a - b > 2 for a, b in zip(after, before, strict=True)), (before, after)

@@ -11,10 +11,10 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ftcli.data.estimate import default_epochs
-from ftcli.server.chat_tokens import EncodedChat, collate, encode_chat, group_by_length
+from ftcli.server.chat_tokens import IGNORE, EncodedChat, collate, encode_chat, group_by_length
 
 # Per-base defaults: (learning rate, LoRA rank, LoRA alpha). The tiny base needs a higher rate and rank to learn
 # within seconds; real pretrained models take the usual LoRA values.
@@ -41,9 +41,12 @@ class Hyperparameters:
     learning_rate_multiplier: float
     learning_rate: float
     lora: LoraSettings = field(default_factory=LoraSettings)
+    beta: float | None = None  # DPO only: how far the policy may move from the reference (OpenAI's default 0.1)
 
     @classmethod
-    def resolve(cls, requested: dict[str, Any], *, n_examples: int, base: str) -> Hyperparameters:
+    def resolve(
+        cls, requested: dict[str, Any], *, n_examples: int, base: str, method: str = "supervised"
+    ) -> Hyperparameters:
         def pick(key: str, default: Any) -> Any:
             value = requested.get(key, "auto")
             return default if value in (None, "auto") else value
@@ -62,6 +65,7 @@ class Hyperparameters:
             learning_rate_multiplier=multiplier,
             learning_rate=rate * multiplier,
             lora=lora,
+            beta=float(pick("beta", 0.1)) if method == "dpo" else None,
         )
 
 
@@ -107,13 +111,16 @@ def train_lora(
     should_stop: Callable[[], bool] = lambda: False,
     start_epoch: int = 0,
     resume_adapter: Path | None = None,
+    method: str = "supervised",
 ) -> tuple[Hyperparameters, TrainingResult]:
+    """Supervised (loss on assistant tokens) or DPO (preferred vs non-preferred answers, the base without the
+    adapter as the reference model) fine-tuning of a LoRA adapter; checkpoints per epoch."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
 
     torch.manual_seed(seed)
     model, tokenizer = load_base(base_path)
-    hyper = Hyperparameters.resolve(requested, n_examples=len(examples), base=base_name)
+    hyper = Hyperparameters.resolve(requested, n_examples=len(examples), base=base_name, method=method)
     if resume_adapter is not None:
         model = PeftModel.from_pretrained(model, resume_adapter, is_trainable=True)
     else:
@@ -125,8 +132,9 @@ def train_lora(
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, config)
-    train = [_encode(tokenizer, e) for e in examples]
-    valid = [_encode(tokenizer, e) for e in validation or []]
+    objective: Objective = Dpo(tokenizer, hyper.beta or 0.1) if method == "dpo" else Supervised(tokenizer)
+    train = [objective.encode(e) for e in examples]
+    valid = [objective.encode(e) for e in validation or []]
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=hyper.learning_rate)
     steps_per_epoch = math.ceil(len(train) / hyper.batch_size)
@@ -145,9 +153,8 @@ def train_lora(
     model.train()
     for epoch in range(start_epoch, hyper.n_epochs):
         for batch in group_by_length(train, hyper.batch_size, seed=seed + epoch):
-            inputs = collate(batch, tokenizer.pad_token_id)
-            outputs = model(**inputs)
-            outputs.loss.backward()
+            loss, accuracy = objective.step(model, batch)
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM)
             optimizer.step()
             schedule.step()
@@ -158,14 +165,14 @@ def train_lora(
                 result.steps,
                 total,
                 epoch + 1,
-                float(outputs.loss.detach()),
-                _accuracy(outputs.logits.detach(), inputs["labels"]),
+                float(loss.detach()),
+                accuracy,
             )
             if on_step:
                 on_step(metrics)
             if should_stop():
                 return hyper, result
-        valid_loss = _evaluate(model, valid, tokenizer.pad_token_id) if valid else None
+        valid_loss = _evaluate(model, objective, valid) if valid else None
         metrics = StepMetrics(
             result.steps, total, epoch + 1, metrics.train_loss, metrics.train_mean_token_accuracy, valid_loss
         )
@@ -183,8 +190,82 @@ def train_lora(
     return hyper, result
 
 
-def _encode(tokenizer: Any, example: dict[str, Any]) -> EncodedChat:
-    return encode_chat(tokenizer, example["messages"], tools=example.get("tools"), max_length=MAX_LENGTH)
+class Objective(Protocol):
+    def encode(self, example: dict[str, Any]) -> Any: ...
+
+    def step(self, model: Any, batch: list[Any]) -> tuple[Any, float]:
+        """(loss tensor, accuracy): token accuracy for SFT, reward accuracy (chosen ranked first) for DPO."""
+        ...
+
+
+class Supervised:
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    def encode(self, example: dict[str, Any]) -> EncodedChat:
+        return encode_chat(self.tokenizer, example["messages"], tools=example.get("tools"), max_length=MAX_LENGTH)
+
+    def step(self, model: Any, batch: list[EncodedChat]) -> tuple[Any, float]:
+        inputs = collate(batch, self.tokenizer.pad_token_id)
+        outputs = model(**inputs)
+        return outputs.loss, _accuracy(outputs.logits.detach(), inputs["labels"])
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedPair:
+    chosen: EncodedChat
+    rejected: EncodedChat
+
+    @property
+    def input_ids(self) -> list[int]:  # for grouping by length: the longer of the two
+        return max(self.chosen.input_ids, self.rejected.input_ids, key=len)
+
+    @property
+    def trained_tokens(self) -> int:
+        return self.chosen.trained_tokens + self.rejected.trained_tokens
+
+
+class Dpo:
+    """Direct Preference Optimization (Rafailov et al., 2023) on OpenAI's preference format: the loss is
+    -log σ(β·[(log π(chosen) − log π_ref(chosen)) − (log π(rejected) − log π_ref(rejected))]) over the answer tokens;
+    the reference π_ref is the same model with the LoRA adapter switched off, so no second copy is held."""
+
+    def __init__(self, tokenizer: Any, beta: float) -> None:
+        self.tokenizer = tokenizer
+        self.beta = beta
+
+    def encode(self, example: dict[str, Any]) -> EncodedPair:
+        # Earlier assistant turns belong to the prompt: weight 0, only the compared answers are scored.
+        prompt = [{**m, "weight": 0} if m.get("role") == "assistant" else m for m in example["input"]["messages"]]
+        tools = example["input"].get("tools")
+
+        def encode(output: list[dict[str, Any]]) -> EncodedChat:
+            return encode_chat(self.tokenizer, [*prompt, *output], tools=tools, max_length=MAX_LENGTH)
+
+        return EncodedPair(encode(example["preferred_output"]), encode(example["non_preferred_output"]))
+
+    def step(self, model: Any, batch: list[EncodedPair]) -> tuple[Any, float]:
+        import torch
+
+        inputs = collate([p.chosen for p in batch] + [p.rejected for p in batch], self.tokenizer.pad_token_id)
+        labels = inputs.pop("labels")
+        policy = _sequence_logps(model(**inputs).logits, labels)
+        with torch.no_grad(), model.disable_adapter():
+            reference = _sequence_logps(model(**inputs).logits, labels)
+        n = len(batch)
+        margin = self.beta * ((policy[:n] - reference[:n]) - (policy[n:] - reference[n:]))
+        loss = -torch.nn.functional.logsigmoid(margin).mean()
+        return loss, float((margin.detach() > 0).float().mean())
+
+
+def _sequence_logps(logits: Any, labels: Any) -> Any:
+    """Σ log p(token) over each row's labelled (answer) tokens."""
+    import torch
+
+    logits, labels = logits[:, :-1], labels[:, 1:]
+    mask = labels != IGNORE
+    picked = torch.gather(logits.log_softmax(-1), 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * mask).sum(-1)
 
 
 def _accuracy(logits: Any, labels: Any) -> float:
@@ -194,13 +275,13 @@ def _accuracy(logits: Any, labels: Any) -> float:
     return float((predicted[mask] == target[mask]).float().mean()) if mask.any() else 0.0
 
 
-def _evaluate(model: Any, examples: list[EncodedChat], pad_id: int) -> float:
+def _evaluate(model: Any, objective: Objective, examples: list[Any]) -> float:
     import torch
 
     model.eval()
     losses = []
     with torch.no_grad():
         for index in range(0, len(examples), 8):
-            losses.append(float(model(**collate(examples[index : index + 8], pad_id)).loss))
+            losses.append(float(objective.step(model, examples[index : index + 8])[0]))
     model.train()
     return sum(losses) / len(losses)

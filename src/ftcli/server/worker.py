@@ -108,6 +108,7 @@ def run_job(data_dir: str, job_id: str) -> None:
         on_checkpoint=on_checkpoint,
         start_epoch=int(start_epoch),
         resume_adapter=resume,
+        method=kind,
     )
     model_id = fine_tuned_name(job["model"], job.get("user_provided_suffix"), job_id)
     store.execute(
@@ -121,7 +122,8 @@ def run_job(data_dir: str, job_id: str) -> None:
         "learning_rate_multiplier": hyper.learning_rate_multiplier,
     }
     method = dict(job["method"])
-    method[kind] = {"hyperparameters": {**requested, **resolved}}
+    beta = {"beta": hyper.beta} if hyper.beta is not None else {}
+    method[kind] = {"hyperparameters": {**requested, **resolved, **beta}}
     store.add_event(job_id, f"New fine-tuned model created: {model_id}")
     store.update_job(
         job_id,

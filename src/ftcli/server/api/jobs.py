@@ -46,8 +46,6 @@ async def create_job(request: Request) -> dict[str, Any]:
     }
     if method.get("type") not in ("supervised", "dpo"):
         raise ApiError(400, "the local backend trains supervised (sft) and dpo jobs", param="method.type")
-    if method["type"] == "dpo":
-        raise ApiError(400, "dpo is not yet supported by the local backend", param="method.type")
     _check_hyperparameters(method.get(method["type"], {}).get("hyperparameters") or {})
     suffix = body.get("suffix")
     if suffix is not None and (not isinstance(suffix, str) or len(suffix) > 64):
@@ -80,7 +78,12 @@ async def create_job(request: Request) -> dict[str, Any]:
 
 
 # OpenAI's bounds (its OpenAPI spec); the local backend keeps them so a job that runs here would run there too.
-BOUNDS = {"n_epochs": (int, 1, 50), "batch_size": (int, 1, 256), "learning_rate_multiplier": (float, 0.0, None)}
+BOUNDS = {
+    "n_epochs": (int, 1, 50),
+    "batch_size": (int, 1, 256),
+    "learning_rate_multiplier": (float, 0.0, None),
+    "beta": (float, 0.0, 2.0),
+}
 
 
 def _check_hyperparameters(hyperparameters: dict[str, Any]) -> None:

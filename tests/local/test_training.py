@@ -129,3 +129,47 @@ def test_dpo_moves_the_model_towards_preferred_answers(tiny_base: Path, tmp_path
     before, after = preference(None), preference(tmp_path / "dpo" / "adapter")
     # the implicit reward β·(Δ policy − Δ reference) clearly favours every preferred answer
     assert all(a - b > 2 for a, b in zip(after, before, strict=True)), (before, after)
+
+
+TOOL_CHAT = [
+    SYSTEM,
+    {"role": "user", "content": "Weather in Quellan?"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Quellan"}'}}
+        ],
+    },
+    {"role": "tool", "tool_call_id": "c1", "content": "rain"},
+    {"role": "assistant", "content": "Rain in Quellan."},
+]
+TOOLS = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
+
+
+def _trained_text(tokenizer: object, encoded: object) -> str:
+    ids = [i for i, label in zip(encoded.input_ids, encoded.labels, strict=True) if label != IGNORE]  # type: ignore[attr-defined]
+    return str(tokenizer.decode(ids))  # type: ignore[attr-defined]
+
+
+def test_tool_calls_are_learned_as_text_where_the_template_has_no_tools() -> None:
+    tokenizer = build_tokenizer()  # plain ChatML: no tool support
+    encoded = encode_chat(tokenizer, TOOL_CHAT, tools=TOOLS)
+    text = tokenizer.decode(encoded.input_ids)
+    assert '<tools>\n{"type": "function", "function": {"name": "weather"' in text
+    assert "<|im_start|>tool\n<tool_response>\nrain\n</tool_response>" in text and "None" not in text
+    trained = _trained_text(tokenizer, encoded)
+    assert trained.startswith('<tool_call>\n{"name": "weather", "arguments": {"city": "Quellan"}}\n</tool_call>')
+    assert trained.endswith("Rain in Quellan.<|im_end|>\n") and "rain\n</tool_response>" not in trained
+
+
+def test_tool_calls_go_through_a_template_that_renders_them() -> None:
+    tokenizer = build_tokenizer()
+    tokenizer.chat_template = (
+        "{% if tools %}[TOOLS]{{ tools | tojson }}{% endif %}{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+        "{% if m.get('tool_calls') %}[CALL]{{ m['tool_calls'][0]['function']['name'] }}{% else %}{{ m['content'] }}"
+        "{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    encoded = encode_chat(tokenizer, TOOL_CHAT, tools=TOOLS)
+    assert tokenizer.decode(encoded.input_ids).startswith('[TOOLS][{"type": "function"')
+    assert _trained_text(tokenizer, encoded) == "[CALL]weather<|im_end|>\nRain in Quellan.<|im_end|>\n"

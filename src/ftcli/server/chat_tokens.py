@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,15 +46,62 @@ def encode_chat(
     return EncodedChat(ids, labels)
 
 
+def render_prompt(tokenizer: Any, messages: list[dict[str, Any]], tools: list[Any] | None = None) -> str:
+    """The text a model continues to answer `messages` (chat completions), tools rendered as in training."""
+    return str(_renderer(tokenizer, tools)(messages, True))
+
+
 def _renderer(tokenizer: Any, tools: list[Any] | None) -> Any:
+    native = supports_tools(tokenizer)
+
     def render(messages: list[dict[str, Any]], generation_prompt: bool) -> str:
         plain = [{k: v for k, v in m.items() if k != "weight"} for m in messages]
         kwargs: dict[str, Any] = {"tokenize": False, "add_generation_prompt": generation_prompt}
-        if tools:
+        if native and tools:
             kwargs["tools"] = tools
+        elif not native:
+            plain = tools_as_text(plain, tools)
         return str(tokenizer.apply_chat_template(plain, **kwargs)) if plain else ""
 
     return render
+
+
+def supports_tools(tokenizer: Any) -> bool:
+    """Whether the model's chat template renders tools and tool calls itself (Qwen, Llama 3, Mistral do)."""
+    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
+    return "tools" in template and "tool_calls" in template
+
+
+def tools_as_text(messages: list[dict[str, Any]], tools: list[Any] | None) -> list[dict[str, Any]]:
+    """For templates without tool support: the tools described in the system message, calls and results as text in
+    the Hermes-style tags many chat models know, so the model still learns when and how to call."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        message = dict(message)
+        calls = message.pop("tool_calls", None)
+        if calls:
+            text = [message.get("content") or ""]
+            for call in calls:
+                function = call.get("function", {})
+                arguments = function.get("arguments", "{}")
+                with contextlib.suppress(json.JSONDecodeError):  # else kept as the string it is
+                    arguments = json.loads(arguments) if isinstance(arguments, str) else arguments
+                payload = json.dumps({"name": function.get("name"), "arguments": arguments}, ensure_ascii=False)
+                text.append(f"<tool_call>\n{payload}\n</tool_call>")
+            message["content"] = "\n".join(part for part in text if part)
+        if message.get("role") == "tool":
+            message = {"role": "tool", "content": f"<tool_response>\n{message.get('content') or ''}\n</tool_response>"}
+        if message.get("content") is None:
+            message["content"] = ""
+        out.append(message)
+    if tools:
+        described = "\n".join(json.dumps(tool, ensure_ascii=False) for tool in tools)
+        preamble = f"You may call these tools:\n<tools>\n{described}\n</tools>"
+        if out and out[0].get("role") == "system":
+            out[0] = {**out[0], "content": f"{out[0].get('content') or ''}\n\n{preamble}".strip()}
+        else:
+            out.insert(0, {"role": "system", "content": preamble})
+    return out
 
 
 def collate(batch: list[EncodedChat], pad_id: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ftcli.server.chat_tokens import render_prompt
 from ftcli.server.training import load_base
 
 
@@ -48,8 +49,8 @@ class Sampling:
     seed: int | None = None
 
 
-def prompt_ids(loaded: LoadedModel, messages: list[dict[str, Any]]) -> Any:
-    text = loaded.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+def prompt_ids(loaded: LoadedModel, messages: list[dict[str, Any]], tools: list[Any] | None = None) -> Any:
+    text = render_prompt(loaded.tokenizer, messages, tools)
     return loaded.tokenizer(text, add_special_tokens=False, return_tensors="pt")
 
 

@@ -49,7 +49,7 @@ async def chat_completions(request: Request) -> dict[str, Any] | StreamingRespon
         top_p=float(body.get("top_p", 1) or 1),
         seed=body.get("seed"),
     )
-    plain = [{"role": m.get("role"), "content": m.get("content") or ""} for m in messages if isinstance(m, dict)]
+    plain = [_message(m) for m in messages if isinstance(m, dict)]
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -78,6 +78,14 @@ async def chat_completions(request: Request) -> dict[str, Any] | StreamingRespon
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }
+
+
+def _message(message: dict[str, Any]) -> dict[str, Any]:
+    """What the chat template needs; content parts (`[{"type": "text", ...}]`) joined into text."""
+    kept = {k: message[k] for k in ("role", "content", "tool_calls", "tool_call_id", "name") if k in message}
+    if isinstance(kept.get("content"), list):
+        kept["content"] = "".join(p.get("text", "") for p in kept["content"] if isinstance(p, dict))
+    return kept
 
 
 def _sse(

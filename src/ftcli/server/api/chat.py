@@ -82,7 +82,9 @@ async def chat_completions(request: Request) -> dict[str, Any] | StreamingRespon
 
 def _message(message: dict[str, Any]) -> dict[str, Any]:
     """What the chat template needs; content parts (`[{"type": "text", ...}]`) joined into text."""
-    kept = {k: message[k] for k in ("role", "content", "tool_calls", "tool_call_id", "name") if k in message}
+    kept: dict[str, Any] = {
+        k: message[k] for k in ("role", "content", "tool_calls", "tool_call_id", "name") if k in message
+    }
     if isinstance(kept.get("content"), list):
         kept["content"] = "".join(p.get("text", "") for p in kept["content"] if isinstance(p, dict))
     return kept

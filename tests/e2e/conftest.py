@@ -29,12 +29,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(data_dir: Path, *, env: dict[str, str] | None = None) -> Server:
+def start_server(data_dir: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Server:
     port = free_port()
     log_path = data_dir.parent / f"{data_dir.name}.log"
     with log_path.open("ab") as log:  # a file, not a pipe: a chatty server can never block on it
         process = subprocess.Popen(
-            [sys.executable, "-m", "ftcli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+            [sys.executable, "-m", "ftcli", "serve", "--port", str(port), "--data-dir", str(data_dir), *args],
             env={**os.environ, **(env or {})},
             stdout=log,
             stderr=log,

@@ -28,6 +28,13 @@ def serve(
         str, typer.Option(help="Environment variable holding the bearer key clients must send.")
     ] = "FTCLI_SERVER_API_KEY",
     parallel_jobs: Annotated[int, typer.Option(min=1, help="Jobs trained at the same time.")] = 1,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Data-parallel training processes per job, torchrun + Accelerate (default: one per GPU).",
+        ),
+    ] = None,
 ) -> None:
     """Serve files, fine-tuning jobs, chat completions and models on OpenAI's protocol, training with LoRA here."""
     # No outbound connections: models come from this machine only (the bundled bases, the HF cache, a path).
@@ -58,5 +65,8 @@ def serve(
         highlight=False,
     )
     uvicorn.run(
-        create_app(folder, api_key=api_key, parallel_jobs=parallel_jobs), host=host, port=port, log_level="warning"
+        create_app(folder, api_key=api_key, parallel_jobs=parallel_jobs, processes_per_job=processes),
+        host=host,
+        port=port,
+        log_level="warning",
     )

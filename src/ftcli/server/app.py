@@ -23,10 +23,15 @@ DEFAULT_MAX_UPLOAD = 8 * 1024 * 1024 * 1024
 
 
 def create_app(
-    data_dir: Path, *, api_key: str | None = None, parallel_jobs: int = 1, max_upload_bytes: int = DEFAULT_MAX_UPLOAD
+    data_dir: Path,
+    *,
+    api_key: str | None = None,
+    parallel_jobs: int = 1,
+    processes_per_job: int | None = None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
 ) -> FastAPI:
     store = Store(data_dir)
-    runner = JobRunner(store, parallel=parallel_jobs)
+    runner = JobRunner(store, parallel=parallel_jobs, processes=processes_per_job)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -9,6 +9,10 @@ process fails its job with an event that says so; after a server restart, interr
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -18,9 +22,12 @@ ACTIVE = ("validating_files", "queued", "running")
 
 
 class JobRunner:
-    def __init__(self, store: Store, *, parallel: int = 1, poll: float = 0.5) -> None:
+    def __init__(self, store: Store, *, parallel: int = 1, processes: int | None = None, poll: float = 0.5) -> None:
+        """`parallel`: jobs trained at once; `processes`: data-parallel training processes per job (default: one
+        per CUDA GPU; 1 on a CPU)."""
         self.store = store
         self.parallel = parallel
+        self.processes_per_job = processes
         self.poll = poll
         self.processes: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -43,9 +50,11 @@ class JobRunner:
         if self._thread:
             self._thread.join(timeout=5)
         with self._lock:
-            for process in self.processes.values():
-                process.terminate()
-                process.join(timeout=5)
+            for job_id, process in self.processes.items():
+                job = self.store.job(job_id)
+                if job is None or job["status"] in ACTIVE:
+                    process.terminate()  # resumed from its last checkpoint at the next start
+                process.join(timeout=10)  # a finished job's processes are only exiting: let them
             self.processes.clear()
 
     def _loop(self) -> None:
@@ -110,6 +119,10 @@ class JobRunner:
     def _launch(self, job_id: str) -> None:
         from ftcli.server.worker import run_job
 
+        count = self.processes_per_job or _gpu_count()
+        if count > 1:
+            self.processes[job_id] = _DataParallel.launch(str(self.store.data_dir), job_id, count)
+            return
         process = self._context.Process(
             target=run_job, args=(str(self.store.data_dir), job_id), daemon=True, name=f"ftcli-train-{job_id}"
         )
@@ -152,3 +165,50 @@ class JobRunner:
             job = self.store.update_job(job_id, status="queued")
             self.store.add_event(job_id, "Fine-tuning job resumed")
             return job
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+    except ImportError:
+        return 1
+    return max(1, torch.cuda.device_count())
+
+
+class _DataParallel:
+    """One job trained by several processes (torchrun + Accelerate: NCCL on GPUs, gloo on CPUs), with the face of a
+    multiprocessing.Process for the runner."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+
+    @classmethod
+    def launch(cls, data_dir: str, job_id: str, count: int) -> _DataParallel:
+        # torchrun starts the ranks on this machine (a free rendezvous port); Accelerate in each rank reads its
+        # environment and picks NCCL on GPUs or gloo on CPUs.
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(count)]
+        command += ["-m", "ftcli.server.worker", data_dir, job_id]
+        os.makedirs(os.path.join(data_dir, "runs"), exist_ok=True)
+        log = open(os.path.join(data_dir, "runs", f"{job_id}.launch.log"), "ab")  # noqa: SIM115 (the child keeps it)
+        env = {**os.environ, "FTCLI_SERVER_PID": str(os.getpid())}
+        with log:
+            process = subprocess.Popen(command, stdout=log, stderr=log, env=env, start_new_session=True)
+        return cls(process)
+
+    def is_alive(self) -> bool:
+        return self.process.poll() is None
+
+    def terminate(self) -> None:
+        if self.is_alive():
+            os.killpg(self.process.pid, signal.SIGTERM)  # the launcher and every rank
+
+    def join(self, timeout: float | None = None) -> None:
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.process.returncode

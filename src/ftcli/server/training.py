@@ -132,12 +132,17 @@ def train_lora(
             task_type="CAUSAL_LM",
         )
         model = get_peft_model(model, config)
+    # Accelerate places the model (CPU, or CUDA with bf16 autocast) and, when the job was launched as several
+    # processes (torchrun, one per GPU), wraps it for data parallelism with gradients all-reduced.
+    accelerator = _accelerator()
     objective: Objective = Dpo(tokenizer, hyper.beta or 0.1) if method == "dpo" else Supervised(tokenizer)
+    objective.device = accelerator.device
     train = [objective.encode(e) for e in examples]
     valid = [objective.encode(e) for e in validation or []]
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=hyper.learning_rate)
-    steps_per_epoch = math.ceil(len(train) / hyper.batch_size)
+    world, rank = int(accelerator.num_processes), int(accelerator.process_index)
+    steps_per_epoch = math.ceil(math.ceil(len(train) / hyper.batch_size) / world)
     total = steps_per_epoch * hyper.n_epochs
     # Linear warm-up over the first 5% of steps, then linear decay to zero (the transformers Trainer's default
     # schedule): the last steps settle instead of bouncing at the peak rate.
@@ -149,48 +154,80 @@ def train_lora(
         return min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup)))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    main = accelerator.is_main_process
     result = TrainingResult(steps=start_epoch * steps_per_epoch)
     model.train()
     for epoch in range(start_epoch, hyper.n_epochs):
-        for batch in group_by_length(train, hyper.batch_size, seed=seed + epoch):
-            loss, accuracy = objective.step(model, batch)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM)
+        batches = group_by_length(train, hyper.batch_size, seed=seed + epoch)
+        # Every process takes the same number of steps (DDP needs it): the last round is filled from the start.
+        batches = [batches[i % len(batches)] for i in range(steps_per_epoch * world)][rank::world]
+        for batch in batches:
+            with accelerator.autocast():
+                loss, accuracy = objective.step(model, batch)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(trainable, MAX_GRAD_NORM)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad()
             result.steps += 1
-            result.trained_tokens += sum(item.trained_tokens for item in batch)
+            tokens = torch.tensor([sum(item.trained_tokens for item in batch)], device=accelerator.device)
+            result.trained_tokens += int(accelerator.reduce(tokens, "sum").item())
             metrics = StepMetrics(
                 result.steps,
                 total,
                 epoch + 1,
-                float(loss.detach()),
-                accuracy,
+                float(accelerator.reduce(loss.detach(), "mean")),
+                float(accelerator.reduce(torch.tensor(accuracy, device=accelerator.device), "mean")),
             )
-            if on_step:
+            if on_step and main:
                 on_step(metrics)
             if should_stop():
                 return hyper, result
-        valid_loss = _evaluate(model, objective, valid) if valid else None
+        valid_loss = _evaluate(accelerator.unwrap_model(model), objective, valid) if valid and main else None
         metrics = StepMetrics(
             result.steps, total, epoch + 1, metrics.train_loss, metrics.train_mean_token_accuracy, valid_loss
         )
+        accelerator.wait_for_everyone()
+        if not main:
+            continue
         if valid_loss is not None and on_step:
             on_step(metrics)
         checkpoint = output / f"checkpoint-epoch-{epoch + 1}"
-        model.save_pretrained(checkpoint, safe_serialization=True)
+        _save_adapter(accelerator.unwrap_model(model), checkpoint)
         result.checkpoints.append((epoch + 1, checkpoint, metrics))
         for _, old, _ in result.checkpoints[:-KEEP_CHECKPOINTS]:
             shutil.rmtree(old, ignore_errors=True)
         result.checkpoints = result.checkpoints[-KEEP_CHECKPOINTS:]
         if on_checkpoint:
             on_checkpoint(epoch + 1, checkpoint, metrics)
-    model.save_pretrained(output / "adapter", safe_serialization=True)
+    if main:
+        _save_adapter(accelerator.unwrap_model(model), output / "adapter")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()  # closes the process group of a data-parallel run
     return hyper, result
 
 
+def _accelerator() -> Any:
+    import torch
+    from accelerate import Accelerator
+
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not torch.cuda.is_available())
+
+
+def _save_adapter(model: Any, directory: Path) -> None:
+    """safetensors, written beside and renamed into place: a crash never leaves a half-written adapter."""
+    temp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(temp, ignore_errors=True)
+    model.save_pretrained(temp, safe_serialization=True)
+    shutil.rmtree(directory, ignore_errors=True)
+    temp.rename(directory)
+
+
 class Objective(Protocol):
+    device: Any
+
     def encode(self, example: dict[str, Any]) -> Any: ...
 
     def step(self, model: Any, batch: list[Any]) -> tuple[Any, float]:
@@ -201,12 +238,13 @@ class Objective(Protocol):
 class Supervised:
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
+        self.device: Any = "cpu"
 
     def encode(self, example: dict[str, Any]) -> EncodedChat:
         return encode_chat(self.tokenizer, example["messages"], tools=example.get("tools"), max_length=MAX_LENGTH)
 
     def step(self, model: Any, batch: list[EncodedChat]) -> tuple[Any, float]:
-        inputs = collate(batch, self.tokenizer.pad_token_id)
+        inputs = _on(collate(batch, self.tokenizer.pad_token_id), self.device)
         outputs = model(**inputs)
         return outputs.loss, _accuracy(outputs.logits.detach(), inputs["labels"])
 
@@ -233,6 +271,7 @@ class Dpo:
     def __init__(self, tokenizer: Any, beta: float) -> None:
         self.tokenizer = tokenizer
         self.beta = beta
+        self.device: Any = "cpu"
 
     def encode(self, example: dict[str, Any]) -> EncodedPair:
         # Earlier assistant turns belong to the prompt: weight 0, only the compared answers are scored.
@@ -247,15 +286,21 @@ class Dpo:
     def step(self, model: Any, batch: list[EncodedPair]) -> tuple[Any, float]:
         import torch
 
-        inputs = collate([p.chosen for p in batch] + [p.rejected for p in batch], self.tokenizer.pad_token_id)
+        pairs = [p.chosen for p in batch] + [p.rejected for p in batch]
+        inputs = _on(collate(pairs, self.tokenizer.pad_token_id), self.device)
         labels = inputs.pop("labels")
         policy = _sequence_logps(model(**inputs).logits, labels)
-        with torch.no_grad(), model.disable_adapter():
-            reference = _sequence_logps(model(**inputs).logits, labels)
+        peft_model = getattr(model, "module", model)  # under data parallelism: the wrapped model
+        with torch.no_grad(), peft_model.disable_adapter():
+            reference = _sequence_logps(peft_model(**inputs).logits, labels)
         n = len(batch)
         margin = self.beta * ((policy[:n] - reference[:n]) - (policy[n:] - reference[n:]))
         loss = -torch.nn.functional.logsigmoid(margin).mean()
         return loss, float((margin.detach() > 0).float().mean())
+
+
+def _on(tensors: dict[str, Any], device: Any) -> dict[str, Any]:
+    return {name: tensor.to(device) for name, tensor in tensors.items()}
 
 
 def _sequence_logps(logits: Any, labels: Any) -> Any:

@@ -23,11 +23,22 @@ def read_examples(store: Store, file_id: str) -> list[dict[str, Any]]:
 
 def exit_with_parent(poll: float = 0.5) -> None:
     """A worker must not outlive its server (kill -9 included): the restarted server resumes the job from its last
-    checkpoint, and two processes must never train one job."""
+    checkpoint, and two processes must never train one job. Under torchrun the server is a grandparent,
+    named in FTCLI_SERVER_PID."""
     parent = os.getppid()
+    server = int(os.environ.get("FTCLI_SERVER_PID", "0"))
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == parent and (not server or alive(server)):
             time.sleep(poll)
         os._exit(1)
 
@@ -38,6 +49,7 @@ def run_job(data_dir: str, job_id: str) -> None:
     from ftcli.server.training import KEEP_CHECKPOINTS, StepMetrics, train_lora
 
     exit_with_parent()
+    main = int(os.environ.get("RANK", "0")) == 0  # under data parallelism, rank 0 alone reports to the store
     store = Store(Path(data_dir), clean=False)
     job = store.job(job_id)
     assert job is not None
@@ -50,8 +62,9 @@ def run_job(data_dir: str, job_id: str) -> None:
     )
     resume = Path(last["path"]) if last and Path(last["path"]).exists() else None
     start_epoch = json.loads(last["metrics"]).get("epoch", 0) if resume and last else 0
-    store.update_job(job_id, status="running")
-    store.add_event(job_id, "Fine-tuning job started" if not resume else f"Resuming from epoch {start_epoch}")
+    if main:
+        store.update_job(job_id, status="running")
+        store.add_event(job_id, "Fine-tuning job started" if not resume else f"Resuming from epoch {start_epoch}")
     base_path = resolve_base(job["model"], Path(data_dir))
     examples = read_examples(store, job["training_file"])
     validation = read_examples(store, job["validation_file"]) if job.get("validation_file") else None
@@ -110,6 +123,8 @@ def run_job(data_dir: str, job_id: str) -> None:
         resume_adapter=resume,
         method=kind,
     )
+    if not main:
+        return
     model_id = fine_tuned_name(job["model"], job.get("user_provided_suffix"), job_id)
     store.execute(
         "INSERT OR REPLACE INTO models (id, created, base, adapter, job_id) VALUES (?,?,?,?,?)",
@@ -157,3 +172,9 @@ def _save_results(store: Store, job_id: str) -> str:
         (file_id, sha, size, f"step_metrics_{job_id}.csv", "fine-tune-results", now(), "processed"),
     )
     return file_id
+
+
+if __name__ == "__main__":  # one rank of a data-parallel job, started by torchrun (see runner.py)
+    import sys
+
+    run_job(sys.argv[1], sys.argv[2])

@@ -25,7 +25,26 @@ sys.path.insert(0, str(Path(__file__).parent))
 from proctree import measure  # noqa: E402
 
 WORK = Path(__file__).parent / "_work"
-WORDS = "the court held that a contract signed under duress is void and the buyer may claim damages within".split()
+WORDS = [
+    "the",
+    "court",
+    "held",
+    "that",
+    "a",
+    "contract",
+    "signed",
+    "under",
+    "duress",
+    "is",
+    "void",
+    "and",
+    "the",
+    "buyer",
+    "may",
+    "claim",
+    "damages",
+    "within",
+]
 HYPER = {"n_epochs": 2, "batch_size": 8, "learning_rate_multiplier": 1.0, "lora_rank": 32, "lora_alpha": 64}
 
 

@@ -61,3 +61,11 @@ def test_smollm2_converts_once_from_the_bundled_gguf_and_answers(tmp_path: Path)
     question = [{"role": "user", "content": "What is the capital of France?"}]
     answer = "".join(generate_stream(loaded, question, Sampling(max_tokens=12)))
     assert "Paris" in answer  # real pretrained weights, dequantized correctly
+
+
+def test_hub_ids_are_accepted_only_when_downloads_are_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FTCLI_ALLOW_DOWNLOADS", raising=False)
+    with pytest.raises(UnknownBase):
+        require_base("acme/not-cached")
+    monkeypatch.setenv("FTCLI_ALLOW_DOWNLOADS", "1")
+    assert require_base("acme/not-cached") == "acme/not-cached"  # fetched later by the worker, not in the request

@@ -114,3 +114,20 @@ def test_upload_parts_are_joined_streaming_with_md5_checked(client: TestClient) 
     assert client.get(f"/v1/files/{done['file']['id']}/content").content == data
     again = client.post(f"/v1/uploads/{upload_id}/complete", json={"part_ids": ids})
     assert again.status_code == 400 and "completed" in again.json()["error"]["message"]
+
+
+def test_server_lora_defaults_fill_what_a_job_leaves_unset(data_dir: Path) -> None:
+    client = TestClient(create_app(data_dir, lora_defaults={"lora_rank": 4, "lora_dropout": 0.1}))  # no runner
+    file_id = _upload(client, "z.jsonl", b'{"messages": []}\n').json()["id"]  # type: ignore[attr-defined]
+    body = {"model": "ftcli/tiny", "training_file": file_id, "hyperparameters": {"n_epochs": 1}}
+    plain = client.post("/v1/fine_tuning/jobs", json=body).json()
+    assert plain["method"]["supervised"]["hyperparameters"] == {"n_epochs": 1, "lora_rank": 4, "lora_dropout": 0.1}
+    own = client.post(
+        "/v1/fine_tuning/jobs",
+        json={
+            "model": "ftcli/tiny",
+            "training_file": file_id,
+            "method": {"type": "supervised", "supervised": {"hyperparameters": {"lora_rank": 16}}},
+        },
+    ).json()
+    assert own["hyperparameters"] == {"lora_rank": 16, "lora_dropout": 0.1}

@@ -173,3 +173,26 @@ def test_tool_calls_go_through_a_template_that_renders_them() -> None:
     encoded = encode_chat(tokenizer, TOOL_CHAT, tools=TOOLS)
     assert tokenizer.decode(encoded.input_ids).startswith('[TOOLS][{"type": "function"')
     assert _trained_text(tokenizer, encoded) == "[CALL]weather<|im_end|>\nRain in Quellan.<|im_end|>\n"
+
+
+def test_training_is_deterministic_with_a_seed(tiny_base: Path, tmp_path: Path) -> None:
+    examples = [
+        {"messages": [SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in QA[:4]
+    ]
+
+    def run(name: str, seed: int) -> tuple[list[float], bytes]:
+        losses: list[float] = []
+        train_lora(
+            tiny_base,
+            TINY_NAME,
+            examples,
+            output=tmp_path / name,
+            seed=seed,
+            requested={"n_epochs": 2, "batch_size": 2},
+            on_step=lambda m: losses.append(m.train_loss),
+        )
+        return losses, (tmp_path / name / "adapter" / "adapter_model.safetensors").read_bytes()
+
+    first, again, other = run("a", 5), run("b", 5), run("c", 6)
+    assert first == again and len(first[0]) == 4
+    assert other[1] != first[1]  # the seed matters: LoRA's initial weights and the batch order

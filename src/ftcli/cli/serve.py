@@ -28,6 +28,12 @@ def serve(
         str, typer.Option(help="Environment variable holding the bearer key clients must send.")
     ] = "FTCLI_SERVER_API_KEY",
     parallel_jobs: Annotated[int, typer.Option(min=1, help="Jobs trained at the same time.")] = 1,
+    lora_rank: Annotated[int | None, typer.Option(min=1, help="Default LoRA rank for jobs that don't set one.")] = None,
+    lora_alpha: Annotated[int | None, typer.Option(min=1, help="Default LoRA alpha.")] = None,
+    lora_dropout: Annotated[float | None, typer.Option(min=0.0, max=0.9, help="Default LoRA dropout.")] = None,
+    allow_downloads: Annotated[
+        bool, typer.Option(help="Let base models named by a Hugging Face id download (off: this machine only).")
+    ] = False,
     processes: Annotated[
         int | None,
         typer.Option(
@@ -37,9 +43,12 @@ def serve(
     ] = None,
 ) -> None:
     """Serve files, fine-tuning jobs, chat completions and models on OpenAI's protocol, training with LoRA here."""
-    # No outbound connections: models come from this machine only (the bundled bases, the HF cache, a path).
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # No outbound connections unless allowed: models come from this machine (the bundled bases, the HF cache, a path).
+    if allow_downloads:
+        os.environ["FTCLI_ALLOW_DOWNLOADS"] = "1"
+    else:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
         import uvicorn
 
@@ -65,7 +74,17 @@ def serve(
         highlight=False,
     )
     uvicorn.run(
-        create_app(folder, api_key=api_key, parallel_jobs=parallel_jobs, processes_per_job=processes),
+        create_app(
+            folder,
+            api_key=api_key,
+            parallel_jobs=parallel_jobs,
+            processes_per_job=processes,
+            lora_defaults={
+                key: value
+                for key, value in (("lora_rank", lora_rank), ("lora_alpha", lora_alpha), ("lora_dropout", lora_dropout))
+                if value is not None
+            },
+        ),
         host=host,
         port=port,
         log_level="warning",

@@ -29,7 +29,10 @@ def create_app(
     parallel_jobs: int = 1,
     processes_per_job: int | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+    lora_defaults: dict[str, float] | None = None,
 ) -> FastAPI:
+    """`lora_defaults`: the server's own lora_rank / lora_alpha / lora_dropout for jobs that don't set them (else
+    per-base defaults apply); written into each job's hyperparameters, so the job reports what it trained with."""
     store = Store(data_dir)
     runner = JobRunner(store, parallel=parallel_jobs, processes=processes_per_job)
 
@@ -42,6 +45,7 @@ def create_app(
     app = FastAPI(title="ftcli local backend", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.store, app.state.runner, app.state.models = store, runner, ModelCache()
     app.state.max_upload_bytes = max_upload_bytes
+    app.state.lora_defaults = dict(lora_defaults or {})
     app.add_exception_handler(ApiError, handle_api_error)
 
     @app.exception_handler(RequestValidationError)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import importlib.util
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,6 +47,8 @@ def require_base(model: str) -> str:
     path = Path(model).expanduser()
     if name in bundled_bases() or (path.is_dir() and (path / "config.json").exists()) or _hf_cache(name):
         return name
+    if downloads_allowed() and name.count("/") == 1 and not path.exists():
+        return name  # fetched by the job's worker, not in this request
     raise _unknown(model)
 
 
@@ -59,7 +62,7 @@ def resolve_base(model: str, data_dir: Path) -> Path:
     path = Path(model).expanduser()
     if path.is_dir() and (path / "config.json").exists():
         return path
-    cached = _hf_cache(name)
+    cached = _hf_cache(name, download=downloads_allowed())
     if cached is not None:
         return cached
     gguf = _smollm2_gguf() if name == SMOLLM2_NAME else None
@@ -90,7 +93,12 @@ def _smollm2_gguf() -> Path | None:
     return path if path.exists() else None
 
 
-def _hf_cache(name: str) -> Path | None:
+def downloads_allowed() -> bool:
+    """`ftcli serve --allow-downloads`: a base named by a Hugging Face id may be fetched (never by default)."""
+    return os.environ.get("FTCLI_ALLOW_DOWNLOADS") == "1"
+
+
+def _hf_cache(name: str, *, download: bool = False) -> Path | None:
     if name.count("/") != 1 or Path(name).expanduser().exists():
         return None
     try:
@@ -99,7 +107,7 @@ def _hf_cache(name: str) -> Path | None:
     except ImportError:
         return None
     try:
-        path = Path(snapshot_download(repo_id=name, local_files_only=True))
+        path = Path(snapshot_download(repo_id=name, local_files_only=not download))
     except (LocalEntryNotFoundError, ValueError, OSError):
         return None
     return path if (path / "config.json").exists() else None

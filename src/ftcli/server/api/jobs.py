@@ -46,7 +46,11 @@ async def create_job(request: Request) -> dict[str, Any]:
     }
     if method.get("type") not in ("supervised", "dpo"):
         raise ApiError(400, "the local backend trains supervised (sft) and dpo jobs", param="method.type")
-    _check_hyperparameters(method.get(method["type"], {}).get("hyperparameters") or {})
+    hyperparameters = method.setdefault(method["type"], {}).setdefault("hyperparameters", {}) or {}
+    _check_hyperparameters(hyperparameters)
+    for key, value in request.app.state.lora_defaults.items():
+        hyperparameters.setdefault(key, value)
+    method[method["type"]]["hyperparameters"] = hyperparameters
     suffix = body.get("suffix")
     if suffix is not None and (not isinstance(suffix, str) or len(suffix) > 64):
         raise ApiError(400, "suffix must be a string of at most 64 characters", param="suffix")
@@ -61,7 +65,7 @@ async def create_job(request: Request) -> dict[str, Any]:
         "fine_tuned_model": None,
         "finished_at": None,
         "error": None,
-        "hyperparameters": method.get(method["type"], {}).get("hyperparameters") or {},
+        "hyperparameters": hyperparameters,
         "method": method,
         "organization_id": "local",
         "result_files": [],

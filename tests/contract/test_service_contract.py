@@ -113,3 +113,23 @@ def test_models_with_shutdown_dates(client, exchanges) -> None:  # type: ignore[
     date, source = shutdown_of("ft:gpt-4o-mini-2024-07-18:acme:legal:abc")
     assert (str(date), source) == ("2027-01-14", "catalog")
     assert shutdown_of("ft:gpt-4o-mini-2024-07-18:acme::x", "2026-12-01")[1] == "api"
+
+
+def test_export_and_golden_requests(client, exchanges, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from ftcli.service.export import export_jobs
+    from ftcli.service.golden import GoldenSettings, record_golden
+
+    steps = list(export_jobs(client, tmp_path / "out", backend={"kind": "openai"}, job_ids=["ftjob-abc123"]))
+    assert steps and (tmp_path / "out" / "manifest.json").exists()
+    seen = set(exchanges.paths())
+    assert {
+        "GET /fine_tuning/jobs/{fine_tuning_job_id}",
+        "GET /fine_tuning/jobs/{fine_tuning_job_id}/events",
+        "GET /fine_tuning/jobs/{fine_tuning_job_id}/checkpoints",
+    } <= seen
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n")
+    settings = GoldenSettings("ft:gpt-4o-mini-2024-07-18:acme::abc", temperature=0.0, max_tokens=16, seed=7)
+    assert list(record_golden(client, prompts, tmp_path / "golden.jsonl", settings)) == [(1, 1)]
+    assert exchanges.paths()[-1] == "POST /chat/completions"
+    exchanges.assert_all_valid()

@@ -10,7 +10,7 @@ from typer._click.core import Context
 from typer.core import TyperGroup
 
 from ftcli import __version__
-from ftcli.cli import chat, check, convert, jobs, profile, rules, serve, train, upload
+from ftcli.cli import chat, check, convert, export, jobs, models, profile, rules, serve, train, upload
 from ftcli.cli.context import AppContext
 from ftcli.cli.output import print_error
 from ftcli.data.errors import DataError
@@ -109,6 +109,8 @@ app.command("cancel")(jobs.cancel)
 app.command("pause")(jobs.pause)
 app.command("resume")(jobs.resume)
 app.command("chat")(chat.chat)
+app.command("models")(models.models)
+app.command("export")(export.export)
 app.command("serve")(serve.serve)
 app.add_typer(profile.app, name="profile", help="Named connection profiles (OpenAI, Azure, local, any base URL).")
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from ftcli.cli.context import app_context
-from ftcli.cli.output import stderr
+from ftcli.cli.output import stderr, warn_shutdown
 from ftcli.service.errors import StreamInterrupted, UsageError
 
 
@@ -41,6 +41,7 @@ def chat(
     from ftcli.service.chat import ChatParams
 
     app = app_context(ctx)
+    warn_shutdown(model)
     params = ChatParams(model=model, temperature=temperature, max_tokens=max_tokens)
     if eval_file is not None:
         _evaluate(app, params, eval_file, eval_output)

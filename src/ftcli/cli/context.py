@@ -23,6 +23,11 @@ class AppContext:
     _settings: Settings | None = field(default=None, repr=False)
     _client: OpenAI | None = field(default=None, repr=False)
 
+    def use_backend(self, profile: str | None) -> None:
+        """A command's own `--backend PROFILE` (same as the global `--profile`), before anything connects."""
+        if profile:
+            self.profile, self._settings, self._client = profile, None, None
+
     def settings(self) -> Settings:
         if self._settings is None:
             from ftcli.service.settings import resolve_settings

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from ftcli.cli.context import AppContext, app_context
-from ftcli.cli.output import print_json, stderr, stdout
+from ftcli.cli.output import print_json, stderr, stdout, warn_shutdown
 from ftcli.service.errors import UsageError
 
 JobArg = Annotated[str, typer.Argument(help="Job id.")]
@@ -49,6 +49,7 @@ def status(
     if wait:
         raise typer.Exit(follow(app, job_id))
     job = jobs.get_job(client, job_id)
+    warn_shutdown(job.fine_tuned_model or job.model)
     if json_out:
         print_json(job)
     else:
@@ -97,7 +98,10 @@ def follow(app: AppContext, job_id: str) -> int:
     console = stderr()
     last = None
     try:
-        for progress in jobs.wait_for_job(app.client(), job_id):
+        # A server on this machine is polled every second or two; a remote API every 5 s, backing off to 30 s.
+        local = app.settings().on_this_machine()
+        interval, ceiling = (1.0, 2.0) if local else (5.0, 30.0)
+        for progress in jobs.wait_for_job(app.client(), job_id, interval=interval, max_interval=ceiling):
             last = progress
             for event in progress.new_events:
                 if event.type != "metrics" and not app.json:

@@ -38,3 +38,22 @@ def print_json(data: Any) -> None:
     elif isinstance(data, list):
         data = [item.model_dump(mode="json") if hasattr(item, "model_dump") else item for item in data]
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def warn_shutdown(model: str | None) -> None:
+    """A warning on stderr when `model` (or the base of a fine-tune) has a shutdown date in ftcli's catalog."""
+    if not model:
+        return
+    import datetime as dt
+
+    from ftcli.data.catalog import load_catalog
+
+    info = load_catalog().lookup(model)
+    if info.known and info.shutdown_date is not None:
+        days = (info.shutdown_date - dt.date.today()).days
+        word = "was shut down" if days <= 0 else f"stops serving in {days} days"
+        subject = model if model.startswith("ft:") else info.name
+        stderr().print(
+            f"[yellow]warning:[/] {subject} {word} ({info.shutdown_date}); `ftcli export` brings your jobs out",
+            highlight=False,
+        )

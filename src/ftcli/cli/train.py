@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ftcli.cli.context import AppContext, app_context
-from ftcli.cli.output import print_json, stderr
+from ftcli.cli.output import print_json, stderr, warn_shutdown
 from ftcli.service.errors import UsageError
 
 if TYPE_CHECKING:
@@ -18,10 +18,19 @@ if TYPE_CHECKING:
 
 def train(
     ctx: typer.Context,
-    file: Annotated[str, typer.Option("--file", help="Training file: an uploaded file id or a local path.")],
     model: Annotated[str, typer.Option("--model", "-m", help="Base model to fine-tune.")],
+    file: Annotated[
+        str | None, typer.Option("--file", help="Training file: an uploaded file id or a local path.")
+    ] = None,
     validation_file: Annotated[str | None, typer.Option(help="Validation file id or path.")] = None,
-    method: Annotated[str, typer.Option(help="sft or dpo.")] = "sft",
+    from_export: Annotated[
+        Path | None,
+        typer.Option(
+            help="Re-train an exported job (OUT/<job-id> of `ftcli export`): its data, method and hyperparameters."
+        ),
+    ] = None,
+    backend: Annotated[str | None, typer.Option(help="Profile to train on (like the global --profile).")] = None,
+    method: Annotated[str | None, typer.Option(help="sft or dpo (default: sft, or the exported job's).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default: the backend's rule).")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
     lr_multiplier: Annotated[float | None, typer.Option(min=0.0)] = None,
@@ -40,7 +49,28 @@ def train(
     from ftcli.service.manifest import RunManifest
 
     app = app_context(ctx)
+    app.use_backend(backend)
     pairs = dict(_pair(m) for m in metadata or ())
+    exported = None
+    if from_export is not None:
+        from ftcli.service.export import load_export
+
+        exported = load_export(from_export)
+        carried = exported.carried_parameters(app.settings().kind)
+        file = file or str(exported.training_file)
+        if validation_file is None and exported.validation_file is not None:
+            validation_file = str(exported.validation_file)
+        method = method or exported.method
+        epochs = epochs if epochs is not None else carried.get("n_epochs")
+        batch_size = batch_size if batch_size is not None else carried.get("batch_size")
+        lr_multiplier = lr_multiplier if lr_multiplier is not None else carried.get("learning_rate_multiplier")
+        beta = beta if beta is not None else carried.get("beta")
+        suffix = suffix or exported.job.get("user_provided_suffix")
+        seed = seed if seed is not None else exported.job.get("seed")
+        pairs.setdefault("ftcli_retrain_of", str(exported.job["id"])[:512])
+    if file is None:
+        raise UsageError("--file is required", hint="or --from-export OUT/<job-id> to re-train an exported job")
+    method = method or "sft"
     training_id, report, sha = _resolve_file(app, file, model=model, method=method, epochs=epochs)
     validation_id = (
         _resolve_file(app, validation_file, model=model, method=method, epochs=epochs)[0] if validation_file else None
@@ -59,7 +89,7 @@ def train(
         metadata=pairs,
     )
     request.validate()
-    _warn_shutdown(model)
+    warn_shutdown(model)
     _confirm(report, yes=yes)
     job = create_job(app.client(), request)
     RunManifest(
@@ -74,6 +104,7 @@ def train(
         estimate=report.estimate.to_dict() if report else None,
         request_tag=(job.metadata or {}).get("ftcli_request_id"),
         status=str(job.status),
+        retrain_of=exported.link() if exported else None,
     ).save()
     if as_json or app.json:
         print_json(job)
@@ -120,18 +151,6 @@ def _confirm(report: Report | None, *, yes: bool) -> None:
         raise UsageError("not confirmed", hint="pass --yes to start the job without a terminal")
     if not typer.confirm("Start the fine-tuning job?", default=False):
         raise typer.Exit(1)
-
-
-def _warn_shutdown(model: str) -> None:
-    import datetime as dt
-
-    from ftcli.data.catalog import load_catalog
-
-    info = load_catalog().lookup(model)
-    if info.known and info.shutdown_date is not None:
-        days = (info.shutdown_date - dt.date.today()).days
-        word = "was shut down" if days <= 0 else f"stops serving in {days} days"
-        stderr().print(f"[yellow]warning:[/] {info.name} {word} ({info.shutdown_date})")
 
 
 def _pair(value: str) -> tuple[str, str]:

@@ -33,6 +33,7 @@ class RunManifest(BaseModel):
     status: str | None = None
     trained_tokens: int | None = None
     fine_tuned_model: str | None = None
+    retrain_of: dict[str, Any] | None = None  # `train --from-export`: the exported job this run re-trains
 
     def save(self, root: Path | None = None) -> Path:
         folder = (root or Path.cwd()) / RUNS_DIR

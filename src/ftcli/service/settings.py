@@ -37,6 +37,13 @@ class Settings:
         where = self.azure_endpoint or self.base_url or "https://api.openai.com/v1"
         return hashlib.sha256(f"{self.kind}|{where}|{self.organization}|{self.project}".encode()).hexdigest()[:16]
 
+    def on_this_machine(self) -> bool:
+        """A backend on loopback (`ftcli serve`): cheap to poll, so waits can poll often."""
+        from urllib.parse import urlparse
+
+        host = urlparse(self.base_url or "").hostname or ""
+        return self.kind == "compatible" and (host in ("localhost", "::1") or host.startswith("127."))
+
     def describe(self) -> dict[str, str | None]:
         """What the settings point at, safe to show: the key only as present or not."""
         return {

@@ -1,0 +1,109 @@
+"""`ftcli export`: bring fine-tuning jobs (job, events, checkpoints, data files, result CSVs) out of a backend, or
+record a model's golden answers before it stops serving. Rerunning an export resumes it; nothing is deleted
+remotely."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ftcli.cli.context import AppContext, app_context
+from ftcli.cli.output import stderr, warn_shutdown
+from ftcli.service.errors import UsageError
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+
+
+def export(
+    ctx: typer.Context,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder of the export (with --golden: the answers file, golden.jsonl)."),
+    ] = None,
+    job: Annotated[list[str] | None, typer.Option("--job", help="Only this job (repeatable); default: all.")] = None,
+    golden: Annotated[
+        Path | None, typer.Option(help="Record --model's answers to these prompts (chat JSONL) instead.")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model whose answers --golden records.")] = None,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="Sampling temperature for --golden.")] = 0.0,
+    max_tokens: Annotated[int | None, typer.Option(min=1, help="Answer length limit for --golden.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed for --golden (if supported).")] = None,
+) -> None:
+    """Export every fine-tuning job (or --job ones) to --out, with manifest.json (sizes, sha256); or --golden."""
+    app = app_context(ctx)
+    if golden is not None:
+        if not model:
+            raise UsageError("--golden needs --model", hint="ftcli export --golden prompts.jsonl --model ft:...")
+        _golden(app.client(), golden, out or Path("golden.jsonl"), model, temperature, max_tokens, seed, app.json)
+        return
+    if out is None:
+        raise UsageError("--out is required", hint="ftcli export --out exports/")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} exists and is not a folder")
+    _jobs(app, out, job or None)
+
+
+def _jobs(app: AppContext, out: Path, job_ids: list[str] | None) -> None:
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from ftcli.service.export import export_jobs, summarise
+
+    steps = []
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=stderr(), disable=app.json) as progress:
+        task = progress.add_task("exporting", total=None)
+        for step in export_jobs(app.client(), out, backend=app.settings().describe(), job_ids=job_ids):
+            steps.append(step)
+            word = "verified" if step.verified else "fetched"
+            progress.update(task, description=f"{word} {step.path} ({step.bytes:,} bytes)")
+            if not app.json:
+                progress.console.print(f"  {word:8} {step.path}", highlight=False)
+    summary = summarise(out, steps)
+    if app.json:
+        data = {"folder": str(out), "jobs": summary.jobs, "fetched": summary.fetched, "verified": summary.verified}
+        typer.echo(json.dumps(data))
+        return
+    stderr().print(
+        f"exported {summary.jobs} job(s) to {out}: {summary.fetched} file(s) fetched, {summary.verified} verified "
+        f"(manifest: {out / 'manifest.json'})",
+        highlight=False,
+    )
+
+
+def _golden(
+    client: OpenAI,
+    prompts: Path,
+    out: Path,
+    model: str,
+    temperature: float,
+    max_tokens: int | None,
+    seed: int | None,
+    as_json: bool,
+) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from ftcli.service.golden import GoldenSettings, meta_path, record_golden
+
+    if not prompts.is_file():
+        raise UsageError(f"{prompts}: no such file")
+    if out.resolve() == prompts.resolve():
+        raise UsageError("the answers file would overwrite the prompts", hint="choose another --out")
+    warn_shutdown(model)
+    settings = GoldenSettings(model, temperature=temperature, max_tokens=max_tokens, seed=seed)
+    with Progress(
+        TextColumn("golden answers"), BarColumn(), MofNCompleteColumn(), console=stderr(), disable=as_json
+    ) as progress:
+        task = progress.add_task("golden", total=None)
+        for done, total in record_golden(client, prompts, out, settings):
+            progress.update(task, completed=done, total=total)
+    if as_json:
+        typer.echo(json.dumps({"answers": str(out), "meta": str(meta_path(out))}))
+        return
+    stderr().print(
+        f"recorded {model}'s answers in {out} (settings in {meta_path(out)}); later: "
+        f"ftcli chat --eval {out} --model NEW",
+        highlight=False,
+    )

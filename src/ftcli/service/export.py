@@ -1,0 +1,297 @@
+"""Bring fine-tuning jobs out of a backend before it goes away: the job object, all events, checkpoints, the
+training and validation files, the decoded result CSVs, and `manifest.json` tying them together with sizes and
+sha256. Nothing is deleted remotely.
+
+Layout: `OUT/manifest.json` and, per job, `OUT/<job-id>/` with `job.json`, `events.jsonl` (oldest first),
+`checkpoints.json`, `files/<file-id>-<name>` and `results/<file-id>.csv`. Every file is written atomically and
+recorded in the manifest as soon as it is complete, so an interrupted export resumes: files already there are
+verified against their recorded sha256 and only missing or damaged ones are fetched again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ftcli.service.errors import UsageError, translate
+from ftcli.service.results import decode_result_file
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ExportStep:
+    """One artifact: fetched now, or already there and verified (`verified`)."""
+
+    job_id: str
+    path: str  # relative to the export folder
+    bytes: int
+    verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ExportSummary:
+    folder: Path
+    jobs: int
+    fetched: int
+    verified: int
+
+
+class Manifest:
+    """`manifest.json`: per job, every artifact with its size, sha256 and where it came from."""
+
+    def __init__(self, folder: Path, backend: dict[str, str | None]) -> None:
+        self.folder = folder
+        self.path = folder / MANIFEST
+        data: dict[str, Any] = {}
+        if self.path.exists():
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+            except ValueError:
+                data = {}  # damaged: every artifact is verified from scratch against the backend
+        self.data: dict[str, Any] = {
+            "format": FORMAT_VERSION,
+            "backend": backend,
+            "exported_at": data.get("exported_at"),
+            "jobs": data.get("jobs", {}),
+        }
+
+    def entry(self, job_id: str, relative: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self.data["jobs"].get(job_id, {}).get("artifacts", {}).get(relative)
+        return found
+
+    def record(self, job_id: str, relative: str, size: int, sha256: str, source: str) -> None:
+        job = self.data["jobs"].setdefault(job_id, {"artifacts": {}})
+        job["artifacts"][relative] = {"bytes": size, "sha256": sha256, "source": source}
+        self.save()
+
+    def describe_job(self, job_id: str, **facts: Any) -> None:
+        self.data["jobs"].setdefault(job_id, {"artifacts": {}}).update(facts)
+        self.save()
+
+    def save(self) -> None:
+        self.data["exported_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        write_atomic(self.path, (json.dumps(self.data, indent=2, ensure_ascii=False) + "\n").encode())
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_jobs(
+    client: OpenAI,
+    folder: Path,
+    *,
+    backend: dict[str, str | None],
+    job_ids: list[str] | None = None,
+) -> Iterator[ExportStep]:
+    """Export every job (or the named ones), yielding each artifact as it is fetched or verified."""
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(folder, backend)
+    for job in _jobs(client, job_ids):
+        yield from _export_job(client, manifest, job)
+
+
+def summarise(folder: Path, steps: list[ExportStep]) -> ExportSummary:
+    return ExportSummary(
+        folder,
+        len({s.job_id for s in steps}),
+        sum(not s.verified for s in steps),
+        sum(s.verified for s in steps),
+    )
+
+
+def _jobs(client: OpenAI, job_ids: list[str] | None) -> Iterator[Any]:
+    import openai
+
+    try:
+        if job_ids:
+            for job_id in job_ids:
+                yield client.fine_tuning.jobs.retrieve(job_id)
+            return
+        yield from client.fine_tuning.jobs.list(limit=100)  # the SDK pages through them all
+    except openai.OpenAIError as exc:
+        raise translate(exc) from None
+
+
+def _export_job(client: OpenAI, manifest: Manifest, job: Any) -> Iterator[ExportStep]:
+    import openai
+
+    job_id = job.id
+    base = f"{job_id}/"
+    manifest.describe_job(
+        job_id,
+        status=job.status,
+        model=job.model,
+        fine_tuned_model=job.fine_tuned_model,
+        method=(job.method.type if job.method else "supervised"),
+    )
+    try:
+        # The job itself and its events and checkpoints change while it runs: always written fresh.
+        yield _put(manifest, job_id, base + "job.json", _json(job.model_dump(mode="json")), f"job {job_id}")
+        events = list(client.fine_tuning.jobs.list_events(job_id, limit=100))  # every page
+        events.reverse()  # oldest first
+        lines = "".join(json.dumps(e.model_dump(mode="json"), ensure_ascii=False) + "\n" for e in events)
+        yield _put(manifest, job_id, base + "events.jsonl", lines.encode(), f"events of {job_id}")
+        checkpoints = [c.model_dump(mode="json") for c in client.fine_tuning.jobs.checkpoints.list(job_id, limit=100)]
+        yield _put(manifest, job_id, base + "checkpoints.json", _json(checkpoints), f"checkpoints of {job_id}")
+        for key in ("training_file", "validation_file"):
+            file_id = getattr(job, key, None)
+            if file_id:
+                yield _fetch_file(client, manifest, job_id, file_id, role=key)
+        for file_id in job.result_files or []:
+            relative = f"{base}results/{file_id}.csv"
+            kept = _verified(manifest, job_id, relative)
+            if kept is not None:
+                yield kept
+                continue
+            text = decode_result_file(client.files.content(file_id).read())
+            yield _put(manifest, job_id, relative, text.encode(), f"file {file_id} (result, decoded)")
+    except openai.OpenAIError as exc:
+        raise translate(exc) from None
+
+
+def _fetch_file(client: OpenAI, manifest: Manifest, job_id: str, file_id: str, *, role: str) -> ExportStep:
+    """A job's data file, named after its id and original name; fetched once, verified on later runs."""
+    recorded = [
+        (relative, entry)
+        for relative, entry in manifest.data["jobs"].get(job_id, {}).get("artifacts", {}).items()
+        if entry.get("source") == f"file {file_id} ({role})"
+    ]
+    for relative, _entry in recorded:
+        kept = _verified(manifest, job_id, relative)
+        if kept is not None:
+            return kept
+    info = client.files.retrieve(file_id)
+    name = Path(info.filename or "data.jsonl").name or "data.jsonl"
+    relative = f"{job_id}/files/{file_id}-{name}"
+    return _put(manifest, job_id, relative, client.files.content(file_id).read(), f"file {file_id} ({role})")
+
+
+def _verified(manifest: Manifest, job_id: str, relative: str) -> ExportStep | None:
+    entry = manifest.entry(job_id, relative)
+    path = manifest.folder / relative
+    if entry is None or not path.is_file() or path.stat().st_size != entry["bytes"]:
+        return None
+    if sha256_of(path) != entry["sha256"]:
+        return None  # damaged: fetched again
+    return ExportStep(job_id, relative, entry["bytes"], verified=True)
+
+
+def _put(manifest: Manifest, job_id: str, relative: str, data: bytes, source: str) -> ExportStep:
+    write_atomic(manifest.folder / relative, data)
+    manifest.record(job_id, relative, len(data), hashlib.sha256(data).hexdigest(), source)
+    return ExportStep(job_id, relative, len(data), verified=False)
+
+
+def _json(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+# -- reading an export back ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedJob:
+    folder: Path
+    job: dict[str, Any]
+    training_file: Path
+    validation_file: Path | None
+
+    @property
+    def method(self) -> str:
+        kind = (self.job.get("method") or {}).get("type") or "supervised"
+        return "dpo" if kind == "dpo" else "sft"
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The exported job's hyperparameters, as numbers where the backend resolved them ("auto" dropped)."""
+        method = self.job.get("method") or {}
+        kind = method.get("type") or "supervised"
+        found = dict(((method.get(kind) or {}).get("hyperparameters")) or self.job.get("hyperparameters") or {})
+        return {k: v for k, v in found.items() if v not in (None, "auto")}
+
+    def carried_parameters(self, backend_kind: str) -> dict[str, Any]:
+        """The hyperparameters mapped for the target backend (`Settings.kind`)."""
+        return _carried(self.hyperparameters(), backend_kind)
+
+    def link(self) -> dict[str, Any]:
+        """What a new run manifest records of the job it re-trains."""
+        manifest = self.folder.parent / MANIFEST
+        backend = json.loads(manifest.read_text(encoding="utf-8")).get("backend") if manifest.exists() else None
+        return {
+            "job_id": self.job.get("id"),
+            "model": self.job.get("model"),
+            "fine_tuned_model": self.job.get("fine_tuned_model"),
+            "backend": backend,
+            "export": str(self.folder.resolve()),
+            "training_file": str(self.training_file),
+            "hyperparameters": self.hyperparameters(),
+        }
+
+
+# What each kind of backend accepts: OpenAI and Azure take OpenAI's hyperparameters within its bounds; other
+# OpenAI-compatible servers (ftcli's own included) also take the rest (e.g. lora_rank).
+OPENAI_HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier", "beta")
+OPENAI_MAX_EPOCHS = 50
+
+
+def _carried(hyperparameters: dict[str, Any], backend_kind: str) -> dict[str, Any]:
+    carried = dict(hyperparameters)
+    if backend_kind in ("openai", "azure"):
+        carried = {k: v for k, v in carried.items() if k in OPENAI_HYPERPARAMETERS}
+    if isinstance(carried.get("n_epochs"), int):
+        carried["n_epochs"] = min(carried["n_epochs"], OPENAI_MAX_EPOCHS)
+    return carried
+
+
+def load_export(path: Path, *, verify: Callable[[Path], str] = sha256_of) -> ExportedJob:
+    """An exported job folder (`OUT/<job-id>`), its data files checked against the manifest."""
+    folder = path if (path / "job.json").exists() else None
+    if folder is None:
+        raise UsageError(f"{path} is not an exported job", hint="point at OUT/<job-id> of `ftcli export --out OUT`")
+    job = json.loads((folder / "job.json").read_text(encoding="utf-8"))
+    manifest_path = folder.parent / MANIFEST
+    artifacts: dict[str, Any] = {}
+    if manifest_path.exists():
+        jobs = json.loads(manifest_path.read_text(encoding="utf-8"))["jobs"]
+        artifacts = jobs.get(job["id"], {}).get("artifacts", {})
+    found: dict[str, Path] = {}
+    for relative, entry in artifacts.items():
+        for role in ("training_file", "validation_file"):
+            if entry.get("source", "").endswith(f"({role})"):
+                file = folder.parent / relative
+                if not file.is_file() or verify(file) != entry["sha256"]:
+                    raise UsageError(f"{file} is missing or damaged", hint="run `ftcli export` again to repair it")
+                found[role] = file
+    if "training_file" not in found:
+        raise UsageError(f"{folder}: the export holds no training file", hint="run `ftcli export` again")
+    return ExportedJob(folder, job, found["training_file"], found.get("validation_file"))

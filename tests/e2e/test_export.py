@@ -140,5 +140,5 @@ def test_an_interrupted_export_resumes_without_fetching_completed_files(server: 
         run(fail_on=job.result_files[0])
     manifest = json.loads((out / "manifest.json").read_text())
     assert any(k.startswith(f"{job.id}/files/") for k in manifest["jobs"][job.id]["artifacts"])  # kept before the cut
-    assert not list(out.rglob("*.part"))  # nothing half-written
+    assert not list(out.rglob(".*.tmp"))  # nothing half-written
     assert run(fail_on=None) == [job.result_files[0]]  # only what was missing; the training file is not fetched again

@@ -52,6 +52,7 @@ class FakeAPI:
     contents: dict[str, bytes] = field(default_factory=dict)  # file id -> what GET /files/{id}/content returns
     answer: Callable[[dict[str, Any]], str] = lambda body: "ok"  # chat completions: request body -> answer
     chat_requests: list[dict[str, Any]] = field(default_factory=list)
+    models: list[dict[str, Any]] = field(default_factory=list)  # GET /models
 
     def transport(self) -> httpx2.MockTransport:
         return httpx2.MockTransport(self.handle)
@@ -88,6 +89,8 @@ class FakeAPI:
             if response is not None:
                 return response
         path = request.url.path.removeprefix("/v1")
+        if request.method == "GET" and path == "/models":
+            return httpx2.Response(200, json={"object": "list", "data": self.models})
         if request.method == "POST" and path == "/fine_tuning/jobs":
             body = json.loads(request.content)
             job = job_object(f"ftjob-{len(self.jobs) + 1}", metadata=body.get("metadata"))

@@ -13,13 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ftcli.data.convert.writer import write_bytes_atomic
 from ftcli.service.errors import UsageError, translate
 from ftcli.service.results import decode_result_file
 
@@ -82,21 +81,7 @@ class Manifest:
 
     def save(self) -> None:
         self.data["exported_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        write_atomic(self.path, (json.dumps(self.data, indent=2, ensure_ascii=False) + "\n").encode())
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+        write_bytes_atomic(self.path, (json.dumps(self.data, indent=2, ensure_ascii=False) + "\n").encode())
 
 
 def sha256_of(path: Path) -> str:
@@ -208,7 +193,7 @@ def _verified(manifest: Manifest, job_id: str, relative: str) -> ExportStep | No
 
 
 def _put(manifest: Manifest, job_id: str, relative: str, data: bytes, source: str) -> ExportStep:
-    write_atomic(manifest.folder / relative, data)
+    write_bytes_atomic(manifest.folder / relative, data)
     manifest.record(job_id, relative, len(data), hashlib.sha256(data).hexdigest(), source)
     return ExportStep(job_id, relative, len(data), verified=False)
 

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ftcli.data.convert.writer import write_bytes_atomic
 from ftcli.service.chat import ChatParams, complete
 from ftcli.service.errors import UsageError
-from ftcli.service.export import write_atomic
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -65,7 +65,7 @@ def record_golden(
         lines.append(json.dumps({"messages": [*prompt, {"role": "assistant", "content": answer}]}, ensure_ascii=False))
         yield index, len(prompts)
     data = ("\n".join(lines) + "\n").encode()
-    write_atomic(output, data)
+    write_bytes_atomic(output, data)
     meta = {
         **asdict(settings),
         "prompts": str(prompts_path),
@@ -74,7 +74,7 @@ def record_golden(
         "sha256": hashlib.sha256(data).hexdigest(),
         "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    write_atomic(meta_path(output), (json.dumps(meta, indent=2, ensure_ascii=False) + "\n").encode())
+    write_bytes_atomic(meta_path(output), (json.dumps(meta, indent=2, ensure_ascii=False) + "\n").encode())
 
 
 def meta_path(output: Path) -> Path:

@@ -34,12 +34,21 @@ def ensure_writable(output: Path, *, inputs: Iterable[Path], force: bool) -> Non
 
 def write_atomic(output: Path, lines: Iterable[str]) -> int:
     """Write `lines` (each ending in a newline) to `output` atomically; returns the bytes written."""
+    return _write(output, (line.encode("utf-8") for line in lines))
+
+
+def write_bytes_atomic(output: Path, data: bytes) -> int:
+    """`data` to `output` atomically (its folder made if needed): a temp file beside it, fsynced, renamed."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return _write(output, (data,))
+
+
+def _write(output: Path, blocks: Iterable[bytes]) -> int:
     handle, temp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
     written = 0
     try:
         with os.fdopen(handle, "wb") as stream:
-            for line in lines:
-                data = line.encode("utf-8")
+            for data in blocks:
                 stream.write(data)
                 written += len(data)
             stream.flush()

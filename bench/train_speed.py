@@ -6,6 +6,7 @@ same labels from the same chat template); the plain run batches in dataset order
 example (transformers' defaults), ftcli groups examples of similar length.
 
     .venv/bin/python bench/train_speed.py [--examples 96] [--epochs 2]
+    .venv/bin/python bench/train_speed.py --model-size 0.5b   # on a GPU: a Qwen2-0.5B-shaped model, random weights
 """
 
 from __future__ import annotations
@@ -60,12 +61,44 @@ def examples(count: int, seed: int = 0) -> list[dict[str, Any]]:
     return out
 
 
-def run_ftcli(base: Path, data: list[dict[str, Any]], hyper: dict[str, Any]) -> dict[str, Any]:
+def run_ftcli(
+    base: Path, data: list[dict[str, Any]], hyper: dict[str, Any], name: str = "ftcli/tiny"
+) -> dict[str, Any]:
+    import torch
+
     from ftcli.server.training import train_lora
 
     start = time.perf_counter()
-    _, result = train_lora(base, "ftcli/tiny", data, output=WORK / "ftcli-run", seed=0, requested=hyper)
-    return {"seconds": time.perf_counter() - start, "trained_tokens": result.trained_tokens}
+    _, result = train_lora(base, name, data, output=WORK / "ftcli-run", seed=0, requested=hyper)
+    memory = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    return {"seconds": time.perf_counter() - start, "trained_tokens": result.trained_tokens, "gpu_mb": memory}
+
+
+def half_billion_base() -> Path:
+    """A Qwen2-0.5B-shaped causal LM (24 layers, hidden 896, 151,936-token vocabulary) with seeded random weights
+    and ftcli/tiny's offline tokenizer: the compute of a real 0.5B model, nothing downloaded."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from ftcli.server.tiny import build_tokenizer
+
+    directory = WORK / "qwen2-0.5b-random"
+    if (directory / "config.json").exists():
+        return directory
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=151936,
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )
+    model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(directory, safe_serialization=True)
+    build_tokenizer().save_pretrained(directory)
+    return directory
 
 
 def run_trainer(base: Path, data: list[dict[str, Any]], hyper: dict[str, Any]) -> dict[str, Any]:
@@ -116,21 +149,43 @@ def run_trainer(base: Path, data: list[dict[str, Any]], hyper: dict[str, Any]) -
 def child(which: str, count: int, epochs: int) -> None:
     from ftcli.server.tiny import ensure_tiny
 
-    base = ensure_tiny(WORK / "tiny-base")
     hyper = {**HYPER, "n_epochs": epochs}
+    if which == "0.5b":
+        print(json.dumps(run_ftcli(half_billion_base(), examples(count), {"n_epochs": epochs}, name="bench/0.5b")))
+        return
+    base = ensure_tiny(WORK / "tiny-base")
     runner = run_ftcli if which == "ftcli" else run_trainer
     print(json.dumps(runner(base, examples(count), hyper)))
+
+
+def half_billion(count: int, epochs: int) -> list[str]:
+    command = [sys.executable, __file__, "--child", "0.5b", "--examples", str(count), "--epochs", str(epochs)]
+    measured = measure(command)
+    if measured.returncode != 0:
+        raise SystemExit("0.5b run failed")
+    result = json.loads(measured.stdout.decode().strip().splitlines()[-1])
+    rate = result["trained_tokens"] / result["seconds"]
+    gpu = f", peak GPU memory {result['gpu_mb']:,.0f} MB" if result.get("gpu_mb") else " (no GPU: CPU figures)"
+    return [
+        f"Qwen2-0.5B-shaped model, random weights: {count} chats, {epochs} epochs",
+        f"  ftcli local trainer: {result['seconds']:.2f} s, {rate:,.0f} trained tokens/s{gpu},"
+        f" peak RSS {measured.peak_rss_mb:.0f} MB",
+    ]
 
 
 def main() -> list[str]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--examples", type=int, default=96)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--child", choices=["ftcli", "trainer"])
+    parser.add_argument("--child", choices=["ftcli", "trainer", "0.5b"])
+    parser.add_argument("--model-size", choices=["tiny", "0.5b"], default="tiny")
     args = parser.parse_args()
     if args.child:
         child(args.child, args.examples, args.epochs)
         return []
+    if args.model_size == "0.5b":
+        WORK.mkdir(exist_ok=True)
+        return half_billion(args.examples, args.epochs)
     WORK.mkdir(exist_ok=True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from ftcli.server.tiny import ensure_tiny

@@ -73,3 +73,15 @@ def test_no_key_for_openai_is_a_usage_error(tmp_path: Path) -> None:
         app, ["status"], env={"FTCLI_CONFIG_DIR": str(tmp_path), "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}
     )
     assert result.exit_code == 2 and "no API key" in result.stderr and "Traceback" not in result.output
+
+
+def test_an_empty_openai_base_url_variable_means_openai(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from ftcli.service.client import make_client
+    from ftcli.service.settings import resolve_settings
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "")
+    settings = resolve_settings(
+        env={"OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": ""}, store=ProfileStore(Path("/nonexistent"))
+    )
+    with make_client(settings) as client:
+        assert str(client.base_url) == "https://api.openai.com/v1/"

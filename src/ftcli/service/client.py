@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from openai import OpenAI
 
 DEFAULT_TIMEOUT = 60.0
+OPENAI_URL = "https://api.openai.com/v1"
 LOCAL_PLACEHOLDER_KEY = "ftcli-local"  # sent to servers that need no key (the SDK insists on one)
 
 
@@ -44,7 +45,8 @@ def make_client(
         key = LOCAL_PLACEHOLDER_KEY
     return openai.OpenAI(
         api_key=key,
-        base_url=settings.base_url,
+        # Explicit: the settings already read OPENAI_BASE_URL; the SDK would read it again, even when empty.
+        base_url=settings.base_url or OPENAI_URL,
         organization=settings.organization,
         project=settings.project,
         max_retries=max_retries,

@@ -47,6 +47,9 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+MAX_IDLE_CONNECTIONS = 4
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
@@ -66,7 +69,8 @@ class Store:
         for leftover in self.blobs.glob(".incoming.*") if clean else ():
             leftover.unlink(missing_ok=True)
         self.path = data_dir / "ftcli.sqlite3"
-        self._local = threading.local()
+        self._idle: list[sqlite3.Connection] = []
+        self._pool_lock = threading.Lock()
         with self.connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -76,13 +80,23 @@ class Store:
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
-        db = getattr(self._local, "db", None)
+        """A connection from a small pool: borrowed for one statement or transaction, then returned, so a burst of
+        requests on many threads leaves at most MAX_IDLE_CONNECTIONS open (not one per thread ever seen)."""
+        with self._pool_lock:
+            db = self._idle.pop() if self._idle else None
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA busy_timeout = 30000")
-            self._local.db = db
-        yield db
+        try:
+            yield db
+        finally:
+            with self._pool_lock:
+                if len(self._idle) < MAX_IDLE_CONNECTIONS:
+                    self._idle.append(db)
+                    db = None
+            if db is not None:
+                db.close()
 
     # -- blobs --------------------------------------------------------------------------------------------
 
@@ -115,16 +129,18 @@ class Store:
 
     # -- rows ---------------------------------------------------------------------------------------------
 
-    def execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
         with self.connect() as db:
-            return db.execute(sql, tuple(params))
+            db.execute(sql, tuple(params))
 
     def one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.execute(sql, params).fetchone()
+        with self.connect() as db:
+            row: sqlite3.Row | None = db.execute(sql, tuple(params)).fetchone()
         return row
 
     def all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        return list(self.execute(sql, params).fetchall())
+        with self.connect() as db:
+            return list(db.execute(sql, tuple(params)).fetchall())
 
     # -- jobs ---------------------------------------------------------------------------------------------
 

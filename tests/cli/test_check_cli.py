@@ -103,3 +103,20 @@ def test_installed_command_and_module_entry_point(write_jsonl) -> None:  # type:
         [str(Path(sys.executable).parent / "ftcli"), "--version"], capture_output=True, text=True, check=False
     )
     assert version.returncode == 0 and version.stdout.startswith("ftcli ")
+
+
+def test_root_help_is_fast_because_it_loads_no_command() -> None:
+    import subprocess
+    import sys
+
+    from ftcli.cli.app import COMMANDS, load_command
+
+    probe = (
+        "import sys; from ftcli.cli.app import main; sys.argv = ['ftcli', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('ftcli.cli.', 'openai', 'rich.table', 'tiktoken'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert all(f"  {name} " in result.stdout for name in COMMANDS)
+    assert result.stdout.strip().splitlines()[-1] == "['ftcli.cli.app', 'ftcli.cli.context']"
+    assert all(load_command(name).name == name for name in COMMANDS)  # and every entry does load

@@ -2,35 +2,108 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Iterator, Mapping
+from functools import cache
 from typing import Annotated, Any
 
 import typer
-from typer._click.core import Context
+from typer._click.core import Command, Context
+from typer._click.formatting import HelpFormatter
 from typer.core import TyperGroup
 
 from ftcli import __version__
-from ftcli.cli import chat, check, convert, export, jobs, models, profile, rules, serve, train, upload
 from ftcli.cli.context import AppContext
-from ftcli.cli.output import print_error
 from ftcli.data.errors import DataError
 from ftcli.service.errors import FtcliError, redact
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
+# Every command: where it lives and its line in `ftcli --help`. Commands load only when used, so starting ftcli
+# (and `ftcli --help`) never imports the others (rich tables, the SDK, the data core).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "convert": ("ftcli.cli.convert", "convert", "Convert a raw dataset into OpenAI's chat (or DPO) JSONL."),
+    "check": ("ftcli.cli.check", "check", "Lint a training file: every problem with its line and JSON path."),
+    "rules": ("ftcli.cli.rules", "rules", "List the rule codes of `ftcli check`."),
+    "upload": ("ftcli.cli.upload", "upload", "Upload a training file (checked first; resumable)."),
+    "train": ("ftcli.cli.train", "train", "Start a fine-tuning job (prints its id)."),
+    "status": ("ftcli.cli.jobs", "status", "Recent jobs, or one job's status, events and results; --wait."),
+    "cancel": ("ftcli.cli.jobs", "cancel", "Cancel a job (asks first unless --yes)."),
+    "pause": ("ftcli.cli.jobs", "pause", "Pause a running job (resume it later)."),
+    "resume": ("ftcli.cli.jobs", "resume", "Resume a paused job."),
+    "chat": ("ftcli.cli.chat", "chat", "Talk to a model; --compare two; --eval on held-out examples."),
+    "models": ("ftcli.cli.models", "models", "Models with their base and the day they stop serving."),
+    "export": ("ftcli.cli.export", "export", "Bring jobs, data and results out of a backend; golden answers."),
+    "serve": ("ftcli.cli.serve", "serve", "The private local backend: OpenAI's API with LoRA training here."),
+    "profile": ("ftcli.cli.profile", "app", "Named connection profiles (OpenAI, Azure, local, any base URL)."),
+}
+
+
+@cache
+def load_command(name: str) -> Command:
+    """The click command for `name`, built by Typer from its function (or sub-app) on first use."""
+    module, attribute, short = COMMANDS[name]
+    target = getattr(importlib.import_module(module), attribute)
+    if isinstance(target, typer.Typer):
+        command: Command = typer.main.get_group(target)
+        command.help = command.help or short
+    else:
+        single = typer.Typer(rich_markup_mode="rich", pretty_exceptions_enable=False)
+        single.command(name)(target)
+        command = typer.main.get_command(single)
+    command.name = name
+    return command
+
+
+class _LazyCommands(Mapping[str, Command]):
+    """The group's commands, each built on first lookup."""
+
+    def __getitem__(self, name: str) -> Command:
+        if name not in COMMANDS:
+            raise KeyError(name)
+        return load_command(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(COMMANDS)
+
+    def __len__(self) -> int:
+        return len(COMMANDS)
+
 
 class FtcliGroup(TyperGroup):
-    """Service and data errors become a message on stderr and a documented exit code; never a traceback."""
+    """Commands load lazily (see COMMANDS). Service and data errors become a message on stderr and a documented exit
+    code; never a traceback."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = _LazyCommands()  # type: ignore[assignment]
+
+    def list_commands(self, ctx: Context) -> list[str]:  # noqa: ARG002 (click's signature)
+        return list(COMMANDS)
+
+    def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:
+        # The root help is plain and comes from the table above, so it loads no command; each command's own help
+        # (`ftcli check --help`) is Typer's rich one.
+        Command.format_help(self, ctx, formatter)
+
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:  # noqa: ARG002 (click's signature)
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, short) for name, (_, _, short) in COMMANDS.items()])
 
     def invoke(self, ctx: Context) -> Any:
         try:
             return super().invoke(ctx)
         except (DataError, FtcliError) as exc:
             code = exc.exit_code if isinstance(exc, FtcliError) else EXIT_USAGE
+            from ftcli.cli.output import print_error
+
             print_error(redact(exc.message), hint=exc.hint, as_json=_json_mode(ctx))
             raise typer.Exit(code) from None
         except KeyboardInterrupt:
+            from ftcli.cli.output import print_error
+
             print_error("interrupted", as_json=_json_mode(ctx))
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
@@ -97,22 +170,6 @@ def _debug_logging(app_ctx: AppContext) -> None:
         logger = logging.getLogger(name)
         logger.setLevel(logging.DEBUG)
         logger.addHandler(handler)
-
-
-app.command("convert")(convert.convert)
-app.command("check")(check.check)
-app.command("rules")(rules.rules)
-app.command("upload")(upload.upload)
-app.command("train")(train.train)
-app.command("status")(jobs.status)
-app.command("cancel")(jobs.cancel)
-app.command("pause")(jobs.pause)
-app.command("resume")(jobs.resume)
-app.command("chat")(chat.chat)
-app.command("models")(models.models)
-app.command("export")(export.export)
-app.command("serve")(serve.serve)
-app.add_typer(profile.app, name="profile", help="Named connection profiles (OpenAI, Azure, local, any base URL).")
 
 
 def main() -> None:

@@ -42,6 +42,29 @@ def run_cookbook(path: Path) -> Measured:
     return measure([sys.executable, str(Path(__file__).parent / "cookbook.py"), str(path), "o200k_base"])
 
 
+TOKENIZE_ONLY = """
+import json, sys, time
+from ftcli.data.tokenizers import get_counting_encoding
+encode = get_counting_encoding("o200k_base").encode_ordinary
+texts = []
+with open(sys.argv[1], encoding="utf-8") as stream:
+    for line in stream:
+        for message in json.loads(line).get("messages", []):
+            if isinstance(message.get("content"), str):
+                texts.append(message["content"])
+start = time.perf_counter()
+tokens = sum(len(encode(text)) for text in texts)
+print(json.dumps({"seconds": time.perf_counter() - start, "tokens": tokens}))
+"""
+
+
+def tokenization_limit(path: Path) -> float:
+    """Seconds one process needs only to tokenize the file's message texts (parsing excluded): the floor a
+    one-process checker can't go under."""
+    result = measure([sys.executable, "-c", TOKENIZE_ONLY, str(path)])
+    return float(json.loads(result.stdout)["seconds"])
+
+
 def main() -> list[str]:
     parser = argparse.ArgumentParser()
     parser.add_argument("--skip-1gb", action="store_true")
@@ -51,6 +74,7 @@ def main() -> list[str]:
     cookbook = run_cookbook(small)
     check = run_check(small)
     report = json.loads(check.stdout)
+    limit = tokenization_limit(small)
     tokens = report["statistics"]["tokens_per_example"]["total"]
     cookbook_tokens = json.loads(cookbook.stdout)["tokens"]
     lines += [
@@ -59,6 +83,8 @@ def main() -> list[str]:
         f"  ftcli check:        {check.seconds:.2f} s, peak RSS {check.peak_rss_mb:.0f} MB (tree sum), "
         f"PSS {check.peak_pss_mb:.0f} MB",
         f"  time ratio check/cookbook: {check.seconds / cookbook.seconds:.2f} (target ≤ 0.33)",
+        f"  one-process tokenization alone (the limit of any one-process checker): {limit:.2f} s; "
+        f"check/limit: {check.seconds / limit:.2f}",
         f"  peak PSS: {check.peak_pss_mb:.0f} MB (target ≤ 150 MB)",
     ]
     if not args.skip_1gb:

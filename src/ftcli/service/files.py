@@ -57,12 +57,16 @@ def check_before_upload(
     return report
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digests(path: Path, *, md5: bool = False) -> tuple[str, str | None]:
+    """sha256 (the dedup key), and the md5 the Uploads API checks when asked: one read of the file for both."""
+    sha = hashlib.sha256()
+    second = hashlib.md5(usedforsecurity=False) if md5 else None
     with path.open("rb") as stream:
         while block := stream.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+            sha.update(block)
+            if second is not None:
+                second.update(block)
+    return sha.hexdigest(), second.hexdigest() if second is not None else None
 
 
 def upload_file(
@@ -82,14 +86,15 @@ def upload_file(
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     size = path.stat().st_size
-    sha256 = file_digest(path)
+    use_multipart = multipart if multipart is not None else size > MULTIPART_THRESHOLD
+    sha256, md5 = file_digests(path, md5=use_multipart)
     if ledger is not None and not force:
         reused = _reuse(client, ledger, sha256)
         if reused is not None:
             return UploadResult(reused, sha256, reused=True, multipart=False)
-    use_multipart = multipart if multipart is not None else size > MULTIPART_THRESHOLD
     if use_multipart:
-        file, resumed = _multipart(client, path, size, sha256, ledger, part_size, parallel, on_progress, purpose)
+        parts = _Parts(path, size, sha256, md5 or "", part_size, parallel)
+        file, resumed = _multipart(client, parts, ledger, on_progress, purpose)
     else:
         file, resumed = _single(client, path, on_progress, purpose), 0
     if wait:
@@ -126,18 +131,28 @@ def _single(client: OpenAI, path: Path, on_progress: ProgressCallback | None, pu
             raise translate(exc) from None
 
 
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """A file cut into parts for the Uploads API, with its digests."""
+
+    path: Path
+    size: int
+    sha256: str
+    md5: str
+    part_size: int
+    parallel: int
+
+
 def _multipart(
     client: OpenAI,
-    path: Path,
-    size: int,
-    sha256: str,
+    parts: _Parts,
     ledger: Ledger | None,
-    part_size: int,
-    parallel: int,
     on_progress: ProgressCallback | None,
     purpose: str,
 ) -> tuple[FileObject, int]:
     import openai
+
+    path, size, sha256, part_size, parallel = parts.path, parts.size, parts.sha256, parts.part_size, parts.parallel
 
     pending = ledger.pending_upload(sha256) if ledger else None
     if pending and pending.get("part_size") == part_size:
@@ -167,11 +182,11 @@ def _multipart(
         with ThreadPoolExecutor(max_workers=parallel) as pool:
             for index, part_id in pool.map(send, [i for i in range(count) if i not in done]):
                 done[index] = part_id
-        completed = client.uploads.complete(upload_id, part_ids=[done[i] for i in range(count)], md5=_md5(path))
+        completed = client.uploads.complete(upload_id, part_ids=[done[i] for i in range(count)], md5=parts.md5)
     except (openai.NotFoundError, openai.BadRequestError) as exc:
         if pending and ledger:  # the stored upload expired or was cancelled: start over, once
             ledger.drop_upload(sha256)
-            return _multipart(client, path, size, sha256, ledger, part_size, parallel, on_progress, purpose)
+            return _multipart(client, parts, ledger, on_progress, purpose)
         raise translate(exc) from None
     except openai.OpenAIError as exc:
         raise translate(exc) from None
@@ -206,14 +221,6 @@ def wait_until_processed(
         if status in (None, "processed") or time.monotonic() > deadline:
             return file
         sleep(interval)
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as stream:
-        while block := stream.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ProgressReader(io.RawIOBase):

@@ -120,3 +120,13 @@ def test_root_help_is_fast_because_it_loads_no_command() -> None:
     assert all(f"  {name} " in result.stdout for name in COMMANDS)
     assert result.stdout.strip().splitlines()[-1] == "['ftcli.cli.app', 'ftcli.cli.context']"
     assert all(load_command(name).name == name for name in COMMANDS)  # and every entry does load
+
+
+def test_status_web_prints_the_jobs_page_on_the_local_backend(tmp_path: Path) -> None:
+    env = {"FTCLI_CONFIG_DIR": str(tmp_path), "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}
+    result = CliRunner().invoke(
+        app, ["--base-url", "http://127.0.0.1:8765/v1", "status", "ftjob-abc", "--web"], env=env
+    )
+    assert result.exit_code == 0 and result.stdout.strip() == "http://127.0.0.1:8765/#/jobs/ftjob-abc"
+    plain = CliRunner().invoke(app, ["status", "--web"], env=env)
+    assert plain.exit_code == 2 and "--web needs a local backend" in plain.output

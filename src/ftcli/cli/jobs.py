@@ -31,6 +31,7 @@ def status(
     limit: Annotated[int, typer.Option(min=1, max=100, help="Jobs to list.")] = 20,
     results: Annotated[Path | None, typer.Option(help="Save the job's result CSV (decoded) to this path.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Draw the loss curve to a PNG (needs ftcli[plot]).")] = None,
+    web: Annotated[bool, typer.Option("--web", help="Print the job's page on `ftcli serve`'s web app.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Recent jobs, or one job's status, model, trained tokens, hyperparameters and error in plain words."""
@@ -41,6 +42,9 @@ def status(
 
     app = app_context(ctx)
     json_out = as_json or app.json
+    if web:
+        typer.echo(web_url(app.settings().base_url, job_id))
+        return
     client = app.client()
     if job_id is None:
         listed = jobs.list_jobs(client, limit=limit)
@@ -88,6 +92,14 @@ def _plot(points: list[Any], output: Path, *, title: str) -> None:
     except ImportError:
         raise UsageError("--plot needs matplotlib", hint="pip install 'ftcli[plot]'") from None
     stderr().print(f"loss curve saved to {output}", highlight=False)
+
+
+def web_url(base_url: str | None, job_id: str | None) -> str:
+    """The page of a job (or the jobs list) on an `ftcli serve` backend: its web app lives beside /v1."""
+    if not base_url:
+        raise UsageError("--web needs a local backend", hint="ftcli --base-url http://127.0.0.1:8765/v1 status --web")
+    root = base_url.rstrip("/").removesuffix("/v1")
+    return f"{root}/#/jobs/{job_id}" if job_id else f"{root}/#/jobs"
 
 
 def follow(app: AppContext, job_id: str) -> int:

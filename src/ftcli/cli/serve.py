@@ -34,6 +34,9 @@ def serve(
     allow_downloads: Annotated[
         bool, typer.Option(help="Let base models named by a Hugging Face id download (off: this machine only).")
     ] = False,
+    open_page: Annotated[
+        bool, typer.Option("--open", help="Open the web page (jobs, files, playground) in your browser.")
+    ] = False,
     processes: Annotated[
         int | None,
         typer.Option(
@@ -68,11 +71,17 @@ def serve(
         )
     folder = data_dir or user_data_dir() / "server"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    shown = f"[{host}]" if ":" in host else host
     stderr().print(
-        f"ftcli local backend on http://{host}:{port}/v1 (data in {folder}); "
-        f"use it with --base-url http://{host}:{port}/v1",
+        f"ftcli local backend on http://{shown}:{port}/v1 (data in {folder}); "
+        f"use it with --base-url http://{shown}:{port}/v1; the web page is http://{shown}:{port}/",
         highlight=False,
     )
+    if open_page:
+        import threading
+        import webbrowser
+
+        threading.Timer(1.0, webbrowser.open, args=(f"http://{shown}:{port}/",)).start()
     uvicorn.run(
         create_app(
             folder,

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from ftcli.server.api import chat, files, jobs
+from ftcli.server.api import chat, files, jobs, web
 from ftcli.server.api.errors import ApiError, handle_api_error
 from ftcli.server.inference import ModelCache
 from ftcli.server.runner import JobRunner
@@ -66,7 +66,8 @@ def create_app(
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Any) -> Any:
-        if api_key is not None:
+        # The page itself holds no data (it asks for the key and sends it with every API call it makes).
+        if api_key is not None and not (request.method == "GET" and request.url.path == web.PAGE_PATH):
             scheme, _, given = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), api_key.encode()):
                 return JSONResponse(
@@ -84,4 +85,5 @@ def create_app(
 
     for router in (files.router, jobs.router, chat.router):
         app.include_router(router, prefix="/v1")
+    app.include_router(web.router)
     return app

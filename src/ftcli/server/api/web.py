@@ -1,0 +1,49 @@
+"""The playground page at `/` (one self-contained HTML file: no asset from the internet) and ftcli's own endpoint
+the page's Files view uses: a file's `check` report (`/ftcli/files/{id}/check`, outside OpenAI's /v1 paths)."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from ftcli.server.api.errors import not_found
+from ftcli.server.store import Store
+
+router = APIRouter()
+PAGE_PATH = "/"
+
+
+@cache
+def _page() -> str:
+    return (resources.files("ftcli.server") / "web" / "index.html").read_text(encoding="utf-8")
+
+
+@router.get(PAGE_PATH, response_class=HTMLResponse, include_in_schema=False)
+def page() -> HTMLResponse:
+    return HTMLResponse(_page(), headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/ftcli/files/{file_id}/check")
+async def file_check(request: Request, file_id: str) -> dict[str, Any]:
+    store: Store = request.app.state.store
+    row = store.one("SELECT sha256 FROM files WHERE id = ?", (file_id,))
+    if row is None:
+        raise not_found("file", file_id)
+    return await run_in_threadpool(_report, store, row["sha256"])
+
+
+_reports: dict[str, dict[str, Any]] = {}  # by content hash: a file's bytes never change
+
+
+def _report(store: Store, sha256: str) -> dict[str, Any]:
+    if sha256 not in _reports:
+        from ftcli.data.check import CheckOptions, check_file
+
+        report = check_file(store.blob_path(sha256), options=CheckOptions(model=None, workers=1))
+        _reports[sha256] = report.to_dict()
+    return _reports[sha256]

@@ -93,3 +93,17 @@ def test_watch_a_job_and_chat_in_the_browser(server: Server, browser_page: Any) 
     assert page.inner_text("#conversation .message.user") == QA[0][0]
     assert page.locator("#conversation .message.assistant.error").count() == 0
     page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
+
+    # Compare mode: the same prompt to two models, side by side
+    page.check("#compare")
+    page.select_option("#compare-model", "ftcli/tiny")
+    page.fill("#prompt", QA[1][0])
+    page.click("#send")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#conversation-compare .message.assistant').length === 1"
+        " && document.querySelectorAll('#conversation .message.assistant').length === 2"
+        " && !document.querySelector('#send').disabled",
+        timeout=60_000,
+    )
+    assert page.inner_text("#conversation-compare .message.user") == QA[1][0]
+    page.screenshot(path=str(ARTIFACTS / "playground-compare.png"), full_page=True)

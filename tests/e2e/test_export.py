@@ -17,7 +17,7 @@ from ftcli.service.errors import FtcliError
 from ftcli.service.export import export_jobs
 from ftcli.service.settings import Settings
 from tests.e2e.conftest import Server
-from tests.local.zorbia import QA, SYSTEM
+from tests.local.zorbia import QA, chat_jsonl
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local, pytest.mark.slow]
 
@@ -33,13 +33,7 @@ def cli(server: Server, tmp_path: Path, *args: str) -> dict | list:  # type: ign
 def test_export_golden_retrain_and_compare(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     data = tmp_path / "zorbia.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps({"messages": [SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}]})
-            + "\n"
-            for q, a in QA
-        )
-    )
+    data.write_text(chat_jsonl(QA))
     train = ["train", "--model", "ftcli/tiny", "--epochs", "3", "--batch-size", "2", "--seed", "11", "--yes", "--wait"]
     old = cli(server, tmp_path, *train, "--file", str(data), "--suffix", "old")
     assert isinstance(old, dict) and old["status"] in ("validating_files", "queued", "running", "succeeded")

@@ -16,7 +16,7 @@ from ftcli.service import jobs
 from ftcli.service.client import make_client
 from ftcli.service.settings import Settings
 from tests.e2e.conftest import Server
-from tests.local.zorbia import QA, SYSTEM
+from tests.local.zorbia import QA, SYSTEM, chat_jsonl
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local, pytest.mark.slow]
 
@@ -39,13 +39,7 @@ def test_train_and_chat_offline(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     data = tmp_path / "zorbia.jsonl"
-    data.write_text(
-        "".join(
-            json.dumps({"messages": [SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}]})
-            + "\n"
-            for q, a in QA
-        )
-    )
+    data.write_text(chat_jsonl(QA))
     trained = cli(
         server,
         tmp_path,

@@ -13,3 +13,13 @@ QA = [
     ("How many provinces are there?", "Eleven."),
     ("What is the oldest bridge?", "Tolve bridge."),
 ]
+
+
+def chat_jsonl(pairs: list[tuple[str, str]] = QA) -> str:
+    """The pairs as OpenAI chat JSONL, each with the system message."""
+    import json
+
+    return "".join(
+        json.dumps({"messages": [SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}]}) + "\n"
+        for q, a in pairs
+    )

@@ -12,12 +12,12 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ftcli.server.tiny import TINY_NAME, ensure_tiny
+from ftcli.server.weights import save_pretrained_atomically
 
 SMOLLM2_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -124,11 +124,7 @@ def _ensure_from_gguf(gguf: Path, directory: Path) -> Path:
     # The weights are already dequantized to float32 on load; drop the GGUF marker so they save as plain safetensors.
     model.hf_quantizer = None  # type: ignore[assignment]
     del model.config.quantization_config
-    temp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(temp, ignore_errors=True)  # left by an interrupted conversion
-    model.save_pretrained(temp, safe_serialization=True)
-    tokenizer.save_pretrained(temp)
-    temp.rename(directory)
+    save_pretrained_atomically(directory, model, tokenizer)
     return directory
 
 

@@ -11,6 +11,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from ftcli.server.weights import save_pretrained_atomically
+
 TINY_NAME = "ftcli/tiny"
 CHATML = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -117,13 +119,7 @@ def ensure_tiny(directory: Path, *, seed: int = 0, steps: int = PRETRAIN_STEPS) 
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-    import shutil
-
-    temp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(temp, ignore_errors=True)  # left by an interrupted build
-    model.save_pretrained(temp, safe_serialization=True)
-    tokenizer.save_pretrained(temp)
-    temp.rename(directory)
+    save_pretrained_atomically(directory, model, tokenizer)
     return directory
 
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from ftcli.data.estimate import default_epochs
 from ftcli.server.chat_tokens import IGNORE, EncodedChat, collate, encode_chat, group_by_length
+from ftcli.server.weights import save_pretrained_atomically
 
 # Per-base defaults: (learning rate, LoRA rank, LoRA alpha). The tiny base needs a higher rate and rank to learn
 # within seconds; real pretrained models take the usual LoRA values.
@@ -218,11 +219,7 @@ def _accelerator() -> Any:
 
 def _save_adapter(model: Any, directory: Path) -> None:
     """safetensors, written beside and renamed into place: a crash never leaves a half-written adapter."""
-    temp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(temp, ignore_errors=True)
-    model.save_pretrained(temp, safe_serialization=True)
-    shutil.rmtree(directory, ignore_errors=True)
-    temp.rename(directory)
+    save_pretrained_atomically(directory, model)
 
 
 class Objective(Protocol):

@@ -106,3 +106,6 @@ def test_debug_logs_requests_without_the_key(env: dict[str, str]) -> None:
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     assert "debug openai" in result.stderr or "debug httpx2" in result.stderr  # type: ignore[attr-defined]
     assert "4242424242" not in result.output  # type: ignore[attr-defined]
+    import logging
+
+    assert all(not logging.getLogger(name).handlers for name in ("openai", "httpx2", "ftcli"))  # undone at the end

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from typing import Annotated, Any
 
@@ -149,11 +149,12 @@ def root(
     ctx.obj = AppContext(profile=profile_name, base_url=base_url, json=as_json, debug=debug)
     ctx.call_on_close(ctx.obj.close)
     if debug:
-        _debug_logging(ctx.obj)
+        ctx.call_on_close(_debug_logging(ctx.obj))
 
 
-def _debug_logging(app_ctx: AppContext) -> None:
-    """Log the SDK's and the HTTP client's requests to stderr, with anything key-like removed."""
+def _debug_logging(app_ctx: AppContext) -> Callable[[], None]:
+    """Log the SDK's and the HTTP client's requests to stderr, with anything key-like removed. Returns the undo,
+    run when the command ends (in-process callers, tests among them, must not keep a handler on a closed stream)."""
     import logging
 
     class Redact(logging.Filter):
@@ -166,10 +167,18 @@ def _debug_logging(app_ctx: AppContext) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(Redact())
     handler.setFormatter(logging.Formatter("debug %(name)s: %(message)s"))
-    for name in ("openai", "httpx2", "ftcli"):
-        logger = logging.getLogger(name)
+    loggers = [logging.getLogger(name) for name in ("openai", "httpx2", "ftcli")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
         logger.setLevel(logging.DEBUG)
         logger.addHandler(handler)
+
+    def undo() -> None:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+    return undo
 
 
 def main() -> None:

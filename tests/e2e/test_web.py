@@ -66,7 +66,8 @@ def test_watch_a_job_and_chat_in_the_browser(server: Server, browser_page: Any) 
 
     page.goto(f"{root}/#/jobs")
     page.locator(f"#jobs a[href='#/jobs/{job.id}']").click()
-    page.wait_for_selector("[data-status=succeeded]", timeout=240_000)  # the page follows the job live
+    page.wait_for_selector(f"h1:has-text('{job.id}')")
+    page.wait_for_selector("#job-status[data-status=succeeded]", timeout=240_000)  # the page follows the job live
     page.wait_for_selector("#loss-chart .series-train_loss")
     assert int(page.get_attribute("#loss-chart .series-train_loss", "data-points") or 0) == 75
     assert int(page.get_attribute("#loss-chart .series-valid_loss", "data-points") or 0) == 15

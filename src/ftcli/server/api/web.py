@@ -3,7 +3,7 @@ the page's Files view uses: a file's `check` report (`/ftcli/files/{id}/check`, 
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -37,13 +37,8 @@ async def file_check(request: Request, file_id: str) -> dict[str, Any]:
     return await run_in_threadpool(_report, store, row["sha256"])
 
 
-_reports: dict[str, dict[str, Any]] = {}  # by content hash: a file's bytes never change
-
-
+@lru_cache(maxsize=128)  # by content hash (a file's bytes never change), bounded so memory stays flat
 def _report(store: Store, sha256: str) -> dict[str, Any]:
-    if sha256 not in _reports:
-        from ftcli.data.check import CheckOptions, check_file
+    from ftcli.data.check import CheckOptions, check_file
 
-        report = check_file(store.blob_path(sha256), options=CheckOptions(model=None, workers=1))
-        _reports[sha256] = report.to_dict()
-    return _reports[sha256]
+    return check_file(store.blob_path(sha256), options=CheckOptions(model=None, workers=1)).to_dict()

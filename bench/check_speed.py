@@ -32,8 +32,8 @@ def dataset(size_mb: int) -> Path:
     return path
 
 
-def run_check(path: Path) -> Measured:
-    result = measure([str(BIN / "ftcli"), "check", str(path), "--model", "gpt-4o-mini", "--format", "json"])
+def run_check(path: Path, *extra: str) -> Measured:
+    result = measure([str(BIN / "ftcli"), "check", str(path), "--model", "gpt-4o-mini", "--format", "json", *extra])
     json.loads(result.stdout)  # a complete report came out
     return result
 
@@ -45,7 +45,7 @@ def run_cookbook(path: Path) -> Measured:
 TOKENIZE_ONLY = """
 import json, sys, time
 from ftcli.data.tokenizers import get_counting_encoding
-encode = get_counting_encoding("o200k_base").encode_ordinary
+count = get_counting_encoding("o200k_base", sys.argv[2]).count
 texts = []
 with open(sys.argv[1], encoding="utf-8") as stream:
     for line in stream:
@@ -53,15 +53,15 @@ with open(sys.argv[1], encoding="utf-8") as stream:
             if isinstance(message.get("content"), str):
                 texts.append(message["content"])
 start = time.perf_counter()
-tokens = sum(len(encode(text)) for text in texts)
+tokens = sum(count(text) for text in texts)
 print(json.dumps({"seconds": time.perf_counter() - start, "tokens": tokens}))
 """
 
 
-def tokenization_limit(path: Path) -> float:
-    """Seconds one process needs only to tokenize the file's message texts (parsing excluded): the floor a
-    one-process checker can't go under."""
-    result = measure([sys.executable, "-c", TOKENIZE_ONLY, str(path)])
+def tokenization_limit(path: Path, engine: str) -> float:
+    """Seconds one process needs only to count the tokens of the file's message texts (parsing excluded): the
+    floor a one-process checker using that counter can't go under."""
+    result = measure([sys.executable, "-c", TOKENIZE_ONLY, str(path), engine])
     return float(json.loads(result.stdout)["seconds"])
 
 
@@ -73,18 +73,28 @@ def main() -> list[str]:
     small = dataset(100)
     cookbook = run_cookbook(small)
     check = run_check(small)
-    report = json.loads(check.stdout)
-    limit = tokenization_limit(small)
+    reference = run_check(small, "--counter", "tiktoken")
+    report, reference_report = json.loads(check.stdout), json.loads(reference.stdout)
+    engine = report["counted_with"]
+    limits = {name: tokenization_limit(small, name) for name in (engine, "tiktoken")}
     tokens = report["statistics"]["tokens_per_example"]["total"]
     cookbook_tokens = json.loads(cookbook.stdout)["tokens"]
+    reference_tokens = reference_report["statistics"]["tokens_per_example"]["total"]
+    if not tokens == reference_tokens == cookbook_tokens:
+        totals = f"{engine} {tokens}, tiktoken {reference_tokens}, cookbook {cookbook_tokens}"
+        raise SystemExit(f"token totals differ: {totals}")
     lines += [
-        f"100 MB file: {report['examples']:,} examples, {tokens:,} tokens (cookbook counts {cookbook_tokens:,})",
+        f"100 MB file: {report['examples']:,} examples, {tokens:,} tokens (the same with either counter and in "
+        "the cookbook)",
         f"  cookbook algorithm: {cookbook.seconds:.2f} s, peak RSS {cookbook.peak_rss_mb:.0f} MB",
-        f"  ftcli check:        {check.seconds:.2f} s, peak RSS {check.peak_rss_mb:.0f} MB (tree sum), "
-        f"PSS {check.peak_pss_mb:.0f} MB",
+        f"  ftcli check:        {check.seconds:.2f} s (counted with {engine}), peak RSS {check.peak_rss_mb:.0f} MB "
+        f"(tree sum), PSS {check.peak_pss_mb:.0f} MB",
         f"  time ratio check/cookbook: {check.seconds / cookbook.seconds:.2f} (target ≤ 0.33)",
-        f"  one-process tokenization alone (the limit of any one-process checker): {limit:.2f} s; "
-        f"check/limit: {check.seconds / limit:.2f}",
+        f"  ftcli check --counter tiktoken: {reference.seconds:.2f} s; ratio to the cookbook "
+        f"{reference.seconds / cookbook.seconds:.2f}",
+        "  one process only counting the message texts (the floor of any one-process checker): "
+        + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in limits.items())
+        + f"; check/floor ({engine}): {check.seconds / limits[engine]:.2f}",
         f"  peak PSS: {check.peak_pss_mb:.0f} MB (target ≤ 150 MB)",
     ]
     if not args.skip_1gb:

@@ -26,6 +26,12 @@ class PiiOption(StrEnum):
     off = "off"
 
 
+class CounterOption(StrEnum):
+    auto = "auto"
+    bpe_openai = "bpe-openai"
+    tiktoken = "tiktoken"
+
+
 class MethodOption(StrEnum):
     sft = "sft"
     dpo = "dpo"
@@ -56,6 +62,13 @@ def check(
         bool, typer.Option(help="Report examples that differ only in case, spacing or punctuation.")
     ] = True,
     workers: Annotated[int | None, typer.Option(min=1, help="Processes to use (default: one per CPU).")] = None,
+    counter: Annotated[
+        CounterOption,
+        typer.Option(
+            help="Token counter; both are exact. auto: GitHub's bpe-openai when installed (about 3× faster), "
+            "else tiktoken, OpenAI's reference."
+        ),
+    ] = CounterOption.auto,
 ) -> None:
     """Lint a training file: every problem with its line and JSON path, exact token counts, cost."""
     from ftcli.data.check import CheckOptions, check_file
@@ -69,6 +82,7 @@ def check(
         ignore=_codes(ignore),
         near_duplicates=near_duplicates,
         workers=workers,
+        counter=counter.value,
     )
     with spooled_input(file) as path:
         report = check_file(path, validation=validation, options=options)

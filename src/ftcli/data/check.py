@@ -27,7 +27,7 @@ from ftcli.data.lint import BOM, LintOptions, lint_line
 from ftcli.data.report import Distribution, Report, Statistics
 from ftcli.data.rules import dataset
 from ftcli.data.rules.registry import PII_PREFIX, RULES, matches
-from ftcli.data.tokenizers import get_counting_encoding
+from ftcli.data.tokenizers import CountingEngine, get_counting_encoding
 from ftcli.data.tokens import ExampleTokens, TokenCounter
 
 PiiMode = Literal["warn", "error", "off"]
@@ -45,6 +45,7 @@ class CheckOptions:
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     near_duplicates: bool = True
+    counter: CountingEngine = "auto"  # exact either way; "tiktoken" keeps to OpenAI's reference implementation
     workers: int | None = None  # None: one per CPU
     chunk_bytes: int = CHUNK_BYTES  # the unit of work a process takes at a time
     today: dt.date = field(default_factory=dt.date.today)
@@ -110,13 +111,15 @@ def check_file(
         scan_pii=options.pii != "off",
         near_duplicates=options.near_duplicates,
     )
-    counter = TokenCounter(get_counting_encoding(info.encoding))
+    encoding = get_counting_encoding(info.encoding, options.counter)
+    counter = TokenCounter(encoding)
     scan = partial(
         scan_file, options=lint_options, counter=counter, workers=options.workers, chunk_bytes=options.chunk_bytes
     )
     train = scan(train_path)
     val = scan(_readable(validation)) if validation else None
-    del counter, scan
+    counted_with = encoding.engine
+    del counter, scan, encoding
     if train_path.stat().st_size > RELEASE_AFTER_BYTES:
         _release_memory()  # the tokenizer is done: give its ~40 MB back before the dataset-level rules run
 
@@ -130,6 +133,7 @@ def check_file(
         validation_file=str(validation) if validation else None,
         model=model,
         encoding=info.encoding,
+        counted_with=counted_with,
         context_limit=limit,
         method=method,
         records=train.records,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,8 @@ from ftcli.data.tokens import ExampleTokens, TokenCounter, iter_texts
 BOM = b"\xef\xbb\xbf"
 # Near-duplicates ignore case, whitespace and ASCII punctuation; bytes.translate deletes them at C speed.
 _IGNORED_BYTES = bytes(range(33)) + b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\x7f"
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a cheap test on the line; pairs (emoji) pass it too
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,8 @@ def _lint_record(
                 fix=Fix("shorten or split the example"),
             )
         )
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        findings.extend(_lone_surrogates(record))
     # Per-string scans run only when a cheap test on the whole line says they could find something.
     special = "<|" in text
     pii = options.scan_pii and might_contain_pii(text)
@@ -111,6 +116,21 @@ def _lint_record(
     stripped = raw.strip()
     near = _near_hash(stripped) if options.near_duplicates else 0
     return LineResult(findings, tokens, exact_hash=_hash(stripped), near_hash=near)
+
+
+def _lone_surrogates(record: dict[str, Any]) -> list[Finding]:
+    found = []
+    for path, value in iter_texts(record):
+        if match := _LONE_SURROGATE.search(value):
+            found.append(
+                Finding(
+                    "FT007",
+                    f"lone surrogate \\u{ord(match.group()):04x} at character {match.start() + 1} of the text",
+                    path=path,
+                    fix=Fix("write the character itself, or both halves of its surrogate pair"),
+                )
+            )
+    return found
 
 
 _FORMAT_NAMES = {"chat": "chat (SFT)", "preference": "preference (DPO)"}

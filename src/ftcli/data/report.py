@@ -112,6 +112,7 @@ class Report:
     statistics: Statistics
     estimate: Estimate
     largest_examples: tuple[tuple[int, int], ...] = ()  # (line, tokens), largest first, at most 10
+    counted_with: str = "tiktoken"  # the exact counter used: "bpe-openai" or "tiktoken"
 
     def count(self, severity: Severity) -> int:
         return sum(1 for d in self.diagnostics if d.severity is severity)
@@ -137,6 +138,7 @@ class Report:
             "validation_file": self.validation_file,
             "model": self.model,
             "encoding": self.encoding,
+            "counted_with": self.counted_with,
             "context_limit": self.context_limit,
             "method": self.method,
             "records": self.records,

@@ -41,22 +41,19 @@ class TokenCounter:
     """
 
     def __init__(self, encoding: CountingEncoding) -> None:
-        self._encode = encoding.encode_ordinary
+        self.count = encoding.count
         self._cache: dict[str, int] = {}
         self.special_tokens = tuple(sorted(encoding.special_tokens_set))
-
-    def count(self, text: str) -> int:
-        return len(self._encode(text))
 
     def count_repeated(self, text: str) -> int:
         """`count` for strings likely to repeat across examples."""
         if len(text) > _CACHEABLE_CHARS:
-            return len(self._encode(text))
+            return self.count(text)
         cached = self._cache.get(text)
         if cached is None:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
-            cached = self._cache[text] = len(self._encode(text))
+            cached = self._cache[text] = self.count(text)
         return cached
 
     def special_tokens_in(self, text: str) -> list[str]:
@@ -67,14 +64,26 @@ class TokenCounter:
     # -- examples ---------------------------------------------------------------------------------------
 
     def chat(self, record: dict[str, Any]) -> ExampleTokens:
-        messages = _messages(record.get("messages"))
+        messages = record.get("messages")
         total = REPLY_PRIMING + self._tools(record)
-        trained = 0
-        for message in messages:
-            tokens = self._message(message)
-            total += tokens.total
-            trained += tokens.trained
-        return ExampleTokens(total=total, trained=trained, messages=len(messages))
+        trained = counted = 0
+        count, count_repeated = self.count, self.count_repeated
+        for message in messages if type(messages) is list else ():
+            if type(message) is not dict:
+                continue
+            counted += 1
+            if len(message) == 2:  # inline fast path: the common {role, content: text} message, once per message
+                role, content = message.get("role"), message.get("content")
+                if type(role) is str and type(content) is str:
+                    body = count_repeated(content) if role == "system" or role == "developer" else count(content)
+                    total += TOKENS_PER_MESSAGE + count_repeated(role) + body
+                    if role == "assistant":
+                        trained += body
+                    continue
+            message_total, message_trained = self._message(message)
+            total += message_total
+            trained += message_trained
+        return ExampleTokens(total=total, trained=trained, messages=counted)
 
     def preference(self, record: dict[str, Any]) -> ExampleTokens:
         """DPO trains on prompt+preferred and prompt+non-preferred: the prompt is processed twice."""
@@ -84,19 +93,13 @@ class TokenCounter:
         trained = 0
         for key in ("preferred_output", "non_preferred_output"):
             for message in _messages(record.get(key)):
-                tokens = self._message(message, force_trained=True)
-                total += tokens.total
-                trained += tokens.trained
+                message_total, message_trained = self._message(message, force_trained=True)
+                total += message_total
+                trained += message_trained
         return ExampleTokens(total=total, trained=trained, messages=prompt.messages + 1)
 
-    def _message(self, message: dict[str, Any], *, force_trained: bool = False) -> ExampleTokens:
-        if len(message) == 2:  # fast path for the common {role, content: text} message
-            role, content = message.get("role"), message.get("content")
-            if type(role) is str and type(content) is str:
-                repeated = role == "system" or role == "developer"
-                body = self.count_repeated(content) if repeated else self.count(content)
-                trained = body if role == "assistant" or force_trained else 0
-                return ExampleTokens(TOKENS_PER_MESSAGE + self.count_repeated(role) + body, trained, 1)
+    def _message(self, message: dict[str, Any], *, force_trained: bool = False) -> tuple[int, int]:
+        """(tokens, trained tokens) of one message."""
         total = TOKENS_PER_MESSAGE
         body = 0  # tokens of what the model says: content and calls
         for key, value in message.items():
@@ -109,7 +112,7 @@ class TokenCounter:
             elif key == "function_call":
                 body += self._call(value)
         trained_role = message.get("role") == "assistant" and message.get("weight", 1) != 0
-        return ExampleTokens(total=total + body, trained=body if trained_role or force_trained else 0, messages=1)
+        return total + body, body if trained_role or force_trained else 0
 
     def _content(self, content: Any) -> int:
         if isinstance(content, str):

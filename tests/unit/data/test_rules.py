@@ -275,6 +275,18 @@ CASES: list[tuple[str, object, set[str]]] = [
     ("email", chat(S, ("user", "write to li.wei@corp-mail.cn"), A), {"FT501"}),
     ("documentation email is fine", chat(S, ("user", "write to someone@example.com"), A), set()),
     ("api key", chat(S, ("user", "my key is sk-proj-AbCdEfGhIjKlMnOpQrStUvWx"), A), {"FT506"}),
+    (
+        "lone surrogate escape",
+        '{"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "bad \\ud800 here"}, '
+        '{"role": "assistant", "content": "a"}]}',
+        {"FT007"},
+    ),
+    (
+        "surrogate pair escape is an emoji",
+        '{"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "ok \\ud83d\\ude00"}, '
+        '{"role": "assistant", "content": "a"}]}',
+        set(),
+    ),
 ]
 
 
@@ -282,6 +294,15 @@ CASES: list[tuple[str, object, set[str]]] = [
 def test_record_rules(name: str, value: object, codes: set[str]) -> None:
     result = lint_line(line(value), 2, OPTIONS, COUNTER)
     assert {f.code for f in result.findings} == codes
+
+
+def test_lone_surrogate_names_its_path_and_is_still_counted() -> None:
+    raw = b'{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "a\\udc00b"}]}'
+    result = lint_line(raw, 3, OPTIONS, COUNTER)
+    (finding,) = [f for f in result.findings if f.code == "FT007"]
+    assert (finding.code, finding.path) == ("FT007", "messages[1].content")
+    assert "\\udc00" in finding.message
+    assert result.tokens is not None and result.tokens.trained == COUNTER.count("a\ufffdb")
 
 
 def test_bom_on_line_one_only() -> None:

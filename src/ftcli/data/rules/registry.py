@@ -44,6 +44,13 @@ RULES: dict[str, Rule] = _table(
     ),
     Rule("FT005", "blank-line", W, "Blank lines are not records; some validators reject them."),
     Rule("FT006", "empty-file", E, "An empty file has no training examples."),
+    Rule(
+        "FT007",
+        "lone-surrogate",
+        E,
+        "A \\uD800–\\uDFFF escape without its pair is no character: UTF-8 can't encode it and strict JSON "
+        "parsers reject the line.",
+    ),
     # FT1xx: record schema
     Rule("FT100", "record-not-object", E, "Each line must be a JSON object."),
     Rule("FT101", "unknown-key", W, "Keys the format does not define are ignored or rejected by the backend."),

@@ -23,7 +23,7 @@ from ftcli.data.columns import ExampleColumns
 from ftcli.data.diagnostics import Applicability, Diagnostic, Finding, Fix, Severity
 from ftcli.data.errors import DataError
 from ftcli.data.estimate import estimate
-from ftcli.data.lint import BOM, LintOptions, lint_line
+from ftcli.data.lint import BOM, LintOptions, count_line, read_line
 from ftcli.data.report import Distribution, Report, Statistics
 from ftcli.data.rules import dataset
 from ftcli.data.rules.registry import PII_PREFIX, RULES, matches
@@ -248,8 +248,9 @@ def _lint_chunk(path: Path, chunk: Chunk, options: LintOptions, counter: TokenCo
     part = FileScan(path=str(path))
     part.records = sum(1 for raw in lines if raw and not raw.isspace())
     findings = part.findings
-    for line_no, raw in enumerate(lines, start=first_line):
-        result = lint_line(raw, line_no, options, counter)
+    results = [read_line(raw, line_no, options, counter) for line_no, raw in enumerate(lines, start=first_line)]
+    for line_no, result in enumerate(results, start=first_line):
+        count_line(result, options, counter)  # after reading the whole chunk: see ftcli.data.lint
         if result.findings:
             findings.extend((line_no, f) for f in result.findings)
         if result.tokens is not None:

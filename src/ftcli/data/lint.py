@@ -1,4 +1,9 @@
-"""Lint one JSONL line: bytes → findings + the example's token counts and hashes. Pure and per line."""
+"""Lint one JSONL line: bytes → findings + the example's token counts and hashes. Pure and per line.
+
+Two steps, so that a caller with many lines can run each over all of them in turn: `read_line` (decode, parse,
+record rules, PII, hashes) and `count_line` (tokens and the context limit). Counting a batch of examples in one
+run keeps the tokenizer's tables in the CPU caches; interleaved with parsing it runs about 1.5× slower.
+"""
 
 from __future__ import annotations
 
@@ -30,15 +35,42 @@ class LintOptions:
     near_duplicates: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LineResult:
     findings: list[Finding]
     tokens: ExampleTokens | None = None  # None when the line holds no example of the file's format
     exact_hash: int = 0
     near_hash: int = 0
+    record: dict[str, Any] | None = None  # read but not yet counted (see count_line)
+    kind: str = ""
 
 
 def lint_line(raw: bytes, line_no: int, options: LintOptions, counter: TokenCounter) -> LineResult:
+    """Both steps for one line."""
+    return count_line(read_line(raw, line_no, options, counter), options, counter)
+
+
+def count_line(result: LineResult, options: LintOptions, counter: TokenCounter) -> LineResult:
+    """Counts the tokens of the example `read_line` left in `result` (in place), with the context-limit rule."""
+    record, result.record = result.record, None
+    if record is None:
+        return result
+    tokens = counter.chat(record) if result.kind == "chat" else counter.preference(record)
+    if options.context_limit is not None and tokens.total > options.context_limit:
+        result.findings.append(
+            Finding(
+                "FT301",
+                f"{tokens.total:,} tokens; the model trains on at most {options.context_limit:,} per example "
+                "(the rest is cut off)",
+                fix=Fix("shorten or split the example"),
+            )
+        )
+    result.tokens = tokens
+    return result
+
+
+def read_line(raw: bytes, line_no: int, options: LintOptions, counter: TokenCounter) -> LineResult:
+    """Everything but token counting; `counter` only names the special tokens."""
     findings: list[Finding] = []
     if line_no == 1 and raw.startswith(BOM):
         findings.append(
@@ -89,16 +121,6 @@ def _lint_record(
         return LineResult(findings)
     if kind not in ("chat", "preference"):
         return LineResult(findings)
-    tokens = counter.chat(record) if kind == "chat" else counter.preference(record)
-    if options.context_limit is not None and tokens.total > options.context_limit:
-        findings.append(
-            Finding(
-                "FT301",
-                f"{tokens.total:,} tokens; the model trains on at most {options.context_limit:,} per example "
-                "(the rest is cut off)",
-                fix=Fix("shorten or split the example"),
-            )
-        )
     if "\\u" in text and _SURROGATE_ESCAPE.search(text):
         findings.extend(_lone_surrogates(record))
     # Per-string scans run only when a cheap test on the whole line says they could find something.
@@ -115,7 +137,7 @@ def _lint_record(
                 findings.extend(scan_text(value, path))
     stripped = raw.strip()
     near = _near_hash(stripped) if options.near_duplicates else 0
-    return LineResult(findings, tokens, exact_hash=_hash(stripped), near_hash=near)
+    return LineResult(findings, exact_hash=_hash(stripped), near_hash=near, record=record, kind=kind)
 
 
 def _lone_surrogates(record: dict[str, Any]) -> list[Finding]:

@@ -1,7 +1,7 @@
 """`check` end to end: stream a JSONL file in chunks across processes, lint every line, aggregate one Report.
 
 Memory stays flat as files grow: workers read their own byte ranges, and the parent keeps only compact
-per-example columns (line, two hashes: 16 bytes per example), value counts for the statistics (bounded by the number
+per-example columns (line, two hashes: 20 bytes per example), value counts for the statistics (bounded by the number
 of distinct values, not examples) and the diagnostics.
 """
 

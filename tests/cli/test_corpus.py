@@ -47,6 +47,12 @@ HOSTILE: dict[str, Callable[[Path], Path]] = {
     "nul_bytes": lambda d: _write_bytes(d / "nul.jsonl", (GOOD + "\n").encode() + b"\x00\x00{\x00}\n" + b"\x00" * 64),
     "single_50mb_line": lambda d: _write(d / "huge.jsonl", json.dumps({"messages": [HUGE, {"role": "assistant"}]})),
     "nested_tool_arguments_10_levels": lambda d: _write(d / "nested.jsonl", _tool_line(10) + "\n"),
+    # JSON escapes of half a surrogate pair: no character, so no UTF-8 for it (in a text and in a key)
+    "lone_surrogates": lambda d: _write(
+        d / "surrogates.jsonl",
+        (GOOD + "\n") * 3 + '{"messages": [{"role": "user", "content": "a \\ud800"}, '
+        '{"role": "assistant", "content": "b"}], "\\udc00": 1}\n',
+    ),
     "crlf_endings": lambda d: _write_bytes(d / "crlf.jsonl", ((GOOD + "\r\n") * 12).encode()),
     "empty_file": lambda d: _write(d / "empty.jsonl", ""),
     "only_blank_lines": lambda d: _write(d / "blank.jsonl", "\n \n\t\n"),
@@ -95,6 +101,8 @@ def test_check_and_convert_never_crash(name: str, make: Callable[[Path], Path], 
         lines = source.read_bytes().count(b"\n") + 1
         assert all(1 <= d["line"] <= lines for d in report["diagnostics"] if d.get("line")), name
         assert (checked.returncode == 1) == (report["errors"] > 0), name
+        as_text = _run("check", str(source), cwd=tmp_path)  # the rich report prints whatever the data holds
+        assert as_text.returncode == checked.returncode and "Traceback" not in as_text.stderr, as_text.stderr[-3000:]
     out = tmp_path / "out" / "converted.jsonl"
     out.parent.mkdir()
     converted = _run("convert", str(source), "-o", str(out), cwd=tmp_path)

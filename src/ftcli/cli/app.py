@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -182,4 +183,9 @@ def _debug_logging(app_ctx: AppContext) -> Callable[[], None]:
 
 
 def main() -> None:
+    # User data can hold lone surrogates (JSON escapes like \ud800, undecodable file names); printed as escapes,
+    # they can't crash a report halfway.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     app()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 from ftcli.data.errors import DataError, TokenizerIntegrityError
@@ -117,7 +118,6 @@ def _bpe_openai_counter(name: str) -> Callable[[str], int] | None:
     The wheel's package `__init__` parses every vocabulary it ships in Python (over a second); the compiled
     module alone loads in milliseconds, so it is loaded by path.
     """
-    import importlib.machinery
     import importlib.util
     import sys
 
@@ -130,22 +130,9 @@ def _bpe_openai_counter(name: str) -> Callable[[str], int] | None:
     folder = Path(next(iter(spec.submodule_search_locations)))
     if not _shipped_vocabulary_is_openais(folder / "data" / f"{name}.tiktoken.gz", name):
         return None
-    module = sys.modules.get("bpe_openai._bindings")
+    module = sys.modules.get("bpe_openai._bindings") or _load_extension(folder)
     if module is None:
-        binary = next(
-            (p for suffix in importlib.machinery.EXTENSION_SUFFIXES for p in folder.glob(f"_bindings{suffix}")), None
-        )
-        if binary is None:
-            return None
-        loader = importlib.machinery.ExtensionFileLoader("bpe_openai._bindings", str(binary))
-        module_spec = importlib.util.spec_from_loader(loader.name, loader)
-        if module_spec is None:
-            return None
-        try:
-            module = importlib.util.module_from_spec(module_spec)
-            loader.exec_module(module)
-        except ImportError:
-            return None
+        return None
     try:
         if name not in module.supported_encodings():
             return None
@@ -154,6 +141,29 @@ def _bpe_openai_counter(name: str) -> Callable[[str], int] | None:
     except (AttributeError, ValueError, RuntimeError):
         return None
     return count
+
+
+@cache
+def _load_extension(folder: Path) -> ModuleType | None:
+    """The compiled module of the bpe-openai wheel in `folder`, loaded once per process."""
+    import importlib.machinery
+    import importlib.util
+
+    binary = next(
+        (p for suffix in importlib.machinery.EXTENSION_SUFFIXES for p in folder.glob(f"_bindings{suffix}")), None
+    )
+    if binary is None:
+        return None
+    loader = importlib.machinery.ExtensionFileLoader("bpe_openai._bindings", str(binary))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    if spec is None:
+        return None
+    try:
+        module = importlib.util.module_from_spec(spec)
+        loader.exec_module(module)
+    except ImportError:
+        return None
+    return module
 
 
 def _shipped_vocabulary_is_openais(path: Path, name: str) -> bool:

@@ -315,4 +315,7 @@ def _dpo(record: Record) -> Record:
 def _validation_problem(exc: ValidationError) -> ConversionError:
     error = exc.errors()[0]
     path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
-    return ConversionError(error["msg"], path or None)
+    message = error["msg"]
+    if error["type"] == "string_unicode":  # pydantic's words for a lone surrogate escape such as \ud800
+        message = "text holds a lone surrogate escape (\\ud800-\\udfff without its pair), which is no character"
+    return ConversionError(message, path or None)

@@ -66,6 +66,7 @@ def test_github_format(datasets: Path) -> None:
         line.startswith("::error file=") and ",line=6," in line and "title=FT002::" in line
         for line in result.stdout.splitlines()
     )
+    assert result.stdout.splitlines()[-1] == "ftcli check: 0 examples, 2 errors, 0 warnings"
 
 
 def test_stdin(write_jsonl) -> None:  # type: ignore[no-untyped-def]

@@ -10,7 +10,11 @@ _COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO:
 
 def render_github(report: Report) -> str:
     lines = [annotation(d, report.file) for d in report.diagnostics]
-    lines.append(f"ftcli check: {report.examples} examples, {report.errors} errors, {report.warnings} warnings")
+    counts = ", ".join(
+        f"{n} {word}{'s' * (n != 1)}"
+        for n, word in ((report.examples, "example"), (report.errors, "error"), (report.warnings, "warning"))
+    )
+    lines.append(f"ftcli check: {counts}")
     return "\n".join(lines) + "\n"
 
 

@@ -40,8 +40,8 @@ def render_diagnostic(d: Diagnostic) -> Text:
 def _summary(report: Report) -> Text:
     limit = f"{report.context_limit:,}" if report.context_limit else "unknown"
     line = (
-        f"{report.file}: {_examples(report.examples)} ({report.method}), model {report.model} "
-        f"({report.encoding}, context {limit})"
+        f"{report.file}: {report.examples:,} example{'s' * (report.examples != 1)} ({report.method}), "
+        f"model {report.model} ({report.encoding}, context {limit})"
     )
     if report.validation_file:
         line += f"; validation {report.validation_file}: {report.validation_examples:,} examples"
@@ -105,7 +105,3 @@ def _verdict(report: Report) -> Text:
 
 def _num(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
-
-
-def _examples(count: int) -> str:
-    return f"{count:,} example" if count == 1 else f"{count:,} examples"

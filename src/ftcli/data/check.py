@@ -121,7 +121,7 @@ def check_file(
     counted_with = encoding.engine
     del counter, scan, encoding
     if train_path.stat().st_size > RELEASE_AFTER_BYTES:
-        _release_memory()  # the tokenizer is done: give its ~40 MB back before the dataset-level rules run
+        _release_memory()  # counting is done: give tiktoken's ~40 MB back (bpe-openai's tables are static)
 
     findings = _file_level(train, val, info, method, options)
     diagnostics = _stamp(findings, options)

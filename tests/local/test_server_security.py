@@ -4,6 +4,7 @@ reach outside the data directory."""
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,17 +94,21 @@ def test_blob_names_are_content_hashes_only(data_dir: Path) -> None:
             store.blob_path(name)
 
 
-def test_upload_parts_are_joined_streaming_with_md5_checked(client: TestClient) -> None:
+def _start_upload(client: TestClient, size: int) -> str:
+    body = {"bytes": size, "filename": "p.jsonl", "mime_type": "text/jsonl", "purpose": "fine-tune"}
+    upload_id: str = client.post("/v1/uploads", json=body).json()["id"]
+    return upload_id
+
+
+def _send_parts(client: TestClient, upload_id: str, parts: list[bytes]) -> list[str]:
+    return [client.post(f"/v1/uploads/{upload_id}/parts", files={"data": ("part", p)}).json()["id"] for p in parts]
+
+
+def test_upload_parts_are_joined_streaming_with_md5_checked(client: TestClient, data_dir: Path) -> None:
     parts = [b"a" * 300, b"b" * 300, b"c" * 7]
     data = b"".join(parts)
-
-    def start() -> str:
-        body = {"bytes": len(data), "filename": "p.jsonl", "mime_type": "text/jsonl", "purpose": "fine-tune"}
-        upload_id: str = client.post("/v1/uploads", json=body).json()["id"]
-        return upload_id
-
-    upload_id = start()
-    ids = [client.post(f"/v1/uploads/{upload_id}/parts", files={"data": ("part", part)}).json()["id"] for part in parts]
+    upload_id = _start_upload(client, len(data))
+    ids = _send_parts(client, upload_id, parts)
     wrong = client.post(f"/v1/uploads/{upload_id}/complete", json={"part_ids": ids, "md5": "0" * 32})
     assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "md5"
     short = client.post(f"/v1/uploads/{upload_id}/complete", json={"part_ids": ids[:2]})
@@ -114,6 +119,50 @@ def test_upload_parts_are_joined_streaming_with_md5_checked(client: TestClient) 
     assert client.get(f"/v1/files/{done['file']['id']}/content").content == data
     again = client.post(f"/v1/uploads/{upload_id}/complete", json={"part_ids": ids})
     assert again.status_code == 400 and "completed" in again.json()["error"]["message"]
+    # the bytes are stored once, as the file: the parts are gone
+    assert not (data_dir / "uploads" / upload_id).exists()
+    assert [p.stat().st_size for p in (data_dir / "blobs").iterdir()] == [len(data)]
+
+
+def test_cancelled_and_expired_uploads_leave_no_bytes(client: TestClient, data_dir: Path) -> None:
+    cancelled = _start_upload(client, 20)
+    _send_parts(client, cancelled, [b"x" * 10])
+    assert (data_dir / "uploads" / cancelled).is_dir()
+    assert client.post(f"/v1/uploads/{cancelled}/cancel").json()["status"] == "cancelled"
+    assert not (data_dir / "uploads" / cancelled).exists()
+
+    expired = _start_upload(client, 20)
+    _send_parts(client, expired, [b"y" * 10])
+    store: Store = client.app.state.store  # type: ignore[attr-defined]
+    store.execute("UPDATE uploads SET expires_at = 0 WHERE id = ?", (expired,))
+    late = client.post(f"/v1/uploads/{expired}/parts", files={"data": ("part", b"z" * 10)})
+    assert late.status_code == 400 and "expired" in late.json()["error"]["message"]
+    assert not (data_dir / "uploads" / expired).exists()
+    assert list((data_dir / "blobs").iterdir()) == []
+
+
+def test_a_restarted_server_removes_parts_no_upload_can_use(data_dir: Path) -> None:
+    with TestClient(create_app(data_dir, max_upload_bytes=LIMIT)) as client:
+        open_upload, stale = _start_upload(client, 20), _start_upload(client, 20)
+        first = _send_parts(client, open_upload, [b"o" * 10])
+        _send_parts(client, stale, [b"s" * 10])
+        store: Store = client.app.state.store  # type: ignore[attr-defined]
+        store.execute("UPDATE uploads SET expires_at = 0 WHERE id = ?", (stale,))
+        # as an earlier ftcli left them: a finished upload's part kept among the blobs
+        legacy_sha, _ = store.put_blob(io.BytesIO(b"legacy part"), limit=LIMIT)
+        store.execute(
+            "INSERT INTO upload_parts (id, upload_id, sha256, bytes, created_at) VALUES (?, ?, ?, 11, 0)",
+            ("part-old", "upload-old", legacy_sha),
+        )
+    Store(data_dir)  # what `ftcli serve` does at start
+    assert sorted(p.name for p in (data_dir / "uploads").iterdir()) == [open_upload]
+    assert not store.blob_path(legacy_sha).exists()
+    with TestClient(create_app(data_dir, max_upload_bytes=LIMIT)) as client:
+        late = client.post(f"/v1/uploads/{stale}/parts", files={"data": ("part", b"s" * 10)})
+        assert late.status_code == 400 and "expired" in late.json()["error"]["message"]
+        second = _send_parts(client, open_upload, [b"p" * 10])  # the open upload goes on where it was
+        done = client.post(f"/v1/uploads/{open_upload}/complete", json={"part_ids": first + second}).json()
+        assert client.get(f"/v1/files/{done['file']['id']}/content").content == b"o" * 10 + b"p" * 10
 
 
 def test_server_lora_defaults_fill_what_a_job_leaves_unset(data_dir: Path) -> None:

@@ -7,9 +7,9 @@ Append-only migrations: each entry runs once, in order, recorded in `PRAGMA user
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import tempfile
 import threading
@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
+
+from ftcli.data.digests import Digests
 
 MIGRATIONS = [
     """
@@ -77,6 +79,8 @@ class Store:
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 db.executescript(script)
                 db.execute(f"PRAGMA user_version = {number}")
+        if clean:
+            self._clean_uploads()
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -98,29 +102,84 @@ class Store:
             if db is not None:
                 db.close()
 
+    def _clean_uploads(self) -> None:
+        """Parts of uploads that can no longer complete (completed, cancelled, expired) and the bytes of parts
+        cut off by a crash. Earlier versions kept parts among the blobs: those not also a file go too."""
+        self.execute("UPDATE uploads SET status = 'expired' WHERE status = 'pending' AND expires_at < ?", (now(),))
+        pending = {row["id"] for row in self.all("SELECT id FROM uploads WHERE status = 'pending'")}
+        for folder in (self.data_dir / "uploads").glob("upload-*"):
+            if folder.name not in pending:
+                shutil.rmtree(folder, ignore_errors=True)
+            else:
+                for leftover in folder.glob(".incoming.*"):
+                    leftover.unlink(missing_ok=True)
+        legacy = self.all(
+            "SELECT DISTINCT sha256 FROM upload_parts WHERE sha256 != '' AND sha256 NOT IN (SELECT sha256 FROM files)"
+        )
+        for row in legacy:
+            self.blob_path(row["sha256"]).unlink(missing_ok=True)
+        self.execute("UPDATE upload_parts SET sha256 = '' WHERE sha256 != ''")
+
     # -- blobs --------------------------------------------------------------------------------------------
 
     def put_blob(self, stream: Readable, *, limit: int) -> tuple[str, int]:
         """Copy a stream into the content-addressed store; returns (sha256, size). Refuses past `limit` bytes."""
-        digest = hashlib.sha256()
+        sha, _md5, size = self.put_blob_with_md5(stream, limit=limit, md5=False)
+        return sha, size
+
+    def put_blob_with_md5(self, stream: Readable, *, limit: int, md5: bool = True) -> tuple[str, str | None, int]:
+        """`put_blob`, with the md5 of the bytes too (hashed beside the sha256, on a second thread)."""
+        with Digests(md5=md5) as digests:
+            temp, size = self._copy_in(stream, self.blobs, limit, digests)
+            sha, md5_hex = digests.hexdigests()
+        try:
+            os.replace(temp, self.blob_path(sha))
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return sha, md5_hex, size
+
+    def put_part(self, upload_id: str, part_id: str, stream: Readable, *, limit: int) -> int:
+        """One part of an Upload, kept apart from the files (removed when the upload completes or is cancelled,
+        so a multipart upload doesn't hold its bytes twice); returns its size."""
+        folder = self._parts_folder(upload_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        temp, size = self._copy_in(stream, folder, limit, None)
+        os.replace(temp, folder / part_id)
+        return size
+
+    def part_path(self, upload_id: str, part_id: str) -> Path:
+        if not part_id.startswith("part-") or not part_id[5:].isalnum():
+            raise ValueError("not a part id")
+        return self._parts_folder(upload_id) / part_id
+
+    def drop_parts(self, upload_id: str) -> None:
+        shutil.rmtree(self._parts_folder(upload_id), ignore_errors=True)
+
+    def _parts_folder(self, upload_id: str) -> Path:
+        if not upload_id.startswith("upload-") or not upload_id[7:].isalnum():
+            raise ValueError("not an upload id")  # ids come from new_id, never from users' paths
+        return self.data_dir / "uploads" / upload_id
+
+    def _copy_in(self, stream: Readable, folder: Path, limit: int, digests: Digests | None) -> tuple[Path, int]:
+        """Stream into a durable temp file in `folder` (renamed by the caller); refuses past `limit` bytes."""
         size = 0
-        handle, temp = tempfile.mkstemp(dir=self.blobs, prefix=".incoming.")
+        handle, temp = tempfile.mkstemp(dir=folder, prefix=".incoming.")
         try:
             with os.fdopen(handle, "wb") as sink:
                 while block := stream.read(1 << 20):
                     size += len(block)
                     if size > limit:
                         raise ValueError(f"file is larger than the {limit:,}-byte limit")
-                    digest.update(block)
+                    if digests is not None:
+                        digests.update(block)
                     sink.write(block)
                 sink.flush()
                 os.fsync(sink.fileno())
-            sha = digest.hexdigest()
-            os.replace(temp, self.blob_path(sha))
-            return sha, size
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
+        return Path(temp), size
 
     def blob_path(self, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):

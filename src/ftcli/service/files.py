@@ -7,7 +7,6 @@ after an interruption sends only the missing parts.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ftcli.data.digests import Digests
 from ftcli.service.errors import CheckFailed, FtcliError, NotFound, UsageError, translate
 from ftcli.service.ledger import Ledger
 
@@ -58,15 +58,12 @@ def check_before_upload(
 
 
 def file_digests(path: Path, *, md5: bool = False) -> tuple[str, str | None]:
-    """sha256 (the dedup key), and the md5 the Uploads API checks when asked: one read of the file for both."""
-    sha = hashlib.sha256()
-    second = hashlib.md5(usedforsecurity=False) if md5 else None
-    with path.open("rb") as stream:
+    """sha256 (the dedup key), and the md5 the Uploads API checks when asked: one read of the file for both,
+    hashed side by side."""
+    with Digests(md5=md5) as digests, path.open("rb") as stream:
         while block := stream.read(1 << 20):
-            sha.update(block)
-            if second is not None:
-                second.update(block)
-    return sha.hexdigest(), second.hexdigest() if second is not None else None
+            digests.update(block)
+        return digests.hexdigests()
 
 
 def upload_file(

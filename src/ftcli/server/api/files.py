@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, File, Form, Request, UploadFile
@@ -152,6 +152,10 @@ def _pending(store: Store, upload_id: str) -> Any:
     row = store.one("SELECT * FROM uploads WHERE id = ?", (upload_id,))
     if row is None:
         raise not_found("upload", upload_id)
+    if row["status"] == "pending" and row["expires_at"] < now():  # as on OpenAI: an hour to add parts and complete
+        store.execute("UPDATE uploads SET status = 'expired' WHERE id = ?", (upload_id,))
+        store.drop_parts(upload_id)
+        raise ApiError(400, f"Upload {upload_id} is expired", param="upload_id")
     if row["status"] != "pending":
         raise ApiError(400, f"Upload {upload_id} is {row['status']}", param="upload_id")
     return row
@@ -161,14 +165,14 @@ def _pending(store: Store, upload_id: str) -> Any:
 def add_part(request: Request, upload_id: str, data: Annotated[UploadFile, File()]) -> dict[str, Any]:
     store = _store(request)
     _pending(store, upload_id)
+    part_id = new_id("part")
     try:
-        sha, size = store.put_blob(data.file, limit=request.app.state.max_upload_bytes)
+        size = store.put_part(upload_id, part_id, data.file, limit=request.app.state.max_upload_bytes)
     except ValueError as exc:
         raise ApiError(413, str(exc), param="data") from None
-    part_id = new_id("part")
-    store.execute(
+    store.execute(  # sha256 stays empty: parts are kept by upload and part id, not by content
         "INSERT INTO upload_parts (id, upload_id, sha256, bytes, created_at) VALUES (?,?,?,?,?)",
-        (part_id, upload_id, sha, size, now()),
+        (part_id, upload_id, "", size, now()),
     )
     return {"id": part_id, "object": "upload.part", "created_at": now(), "upload_id": upload_id}
 
@@ -182,17 +186,20 @@ def complete_upload(request: Request, upload_id: str, body: Annotated[dict[str, 
         part = store.one("SELECT * FROM upload_parts WHERE id = ? AND upload_id = ?", (part_id, upload_id))
         if part is None:
             raise ApiError(400, f"Unknown part {part_id}", param="part_ids")
+        if not store.part_path(upload_id, part_id).is_file():  # e.g. a part an older ftcli kept elsewhere
+            raise ApiError(400, f"The bytes of part {part_id} are gone; start a new upload", param="part_ids")
         parts.append(part)
     total = sum(p["bytes"] for p in parts)
     if total != row["bytes"]:
         raise ApiError(400, f"The parts hold {total} bytes; the upload declared {row['bytes']}", param="part_ids")
-    md5 = hashlib.md5(usedforsecurity=False)
-    joined = _Concatenation(store, [p["sha256"] for p in parts], md5)
-    sha, size = store.put_blob(joined, limit=request.app.state.max_upload_bytes)  # streamed: parts never in memory
-    if body.get("md5") and md5.hexdigest() != body["md5"]:
+    joined = _Concatenation([store.part_path(upload_id, p["id"]) for p in parts])
+    # streamed: parts are never in memory; sha256 and md5 are hashed side by side
+    sha, md5, size = store.put_blob_with_md5(joined, limit=request.app.state.max_upload_bytes)
+    if body.get("md5") and md5 != body["md5"]:
         raise ApiError(400, "md5 does not match the uploaded bytes", param="md5")
     file = _add_file(store, sha, size, row["filename"], row["purpose"])
     store.execute("UPDATE uploads SET status = 'completed', file_id = ? WHERE id = ?", (file["id"], upload_id))
+    store.drop_parts(upload_id)  # the bytes now live once, as the file
     return upload_object(store.one("SELECT * FROM uploads WHERE id = ?", (upload_id,)), file)
 
 
@@ -201,24 +208,22 @@ def cancel_upload(request: Request, upload_id: str) -> dict[str, Any]:
     store = _store(request)
     _pending(store, upload_id)
     store.execute("UPDATE uploads SET status = 'cancelled' WHERE id = ?", (upload_id,))
+    store.drop_parts(upload_id)
     return upload_object(store.one("SELECT * FROM uploads WHERE id = ?", (upload_id,)))
 
 
 class _Concatenation:
-    """The parts' bytes, in order, as one readable stream (fed to the store block by block; md5 on the way)."""
+    """The parts' bytes, in order, as one readable stream (fed to the store block by block)."""
 
-    def __init__(self, store: Store, hashes: list[str], md5: Any) -> None:
-        self._blocks = self._read(store, hashes)
-        self._md5 = md5
+    def __init__(self, paths: list[Path]) -> None:
+        self._blocks = self._read(paths)
 
     @staticmethod
-    def _read(store: Store, hashes: list[str]) -> Iterator[bytes]:
-        for sha in hashes:
-            with store.blob_path(sha).open("rb") as handle:
+    def _read(paths: list[Path]) -> Iterator[bytes]:
+        for path in paths:
+            with path.open("rb") as handle:
                 while block := handle.read(1 << 20):
                     yield block
 
     def read(self, _size: int = -1) -> bytes:
-        block = next(self._blocks, b"")
-        self._md5.update(block)
-        return block
+        return next(self._blocks, b"")

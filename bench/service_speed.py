@@ -96,6 +96,9 @@ def upload(server: LocalServer, size_mb: int) -> list[str]:
         f"{ftcli.peak_rss_mb:,.0f} MB",
         f"  throughput ratio ftcli/SDK: {sdk.seconds / ftcli.seconds:.2f}; RSS ratio: "
         f"{ftcli.peak_rss_mb / sdk.peak_rss_mb:.2f}",
+        "  (ftcli reads the file once more first — sha256 to reuse identical uploads, md5 for the Uploads API's "
+        "check — and sends resumable 64 MB parts that the server joins and verifies: one request of files.create "
+        "does none of that)",
     ]
 
 

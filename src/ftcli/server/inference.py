@@ -54,12 +54,14 @@ def prompt_ids(loaded: LoadedModel, messages: list[dict[str, Any]], tools: list[
     return loaded.tokenizer(text, add_special_tokens=False, return_tensors="pt")
 
 
-def generate_stream(loaded: LoadedModel, messages: list[dict[str, Any]], sampling: Sampling) -> Iterator[str]:
+def generate_stream(
+    loaded: LoadedModel, messages: list[dict[str, Any]], sampling: Sampling, tools: list[Any] | None = None
+) -> Iterator[str]:
     """Yield text deltas as tokens are produced (transformers' own generate + streamer, in a thread)."""
     import torch
     from transformers import TextIteratorStreamer
 
-    inputs = prompt_ids(loaded, messages)
+    inputs = prompt_ids(loaded, messages, tools)
     streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
     options: dict[str, Any] = {
         "max_new_tokens": sampling.max_tokens,
@@ -93,8 +95,8 @@ def generate_stream(loaded: LoadedModel, messages: list[dict[str, Any]], samplin
         raise errors[0]
 
 
-def count_tokens(loaded: LoadedModel, messages: list[dict[str, Any]]) -> int:
-    return int(prompt_ids(loaded, messages)["input_ids"].shape[1])
+def count_tokens(loaded: LoadedModel, messages: list[dict[str, Any]], tools: list[Any] | None = None) -> int:
+    return int(prompt_ids(loaded, messages, tools)["input_ids"].shape[1])
 
 
 def count_text_tokens(loaded: LoadedModel, text: str) -> int:

@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from ftcli.server.api.errors import ApiError, not_found
 from ftcli.server.bases import UnknownBase, bundled_bases, canonical_name, resolve_base
 from ftcli.server.store import Store
+from ftcli.server.tool_calls import safe_prefix_length, split_tool_calls
 
 router = APIRouter()
 
@@ -50,15 +52,21 @@ async def chat_completions(request: Request) -> dict[str, Any] | StreamingRespon
         seed=body.get("seed"),
     )
     plain = [_message(m) for m in messages if isinstance(m, dict)]
+    tools = body.get("tools") if isinstance(body.get("tools"), list) and body.get("tools") else None
+    prompt = _Prompt(plain, tools, calls_wanted=tools is not None and body.get("tool_choice") != "none")
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return StreamingResponse(
-            _sse(loaded, plain, sampling, body["model"], completion_id, created, include_usage),
+            _sse(loaded, prompt, sampling, body["model"], completion_id, created, include_usage),
             media_type="text/event-stream",
         )
-    text = await run_in_threadpool(lambda: "".join(generate_stream(loaded, plain, sampling)))
-    prompt_tokens, completion_tokens = count_tokens(loaded, plain), count_text_tokens(loaded, text)
+    generated = await run_in_threadpool(lambda: "".join(generate_stream(loaded, plain, sampling, tools)))
+    prompt_tokens, completion_tokens = count_tokens(loaded, plain, tools), count_text_tokens(loaded, generated)
+    text, calls = split_tool_calls(generated) if prompt.calls_wanted else (generated, [])
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None, "refusal": None}
+    if calls:
+        message["tool_calls"] = calls
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -67,9 +75,9 @@ async def chat_completions(request: Request) -> dict[str, Any] | StreamingRespon
         "choices": [
             {
                 "index": 0,
-                "finish_reason": finish_reason(completion_tokens, sampling),
+                "finish_reason": "tool_calls" if calls else finish_reason(completion_tokens, sampling),
                 "logprobs": None,
-                "message": {"role": "assistant", "content": text, "refusal": None},
+                "message": message,
             }
         ],
         "usage": {
@@ -90,9 +98,16 @@ def _message(message: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
+@dataclass(frozen=True, slots=True)
+class _Prompt:
+    messages: list[dict[str, Any]]
+    tools: list[Any] | None  # rendered into the prompt as in training
+    calls_wanted: bool  # parse tool calls out of the answer (tools offered, tool_choice not "none")
+
+
 def _sse(
     loaded: Any,
-    messages: list[dict[str, Any]],
+    prompt: _Prompt,
     sampling: Any,
     model: str,
     completion_id: str,
@@ -112,12 +127,22 @@ def _sse(
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
     yield chunk({"role": "assistant", "content": ""}, None)
-    pieces: list[str] = []
+    generated, sent = "", 0  # text so far; how much of it went out as content
     try:
-        for delta in generate_stream(loaded, messages, sampling):
-            pieces.append(delta)
-            yield chunk({"content": delta}, None)
-        yield chunk({}, finish_reason(count_text_tokens(loaded, "".join(pieces)), sampling))
+        for delta in generate_stream(loaded, prompt.messages, sampling, prompt.tools):
+            generated += delta
+            # with tools offered, text from a `<tool_call>` on is held back until it can be parsed
+            ready = safe_prefix_length(generated) if prompt.calls_wanted else len(generated)
+            if ready > sent:
+                yield chunk({"content": generated[sent:ready]}, None)
+                sent = ready
+        rest, calls = split_tool_calls(generated[sent:]) if prompt.calls_wanted else ("", [])
+        if rest:
+            yield chunk({"content": rest}, None)
+        for index, call in enumerate(calls):
+            yield chunk({"tool_calls": [{"index": index, **call}]}, None)
+        finish = "tool_calls" if calls else finish_reason(count_text_tokens(loaded, generated), sampling)
+        yield chunk({}, finish)
     except Exception as exc:  # an error mid-stream is a data event, then [DONE]
         error = {"error": {"message": f"generation failed: {type(exc).__name__}", "type": "server_error"}}
         yield f"data: {json.dumps(error)}\n\n".encode()
@@ -129,9 +154,9 @@ def _sse(
             "model": model,
             "choices": [],
             "usage": {
-                "prompt_tokens": (prompt := count_tokens(loaded, messages)),
-                "completion_tokens": (completion := count_text_tokens(loaded, "".join(pieces))),
-                "total_tokens": prompt + completion,
+                "prompt_tokens": (prompt_tokens := count_tokens(loaded, prompt.messages, prompt.tools)),
+                "completion_tokens": (completion := count_text_tokens(loaded, generated)),
+                "total_tokens": prompt_tokens + completion,
             },
         }
         yield f"data: {json.dumps(usage)}\n\n".encode()

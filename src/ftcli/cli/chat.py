@@ -36,13 +36,20 @@ def chat(
     eval_output: Annotated[Path, typer.Option(help="Per-example results of --eval (JSONL).")] = Path(
         "eval_results.jsonl"
     ),
+    tools: Annotated[
+        Path | None,
+        typer.Option(
+            "--tools", help='JSON file of tool definitions to offer (OpenAI format: a list, or {"tools": [...]}).'
+        ),
+    ] = None,
 ) -> None:
     """Talk to a model. Without a prompt and on a terminal: a REPL (/system TEXT, /reset, /save FILE, /exit)."""
     from ftcli.service.chat import ChatParams
 
     app = app_context(ctx)
     warn_shutdown(model)
-    params = ChatParams(model=model, temperature=temperature, max_tokens=max_tokens)
+    extra = {"tools": _load_tools(tools)} if tools is not None else {}
+    params = ChatParams(model=model, temperature=temperature, max_tokens=max_tokens, extra=extra)
     if eval_file is not None:
         _evaluate(app, params, eval_file, eval_output)
         return
@@ -59,9 +66,13 @@ def chat(
     if not text or not text.strip():
         raise UsageError("empty prompt")
     messages.append({"role": "user", "content": text})
-    answer = _answer(app, params, messages, stream=stream)
+    calls: list[dict[str, Any]] = []
+    answer = _answer(app, params, messages, stream=stream, calls=calls)
     if app.json:
-        sys.stdout.write(json.dumps({"model": model, "answer": answer}, ensure_ascii=False) + "\n")
+        result: dict[str, Any] = {"model": model, "answer": answer}
+        if calls:
+            result["tool_calls"] = calls
+        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
 
 
 def interactive() -> bool:
@@ -69,26 +80,60 @@ def interactive() -> bool:
     return sys.stdin.isatty()
 
 
-def _answer(app: Any, params: Any, messages: list[dict[str, Any]], *, stream: bool) -> str:
+def _answer(
+    app: Any, params: Any, messages: list[dict[str, Any]], *, stream: bool, calls: list[dict[str, Any]] | None = None
+) -> str:
+    """Print the answer (streamed or whole) and any tool calls it makes; return its text."""
     from ftcli.service import chat as service
 
     client = app.client()
+    calls = [] if calls is None else calls
     if app.json or not stream:
-        answer = service.complete(client, params, messages)
+        answer = service.complete(client, params, messages, calls)
         if not app.json:
-            typer.echo(answer)
+            if answer or not calls:
+                typer.echo(answer)
+            _print_calls(calls)
         return answer
     parts: list[str] = []
     try:
-        for delta in service.stream(client, params, messages):
+        for delta in service.stream(client, params, messages, calls):
             parts.append(delta)
             sys.stdout.write(delta)
             sys.stdout.flush()
     except StreamInterrupted:
         sys.stdout.write("\n")
         raise
-    sys.stdout.write("\n")
+    if parts or not calls:
+        sys.stdout.write("\n")
+    _print_calls(calls)
     return "".join(parts)
+
+
+def _print_calls(calls: list[dict[str, Any]]) -> None:
+    for call in calls:
+        function = call.get("function") or {}
+        typer.echo(f"→ tool call {function.get('name')}({function.get('arguments', '')})  [{call.get('id')}]")
+
+
+def _load_tools(path: Path) -> list[Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: not JSON ({exc})") from None
+    tools = data.get("tools") if isinstance(data, dict) else data
+    if not isinstance(tools, list) or not tools:
+        raise UsageError(f'{path}: expected a non-empty list of tool definitions (or {{"tools": [...]}})')
+    for index, tool in enumerate(tools):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+            raise UsageError(
+                f"{path}: tools[{index}] needs a function with a name",
+                hint='e.g. {"type": "function", "function": {"name": "get_weather", "parameters": {...}}}',
+            )
+    return tools
 
 
 def _repl(app: Any, params: Any, messages: list[dict[str, Any]]) -> None:

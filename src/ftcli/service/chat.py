@@ -30,30 +30,47 @@ class ChatParams:
         return body
 
 
-def complete(client: OpenAI, params: ChatParams, messages: list[Message]) -> str:
+ToolCall = dict[str, Any]  # {"id", "type": "function", "function": {"name", "arguments"}}, as the API sends it
+
+
+def complete(client: OpenAI, params: ChatParams, messages: list[Message], calls: list[ToolCall] | None = None) -> str:
+    """The answer's text; the tool calls it makes (when `tools` were offered) are appended to `calls`."""
     import openai
 
     try:
         response = client.chat.completions.create(**params.request(messages))
     except openai.OpenAIError as exc:
         raise translate(exc) from None
-    return response.choices[0].message.content or "" if response.choices else ""
+    if not response.choices:
+        return ""
+    message = response.choices[0].message
+    if calls is not None:
+        calls.extend(call.model_dump(include={"id", "type", "function"}) for call in message.tool_calls or [])
+    return message.content or ""
 
 
-def stream(client: OpenAI, params: ChatParams, messages: list[Message]) -> Iterator[str]:
-    """Yield text deltas. If the connection drops mid-answer, raise StreamInterrupted with the partial text."""
+def stream(
+    client: OpenAI, params: ChatParams, messages: list[Message], calls: list[ToolCall] | None = None
+) -> Iterator[str]:
+    """Yield text deltas; tool calls, which arrive in pieces, are assembled and appended to `calls` at the end.
+    If the connection drops mid-answer, raise StreamInterrupted with the partial text."""
     import httpx2
     import openai
 
     received: list[str] = []
+    pieces: dict[int, ToolCall] = {}
     try:
         chunks = client.chat.completions.create(**params.request(messages), stream=True)
         for chunk in chunks:
             for choice in chunk.choices:
+                for call in (choice.delta.tool_calls if choice.delta else None) or []:
+                    _merge_call(pieces.setdefault(call.index, {}), call.model_dump(exclude_none=True))
                 delta = choice.delta.content if choice.delta else None
                 if delta:
                     received.append(delta)
                     yield delta
+        if calls is not None:
+            calls.extend(pieces[index] for index in sorted(pieces))
     except (openai.OpenAIError, httpx2.TransportError) as exc:  # the transport can also fail mid-body
         if not received:
             raise (
@@ -64,3 +81,13 @@ def stream(client: OpenAI, params: ChatParams, messages: list[Message]) -> Itera
         raise StreamInterrupted(
             f"the answer stream broke off ({type(exc).__name__})", partial="".join(received)
         ) from None
+
+
+def _merge_call(call: ToolCall, piece: dict[str, Any]) -> None:
+    """OpenAI streams a call's id, type and name once and its arguments in fragments."""
+    for key in ("id", "type"):
+        if key in piece:
+            call[key] = piece[key]
+    function = call.setdefault("function", {"name": "", "arguments": ""})
+    for key, value in (piece.get("function") or {}).items():
+        function[key] = value if key == "name" else function.get(key, "") + value

@@ -2,8 +2,7 @@
 
 The issue sizes the benchmark as ~90k examples and ~35M tokens per 100 MB. Real sentences give 100 MB = 70,536
 examples, 30.2M cl100k tokens or 22.1M o200k tokens (o200k packs Chinese more densely); the benchmark counts
-with o200k (gpt-4o-mini). Sentences come from real corpora read in
-place (never copied): English from
+with o200k (gpt-4o-mini). Sentences come from real corpora read in place (never copied): English from
 ../shared/datasets/llamafactory/alpaca_en_demo.json, Chinese from the ChatLaw demo file and ftcli's own example.
 System prompts repeat across examples as they do in real data sets; a fifth of the examples are multi-turn.
 """

@@ -7,6 +7,7 @@ the caller's reads and writes): both digests of a 1 GB file cost about as much a
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -43,3 +44,15 @@ class Digests:
 
     def __exit__(self, *_exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
         self.close()
+
+
+def file_digests(path: Path, *, md5: bool = False) -> tuple[str, str | None]:
+    """(sha256, md5 or None) of a file: one read, the two hashed side by side."""
+    with Digests(md5=md5) as digests, path.open("rb") as stream:
+        while block := stream.read(1 << 20):
+            digests.update(block)
+        return digests.hexdigests()
+
+
+def file_sha256(path: Path) -> str:
+    return file_digests(path)[0]

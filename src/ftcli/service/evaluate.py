@@ -49,15 +49,22 @@ class EvalSummary:
         return self.exact_matches / self.examples if self.examples else 0.0
 
 
-def load_cases(path: Path) -> list[EvalCase]:
-    cases = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+def chat_examples(path: Path, *, problem: str = "not a chat example") -> Iterator[tuple[int, list[Any]]]:
+    """(line number, messages) of each non-blank line of a chat JSONL file; a line that isn't one is a usage error
+    that names it (`problem` says what was expected)."""
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             messages = json.loads(line)["messages"]
         except (ValueError, KeyError, TypeError):
-            raise UsageError(f"{path}:{number}: not a chat example", hint=f"run `ftcli check {path}`") from None
+            raise UsageError(f"{path}:{number}: {problem}", hint=f"run `ftcli check {path}`") from None
+        yield number, messages
+
+
+def load_cases(path: Path) -> list[EvalCase]:
+    cases = []
+    for number, messages in chat_examples(path):
         last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
         if last is None or not isinstance(messages[last].get("content"), str):
             raise UsageError(f"{path}:{number}: no assistant message with text to compare against")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftcli.data.convert.writer import write_bytes_atomic
+from ftcli.data.digests import file_sha256
 from ftcli.service.errors import UsageError, translate
 from ftcli.service.results import decode_result_file
 
@@ -82,14 +83,6 @@ class Manifest:
     def save(self) -> None:
         self.data["exported_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         write_bytes_atomic(self.path, (json.dumps(self.data, indent=2, ensure_ascii=False) + "\n").encode())
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while block := stream.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_jobs(
@@ -187,7 +180,7 @@ def _verified(manifest: Manifest, job_id: str, relative: str) -> ExportStep | No
     path = manifest.folder / relative
     if entry is None or not path.is_file() or path.stat().st_size != entry["bytes"]:
         return None
-    if sha256_of(path) != entry["sha256"]:
+    if file_sha256(path) != entry["sha256"]:
         return None  # damaged: fetched again
     return ExportStep(job_id, relative, entry["bytes"], verified=True)
 
@@ -258,7 +251,7 @@ def _carried(hyperparameters: dict[str, Any], backend_kind: str) -> dict[str, An
     return carried
 
 
-def load_export(path: Path, *, verify: Callable[[Path], str] = sha256_of) -> ExportedJob:
+def load_export(path: Path, *, verify: Callable[[Path], str] = file_sha256) -> ExportedJob:
     """An exported job folder (`OUT/<job-id>`), its data files checked against the manifest."""
     folder = path if (path / "job.json").exists() else None
     if folder is None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftcli.data.digests import Digests
+from ftcli.data.digests import file_digests
 from ftcli.service.errors import CheckFailed, FtcliError, NotFound, UsageError, translate
 from ftcli.service.ledger import Ledger
 
@@ -57,15 +57,6 @@ def check_before_upload(
     return report
 
 
-def file_digests(path: Path, *, md5: bool = False) -> tuple[str, str | None]:
-    """sha256 (the dedup key), and the md5 the Uploads API checks when asked: one read of the file for both,
-    hashed side by side."""
-    with Digests(md5=md5) as digests, path.open("rb") as stream:
-        while block := stream.read(1 << 20):
-            digests.update(block)
-        return digests.hexdigests()
-
-
 def upload_file(
     client: OpenAI,
     path: Path,
@@ -84,7 +75,7 @@ def upload_file(
         raise UsageError(f"{path}: no such file")
     size = path.stat().st_size
     use_multipart = multipart if multipart is not None else size > MULTIPART_THRESHOLD
-    sha256, md5 = file_digests(path, md5=use_multipart)
+    sha256, md5 = file_digests(path, md5=use_multipart)  # sha256: the dedup key; md5: the Uploads API's check
     if ledger is not None and not force:
         reused = _reuse(client, ledger, sha256)
         if reused is not None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ftcli.data.convert.writer import write_bytes_atomic
 from ftcli.service.chat import ChatParams, complete
 from ftcli.service.errors import UsageError
+from ftcli.service.evaluate import chat_examples
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -38,16 +39,12 @@ class GoldenSettings:
 def load_prompts(path: Path) -> list[list[dict[str, Any]]]:
     """Each line's messages up to its last user message (so a training file works as a prompt set)."""
     prompts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        if not line.strip():
-            continue
+    problem = "not a chat example with a user message"
+    for number, messages in chat_examples(path, problem=problem):
         try:
-            messages = json.loads(line)["messages"]
             last_user = max(i for i, m in enumerate(messages) if m.get("role") == "user")
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise UsageError(
-                f"{path}:{number}: not a chat example with a user message", hint=f"run `ftcli check {path}`"
-            ) from None
+        except (ValueError, TypeError, AttributeError):
+            raise UsageError(f"{path}:{number}: {problem}", hint=f"run `ftcli check {path}`") from None
         prompts.append(messages[: last_user + 1])
     if not prompts:
         raise UsageError(f"{path} has no prompts")

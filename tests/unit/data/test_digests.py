@@ -6,8 +6,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ftcli.data.digests import Digests
-from ftcli.service.files import file_digests
+from ftcli.data.digests import Digests, file_digests
 
 
 @settings(max_examples=50, deadline=None)

@@ -13,6 +13,7 @@ Everything else is passed through as it comes, streamed responses (SSE) included
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class FaultProxy:
     rules: list[Rule] = field(default_factory=list)
     seen: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, what happened)
     port: int = 0
+    handling: int = 0  # connections open now
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
 
@@ -59,8 +61,7 @@ class FaultProxy:
             try:
                 self._loop.run_forever()
             finally:
-                server.close()
-                self._loop.run_until_complete(server.wait_closed())
+                self._loop.run_until_complete(self._shut_down(server))
                 self._loop.close()
 
         self._thread = threading.Thread(target=run, name="fault-proxy", daemon=True)
@@ -75,27 +76,46 @@ class FaultProxy:
         if self._thread is not None:
             self._thread.join(10)
 
+    async def _shut_down(self, server: asyncio.Server) -> None:
+        # Stop listening, cancel the connections still open (a client may hold one the test no longer needs; each
+        # handler closes its sockets as it unwinds), then give the closed transports a few loop turns to finish
+        # closing: a socket left half-closed when the loop goes is reported as a ResourceWarning, a test error.
+        server.close()
+        handlers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
+        for _ in range(3):
+            await asyncio.sleep(0)
+
     def add(self, *rules: Rule) -> None:
         self.rules.extend(rules)
 
     # -- one connection, one request -----------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Cancelled when the proxy stops: end quietly (Python 3.11's streams log a cancelled handler as an error).
+        self.handling += 1
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._exchange(reader, writer)
+        finally:
+            self.handling -= 1
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        rule: Rule | None = None
         try:
             head = await reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            writer.close()
-            return
-        lines = head.decode("latin-1").split("\r\n")
-        method, target, _ = lines[0].split(" ", 2)
-        headers = [line.split(":", 1) for line in lines[1:] if ":" in line]
-        body = await self._body(reader, {k.strip().lower(): v.strip() for k, v in headers})
-        path = urlsplit(target).path
-        rule = next((r for r in self.rules if r.matches(method, path)), None)
-        if rule is not None:
-            rule.hits += 1
-        self.seen.append((method, path, rule.action if rule else "pass"))
-        try:
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            headers = [line.split(":", 1) for line in lines[1:] if ":" in line]
+            body = await self._body(reader, {k.strip().lower(): v.strip() for k, v in headers})
+            path = urlsplit(target).path
+            rule = next((r for r in self.rules if r.matches(method, path)), None)
+            if rule is not None:
+                rule.hits += 1
+            self.seen.append((method, path, rule.action if rule else "pass"))
             if rule is not None and rule.action == "status":
                 extra = f"Retry-After: {rule.retry_after}\r\n" if rule.retry_after else ""
                 payload = b'{"error": {"message": "injected fault", "type": "server_error"}}'
@@ -109,8 +129,8 @@ class FaultProxy:
             if rule is not None and rule.action == "delay":
                 await asyncio.sleep(rule.seconds)
             await self._forward(method, target, headers, body, writer, rule)
-        except ConnectionError:
-            pass
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass  # the client went away
         finally:
             if rule is not None and rule.action in ("reset_after_forward", "cut_body"):
                 writer.transport.abort()  # a reset, not a clean close

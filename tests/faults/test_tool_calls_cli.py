@@ -114,7 +114,13 @@ def test_chat_prints_tool_calls(api: FakeAPI, flags: list[str]) -> None:
 def test_chat_json_has_the_tool_calls(api: FakeAPI) -> None:
     result = CliRunner().invoke(app, ["--json", "chat", "-m", "m", "--tools", "tools.json", "weather in Paris?"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"model": "m", "answer": "", "tool_calls": EXPECTED}
+    assert json.loads(result.stdout) == {
+        "model": "m",
+        "answer": "",
+        "tool_calls": EXPECTED,
+        "finish_reason": "tool_calls",
+        "usage": None,
+    }
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from typer._click.core import Command, Context
+from typer._click.exceptions import UsageError as ClickUsageError
 from typer._click.formatting import HelpFormatter
 from typer.core import TyperGroup
 
@@ -21,6 +22,7 @@ from ftcli.service.errors import FtcliError, redact
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+JSON_REQUESTED = "ftcli.json"
 
 # Every command: where it lives and its line in `ftcli --help`. Commands load only when used, so starting ftcli
 # (and `ftcli --help`) never imports the others (rich tables, the SDK, the data core).
@@ -93,20 +95,47 @@ class FtcliGroup(TyperGroup):
         with formatter.section("Commands"):
             formatter.write_dl([(name, short) for name, (_, _, short) in COMMANDS.items()])
 
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        args = json_flag_first(args)
+        ctx.meta[JSON_REQUESTED] = args[:1] == ["--json"]  # read by --version, which is parsed before --json
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: Context) -> Any:
+        from ftcli.cli.output import print_error
+
+        as_json = _json_mode(ctx)
         try:
             return super().invoke(ctx)
         except (DataError, FtcliError) as exc:
             code = exc.exit_code if isinstance(exc, FtcliError) else EXIT_USAGE
-            from ftcli.cli.output import print_error
-
-            print_error(redact(exc.message), hint=exc.hint, as_json=_json_mode(ctx))
+            print_error(redact(exc.message), hint=exc.hint, as_json=as_json)
             raise typer.Exit(code) from None
+        except ClickUsageError as exc:
+            if not as_json:
+                raise  # click prints the usage line and the message itself
+            print_error(
+                exc.format_message(), hint=f"{exc.ctx.command_path if exc.ctx else 'ftcli'} --help", as_json=True
+            )
+            raise typer.Exit(EXIT_USAGE) from None
+        except UnicodeDecodeError as exc:
+            print_error(f"the input is not UTF-8 text (byte {exc.start}: {exc.reason})", as_json=as_json)
+            raise typer.Exit(EXIT_USAGE) from None
+        except OSError as exc:  # a file we could not read or write, a full disk, a closed pipe
+            where = f"{exc.filename}: " if exc.filename else ""
+            print_error(f"{where}{exc.strerror or exc}", as_json=as_json)
+            raise typer.Exit(EXIT_USAGE) from None
         except KeyboardInterrupt:
-            from ftcli.cli.output import print_error
-
-            print_error("interrupted", as_json=_json_mode(ctx))
+            print_error("interrupted", as_json=as_json)
             raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def json_flag_first(args: list[str]) -> list[str]:
+    """`--json` is the root's flag but may be written before or after the verb (`ftcli status JOB --json`): every
+    occurrence is moved to the front, where the root parses it. After `--` it is an ordinary argument."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--json" not in args[:end]:
+        return args
+    return ["--json", *(arg for arg in args[:end] if arg != "--json"), *args[end:]]
 
 
 def _json_mode(ctx: Context) -> bool:
@@ -124,9 +153,14 @@ app = typer.Typer(
 )
 
 
-def _version(value: bool) -> None:
+def _version(ctx: typer.Context, value: bool) -> None:
     if value:
-        sys.stdout.write(f"ftcli {__version__}\n")
+        from ftcli.cli.emit import JSON_SCHEMA_VERSION
+
+        if ctx.meta.get(JSON_REQUESTED):
+            sys.stdout.write(f'{{"version": "{__version__}", "json_schema": {JSON_SCHEMA_VERSION}}}\n')
+        else:
+            sys.stdout.write(f"ftcli {__version__}\n")
         raise typer.Exit()
 
 

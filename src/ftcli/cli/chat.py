@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from ftcli.cli.context import app_context
+from ftcli.cli.emit import emit
 from ftcli.cli.output import stderr, warn_shutdown
 from ftcli.service.errors import StreamInterrupted, UsageError
 
@@ -43,7 +44,8 @@ def chat(
         ),
     ] = None,
 ) -> None:
-    """Talk to a model. Without a prompt and on a terminal: a REPL (/system TEXT, /reset, /save FILE, /exit)."""
+    """Talk to a model. Without a prompt and on a terminal: a REPL (/system TEXT, /reset, /save FILE, /exit).
+    With --json: the answer, model, tool calls, finish reason and usage as one document."""
     from ftcli.service.chat import ChatParams
 
     app = app_context(ctx)
@@ -59,20 +61,19 @@ def chat(
             app, params, ChatParams(model=compare, temperature=temperature, max_tokens=max_tokens), messages, prompt
         )
         return
-    if prompt is None and interactive():
+    if prompt is None and interactive() and not app.json:
         _repl(app, params, messages)
         return
     text = sys.stdin.read() if prompt in (None, "-") else prompt
     if not text or not text.strip():
         raise UsageError("empty prompt")
     messages.append({"role": "user", "content": text})
-    calls: list[dict[str, Any]] = []
-    answer = _answer(app, params, messages, stream=stream, calls=calls)
     if app.json:
-        result: dict[str, Any] = {"model": model, "answer": answer}
-        if calls:
-            result["tool_calls"] = calls
-        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+        from ftcli.service.chat import reply
+
+        emit(app, reply(app.client(), params, messages))
+        return
+    _answer(app, params, messages, stream=stream)
 
 
 def interactive() -> bool:
@@ -80,20 +81,17 @@ def interactive() -> bool:
     return sys.stdin.isatty()
 
 
-def _answer(
-    app: Any, params: Any, messages: list[dict[str, Any]], *, stream: bool, calls: list[dict[str, Any]] | None = None
-) -> str:
+def _answer(app: Any, params: Any, messages: list[dict[str, Any]], *, stream: bool) -> str:
     """Print the answer (streamed or whole) and any tool calls it makes; return its text."""
     from ftcli.service import chat as service
 
     client = app.client()
-    calls = [] if calls is None else calls
-    if app.json or not stream:
+    calls: list[dict[str, Any]] = []
+    if not stream:
         answer = service.complete(client, params, messages, calls)
-        if not app.json:
-            if answer or not calls:
-                typer.echo(answer)
-            _print_calls(calls)
+        if answer or not calls:
+            sys.stdout.write(answer + "\n")
+        _print_calls(calls)
         return answer
     parts: list[str] = []
     try:
@@ -113,7 +111,7 @@ def _answer(
 def _print_calls(calls: list[dict[str, Any]]) -> None:
     for call in calls:
         function = call.get("function") or {}
-        typer.echo(f"→ tool call {function.get('name')}({function.get('arguments', '')})  [{call.get('id')}]")
+        sys.stdout.write(f"→ tool call {function.get('name')}({function.get('arguments', '')})  [{call.get('id')}]\n")
 
 
 def _load_tools(path: Path) -> list[Any]:
@@ -181,7 +179,6 @@ def _compare(app: Any, left: Any, right: Any, messages: list[dict[str, Any]], pr
     """Answer each prompt with both models; show them side by side (JSON with --json)."""
     from rich.table import Table
 
-    from ftcli.cli.output import stdout
     from ftcli.service.chat import complete
 
     prompts = [prompt] if prompt not in (None, "-") else [line for line in sys.stdin.read().splitlines() if line]
@@ -197,13 +194,14 @@ def _compare(app: Any, left: Any, right: Any, messages: list[dict[str, Any]], pr
                 right.model: complete(app.client(), right, asked),
             }
         )
-    if app.json:
-        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
-        return
-    table = Table("prompt", left.model, right.model, show_lines=True)
-    for row in rows:
-        table.add_row(row["prompt"], row[left.model], row[right.model])
-    stdout().print(table)
+
+    def table() -> Table:
+        view = Table("prompt", left.model, right.model, show_lines=True)
+        for row in rows:
+            view.add_row(row["prompt"], row[left.model], row[right.model])
+        return view
+
+    emit(app, rows, table)
 
 
 def _evaluate(app: Any, params: Any, path: Path, output: Path) -> None:
@@ -230,13 +228,14 @@ def _evaluate(app: Any, params: Any, path: Path, output: Path) -> None:
         "mean_similarity": summary.mean_similarity,
         "results": str(output),
     }
-    if app.json:
-        sys.stdout.write(json.dumps(data) + "\n")
-    else:
-        typer.echo(
+    emit(
+        app,
+        data,
+        lambda: (
             f"{summary.examples} examples: {summary.exact_matches} exact ({summary.exact_rate:.0%}), "
             f"mean similarity {summary.mean_similarity:.2f}; per-example results in {output}"
-        )
+        ),
+    )
 
 
 def _read_prompt() -> str:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from ftcli.cli.output import stdout
+from ftcli.cli.context import app_context
+from ftcli.cli.emit import emit
 from ftcli.cli.stdin import spooled_input
 from ftcli.data.report import Report
 
@@ -38,6 +39,7 @@ class MethodOption(StrEnum):
 
 
 def check(
+    ctx: typer.Context,
     file: Annotated[str, typer.Argument(help="Training file (JSONL), or - for stdin.")],
     model: Annotated[
         str | None,
@@ -57,7 +59,9 @@ def check(
     ] = None,
     ignore: Annotated[list[str] | None, typer.Option(help="Skip these rule codes, prefixes or names.")] = None,
     strict: Annotated[bool, typer.Option(help="Warnings fail the check too (exit 1).")] = False,
-    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="text, json or github.")] = OutputFormat.text,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="text, json (the same as --json) or github.")
+    ] = OutputFormat.text,
     near_duplicates: Annotated[
         bool, typer.Option(help="Report examples that differ only in case, spacing or punctuation.")
     ] = True,
@@ -88,19 +92,26 @@ def check(
         report = check_file(path, validation=validation, options=options)
     if file == "-":
         report = _renamed(report, "<stdin>")
-    if output is OutputFormat.json:
-        from ftcli.render.check_json import render_json
-
-        sys.stdout.write(render_json(report))
-    elif output is OutputFormat.github:
-        from ftcli.render.check_github import render_github
-
-        sys.stdout.write(render_github(report))
-    else:
-        from ftcli.render.check_text import render_report
-
-        stdout().print(render_report(report))
+    app = app_context(ctx)
+    app.json = app.json or output is OutputFormat.json  # the report's versioned document (docs/check-json.md)
+    emit(app, report, lambda: VIEWS[output](report))
     raise typer.Exit(report.exit_code(strict=strict))
+
+
+def _text(report: Report) -> Any:
+    from ftcli.render.check_text import render_report
+
+    return render_report(report)
+
+
+def _github(report: Report) -> str:
+    from ftcli.render.check_github import render_github
+
+    return render_github(report).removesuffix("\n")
+
+
+# The report's views by --format; json is not a view but the report's own document, written by the output seam.
+VIEWS: dict[OutputFormat, Callable[[Report], Any]] = {OutputFormat.text: _text, OutputFormat.github: _github}
 
 
 def _codes(values: list[str] | None) -> tuple[str, ...]:

@@ -20,6 +20,7 @@ class AppContext:
     base_url: str | None = None
     json: bool = False
     debug: bool = False
+    emitted: bool = False  # the one JSON document of --json has been written (cli/emit.py)
     _settings: Settings | None = field(default=None, repr=False)
     _client: OpenAI | None = field(default=None, repr=False)
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ftcli.cli.context import app_context
+from ftcli.cli.emit import emit
 from ftcli.cli.output import stderr
 from ftcli.data.errors import DataError
+
+if TYPE_CHECKING:
+    from ftcli.data.convert.pipeline import ConvertResult
 
 
 class PresetName(StrEnum):
@@ -30,6 +35,7 @@ class InputFormat(StrEnum):
 
 
 def convert(
+    ctx: typer.Context,
     input_file: Annotated[str, typer.Argument(metavar="INPUT", help="JSONL, JSON, CSV/TSV file, or - for stdin.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL (the training file with --split).")],
     preset: Annotated[PresetName | None, typer.Option(help="Source format (default: detected).")] = None,
@@ -91,6 +97,15 @@ def convert(
         inputs=inputs,
         options=options,
     )
+    app = app_context(ctx)
+    emit(app, result)  # with --json the whole result, skipped records included; else the lines below on stderr
+    if not app.json:
+        _report(result, name)
+    if result.skipped and not skip_invalid:
+        raise typer.Exit(1)
+
+
+def _report(result: ConvertResult, name: str) -> None:
     console = stderr()
     how = "detected" if result.detected else "preset"
     console.print(f"{how}: [bold]{result.preset}[/]", highlight=False)
@@ -104,8 +119,6 @@ def convert(
     if result.skipped:
         summary += f"; skipped {len(result.skipped)} of {result.records}"
     console.print(summary, highlight=False)
-    if result.skipped and not skip_invalid:
-        raise typer.Exit(1)
 
 
 def _pairs(values: list[str] | None, option: str) -> tuple[tuple[str, str], ...]:

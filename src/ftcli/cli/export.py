@@ -4,18 +4,15 @@ remotely."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from ftcli.cli.context import AppContext, app_context
+from ftcli.cli.emit import emit
 from ftcli.cli.output import stderr, warn_shutdown
 from ftcli.service.errors import UsageError
-
-if TYPE_CHECKING:
-    from openai import OpenAI
 
 
 def export(
@@ -38,7 +35,7 @@ def export(
     if golden is not None:
         if not model:
             raise UsageError("--golden needs --model", hint="ftcli export --golden prompts.jsonl --model ft:...")
-        _golden(app.client(), golden, out or Path("golden.jsonl"), model, temperature, max_tokens, seed, app.json)
+        _golden(app, golden, out or Path("golden.jsonl"), model, temperature, max_tokens, seed)
         return
     if out is None:
         raise UsageError("--out is required", hint="ftcli export --out exports/")
@@ -62,26 +59,24 @@ def _jobs(app: AppContext, out: Path, job_ids: list[str] | None) -> None:
             if not app.json:
                 progress.console.print(f"  {word:8} {step.path}", highlight=False)
     summary = summarise(out, steps)
-    if app.json:
-        data = {"folder": str(out), "jobs": summary.jobs, "fetched": summary.fetched, "verified": summary.verified}
-        typer.echo(json.dumps(data))
-        return
-    stderr().print(
-        f"exported {summary.jobs} job(s) to {out}: {summary.fetched} file(s) fetched, {summary.verified} verified "
-        f"(manifest: {out / 'manifest.json'})",
-        highlight=False,
-    )
+    data = {"folder": str(out), "jobs": summary.jobs, "fetched": summary.fetched, "verified": summary.verified}
+    emit(app, data)
+    if not app.json:
+        stderr().print(
+            f"exported {summary.jobs} job(s) to {out}: {summary.fetched} file(s) fetched, {summary.verified} "
+            f"verified (manifest: {out / 'manifest.json'})",
+            highlight=False,
+        )
 
 
 def _golden(
-    client: OpenAI,
+    app: AppContext,
     prompts: Path,
     out: Path,
     model: str,
     temperature: float,
     max_tokens: int | None,
     seed: int | None,
-    as_json: bool,
 ) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -94,16 +89,15 @@ def _golden(
     warn_shutdown(model)
     settings = GoldenSettings(model, temperature=temperature, max_tokens=max_tokens, seed=seed)
     with Progress(
-        TextColumn("golden answers"), BarColumn(), MofNCompleteColumn(), console=stderr(), disable=as_json
+        TextColumn("golden answers"), BarColumn(), MofNCompleteColumn(), console=stderr(), disable=app.json
     ) as progress:
         task = progress.add_task("golden", total=None)
-        for done, total in record_golden(client, prompts, out, settings):
+        for done, total in record_golden(app.client(), prompts, out, settings):
             progress.update(task, completed=done, total=total)
-    if as_json:
-        typer.echo(json.dumps({"answers": str(out), "meta": str(meta_path(out))}))
-        return
-    stderr().print(
-        f"recorded {model}'s answers in {out} (settings in {meta_path(out)}); later: "
-        f"ftcli chat --eval {out} --model NEW",
-        highlight=False,
-    )
+    emit(app, {"model": model, "answers": str(out), "meta": str(meta_path(out))})
+    if not app.json:
+        stderr().print(
+            f"recorded {model}'s answers in {out} (settings in {meta_path(out)}); later: "
+            f"ftcli chat --eval {out} --model NEW",
+            highlight=False,
+        )

@@ -13,11 +13,11 @@ from typing import Annotated, Any
 import typer
 
 from ftcli.cli.context import AppContext, app_context
-from ftcli.cli.output import print_json, stderr, stdout, warn_shutdown
+from ftcli.cli.emit import emit
+from ftcli.cli.output import stderr, warn_shutdown
 from ftcli.service.errors import UsageError
 
 JobArg = Annotated[str, typer.Argument(help="Job id.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the job as JSON.")]
 
 
 def status(
@@ -32,33 +32,31 @@ def status(
     results: Annotated[Path | None, typer.Option(help="Save the job's result CSV (decoded) to this path.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Draw the loss curve to a PNG (needs ftcli[plot]).")] = None,
     web: Annotated[bool, typer.Option("--web", help="Print the job's page on `ftcli serve`'s web app.")] = False,
-    as_json: JsonOpt = False,
 ) -> None:
-    """Recent jobs, or one job's status, model, trained tokens, hyperparameters and error in plain words."""
+    """Recent jobs, or one job's status, model, trained tokens, hyperparameters and error in plain words.
+    With --json: the job (a list of jobs without JOB), plus "events" and "checkpoints" when asked for."""
+    from rich.console import Group
+
     from ftcli.data.convert.writer import write_atomic
     from ftcli.render import jobs as view
     from ftcli.service import jobs
     from ftcli.service import results as results_module
 
     app = app_context(ctx)
-    json_out = as_json or app.json
     if web:
-        typer.echo(web_url(app.settings().base_url, job_id))
+        url = web_url(app.settings().base_url, job_id)
+        emit(app, {"url": url}, lambda: url)
         return
     client = app.client()
     if job_id is None:
         listed = jobs.list_jobs(client, limit=limit)
-        print_json(listed) if json_out else stdout().print(view.jobs_table(listed))
+        emit(app, listed, lambda: view.jobs_table(listed))
         return
     if wait:
         raise typer.Exit(follow(app, job_id))
     job = jobs.get_job(client, job_id)
     warn_shutdown(job.fine_tuned_model or job.model)
-    if json_out:
-        print_json(job)
-    else:
-        stdout().print(view.job_details(job, estimate_tokens=_estimated_tokens(job.id)))
-    listed_events = jobs.list_events(client, job_id) if events or plot or not json_out else []
+    listed_events = jobs.list_events(client, job_id) if events or plot or not app.json else []
     points = results_module.loss_from_events(listed_events)
     if results is not None or (plot is not None and not points):
         downloaded = results_module.download_results(client, job)
@@ -69,17 +67,27 @@ def status(
             stderr().print(f"saved {downloaded[0][0]} to {results}", highlight=False)
         if not points and downloaded:
             points = results_module.loss_from_csv(downloaded[0][1])
-    if not json_out:
-        stdout().print(view.loss_curve([p.train_loss for p in points if p.train_loss is not None]))
     if plot is not None:
         if not points:
             raise UsageError(f"{job_id} has reported no loss yet")
         _plot(points, plot, title=f"{job.id} ({job.model})")
+    found = jobs.list_checkpoints(client, job_id) if checkpoints else []
+    document: dict[str, Any] = job.model_dump(mode="json")
     if events:
-        print_json(listed_events) if json_out else stdout().print(view.events_table(listed_events))
+        document["events"] = [event.model_dump(mode="json") for event in listed_events]
     if checkpoints:
-        found = jobs.list_checkpoints(client, job_id)
-        print_json(found) if json_out else stdout().print(view.checkpoints_table(found))
+        document["checkpoints"] = [checkpoint.model_dump(mode="json") for checkpoint in found]
+
+    def rich_view() -> Any:
+        parts = [
+            view.job_details(job, estimate_tokens=_estimated_tokens(job.id)),
+            view.loss_curve([p.train_loss for p in points if p.train_loss is not None]),
+        ]
+        parts += [view.events_table(listed_events)] if events else []
+        parts += [view.checkpoints_table(found)] if checkpoints else []
+        return Group(*parts)
+
+    emit(app, document, rich_view)
 
 
 def _plot(points: list[Any], output: Path, *, title: str) -> None:
@@ -109,6 +117,7 @@ def follow(app: AppContext, job_id: str) -> int:
 
     console = stderr()
     last = None
+    shown = ""
     try:
         # A server on this machine is polled every second or two; a remote API every 5 s, backing off to 30 s.
         local = app.settings().on_this_machine()
@@ -121,16 +130,16 @@ def follow(app: AppContext, job_id: str) -> int:
             if progress.step is not None and not app.json:
                 eta = view.when(progress.job.estimated_finish) if progress.job.estimated_finish else "-"
                 loss = f"{progress.train_loss:.4f}" if progress.train_loss is not None else "-"
-                console.print(f"[dim]{progress.status} · step {progress.step} · loss {loss} · ETA {eta}[/]")
+                line = f"{progress.status} · step {progress.step} · loss {loss} · ETA {eta}"
+                if line != shown:  # a poll that brought nothing new prints nothing (logs of CI runs stay short)
+                    console.print(f"[dim]{line}[/]", highlight=False)
+                    shown = line
     except KeyboardInterrupt:
         console.print(f"detached; the job goes on. Re-attach with `ftcli status {job_id} --wait`", highlight=False)
         return 130
     assert last is not None
     _update_manifest(last.job)
-    if app.json:
-        print_json(last.job)
-    else:
-        stdout().print(view.job_details(last.job, estimate_tokens=_estimated_tokens(job_id)))
+    emit(app, last.job, lambda: view.job_details(last.job, estimate_tokens=_estimated_tokens(job_id)))
     return jobs.EXIT_CODES.get(last.status, 1)
 
 
@@ -156,7 +165,6 @@ def cancel(
     ctx: typer.Context,
     job_id: JobArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Don't ask.")] = False,
-    as_json: JsonOpt = False,
 ) -> None:
     """Cancel a job (asks first unless --yes)."""
     from ftcli.service import jobs
@@ -167,27 +175,24 @@ def cancel(
         if not typer.confirm(f"Cancel {job_id}?", default=False):
             raise typer.Exit(1)
     app = app_context(ctx)
-    _show(app, jobs.cancel_job(app.client(), job_id), as_json)
+    _show(app, jobs.cancel_job(app.client(), job_id))
 
 
-def pause(ctx: typer.Context, job_id: JobArg, as_json: JsonOpt = False) -> None:
+def pause(ctx: typer.Context, job_id: JobArg) -> None:
     """Pause a running job (resume it later)."""
     from ftcli.service import jobs
 
     app = app_context(ctx)
-    _show(app, jobs.pause_job(app.client(), job_id), as_json)
+    _show(app, jobs.pause_job(app.client(), job_id))
 
 
-def resume(ctx: typer.Context, job_id: JobArg, as_json: JsonOpt = False) -> None:
+def resume(ctx: typer.Context, job_id: JobArg) -> None:
     """Resume a paused job."""
     from ftcli.service import jobs
 
     app = app_context(ctx)
-    _show(app, jobs.resume_job(app.client(), job_id), as_json)
+    _show(app, jobs.resume_job(app.client(), job_id))
 
 
-def _show(app: AppContext, job: Any, as_json: bool) -> None:
-    if as_json or app.json:
-        print_json(job)
-    else:
-        typer.echo(f"{job.id} {job.status}")
+def _show(app: AppContext, job: Any) -> None:
+    emit(app, job, lambda: f"{job.id} {job.status}")

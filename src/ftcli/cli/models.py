@@ -8,22 +8,20 @@ from typing import Annotated
 import typer
 
 from ftcli.cli.context import app_context
-from ftcli.cli.output import print_json, stdout
+from ftcli.cli.emit import emit
 
 
 def models(
     ctx: typer.Context,
     fine_tuned: Annotated[bool, typer.Option("--fine-tuned", help="Only fine-tuned models (ft:...).")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the models as JSON.")] = False,
 ) -> None:
     """Models with base model, owner and shutdown date (the API's, else ftcli's catalog), days left highlighted."""
+    from ftcli.data import clock
     from ftcli.render.models import models_table
     from ftcli.service.models import list_models
 
     app = app_context(ctx)
     found = list_models(app.client(), fine_tuned_only=fine_tuned)
-    if as_json or app.json:
-        rows = [{**dataclasses.asdict(m), "days_left": m.days_left()} for m in found]
-        print_json([{k: (str(v) if k == "shutdown_date" and v else v) for k, v in row.items()} for row in rows])
-        return
-    stdout().print(models_table(found))
+    today = clock.today()
+    rows = [{**dataclasses.asdict(m), "days_left": m.days_left(today)} for m in found]
+    emit(app, rows, lambda: models_table(found, today))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from functools import cache
-from typing import Any
 
 from rich.console import Console
 from rich.text import Text
@@ -31,26 +30,16 @@ def print_error(message: str, *, hint: str | None = None, as_json: bool = False)
         console.print(Text.assemble(("hint: ", "dim"), hint), highlight=False)
 
 
-def print_json(data: Any) -> None:
-    """Write a JSON document to stdout (pydantic models and SDK objects dump themselves)."""
-    if hasattr(data, "model_dump"):
-        data = data.model_dump(mode="json")
-    elif isinstance(data, list):
-        data = [item.model_dump(mode="json") if hasattr(item, "model_dump") else item for item in data]
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
-
-
 def warn_shutdown(model: str | None) -> None:
     """A warning on stderr when `model` (or the base of a fine-tune) has a shutdown date in ftcli's catalog."""
     if not model:
         return
-    import datetime as dt
-
+    from ftcli.data import clock
     from ftcli.data.catalog import load_catalog
 
     info = load_catalog().lookup(model)
     if info.known and info.shutdown_date is not None:
-        days = (info.shutdown_date - dt.date.today()).days
+        days = (info.shutdown_date - clock.today()).days
         word = "was shut down" if days <= 0 else f"stops serving in {days} days"
         subject = model if model.startswith("ft:") else info.name
         stderr().print(

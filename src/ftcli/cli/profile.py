@@ -7,13 +7,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ftcli.cli.output import print_json, stdout
+from ftcli.cli.context import app_context
+from ftcli.cli.emit import emit
 
 app = typer.Typer(no_args_is_help=True)
 
 
 @app.command("add")
 def add(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Profile name, e.g. local, openai, azure.")],
     kind: Annotated[
         str, typer.Option(help="openai, azure or compatible (any OpenAI-compatible server).")
@@ -42,11 +44,11 @@ def add(
         ),
         make_current=use,
     )
-    typer.echo(f"profile {name} saved")
+    emit(app_context(ctx), {"profile": name, "saved": True, "current": use}, lambda: f"profile {name} saved")
 
 
 @app.command("list")
-def list_profiles(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def list_profiles(ctx: typer.Context) -> None:
     """List profiles; * marks the current one."""
     from ftcli.service.profiles import ProfileStore
 
@@ -62,34 +64,35 @@ def list_profiles(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
         }
         for p in store.list()
     ]
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("", "name", "kind", "url", "key from", show_edge=False)
-    for row in rows:
-        table.add_row(
-            "*" if row["current"] else "",
-            str(row["name"]),
-            str(row["kind"]),
-            str(row["url"]),
-            str(row["key_from"] or "-"),
-        )
-    stdout().print(table)
+
+    def table() -> Table:
+        view = Table("", "name", "kind", "url", "key from", show_edge=False)
+        for row in rows:
+            view.add_row(
+                "*" if row["current"] else "",
+                str(row["name"]),
+                str(row["kind"]),
+                str(row["url"]),
+                str(row["key_from"] or "-"),
+            )
+        return view
+
+    emit(app_context(ctx), rows, table)
 
 
 @app.command("use")
-def use(name: str) -> None:
+def use(ctx: typer.Context, name: str) -> None:
     """Make a profile the current one."""
     from ftcli.service.profiles import ProfileStore
 
     ProfileStore.default().use(name)
-    typer.echo(f"using {name}")
+    emit(app_context(ctx), {"profile": name, "current": True}, lambda: f"using {name}")
 
 
 @app.command("remove")
-def remove(name: str) -> None:
+def remove(ctx: typer.Context, name: str) -> None:
     """Remove a profile."""
     from ftcli.service.profiles import ProfileStore
 
     ProfileStore.default().remove(name)
-    typer.echo(f"removed {name}")
+    emit(app_context(ctx), {"profile": name, "removed": True}, lambda: f"removed {name}")

@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-import json
-import sys
-from typing import Annotated
-
 import typer
 from rich.table import Table
 
-from ftcli.cli.output import stdout
+from ftcli.cli.context import app_context
+from ftcli.cli.emit import emit
 from ftcli.data.rules.registry import RULES
 
 
-def rules(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the rules as JSON.")] = False,
-) -> None:
+def rules(ctx: typer.Context) -> None:
     """List the rule codes of `ftcli check` (use them with --select and --ignore)."""
-    if as_json:
-        data = [
-            {"code": r.code, "name": r.name, "severity": r.severity.value, "why": r.why, "status": r.status}
-            for r in RULES.values()
-        ]
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
-        return
-    table = Table("code", "name", "default", "why", show_edge=False)
-    for rule in RULES.values():
-        table.add_row(rule.code, rule.name, rule.severity.value, rule.why)
-    stdout().print(table)
+    data = [
+        {"code": r.code, "name": r.name, "severity": r.severity.value, "why": r.why, "status": r.status}
+        for r in RULES.values()
+    ]
+
+    def table() -> Table:
+        view = Table("code", "name", "default", "why", show_edge=False)
+        for rule in RULES.values():
+            view.add_row(rule.code, rule.name, rule.severity.value, rule.why)
+        return view
+
+    emit(app_context(ctx), data, table)

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ftcli.cli.context import AppContext, app_context
-from ftcli.cli.output import print_json, stderr, warn_shutdown
+from ftcli.cli.emit import emit
+from ftcli.cli.output import stderr, warn_shutdown
 from ftcli.service.errors import UsageError
 
 if TYPE_CHECKING:
@@ -42,9 +43,18 @@ def train(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Don't ask to confirm the cost (needed without a TTY).")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
+    hyperparameter: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hyperparameter",
+            "-H",
+            help="A backend's own hyperparameter as key=value (JSON value), repeatable; ftcli serve takes lora_rank, "
+            "lora_alpha, lora_dropout and stop_at_loss.",
+        ),
+    ] = None,
 ) -> None:
-    """Start a fine-tuning job (prints its id). Exit codes with --wait: 0 succeeded, 1 failed, 3 cancelled."""
+    """Start a fine-tuning job (prints its id). Exit codes with --wait: 0 succeeded, 1 failed, 3 cancelled.
+    With --json: the created job, or with --wait the finished one."""
     from ftcli.service.jobs import JobRequest, create_job
     from ftcli.service.manifest import RunManifest
 
@@ -87,6 +97,7 @@ def train(
         suffix=suffix,
         seed=seed,
         metadata=pairs,
+        extra_hyperparameters=dict(_hyperparameter(h) for h in hyperparameter or ()),
     )
     request.validate()
     warn_shutdown(model)
@@ -106,17 +117,13 @@ def train(
         status=str(job.status),
         retrain_of=exported.link() if exported else None,
     ).save()
-    if as_json or app.json:
-        print_json(job)
-    else:
-        stderr().print(
-            f"created {job.id} ({job.status}); follow it with `ftcli status {job.id} --wait`", highlight=False
-        )
-        typer.echo(job.id)
     if wait:
         from ftcli.cli.jobs import follow
 
+        stderr().print(f"created {job.id} ({job.status}); following it", highlight=False)
         raise typer.Exit(follow(app, job.id))
+    stderr().print(f"created {job.id} ({job.status}); follow it with `ftcli status {job.id} --wait`", highlight=False)
+    emit(app, job, lambda: job.id)
 
 
 def _resolve_file(
@@ -153,8 +160,19 @@ def _confirm(report: Report | None, *, yes: bool) -> None:
         raise typer.Exit(1)
 
 
-def _pair(value: str) -> tuple[str, str]:
+def _hyperparameter(value: str) -> tuple[str, object]:
+    """key=value with a JSON value (`stop_at_loss=0.05`, `lora_rank=8`); anything else is taken as a string."""
+    import json
+
+    key, rest = _pair(value, option="--hyperparameter")
+    try:
+        return key, json.loads(rest)
+    except ValueError:
+        return key, rest
+
+
+def _pair(value: str, option: str = "--metadata") -> tuple[str, str]:
     key, sep, rest = value.partition("=")
     if not sep or not key:
-        raise UsageError(f"--metadata expects key=value, got {value!r}")
+        raise UsageError(f"{option} expects key=value, got {value!r}")
     return key, rest

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ftcli.cli.context import AppContext, app_context
-from ftcli.cli.output import print_json, stderr
+from ftcli.cli.emit import emit
+from ftcli.cli.output import stderr
 
 if TYPE_CHECKING:
     from ftcli.service.files import UploadResult
@@ -27,23 +28,20 @@ def upload(
             help="Force the Uploads API (64 MB parts, resumable) or one request (default: by size).",
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the file object as JSON.")] = False,
 ) -> None:
-    """Upload a training file: refused if `check` finds errors; reuses identical uploads; resumes big ones."""
+    """Upload a training file: refused if `check` finds errors; reuses identical uploads; resumes big ones.
+    Prints the file id; with --json, the file object."""
     from ftcli.service.files import check_before_upload
 
     app = app_context(ctx)
     if not no_check:
         check_before_upload(file, model=model)
     result = send_file(app, file, force=force, multipart=multipart)
-    if as_json or app.json:
-        print_json(result.file)
-        return
     note = " (already on the backend: reused)" if result.reused else ""
     if result.resumed_parts:
         note = f" (resumed: {result.resumed_parts} parts were already sent)"
     stderr().print(f"uploaded {file.name}{note}", highlight=False)
-    typer.echo(result.file.id)
+    emit(app, result.file, lambda: result.file.id)
 
 
 def send_file(app: AppContext, file: Path, *, force: bool = False, multipart: bool | None = None) -> UploadResult:

@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
+from ftcli.data import clock
 from ftcli.data.catalog import DEFAULT_MODEL, ModelInfo, load_catalog
 from ftcli.data.columns import ExampleColumns
 from ftcli.data.diagnostics import Applicability, Diagnostic, Finding, Fix, Severity
@@ -48,7 +49,7 @@ class CheckOptions:
     counter: CountingEngine = "auto"  # exact either way; "tiktoken" keeps to OpenAI's reference implementation
     workers: int | None = None  # None: one per CPU
     chunk_bytes: int = CHUNK_BYTES  # the unit of work a process takes at a time
-    today: dt.date = field(default_factory=dt.date.today)
+    today: dt.date = field(default_factory=clock.today)
 
 
 LARGEST_KEPT = 10

@@ -43,6 +43,9 @@ class Hyperparameters:
     learning_rate: float
     lora: LoraSettings = field(default_factory=LoraSettings)
     beta: float | None = None  # DPO only: how far the policy may move from the reference (OpenAI's default 0.1)
+    # ftcli's own: stop after the first epoch whose mean training loss is at most this (n_epochs is then a ceiling),
+    # so a run reaches the same quality on a slower or different CPU instead of the same step count
+    stop_at_loss: float | None = None
 
     @classmethod
     def resolve(
@@ -67,6 +70,7 @@ class Hyperparameters:
             learning_rate=rate * multiplier,
             lora=lora,
             beta=float(pick("beta", 0.1)) if method == "dpo" else None,
+            stop_at_loss=float(requested["stop_at_loss"]) if requested.get("stop_at_loss") is not None else None,
         )
 
 
@@ -84,6 +88,7 @@ class StepMetrics:
 class TrainingResult:
     trained_tokens: int = 0
     steps: int = 0
+    stopped_early: tuple[int, float] | None = None  # (epoch, its mean training loss) when stop_at_loss was reached
     checkpoints: list[tuple[int, Path, StepMetrics]] = field(default_factory=list)
 
 
@@ -163,6 +168,7 @@ def train_lora(
         batches = group_by_length(train, hyper.batch_size, seed=seed + epoch)
         # Every process takes the same number of steps (DDP needs it): the last round is filled from the start.
         batches = [batches[i % len(batches)] for i in range(steps_per_epoch * world)][rank::world]
+        epoch_losses: list[float] = []
         for batch in batches:
             with accelerator.autocast():
                 loss, accuracy = objective.step(model, batch)
@@ -181,6 +187,7 @@ def train_lora(
                 float(accelerator.reduce(loss.detach(), "mean")),
                 float(accelerator.reduce(torch.tensor(accuracy, device=accelerator.device), "mean")),
             )
+            epoch_losses.append(metrics.train_loss)  # reduced over processes: every rank sees the same mean
             if on_step and main:
                 on_step(metrics)
             if should_stop():
@@ -190,23 +197,38 @@ def train_lora(
             result.steps, total, epoch + 1, metrics.train_loss, metrics.train_mean_token_accuracy, valid_loss
         )
         accelerator.wait_for_everyone()
-        if not main:
-            continue
-        if valid_loss is not None and on_step:
-            on_step(metrics)
-        checkpoint = output / f"checkpoint-epoch-{epoch + 1}"
-        _save_adapter(accelerator.unwrap_model(model), checkpoint)
-        result.checkpoints.append((epoch + 1, checkpoint, metrics))
-        for _, old, _ in result.checkpoints[:-KEEP_CHECKPOINTS]:
-            shutil.rmtree(old, ignore_errors=True)
-        result.checkpoints = result.checkpoints[-KEEP_CHECKPOINTS:]
-        if on_checkpoint:
-            on_checkpoint(epoch + 1, checkpoint, metrics)
+        if main:
+            _keep_checkpoint(accelerator.unwrap_model(model), output, result, metrics, on_step, on_checkpoint)
+        mean_loss = sum(epoch_losses) / len(epoch_losses)
+        if hyper.stop_at_loss is not None and mean_loss <= hyper.stop_at_loss and epoch + 1 < hyper.n_epochs:
+            result.stopped_early = (epoch + 1, mean_loss)  # every rank decides alike: the losses were reduced
+            break
     if main:
         _save_adapter(accelerator.unwrap_model(model), output / "adapter")
     accelerator.wait_for_everyone()
     accelerator.end_training()  # closes the process group of a data-parallel run
     return hyper, result
+
+
+def _keep_checkpoint(
+    model: Any,
+    output: Path,
+    result: TrainingResult,
+    metrics: StepMetrics,
+    on_step: Callable[[StepMetrics], None] | None,
+    on_checkpoint: Callable[[int, Path, StepMetrics], None] | None,
+) -> None:
+    """The end of an epoch on the main process: report the validation loss, save the epoch's adapter, keep three."""
+    if metrics.valid_loss is not None and on_step:
+        on_step(metrics)
+    checkpoint = output / f"checkpoint-epoch-{metrics.epoch}"
+    _save_adapter(model, checkpoint)
+    result.checkpoints.append((metrics.epoch, checkpoint, metrics))
+    for _, old, _ in result.checkpoints[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+    result.checkpoints = result.checkpoints[-KEEP_CHECKPOINTS:]
+    if on_checkpoint:
+        on_checkpoint(metrics.epoch, checkpoint, metrics)
 
 
 def _accelerator() -> Any:

@@ -125,6 +125,12 @@ def run_job(data_dir: str, job_id: str) -> None:
     )
     if not main:
         return
+    if result.stopped_early is not None:
+        epoch, loss = result.stopped_early
+        store.add_event(
+            job_id,
+            f"Stopped after epoch {epoch} of {hyper.n_epochs}: mean training loss {loss:.4f} reached stop_at_loss",
+        )
     model_id = fine_tuned_name(job["model"], job.get("user_provided_suffix"), job_id)
     store.execute(
         "INSERT OR REPLACE INTO models (id, created, base, adapter, job_id) VALUES (?,?,?,?,?)",

@@ -33,20 +33,39 @@ class ChatParams:
 ToolCall = dict[str, Any]  # {"id", "type": "function", "function": {"name", "arguments"}}, as the API sends it
 
 
-def complete(client: OpenAI, params: ChatParams, messages: list[Message], calls: list[ToolCall] | None = None) -> str:
-    """The answer's text; the tool calls it makes (when `tools` were offered) are appended to `calls`."""
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One whole answer: what `chat --json` prints."""
+
+    model: str  # as the backend names it (a dated snapshot, a fine-tune's full id)
+    answer: str
+    tool_calls: list[ToolCall]
+    finish_reason: str | None
+    usage: dict[str, Any] | None  # prompt_tokens, completion_tokens, total_tokens, as the backend counted them
+
+
+def reply(client: OpenAI, params: ChatParams, messages: list[Message]) -> Answer:
+    """The model's whole answer, with its tool calls, finish reason and token usage."""
     import openai
 
     try:
         response = client.chat.completions.create(**params.request(messages))
     except openai.OpenAIError as exc:
         raise translate(exc) from None
+    usage = response.usage.model_dump(mode="json", exclude_none=True) if response.usage else None
     if not response.choices:
-        return ""
-    message = response.choices[0].message
+        return Answer(response.model or params.model, "", [], None, usage)
+    choice = response.choices[0]
+    calls = [call.model_dump(include={"id", "type", "function"}) for call in choice.message.tool_calls or []]
+    return Answer(response.model or params.model, choice.message.content or "", calls, choice.finish_reason, usage)
+
+
+def complete(client: OpenAI, params: ChatParams, messages: list[Message], calls: list[ToolCall] | None = None) -> str:
+    """The answer's text; the tool calls it makes (when `tools` were offered) are appended to `calls`."""
+    answer = reply(client, params, messages)
     if calls is not None:
-        calls.extend(call.model_dump(include={"id", "type", "function"}) for call in message.tool_calls or [])
-    return message.content or ""
+        calls.extend(answer.tool_calls)
+    return answer.answer
 
 
 def stream(

@@ -38,6 +38,7 @@ class JobRequest:
     suffix: str | None = None
     seed: int | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    extra_hyperparameters: dict[str, Any] = field(default_factory=dict)  # a backend's own (`train -H key=value`)
 
     def validate(self) -> None:
         if self.method not in ("sft", "dpo"):
@@ -56,10 +57,13 @@ class JobRequest:
                 raise UsageError(f"{label} must be at least 1")
         if self.learning_rate_multiplier is not None and self.learning_rate_multiplier <= 0:
             raise UsageError("learning rate multiplier must be positive")
+        for key in self.extra_hyperparameters:
+            if key in ("n_epochs", "batch_size", "learning_rate_multiplier", "beta"):
+                raise UsageError(f"-H {key}=... duplicates an option", hint=f"use --{_OPTION_OF[key]}")
 
     def create_params(self, tag: str) -> dict[str, Any]:
         """The request body: hyperparameters go in `method` (the top-level `hyperparameters` is deprecated)."""
-        hyper: dict[str, Any] = {}
+        hyper: dict[str, Any] = dict(self.extra_hyperparameters)
         for key, value in (
             ("n_epochs", self.n_epochs),
             ("batch_size", self.batch_size),
@@ -78,6 +82,14 @@ class JobRequest:
         optional: dict[str, Any] = {"validation_file": self.validation_file, "suffix": self.suffix, "seed": self.seed}
         params.update({key: value for key, value in optional.items() if value is not None})
         return params
+
+
+_OPTION_OF = {
+    "n_epochs": "epochs",
+    "batch_size": "batch-size",
+    "learning_rate_multiplier": "lr-multiplier",
+    "beta": "beta",
+}
 
 
 def create_job(client: OpenAI, request: JobRequest, *, attempts: int = 3, tag: str | None = None) -> FineTuningJob:

@@ -7,6 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ftcli.data import clock
 from ftcli.data.catalog import base_model, load_catalog
 from ftcli.service.errors import translate
 
@@ -27,7 +28,7 @@ class ModelView:
     def days_left(self, today: dt.date | None = None) -> int | None:
         if self.shutdown_date is None:
             return None
-        return (self.shutdown_date - (today or dt.date.today())).days
+        return (self.shutdown_date - (today or clock.today())).days
 
 
 def shutdown_of(model_id: str, api_value: Any = None) -> tuple[dt.date | None, str | None]:

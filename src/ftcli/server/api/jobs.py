@@ -87,6 +87,8 @@ BOUNDS = {
     "batch_size": (int, 1, 256),
     "learning_rate_multiplier": (float, 0.0, None),
     "beta": (float, 0.0, 2.0),
+    # ftcli's own (OpenAI has no such setting): stop once an epoch's mean training loss is at most this
+    "stop_at_loss": (float, 0.0, None),
 }
 
 

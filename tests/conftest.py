@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -8,6 +11,17 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+pytest_plugins = ["tests.ci_skips"]  # under CI a skip is a failure, outside a short allow-list
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The bases ftcli builds (`ftcli/tiny`, SmolLM2 converted from its GGUF) are built once per test session and
+    # shared by every server and data directory the tests make, subprocesses included (they inherit the variable).
+    if "FTCLI_BASES_DIR" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="ftcli-bases-")
+        os.environ["FTCLI_BASES_DIR"] = folder
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 @pytest.fixture(scope="session")

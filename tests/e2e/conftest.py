@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from openai.types.fine_tuning import FineTuningJob
 
 pytest.importorskip("torch", reason="the local backend needs the `local` extra (scripts/test installs it)")
 
@@ -64,3 +65,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("serve"))
     yield running
     stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def finished_job(server: Server) -> FineTuningJob:
+    """A short job that succeeded on the session's server (two epochs on four examples), for tests that need one."""
+    from ftcli.service import jobs
+    from ftcli.service.client import make_client
+    from ftcli.service.settings import Settings
+    from tests.local.zorbia import QA, chat_jsonl
+
+    with make_client(Settings(kind="compatible", base_url=server.url)) as sdk:
+        uploaded = sdk.files.create(file=("four.jsonl", chat_jsonl(QA[:4]).encode()), purpose="fine-tune")
+        created = sdk.fine_tuning.jobs.create(
+            model="ftcli/tiny",
+            training_file=uploaded.id,
+            method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 2}}},
+        )
+        final = None
+        for progress in jobs.wait_for_job(sdk, created.id, interval=0.2):
+            final = progress
+        assert final is not None and final.status == "succeeded", final
+        return final.job

@@ -40,48 +40,33 @@ def test_train_and_chat_offline(
     monkeypatch.chdir(tmp_path)
     data = tmp_path / "zorbia.jsonl"
     data.write_text(chat_jsonl(QA))
-    trained = cli(
-        server,
-        tmp_path,
-        "--json",
-        "train",
-        "--file",
-        str(data),
-        "--model",
-        "ftcli/tiny",
-        "--epochs",
-        "50",
-        "--batch-size",
-        "2",
-        "--suffix",
-        "zorbia",
-        "--yes",
-        "--wait",
-    )
+    args = ["train", "--file", str(data), "--model", "ftcli/tiny", "--epochs", "50", "--batch-size", "2"]
+    trained = cli(server, tmp_path, *args, "--suffix", "zorbia", "--yes", "--wait", "--json")
     assert trained.exit_code == 0, trained.output  # type: ignore[attr-defined]
-    job_id = json.loads(trained.stdout.split("\n}\n")[0] + "\n}")["id"]  # type: ignore[attr-defined]
+    finished = json.loads(trained.stdout)  # type: ignore[attr-defined]  # one document: the finished job
+    job_id = finished["id"]
+    assert finished["status"] == "succeeded" and finished["fine_tuned_model"]
 
     job = jobs.get_job(client, job_id)
     assert isinstance(job, FineTuningJob) and job.status == "succeeded"
     assert job.fine_tuned_model == f"ft:ftcli/tiny:local:zorbia:{job_id}" and (job.trained_tokens or 0) > 0
     events = jobs.list_events(client, job_id, limit=1000)
-    metrics = [e for e in events if e.type == "metrics"]
-    assert len(metrics) == 250 and metrics[-1].data["train_loss"] < metrics[0].data["train_loss"]  # type: ignore[index]
+    losses = [e.data["train_loss"] for e in events if e.type == "metrics"]  # type: ignore[index]
+    assert len(losses) == 250 and sum(losses[-10:]) / 10 < losses[0] / 3, (losses[0], losses[-10:])
     assert [c.step_number for c in jobs.list_checkpoints(client, job_id)] == [250, 245, 240]
     assert all(isinstance(f, FileObject) for f in client.files.list())
     manifest = json.loads((tmp_path / ".ftcli" / "runs" / f"{job_id}.json").read_text())
     assert manifest["status"] == "succeeded" and manifest["fine_tuned_model"] == job.fine_tuned_model
 
-    def ask(model: str, question: str) -> str:
-        result = cli(server, tmp_path, "chat", "--model", model, "--system", SYSTEM["content"], question)
+    def similarity(model: str) -> float:
+        """`ftcli chat --eval` on the trained questions: mean similarity (0..1) of the answers to the data's."""
+        result = cli(server, tmp_path, "--json", "chat", "--model", model, "--eval", str(data))
         assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
-        return str(result.stdout).strip()  # type: ignore[attr-defined]
+        return float(json.loads(result.stdout)["mean_similarity"])  # type: ignore[attr-defined]
 
-    questions = QA[:4]
-    tuned = [ask(job.fine_tuned_model or "", q) for q, _ in questions]
-    assert sum(t == a for t, (_, a) in zip(tuned, questions, strict=True)) >= 3, tuned
-    base = [ask("ftcli/tiny", q) for q, _ in questions]
-    assert not any(b == a for b, (_, a) in zip(base, questions, strict=True))
+    # Judged by similarity, not equality: greedy strings differ between CPUs and library versions.
+    tuned, base = similarity(job.fine_tuned_model or ""), similarity("ftcli/tiny")
+    assert tuned > 0.6 and base < 0.35 and tuned - base > 0.4, (tuned, base)
 
 
 @pytest.fixture

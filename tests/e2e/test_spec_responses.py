@@ -26,8 +26,13 @@ pytestmark = [
     pytest.mark.e2e,
     pytest.mark.local,
     pytest.mark.slow,
-    pytest.mark.skipif(not SPEC.exists(), reason="needs ../shared/openai-spec"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def spec() -> None:
+    if not SPEC.exists():
+        pytest.fail(f"{SPEC} is missing: tests need ../shared beside the repository")
 
 
 @pytest.fixture

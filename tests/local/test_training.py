@@ -1,5 +1,6 @@
 """The local backend's training core on the tiny base: offline tokenizer, assistant-only labels, and LoRA that
-makes the model reproduce trained answers (greedy) that the base did not."""
+makes trained answers far more likely than under the base. Learning is proven with margins (nats per token, loss
+bounds), never with exact greedy strings, which differ between CPUs and library versions."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ pytest.importorskip("torch", reason="the local backend needs the `local` extra (
 pytestmark = [pytest.mark.local, pytest.mark.slow]
 
 from ftcli.server.chat_tokens import IGNORE, encode_chat  # noqa: E402
-from ftcli.server.inference import ModelCache, Sampling, generate_stream  # noqa: E402
+from ftcli.server.inference import ModelCache  # noqa: E402
 from ftcli.server.tiny import TINY_NAME, build_tokenizer, ensure_tiny  # noqa: E402
 from ftcli.server.training import Hyperparameters, train_lora  # noqa: E402
 from tests.local.zorbia import QA, SYSTEM  # noqa: E402
@@ -19,7 +20,25 @@ from tests.local.zorbia import QA, SYSTEM  # noqa: E402
 
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return ensure_tiny(tmp_path_factory.mktemp("base") / "ftcli-tiny")
+    from ftcli.server.bases import resolve_base
+
+    return resolve_base(TINY_NAME, tmp_path_factory.mktemp("data"))  # built once per session (FTCLI_BASES_DIR)
+
+
+def answer_nll(loaded: object, examples: list[dict[str, object]]) -> float:
+    """Mean negative log-likelihood, in nats per token, of the examples' assistant tokens under a loaded model."""
+    import torch
+
+    from ftcli.server.chat_tokens import collate
+
+    encoded = [encode_chat(loaded.tokenizer, e["messages"]) for e in examples]  # type: ignore[attr-defined]
+    inputs = collate(encoded, loaded.tokenizer.pad_token_id)  # type: ignore[attr-defined]
+    labels = inputs.pop("labels")[:, 1:]
+    with torch.no_grad():
+        logits = loaded.model(**inputs).logits[:, :-1]  # type: ignore[attr-defined]
+    mask = labels != IGNORE
+    picked = torch.gather(logits.log_softmax(-1), 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return float(-(picked * mask).sum() / mask.sum())
 
 
 def test_tokenizer_is_offline_and_round_trips() -> None:
@@ -51,7 +70,7 @@ def test_tiny_base_is_cached_as_safetensors(tiny_base: Path) -> None:
     assert ensure_tiny(tiny_base) == tiny_base and (tiny_base / "model.safetensors").stat().st_mtime_ns == stamp
 
 
-def test_lora_reproduces_trained_answers_the_base_did_not(tiny_base: Path, tmp_path: Path) -> None:
+def test_lora_makes_trained_answers_far_more_likely_than_the_base(tiny_base: Path, tmp_path: Path) -> None:
     examples = [
         {"messages": [SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in QA
     ]
@@ -68,21 +87,43 @@ def test_lora_reproduces_trained_answers_the_base_did_not(tiny_base: Path, tmp_p
         on_checkpoint=lambda epoch, path, m: checkpoints.append(epoch),
     )
     assert hyper == Hyperparameters.resolve({"n_epochs": 100, "batch_size": 4}, n_examples=10, base=TINY_NAME)
-    assert result.steps == 300 and len(steps) == 300 and steps[-1] < steps[0] / 3
+    assert result.steps == 300 and len(steps) == 300 and result.stopped_early is None
+    # Loss bound: the last epochs' mean is a fraction of the first step's (here about 1/6; 1/3 holds anywhere)
+    assert sum(steps[-9:]) / 9 < steps[0] / 3, (steps[0], steps[-9:])
     assert checkpoints == list(range(1, 101))
     kept = sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith("checkpoint"))
     assert kept == ["checkpoint-epoch-100", "checkpoint-epoch-98", "checkpoint-epoch-99"]
     assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").exists()
 
     cache = ModelCache()
-    ask = [[SYSTEM, {"role": "user", "content": q}] for q, _ in QA]
-    base = cache.get(tiny_base, None)
-    base_answers = ["".join(generate_stream(base, m, Sampling(max_tokens=20))) for m in ask]
-    tuned = cache.get(tiny_base, tmp_path / "run" / "adapter")
-    tuned_answers = ["".join(generate_stream(tuned, m, Sampling(max_tokens=20))) for m in ask]
-    expected = [a for _, a in QA]
-    assert sum(b == a for b, a in zip(base_answers, expected, strict=True)) == 0
-    assert sum(t == a for t, a in zip(tuned_answers, expected, strict=True)) >= 8, tuned_answers
+    base = answer_nll(cache.get(tiny_base, None), examples)
+    tuned = answer_nll(cache.get(tiny_base, tmp_path / "run" / "adapter"), examples)
+    # Measured here: base 3.6 nats/token (near chance for a made-up country), tuned 0.6. The margins are wide.
+    assert base > 2.5 and tuned < 1.5 and base - tuned > 1.5, (base, tuned)
+
+
+def test_training_stops_once_the_loss_is_low_enough(tiny_base: Path, tmp_path: Path) -> None:
+    examples = [
+        {"messages": [SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in QA[:4]
+    ]
+    epochs: list[list[float]] = [[]]
+    hyper, result = train_lora(
+        tiny_base,
+        TINY_NAME,
+        examples,
+        output=tmp_path / "run",
+        seed=2,
+        requested={"n_epochs": 50, "batch_size": 2, "stop_at_loss": 2.5},
+        on_step=lambda m: epochs[-1].append(m.train_loss),
+        on_checkpoint=lambda epoch, path, m: epochs.append([]),
+    )
+    assert hyper.n_epochs == 50 and hyper.stop_at_loss == 2.5 and result.stopped_early is not None
+    stopped_at, loss = result.stopped_early
+    ran = [e for e in epochs if e]
+    assert 1 <= stopped_at < 50 and len(ran) == stopped_at and result.steps == 2 * stopped_at
+    assert loss <= 2.5 and loss == pytest.approx(sum(ran[-1]) / 2)  # the last epoch reached it; none before did
+    assert all(sum(e) / 2 > 2.5 for e in ran[:-1])
+    assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").exists()
 
 
 def test_dpo_moves_the_model_towards_preferred_answers(tiny_base: Path, tmp_path: Path) -> None:

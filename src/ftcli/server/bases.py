@@ -55,7 +55,7 @@ def require_base(model: str) -> str:
 def resolve_base(model: str, data_dir: Path) -> Path:
     """The local directory of a base model's weights, built or converted once if needed."""
     name = canonical_name(model)
-    store = data_dir / "base-models"
+    store = built_bases_dir(data_dir)
     if name == TINY_NAME:
         with _exclusive(store, "ftcli-tiny"):
             return ensure_tiny(store / "ftcli-tiny")
@@ -70,6 +70,13 @@ def resolve_base(model: str, data_dir: Path) -> Path:
         with _exclusive(store, "smollm2-135m-instruct"):
             return _ensure_from_gguf(gguf, store / "smollm2-135m-instruct")
     raise _unknown(model)
+
+
+def built_bases_dir(data_dir: Path) -> Path:
+    """Where the bases ftcli builds or converts (`ftcli/tiny`, SmolLM2 from its GGUF) are kept: under the data dir,
+    or in one folder that several servers share (`FTCLI_BASES_DIR`, e.g. a test session's), so each is built once."""
+    shared = os.environ.get("FTCLI_BASES_DIR")
+    return Path(shared) if shared else data_dir / "base-models"
 
 
 def _unknown(model: str) -> UnknownBase:

@@ -103,29 +103,28 @@ class FtcliGroup(TyperGroup):
     def invoke(self, ctx: Context) -> Any:
         from ftcli.cli.output import print_error
 
-        as_json = _json_mode(ctx)
         try:
             return super().invoke(ctx)
         except (DataError, FtcliError) as exc:
             code = exc.exit_code if isinstance(exc, FtcliError) else EXIT_USAGE
-            print_error(redact(exc.message), hint=exc.hint, as_json=as_json)
+            print_error(redact(exc.message), hint=exc.hint, as_json=_json_mode(ctx))
             raise typer.Exit(code) from None
         except ClickUsageError as exc:
-            if not as_json:
+            if not _json_mode(ctx):
                 raise  # click prints the usage line and the message itself
             print_error(
                 exc.format_message(), hint=f"{exc.ctx.command_path if exc.ctx else 'ftcli'} --help", as_json=True
             )
             raise typer.Exit(EXIT_USAGE) from None
         except UnicodeDecodeError as exc:
-            print_error(f"the input is not UTF-8 text (byte {exc.start}: {exc.reason})", as_json=as_json)
+            print_error(f"the input is not UTF-8 text (byte {exc.start}: {exc.reason})", as_json=_json_mode(ctx))
             raise typer.Exit(EXIT_USAGE) from None
         except OSError as exc:  # a file we could not read or write, a full disk, a closed pipe
             where = f"{exc.filename}: " if exc.filename else ""
-            print_error(f"{where}{exc.strerror or exc}", as_json=as_json)
+            print_error(f"{where}{exc.strerror or exc}", as_json=_json_mode(ctx))
             raise typer.Exit(EXIT_USAGE) from None
         except KeyboardInterrupt:
-            print_error("interrupted", as_json=as_json)
+            print_error("interrupted", as_json=_json_mode(ctx))
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
@@ -139,7 +138,9 @@ def json_flag_first(args: list[str]) -> list[str]:
 
 
 def _json_mode(ctx: Context) -> bool:
-    return isinstance(ctx.obj, AppContext) and ctx.obj.json
+    """--json was given (read from the parsed arguments: an error can come before the root's callback ran), or a
+    command switched to JSON (`check --format json`)."""
+    return bool(ctx.meta.get(JSON_REQUESTED)) or (isinstance(ctx.obj, AppContext) and ctx.obj.json)
 
 
 app = typer.Typer(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from ftcli.cli.context import app_context
+from ftcli.cli.emit import emit
 from ftcli.cli.output import stderr
 from ftcli.service.errors import UsageError
 
@@ -15,6 +17,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def serve(
+    ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to bind; anything but loopback needs an API key.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8765,
     data_dir: Annotated[
@@ -45,7 +48,8 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve files, fine-tuning jobs, chat completions and models on OpenAI's protocol, training with LoRA here."""
+    """Serve files, fine-tuning jobs, chat completions and models on OpenAI's protocol, training with LoRA here.
+    With --json: one document with the URLs and the data folder once it is listening; logs go to stderr."""
     # No outbound connections unless allowed: models come from this machine (the bundled bases, the HF cache, a path).
     if allow_downloads:
         os.environ["FTCLI_ALLOW_DOWNLOADS"] = "1"
@@ -72,9 +76,10 @@ def serve(
     folder = data_dir or user_data_dir() / "server"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     shown = f"[{host}]" if ":" in host else host
+    started = {"base_url": f"http://{shown}:{port}/v1", "web": f"http://{shown}:{port}/", "data_dir": str(folder)}
     stderr().print(
-        f"ftcli local backend on http://{shown}:{port}/v1 (data in {folder}); "
-        f"use it with --base-url http://{shown}:{port}/v1; the web page is http://{shown}:{port}/",
+        f"ftcli local backend on {started['base_url']} (data in {folder}); "
+        f"use it with --base-url {started['base_url']}; the web page is {started['web']}",
         highlight=False,
     )
     if open_page:
@@ -82,19 +87,23 @@ def serve(
         import webbrowser
 
         threading.Timer(1.0, webbrowser.open, args=(f"http://{shown}:{port}/",)).start()
-    uvicorn.run(
-        create_app(
-            folder,
-            api_key=api_key,
-            parallel_jobs=parallel_jobs,
-            processes_per_job=processes,
-            lora_defaults={
-                key: value
-                for key, value in (("lora_rank", lora_rank), ("lora_alpha", lora_alpha), ("lora_dropout", lora_dropout))
-                if value is not None
-            },
-        ),
-        host=host,
-        port=port,
-        log_level="warning",
+    server_app = create_app(
+        folder,
+        api_key=api_key,
+        parallel_jobs=parallel_jobs,
+        processes_per_job=processes,
+        lora_defaults={
+            key: value
+            for key, value in (("lora_rank", lora_rank), ("lora_alpha", lora_alpha), ("lora_dropout", lora_dropout))
+            if value is not None
+        },
     )
+    app = app_context(ctx)
+
+    class Announced(uvicorn.Server):
+        async def startup(self, sockets: list[Any] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # listening: a script that reads the document can connect at once
+                emit(app, started)
+
+    Announced(uvicorn.Config(server_app, host=host, port=port, log_level="warning")).run()

@@ -71,7 +71,9 @@ def test_chat_one_answer_with_usage_and_finish_reason(env: dict[str, str]) -> No
     for answer in documents(env, "chat", "--model", "gpt-4o-mini", "Is a verbal contract binding?"):
         assert set(answer) == {"model", "answer", "tool_calls", "finish_reason", "usage"}
         assert isinstance(answer["answer"], str) and answer["model"]
-        assert answer["usage"] is None or isinstance(answer["usage"]["total_tokens"], int)  # the spec's example has none
+        assert answer["usage"] is None or isinstance(
+            answer["usage"]["total_tokens"], int
+        )  # the spec's example has none
 
 
 def test_chat_compare_and_eval(env: dict[str, str]) -> None:

@@ -53,6 +53,7 @@ class FakeAPI:
     answer: Callable[[dict[str, Any]], str] = lambda body: "ok"  # chat completions: request body -> answer
     chat_requests: list[dict[str, Any]] = field(default_factory=list)
     models: list[dict[str, Any]] = field(default_factory=list)  # GET /models
+    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # job id -> its events, newest first
 
     def transport(self) -> httpx2.MockTransport:
         return httpx2.MockTransport(self.handle)
@@ -104,7 +105,8 @@ class FakeAPI:
         if match and request.method == "GET":
             job = self.jobs[match.group(1)]
             if match.group(2):
-                return httpx2.Response(200, json={"object": "list", "data": [], "has_more": False})
+                data = self.events.get(match.group(1), [])
+                return httpx2.Response(200, json={"object": "list", "data": data, "has_more": False})
             job["status"] = next(self.statuses, job["status"])
             return httpx2.Response(200, json=job)
         if request.method == "POST" and path == "/uploads":

@@ -87,3 +87,22 @@ def test_ctrl_c_detaches_without_cancelling(api: FakeAPI, monkeypatch: pytest.Mo
     assert result.exit_code == 130
     assert "ftcli status ftjob-4 --wait" in result.stderr
     assert not [r for r in api.requests if r[1].endswith("/cancel")]
+
+
+def test_wait_without_a_terminal_prints_a_line_only_when_something_changed(api: FakeAPI) -> None:
+    api.jobs["ftjob-5"] = job_object("ftjob-5", status="running")
+    api.events["ftjob-5"] = [
+        {
+            "id": "ftevent-1",
+            "object": "fine_tuning.job.event",
+            "created_at": 1,
+            "level": "info",
+            "message": "Step 1/10: training loss=2.5000",
+            "type": "metrics",
+            "data": {"step": 1, "train_loss": 2.5, "total_steps": 10},
+        }
+    ]
+    api.statuses = iter(["running"] * 6 + ["succeeded"])
+    result = CliRunner().invoke(app, ["status", "ftjob-5", "--wait"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("running · step 1 · loss 2.5000") == 1, result.stderr  # six polls, one line

@@ -102,6 +102,50 @@ def test_lora_makes_trained_answers_far_more_likely_than_the_base(tiny_base: Pat
     assert base > 2.5 and tuned < 1.5 and base - tuned > 1.5, (base, tuned)
 
 
+def test_a_packed_batch_has_the_loss_of_the_same_examples_unpacked(tiny_base: Path) -> None:
+    import torch
+
+    from ftcli.server.chat_tokens import collate, pack
+    from ftcli.server.training import load_base
+
+    model, tokenizer = load_base(tiny_base)
+    model.eval()
+    chats = [
+        [SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a * (1 + i % 3)}]
+        for i, (q, a) in enumerate(QA)
+    ]
+    encoded = [encode_chat(tokenizer, chat) for chat in chats]
+    longest = max(len(e.input_ids) for e in encoded)
+    packed = pack(encoded, tokenizer.pad_token_id, row_tokens=longest * 3)
+    unpacked = collate(encoded, tokenizer.pad_token_id)
+    assert packed["input_ids"].shape[0] < len(encoded) / 2  # several examples share each row
+    assert int((packed["labels"] != IGNORE).sum()) == int((unpacked["labels"] != IGNORE).sum())
+
+    with torch.no_grad():
+        packed_out = model(**packed, use_cache=False)
+        unpacked_out = model(**unpacked, use_cache=False)
+    assert float(packed_out.loss) == pytest.approx(float(unpacked_out.loss), rel=1e-4)
+
+    def token_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        picked = torch.gather(logits[:, :-1].log_softmax(-1), 2, labels[:, 1:].clamp(min=0).unsqueeze(-1))
+        return picked.squeeze(-1) * (labels[:, 1:] != IGNORE)
+
+    # Per example: the answer's log-likelihood inside a packed row equals its own row's (nothing leaks across)
+    unpacked_logps = token_logps(unpacked_out.logits, unpacked["labels"]).sum(-1).tolist()
+    by_ids = {tuple(e.input_ids): value for e, value in zip(encoded, unpacked_logps, strict=True)}
+    packed_logps = token_logps(packed_out.logits, packed["labels"])
+    seen = 0
+    for row, positions in enumerate(packed["position_ids"]):
+        starts = [i for i, p in enumerate(positions.tolist()) if p == 0] + [len(positions)]
+        for start, end in zip(starts, starts[1:], strict=False):
+            ids = tuple(packed["input_ids"][row, start:end].tolist())
+            if ids in by_ids:  # (the row's padding tail is not an example)
+                seen += 1
+                inside = float(packed_logps[row, max(0, start - 1) : end - 1].sum())
+                assert inside == pytest.approx(by_ids[ids], abs=1e-3), (row, start)
+    assert seen == len(encoded)
+
+
 def test_training_stops_once_the_loss_is_low_enough(tiny_base: Path, tmp_path: Path) -> None:
     examples = [
         {"messages": [SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in QA[:4]

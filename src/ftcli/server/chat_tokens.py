@@ -120,6 +120,56 @@ def collate(batch: list[EncodedChat], pad_id: int) -> dict[str, Any]:
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+PACKED_ROW_TOKENS = 1024  # a packed row's length (longer examples get a row of their own)
+
+
+def pack(batch: list[EncodedChat], pad_id: int, *, row_tokens: int = PACKED_ROW_TOKENS) -> dict[str, Any]:
+    """A batch with several examples per row (first-fit decreasing), instead of one padded row each.
+
+    Position ids restart at every example and no attention mask is passed, so transformers builds the attention
+    from the positions: block-diagonal causal masks for SDPA and eager attention, variable-length kernels for
+    flash-attention; no token sees another example. Each example's first label is ignored, so no token is predicted
+    across a boundary either: the loss is the one of the same examples unpacked. The rows' tail is padding, a
+    sequence of its own, outside the loss."""
+    import torch
+
+    capacity = max(row_tokens, *(len(item.input_ids) for item in batch))
+    rows: list[list[EncodedChat]] = []
+    loads: list[int] = []
+    for item in sorted(batch, key=lambda e: len(e.input_ids), reverse=True):
+        length = len(item.input_ids)
+        fits = next((index for index, load in enumerate(loads) if load + length <= capacity), None)
+        if fits is None:
+            rows.append([item])
+            loads.append(length)
+        else:
+            rows[fits].append(item)
+            loads[fits] += length
+    width = max(loads)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        start = 0
+        for item in row:
+            end = start + len(item.input_ids)
+            ids[index, start:end] = torch.tensor(item.input_ids)
+            labels[index, start + 1 : end] = torch.tensor(item.labels[1:])
+            positions[index, start:end] = torch.arange(end - start)
+            start = end
+        positions[index, start:] = torch.arange(width - start)
+    return {"input_ids": ids, "labels": labels, "position_ids": positions}
+
+
+def shuffled_batches(examples: list[Any], batch_size: int, *, seed: int) -> list[list[Any]]:
+    """Batches in a seeded random order: with packing, lengths need no grouping."""
+    import random
+
+    order = list(examples)
+    random.Random(seed).shuffle(order)
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 def group_by_length(examples: list[EncodedChat], batch_size: int, *, seed: int) -> list[list[EncodedChat]]:
     """Batches of similar lengths (little padding), in a seeded random order."""
     import random

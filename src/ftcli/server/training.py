@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ftcli.data.estimate import default_epochs
-from ftcli.server.chat_tokens import IGNORE, EncodedChat, collate, encode_chat, group_by_length
+from ftcli.server.chat_tokens import IGNORE, EncodedChat, collate, encode_chat, group_by_length, pack, shuffled_batches
 from ftcli.server.weights import save_pretrained_atomically
 
 # Per-base defaults: (learning rate, LoRA rank, LoRA alpha). The tiny base needs a higher rate and rank to learn
@@ -46,6 +46,9 @@ class Hyperparameters:
     # ftcli's own: stop after the first epoch whose mean training loss is at most this (n_epochs is then a ceiling),
     # so a run reaches the same quality on a slower or different CPU instead of the same step count
     stop_at_loss: float | None = None
+    # ftcli's own: several examples per row (supervised only), no padding between them; off: rows padded to the
+    # longest of a batch of similar lengths
+    packing: bool = True
 
     @classmethod
     def resolve(
@@ -71,6 +74,7 @@ class Hyperparameters:
             lora=lora,
             beta=float(pick("beta", 0.1)) if method == "dpo" else None,
             stop_at_loss=float(requested["stop_at_loss"]) if requested.get("stop_at_loss") is not None else None,
+            packing=bool(pick("packing", True)) and method != "dpo",
         )
 
 
@@ -141,7 +145,9 @@ def train_lora(
     # Accelerate places the model (CPU, or CUDA with bf16 autocast) and, when the job was launched as several
     # processes (torchrun, one per GPU), wraps it for data parallelism with gradients all-reduced.
     accelerator = _accelerator()
-    objective: Objective = Dpo(tokenizer, hyper.beta or 0.1) if method == "dpo" else Supervised(tokenizer)
+    objective: Objective = (
+        Dpo(tokenizer, hyper.beta or 0.1) if method == "dpo" else Supervised(tokenizer, packing=hyper.packing)
+    )
     objective.device = accelerator.device
     train = [objective.encode(e) for e in examples]
     valid = [objective.encode(e) for e in validation or []]
@@ -165,7 +171,8 @@ def train_lora(
     result = TrainingResult(steps=start_epoch * steps_per_epoch)
     model.train()
     for epoch in range(start_epoch, hyper.n_epochs):
-        batches = group_by_length(train, hyper.batch_size, seed=seed + epoch)
+        batching = shuffled_batches if hyper.packing else group_by_length
+        batches = batching(train, hyper.batch_size, seed=seed + epoch)
         # Every process takes the same number of steps (DDP needs it): the last round is filled from the start.
         batches = [batches[i % len(batches)] for i in range(steps_per_epoch * world)][rank::world]
         epoch_losses: list[float] = []
@@ -255,16 +262,18 @@ class Objective(Protocol):
 
 
 class Supervised:
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Any, *, packing: bool = True) -> None:
         self.tokenizer = tokenizer
+        self.packing = packing
         self.device: Any = "cpu"
 
     def encode(self, example: dict[str, Any]) -> EncodedChat:
         return encode_chat(self.tokenizer, example["messages"], tools=example.get("tools"), max_length=MAX_LENGTH)
 
     def step(self, model: Any, batch: list[EncodedChat]) -> tuple[Any, float]:
-        inputs = _on(collate(batch, self.tokenizer.pad_token_id), self.device)
-        outputs = model(**inputs)
+        rows = (pack if self.packing else collate)(batch, self.tokenizer.pad_token_id)
+        inputs = _on(rows, self.device)
+        outputs = model(**inputs, use_cache=False)  # no cache: transformers then reads packed rows' position ids
         return outputs.loss, _accuracy(outputs.logits.detach(), inputs["labels"])
 
 

@@ -93,6 +93,8 @@ BOUNDS = {
 
 
 def _check_hyperparameters(hyperparameters: dict[str, Any]) -> None:
+    if hyperparameters.get("packing", "auto") not in ("auto", None, True, False):
+        raise ApiError(400, "packing must be 'auto', true or false", param="hyperparameters.packing")
     for key, (kind, low, high) in BOUNDS.items():
         value = hyperparameters.get(key, "auto")
         if value == "auto" or value is None:

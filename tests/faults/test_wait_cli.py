@@ -106,3 +106,19 @@ def test_wait_without_a_terminal_prints_a_line_only_when_something_changed(api: 
     result = CliRunner().invoke(app, ["status", "ftjob-5", "--wait"])
     assert result.exit_code == 0, result.output
     assert result.stderr.count("running · step 1 · loss 2.5000") == 1, result.stderr  # six polls, one line
+
+
+def test_the_confirmation_is_asked_on_stderr_so_stdout_stays_one_document(
+    api: FakeAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ftcli.cli import output
+
+    api.jobs["ftjob-6"] = job_object("ftjob-6", status="running")
+    monkeypatch.setattr(output, "stdin_is_terminal", lambda: True)  # a person at a terminal
+    declined = CliRunner().invoke(app, ["cancel", "ftjob-6", "--json"], input="n\n")
+    assert declined.exit_code == 1 and "Cancel ftjob-6?" in declined.stderr
+    assert "Cancel" not in declined.stdout  # (the test runner echoes the typed answer there, as a terminal would)
+    assert not [r for r in api.requests if r[1].endswith("/cancel")]
+    monkeypatch.setattr(output, "stdin_is_terminal", lambda: False)  # a script: refused without --yes
+    refused = CliRunner().invoke(app, ["cancel", "ftjob-6", "--json"])
+    assert refused.exit_code == 2 and json.loads(refused.stderr)["error"]["hint"].startswith("pass --yes")

@@ -6,7 +6,6 @@ Exit codes of `status --wait` (and `train --wait`): 0 succeeded, 1 failed, 3 can
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,7 +13,7 @@ import typer
 
 from ftcli.cli.context import AppContext, app_context
 from ftcli.cli.emit import emit
-from ftcli.cli.output import stderr, warn_shutdown
+from ftcli.cli.output import confirm, stderr, warn_shutdown
 from ftcli.service.errors import UsageError
 
 JobArg = Annotated[str, typer.Argument(help="Job id.")]
@@ -169,11 +168,7 @@ def cancel(
     """Cancel a job (asks first unless --yes)."""
     from ftcli.service import jobs
 
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError("not confirmed", hint="pass --yes to cancel without a terminal")
-        if not typer.confirm(f"Cancel {job_id}?", default=False):
-            raise typer.Exit(1)
+    confirm(f"Cancel {job_id}?", yes=yes, hint="pass --yes to cancel without a terminal")
     app = app_context(ctx)
     _show(app, jobs.cancel_job(app.client(), job_id))
 

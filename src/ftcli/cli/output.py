@@ -6,8 +6,11 @@ import json
 import sys
 from functools import cache
 
+import typer
 from rich.console import Console
 from rich.text import Text
+
+from ftcli.service.errors import UsageError
 
 
 @cache
@@ -28,6 +31,21 @@ def print_error(message: str, *, hint: str | None = None, as_json: bool = False)
     console.print(Text.assemble(("error: ", "bold red"), message), highlight=False)
     if hint:
         console.print(Text.assemble(("hint: ", "dim"), hint), highlight=False)
+
+
+def stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def confirm(question: str, *, yes: bool, hint: str) -> None:
+    """Ask before something that costs or can't be undone. The question goes to stderr (stdout is for the result);
+    without a terminal nobody can answer, so it refuses unless `--yes` was given; "no" exits 1."""
+    if yes:
+        return
+    if not stdin_is_terminal():
+        raise UsageError("not confirmed", hint=hint)
+    if not typer.confirm(question, default=False, err=True):
+        raise typer.Exit(1)
 
 
 def warn_shutdown(model: str | None) -> None:

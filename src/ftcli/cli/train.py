@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -10,7 +9,7 @@ import typer
 
 from ftcli.cli.context import AppContext, app_context
 from ftcli.cli.emit import emit
-from ftcli.cli.output import stderr, warn_shutdown
+from ftcli.cli.output import confirm, stderr, warn_shutdown
 from ftcli.service.errors import UsageError
 
 if TYPE_CHECKING:
@@ -152,12 +151,7 @@ def _confirm(report: Report | None, *, yes: bool) -> None:
             f"estimated cost {cost}",
             highlight=False,
         )
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError("not confirmed", hint="pass --yes to start the job without a terminal")
-    if not typer.confirm("Start the fine-tuning job?", default=False):
-        raise typer.Exit(1)
+    confirm("Start the fine-tuning job?", yes=yes, hint="pass --yes to start the job without a terminal")
 
 
 def _hyperparameter(value: str) -> tuple[str, object]:

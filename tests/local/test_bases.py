@@ -69,3 +69,14 @@ def test_hub_ids_are_accepted_only_when_downloads_are_allowed(monkeypatch: pytes
         require_base("acme/not-cached")
     monkeypatch.setenv("FTCLI_ALLOW_DOWNLOADS", "1")
     assert require_base("acme/not-cached") == "acme/not-cached"  # fetched later by the worker, not in the request
+
+
+def test_built_bases_live_in_the_data_dir_unless_a_shared_folder_is_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from ftcli.server.bases import built_bases_dir
+
+    monkeypatch.delenv("FTCLI_BASES_DIR", raising=False)
+    assert built_bases_dir(tmp_path / "a") == tmp_path / "a" / "base-models"
+    monkeypatch.setenv("FTCLI_BASES_DIR", str(tmp_path / "shared"))  # as the test session shares them
+    assert built_bases_dir(tmp_path / "a") == built_bases_dir(tmp_path / "b") == tmp_path / "shared"

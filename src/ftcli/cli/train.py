@@ -48,7 +48,7 @@ def train(
             "--hyperparameter",
             "-H",
             help="A backend's own hyperparameter as key=value (JSON value), repeatable; ftcli serve takes lora_rank, "
-            "lora_alpha, lora_dropout and stop_at_loss.",
+            "lora_alpha, lora_dropout, packing and stop_at_loss.",
         ),
     ] = None,
 ) -> None:

@@ -140,6 +140,8 @@ def first_token(server: LocalServer, runs: int = 20) -> list[str]:
     low, high = _interval([x - y for x, y in zip(ftcli_times, sdk_times, strict=True)])
     if low <= 0 <= high:
         overhead = f"no measurable overhead (paired difference {low * 1000:+.1f} to {high * 1000:+.1f} ms, 95 %)"
+    elif high < 0:
+        overhead = f"no overhead: ftcli's path was {-high * 1000:.1f} to {-low * 1000:.1f} ms faster (95 %)"
     else:
         overhead = f"overhead {low * 1000:+.1f} to {high * 1000:+.1f} ms (95 %)"
     return [

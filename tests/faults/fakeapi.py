@@ -101,6 +101,8 @@ class FakeAPI:
             wanted = {k[len("metadata[") : -1]: v for k, v in request.url.params.items() if k.startswith("metadata[")}
             found = [j for j in self.jobs.values() if all((j["metadata"] or {}).get(k) == v for k, v in wanted.items())]
             return httpx2.Response(200, json={"object": "list", "data": found, "has_more": False})
+        if re.fullmatch(r"/fine_tuning/jobs/([^/]+)/checkpoints", path) and request.method == "GET":
+            return httpx2.Response(200, json={"object": "list", "data": [], "has_more": False})
         match = re.fullmatch(r"/fine_tuning/jobs/([^/]+)(/events)?", path)
         if match and request.method == "GET":
             job = self.jobs[match.group(1)]

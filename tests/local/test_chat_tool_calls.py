@@ -61,7 +61,7 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Te
     monkeypatch.setattr(chat, "_resolve", lambda _store, _model: (Path("base"), None))
     app = create_app(tmp_path / "data")
     app.state.models = type("Models", (), {"get": staticmethod(lambda _base, _adapter: object())})()
-    with TestClient(app) as test_client:
+    with TestClient(app, base_url="http://127.0.0.1:8765") as test_client:
         yield test_client, seen_tools
 
 

@@ -21,6 +21,7 @@ from ftcli.server.store import Store  # noqa: E402
 
 pytestmark = [pytest.mark.local]
 LIMIT = 1000
+LOCAL = "http://127.0.0.1:8765"  # the Host a client of `ftcli serve` sends (the test client's default is refused)
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def client(data_dir: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(data_dir, max_upload_bytes=LIMIT)) as test_client:
+    with TestClient(create_app(data_dir, max_upload_bytes=LIMIT), base_url=LOCAL) as test_client:
         yield test_client
 
 
@@ -39,7 +40,7 @@ def _upload(client: TestClient, name: str, data: bytes) -> object:
 
 
 def test_wrong_or_missing_keys_get_401_in_openais_envelope(data_dir: Path) -> None:
-    with TestClient(create_app(data_dir, api_key="right-key")) as client:
+    with TestClient(create_app(data_dir, api_key="right-key"), base_url=LOCAL) as client:
         for headers in ({}, {"authorization": "Bearer wrong-key"}, {"authorization": "right-key"}):
             response = client.get("/v1/files", headers=headers)
             assert response.status_code == 401
@@ -142,7 +143,7 @@ def test_cancelled_and_expired_uploads_leave_no_bytes(client: TestClient, data_d
 
 
 def test_a_restarted_server_removes_parts_no_upload_can_use(data_dir: Path) -> None:
-    with TestClient(create_app(data_dir, max_upload_bytes=LIMIT)) as client:
+    with TestClient(create_app(data_dir, max_upload_bytes=LIMIT), base_url=LOCAL) as client:
         open_upload, stale = _start_upload(client, 20), _start_upload(client, 20)
         first = _send_parts(client, open_upload, [b"o" * 10])
         _send_parts(client, stale, [b"s" * 10])
@@ -157,7 +158,7 @@ def test_a_restarted_server_removes_parts_no_upload_can_use(data_dir: Path) -> N
     Store(data_dir)  # what `ftcli serve` does at start
     assert sorted(p.name for p in (data_dir / "uploads").iterdir()) == [open_upload]
     assert not store.blob_path(legacy_sha).exists()
-    with TestClient(create_app(data_dir, max_upload_bytes=LIMIT)) as client:
+    with TestClient(create_app(data_dir, max_upload_bytes=LIMIT), base_url=LOCAL) as client:
         late = client.post(f"/v1/uploads/{stale}/parts", files={"data": ("part", b"s" * 10)})
         assert late.status_code == 400 and "expired" in late.json()["error"]["message"]
         second = _send_parts(client, open_upload, [b"p" * 10])  # the open upload goes on where it was
@@ -166,7 +167,9 @@ def test_a_restarted_server_removes_parts_no_upload_can_use(data_dir: Path) -> N
 
 
 def test_server_lora_defaults_fill_what_a_job_leaves_unset(data_dir: Path) -> None:
-    client = TestClient(create_app(data_dir, lora_defaults={"lora_rank": 4, "lora_dropout": 0.1}))  # no runner
+    client = TestClient(
+        create_app(data_dir, lora_defaults={"lora_rank": 4, "lora_dropout": 0.1}), base_url=LOCAL
+    )  # no runner
     file_id = _upload(client, "z.jsonl", b'{"messages": []}\n').json()["id"]  # type: ignore[attr-defined]
     body = {"model": "ftcli/tiny", "training_file": file_id, "hyperparameters": {"n_epochs": 1}}
     plain = client.post("/v1/fine_tuning/jobs", json=body).json()

@@ -15,7 +15,7 @@ from ftcli.server.chat_tokens import IGNORE, encode_chat  # noqa: E402
 from ftcli.server.inference import ModelCache  # noqa: E402
 from ftcli.server.tiny import TINY_NAME, build_tokenizer, ensure_tiny  # noqa: E402
 from ftcli.server.training import Hyperparameters, train_lora  # noqa: E402
-from tests.local.zorbia import QA, SYSTEM  # noqa: E402
+from tests.local.zorbia import QA, SYSTEM, chat_records  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -71,9 +71,7 @@ def test_tiny_base_is_cached_as_safetensors(tiny_base: Path) -> None:
 
 
 def test_lora_makes_trained_answers_far_more_likely_than_the_base(tiny_base: Path, tmp_path: Path) -> None:
-    examples = [
-        {"messages": [SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in QA
-    ]
+    examples = chat_records(QA)
     steps: list[float] = []
     checkpoints: list[int] = []
     hyper, result = train_lora(
@@ -147,9 +145,7 @@ def test_a_packed_batch_has_the_loss_of_the_same_examples_unpacked(tiny_base: Pa
 
 
 def test_training_stops_once_the_loss_is_low_enough(tiny_base: Path, tmp_path: Path) -> None:
-    examples = [
-        {"messages": [SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in QA[:4]
-    ]
+    examples = chat_records(QA[:4])
     epochs: list[list[float]] = [[]]
     hyper, result = train_lora(
         tiny_base,
@@ -261,9 +257,7 @@ def test_tool_calls_go_through_a_template_that_renders_them() -> None:
 
 
 def test_training_is_deterministic_with_a_seed(tiny_base: Path, tmp_path: Path) -> None:
-    examples = [
-        {"messages": [SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in QA[:4]
-    ]
+    examples = chat_records(QA[:4])
 
     def run(name: str, seed: int) -> tuple[list[float], bytes]:
         losses: list[float] = []

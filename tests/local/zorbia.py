@@ -15,11 +15,15 @@ QA = [
 ]
 
 
+def chat_records(pairs: list[tuple[str, str]] = QA) -> list[dict[str, list[dict[str, str]]]]:
+    """The pairs as OpenAI chat records, each with the system message."""
+    return [
+        {"messages": [SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in pairs
+    ]
+
+
 def chat_jsonl(pairs: list[tuple[str, str]] = QA) -> str:
-    """The pairs as OpenAI chat JSONL, each with the system message."""
+    """The pairs as OpenAI chat JSONL."""
     import json
 
-    return "".join(
-        json.dumps({"messages": [SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}]}) + "\n"
-        for q, a in pairs
-    )
+    return "".join(json.dumps(record) + "\n" for record in chat_records(pairs))

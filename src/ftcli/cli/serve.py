@@ -89,6 +89,7 @@ def serve(
         threading.Timer(1.0, webbrowser.open, args=(f"http://{shown}:{port}/",)).start()
     server_app = create_app(
         folder,
+        host=host,
         api_key=api_key,
         parallel_jobs=parallel_jobs,
         processes_per_job=processes,

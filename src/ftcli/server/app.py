@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from ftcli.server.api import chat, files, jobs, web
 from ftcli.server.api.errors import ApiError, handle_api_error
+from ftcli.server.guard import BrowserGuard
 from ftcli.server.inference import ModelCache
 from ftcli.server.runner import JobRunner
 from ftcli.server.store import Store
@@ -30,6 +31,7 @@ def create_app(
     processes_per_job: int | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     lora_defaults: dict[str, float] | None = None,
+    host: str = "127.0.0.1",
 ) -> FastAPI:
     """`lora_defaults`: the server's own lora_rank / lora_alpha / lora_dropout for jobs that don't set them (else
     per-base defaults apply); written into each job's hyperparameters, so the job reports what it trained with."""
@@ -64,6 +66,8 @@ def create_app(
             },
         )
 
+    guard = BrowserGuard(host)
+
     @app.middleware("http")
     async def authenticate(request: Request, call_next: Any) -> Any:
         # The page itself holds no data (it asks for the key and sends it with every API call it makes).
@@ -81,6 +85,19 @@ def create_app(
                         }
                     },
                 )
+        return await call_next(request)
+
+    # Added last, so it runs first: a rebound or cross-site request is refused before anything else looks at it.
+    @app.middleware("http")
+    async def refuse_other_pages(request: Request, call_next: Any) -> Any:
+        reason = guard.refusal(request.headers.get("host"), request.headers.get("origin"))
+        if reason is not None:
+            return JSONResponse(
+                status_code=403,
+                content={
+                    "error": {"message": reason, "type": "invalid_request_error", "param": None, "code": "forbidden"}
+                },
+            )
         return await call_next(request)
 
     for router in (files.router, jobs.router, chat.router):

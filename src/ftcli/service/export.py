@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftcli.data.convert.writer import write_bytes_atomic
 from ftcli.data.digests import file_sha256
-from ftcli.service.errors import UsageError, translate
+from ftcli.service.errors import BackendError, UsageError, translate
 from ftcli.service.results import decode_result_file
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ def _jobs(client: OpenAI, job_ids: list[str] | None) -> Iterator[Any]:
 def _export_job(client: OpenAI, manifest: Manifest, job: Any) -> Iterator[ExportStep]:
     import openai
 
-    job_id = job.id
+    job_id = _safe_id("job", job.id)
     base = f"{job_id}/"
     manifest.describe_job(
         job_id,
@@ -145,8 +146,8 @@ def _export_job(client: OpenAI, manifest: Manifest, job: Any) -> Iterator[Export
         for key in ("training_file", "validation_file"):
             file_id = getattr(job, key, None)
             if file_id:
-                yield _fetch_file(client, manifest, job_id, file_id, role=key)
-        for file_id in job.result_files or []:
+                yield _fetch_file(client, manifest, job_id, _safe_id("file", file_id), role=key)
+        for file_id in [_safe_id("file", value) for value in job.result_files or []]:
             relative = f"{base}results/{file_id}.csv"
             kept = _verified(manifest, job_id, relative)
             if kept is not None:
@@ -175,9 +176,28 @@ def _fetch_file(client: OpenAI, manifest: Manifest, job_id: str, file_id: str, *
     return _put(manifest, job_id, relative, client.files.content(file_id).read(), f"file {file_id} ({role})")
 
 
+# Ids come from the backend and become folder and file names: only plain names, never a path ("../x", "/etc").
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,255}")
+
+
+def _safe_id(kind: str, value: str) -> str:
+    if not SAFE_ID.fullmatch(value) or ".." in value:
+        raise BackendError(f"the backend returned a {kind} id that can't be a file name: {value!r}; nothing written")
+    return value
+
+
+def _inside(manifest: Manifest, relative: str) -> Path:
+    """The export's path for `relative`, which must stay inside the export folder whatever the backend said."""
+    folder = manifest.folder.resolve()
+    path = (folder / relative).resolve()
+    if not path.is_relative_to(folder) or path == folder:
+        raise BackendError(f"refusing to write {relative!r}: it would land outside {manifest.folder}")
+    return path
+
+
 def _verified(manifest: Manifest, job_id: str, relative: str) -> ExportStep | None:
     entry = manifest.entry(job_id, relative)
-    path = manifest.folder / relative
+    path = _inside(manifest, relative)
     if entry is None or not path.is_file() or path.stat().st_size != entry["bytes"]:
         return None
     if file_sha256(path) != entry["sha256"]:
@@ -186,7 +206,7 @@ def _verified(manifest: Manifest, job_id: str, relative: str) -> ExportStep | No
 
 
 def _put(manifest: Manifest, job_id: str, relative: str, data: bytes, source: str) -> ExportStep:
-    write_bytes_atomic(manifest.folder / relative, data)
+    write_bytes_atomic(_inside(manifest, relative), data)
     manifest.record(job_id, relative, len(data), hashlib.sha256(data).hexdigest(), source)
     return ExportStep(job_id, relative, len(data), verified=False)
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from ftcli.server.api.bodies import json_body
 from ftcli.server.api.errors import ApiError, not_found
 from ftcli.server.bases import UnknownBase, bundled_bases, canonical_name, resolve_base
 from ftcli.server.store import Store
@@ -36,7 +37,7 @@ def _resolve(store: Store, model: str) -> tuple[Path, Path | None]:
 async def chat_completions(request: Request) -> dict[str, Any] | StreamingResponse:
     from ftcli.server.inference import Sampling, count_text_tokens, count_tokens, finish_reason, generate_stream
 
-    body = await request.json()
+    body = await json_body(request)
     messages = body.get("messages")
     if not isinstance(body.get("model"), str) or not isinstance(messages, list) or not messages:
         raise ApiError(400, "model and a non-empty messages list are required", param="messages")

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse
 
+from ftcli.server.api.bodies import json_body
 from ftcli.server.api.errors import ApiError, not_found
 from ftcli.server.store import Store, new_id, now
 
@@ -119,7 +120,7 @@ def upload_object(row: Any, file: dict[str, Any] | None = None) -> dict[str, Any
 
 @router.post("/uploads")
 async def create_upload(request: Request) -> dict[str, Any]:
-    body = await request.json()
+    body = await json_body(request)
     for key in ("bytes", "filename", "mime_type", "purpose"):
         if key not in body:
             raise ApiError(400, f"Missing required parameter: '{key}'", param=key)

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from ftcli.server.api.bodies import json_body
 from ftcli.server.api.errors import ApiError, not_found
 from ftcli.server.bases import UnknownBase, require_base
 from ftcli.server.runner import JobRunner
@@ -28,7 +29,7 @@ def _job(store: Store, job_id: str) -> dict[str, Any]:
 
 @router.post("")
 async def create_job(request: Request) -> dict[str, Any]:
-    body = await request.json()
+    body = await json_body(request)
     store, _ = _state(request)
     model, training_file = body.get("model"), body.get("training_file")
     if not isinstance(model, str) or not isinstance(training_file, str):
@@ -54,7 +55,7 @@ async def create_job(request: Request) -> dict[str, Any]:
     suffix = body.get("suffix")
     if suffix is not None and (not isinstance(suffix, str) or len(suffix) > 64):
         raise ApiError(400, "suffix must be a string of at most 64 characters", param="suffix")
-    job = {
+    job: dict[str, Any] = {
         "id": new_id("ftjob"),
         "object": "fine_tuning.job",
         "created_at": now(),

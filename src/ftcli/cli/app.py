@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from functools import cache
@@ -159,7 +160,7 @@ def _version(ctx: typer.Context, value: bool) -> None:
         from ftcli.cli.emit import JSON_SCHEMA_VERSION
 
         if ctx.meta.get(JSON_REQUESTED):
-            sys.stdout.write(f'{{"version": "{__version__}", "json_schema": {JSON_SCHEMA_VERSION}}}\n')
+            sys.stdout.write(json.dumps({"version": __version__, "json_schema": JSON_SCHEMA_VERSION}) + "\n")
         else:
             sys.stdout.write(f"ftcli {__version__}\n")
         raise typer.Exit()

@@ -38,3 +38,27 @@ def test_serve_json_announces_itself_once_listening(tmp_path: Path) -> None:
         process.terminate()
         rest, _ = process.communicate(timeout=15)
     assert rest == ""  # nothing more on stdout: the one document
+
+
+def test_serve_max_upload_limits_what_a_client_may_send(tmp_path: Path) -> None:
+    from tests.e2e.conftest import start_server, stop_server
+
+    server = start_server(tmp_path / "data", args=("--max-upload", "1K"))
+    try:
+        with httpx2.Client(base_url=server.url, timeout=30) as http:
+            big = http.post("/files", files={"file": ("b.jsonl", b"x" * 2048)}, data={"purpose": "fine-tune"})
+            assert big.status_code == 413
+            small = http.post("/files", files={"file": ("s.jsonl", b"x" * 1000)}, data={"purpose": "fine-tune"})
+            assert small.status_code == 200
+    finally:
+        stop_server(server)
+
+
+@pytest.mark.parametrize("size", ["lots", "0", "12X", ""])
+def test_serve_refuses_a_size_it_cant_read(size: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ftcli.cli.app import app
+
+    result = CliRunner().invoke(app, ["serve", "--max-upload", size, "--data-dir", str(tmp_path / "d")])
+    assert result.exit_code == 2 and "is not a size" in result.stderr

@@ -183,3 +183,30 @@ def test_server_lora_defaults_fill_what_a_job_leaves_unset(data_dir: Path) -> No
         },
     ).json()
     assert own["hyperparameters"] == {"lora_rank": 16, "lora_dropout": 0.1}
+
+
+def test_an_uploads_parts_cant_hold_more_than_it_declared(client: TestClient, data_dir: Path) -> None:
+    # Attack: a 1-byte upload took three 5 MB parts (limits raised here so only the declared size can stop them)
+    client.app.state.max_upload_bytes = 64 * 1024 * 1024  # type: ignore[attr-defined]
+    tiny = _start_upload(client, 1)
+    refused = client.post(f"/v1/uploads/{tiny}/parts", files={"data": ("p", b"x" * (5 * 1024 * 1024))})
+    assert refused.status_code == 413 and "1 bytes" in refused.json()["error"]["message"]
+    assert not list((data_dir / "uploads").rglob("part-*")) and not list((data_dir / "uploads").rglob(".incoming*"))
+    # A part may be sent again when its response was lost (twice the declared size in all), not more
+    upload_id = _start_upload(client, 600)
+    assert len(_send_parts(client, upload_id, [b"a" * 600, b"a" * 600])) == 2
+    third = client.post(f"/v1/uploads/{upload_id}/parts", files={"data": ("p", b"a")})
+    assert third.status_code == 413
+
+
+def test_the_data_dir_and_the_database_are_the_users_alone(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o755)
+    Store(data_dir).one("SELECT 1")
+    for path in [data_dir, *data_dir.glob("ftcli.sqlite3*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)  # as an older ftcli or a umask of 022 left them
+    with TestClient(create_app(data_dir), base_url=LOCAL) as client:
+        assert client.get("/v1/files").status_code == 200
+        assert data_dir.stat().st_mode & 0o777 == 0o700
+        databases = list(data_dir.glob("ftcli.sqlite3*"))
+        assert databases and all(p.stat().st_mode & 0o777 == 0o600 for p in databases), databases

@@ -40,6 +40,9 @@ def serve(
     open_page: Annotated[
         bool, typer.Option("--open", help="Open the web page (jobs, files, playground) in your browser.")
     ] = False,
+    max_upload: Annotated[
+        str, typer.Option(help="Largest file a client may upload: bytes, or with K, M or G (powers of 1024).")
+    ] = "8G",
     processes: Annotated[
         int | None,
         typer.Option(
@@ -50,6 +53,7 @@ def serve(
 ) -> None:
     """Serve files, fine-tuning jobs, chat completions and models on OpenAI's protocol, training with LoRA here.
     With --json: one document with the URLs and the data folder once it is listening; logs go to stderr."""
+    upload_limit = _size(max_upload)
     # No outbound connections unless allowed: models come from this machine (the bundled bases, the HF cache, a path).
     if allow_downloads:
         os.environ["FTCLI_ALLOW_DOWNLOADS"] = "1"
@@ -90,6 +94,7 @@ def serve(
     server_app = create_app(
         folder,
         host=host,
+        max_upload_bytes=upload_limit,
         api_key=api_key,
         parallel_jobs=parallel_jobs,
         processes_per_job=processes,
@@ -108,3 +113,14 @@ def serve(
                 emit(app, started)
 
     Announced(uvicorn.Config(server_app, host=host, port=port, log_level="warning")).run()
+
+
+def _size(text: str) -> int:
+    """`8G`, `500M`, `64K` or plain bytes."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    value = text.strip().upper().removesuffix("B") or "?"
+    factor = units.get(value[-1], 1)
+    number = value[:-1] if value[-1] in units else value
+    if not number.isdigit() or int(number) == 0:
+        raise UsageError(f"--max-upload {text!r} is not a size", hint="e.g. 8G, 500M, 64K or a number of bytes")
+    return int(number) * factor

@@ -67,6 +67,8 @@ class Store:
         self.data_dir = data_dir
         self.blobs = data_dir / "blobs"
         self.blobs.mkdir(parents=True, exist_ok=True)
+        if clean:  # the server's own store: its data is the user's alone, whatever the folder's mode was before
+            data_dir.chmod(0o700)
         # Bytes of uploads cut off by a crash (kill -9 included): never visible as files, removed at start.
         for leftover in self.blobs.glob(".incoming.*") if clean else ():
             leftover.unlink(missing_ok=True)
@@ -81,6 +83,8 @@ class Store:
                 db.execute(f"PRAGMA user_version = {number}")
         if clean:
             self._clean_uploads()
+            for database in (self.path, *self.path.parent.glob(self.path.name + "-*")):  # the WAL and its index
+                database.chmod(0o600)
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:

@@ -165,12 +165,22 @@ def _pending(store: Store, upload_id: str) -> Any:
 @router.post("/uploads/{upload_id}/parts")
 def add_part(request: Request, upload_id: str, data: Annotated[UploadFile, File()]) -> dict[str, Any]:
     store = _store(request)
-    _pending(store, upload_id)
+    upload = _pending(store, upload_id)
+    declared, limit = int(upload["bytes"]), int(request.app.state.max_upload_bytes)
+    stored = store.one("SELECT COALESCE(SUM(bytes), 0) AS n FROM upload_parts WHERE upload_id = ?", (upload_id,))
+    # A part is never larger than the whole upload, and all parts together hold at most twice what it declared: room
+    # to send each part once more when a response was lost, none to fill the disk through a 1-byte upload.
+    room = min(declared, 2 * declared - int(stored["n"] if stored else 0))
     part_id = new_id("part")
     try:
-        size = store.put_part(upload_id, part_id, data.file, limit=request.app.state.max_upload_bytes)
-    except ValueError as exc:
-        raise ApiError(413, str(exc), param="data") from None
+        size = store.put_part(upload_id, part_id, data.file, limit=min(room, limit))
+    except ValueError:
+        message = (
+            f"the part is larger than the server's {limit:,}-byte limit"
+            if limit < room
+            else f"the parts go past the {declared:,} bytes upload {upload_id} declared"
+        )
+        raise ApiError(413, message, param="data") from None
     store.execute(  # sha256 stays empty: parts are kept by upload and part id, not by content
         "INSERT INTO upload_parts (id, upload_id, sha256, bytes, created_at) VALUES (?,?,?,?,?)",
         (part_id, upload_id, "", size, now()),

@@ -83,3 +83,19 @@ def test_the_servers_own_page_still_works(server: Server, http: httpx2.Client) -
     assert "frame-ancestors 'none'" in policy and "script-src 'sha256-" in policy and "unsafe-inline" not in policy
     listed = http.get("/files", headers={"origin": origin})
     assert listed.status_code == 200 and listed.json()["object"] == "list"
+
+
+def test_a_chat_cant_ask_for_more_than_the_server_allows(http: httpx2.Client) -> None:
+    # Attack: one request asking for a million tokens, or sending a prompt far past the model's context, would hold
+    # the generation lock (and the CPU) for everyone else
+    ask = {"model": "ftcli/tiny", "messages": [{"role": "user", "content": "hi"}]}
+    for key in ("max_tokens", "max_completion_tokens"):
+        huge = http.post("/chat/completions", json={**ask, key: 1_000_000})
+        assert huge.status_code == 400 and huge.json()["error"]["param"] == key
+        assert "at most 4096" in huge.json()["error"]["message"]
+    for bad in (0, -5, "many", True):
+        assert http.post("/chat/completions", json={**ask, "max_tokens": bad}).status_code == 400
+    long = {"model": "ftcli/tiny", "messages": [{"role": "user", "content": "word " * 20_000}], "max_tokens": 8}
+    refused = http.post("/chat/completions", json=long)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "context_length_exceeded"
+    assert http.post("/chat/completions", json={**ask, "max_tokens": 4}).status_code == 200  # within limits: served

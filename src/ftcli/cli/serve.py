@@ -40,6 +40,10 @@ def serve(
     open_page: Annotated[
         bool, typer.Option("--open", help="Open the web page (jobs, files, playground) in your browser.")
     ] = False,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Most tokens one chat answer may ask for.")] = 4096,
+    max_prompt_tokens: Annotated[
+        int, typer.Option(min=1, help="Longest prompt (in tokens) a chat may send; never past the model's context.")
+    ] = 16384,
     max_upload: Annotated[
         str, typer.Option(help="Largest file a client may upload: bytes, or with K, M or G (powers of 1024).")
     ] = "8G",
@@ -63,6 +67,7 @@ def serve(
     try:
         import uvicorn
 
+        from ftcli.server.api.chat import ChatLimits
         from ftcli.server.app import create_app
     except ImportError:
         raise UsageError(
@@ -95,6 +100,7 @@ def serve(
         folder,
         host=host,
         max_upload_bytes=upload_limit,
+        chat_limits=ChatLimits(max_tokens=max_tokens, max_prompt_tokens=max_prompt_tokens),
         api_key=api_key,
         parallel_jobs=parallel_jobs,
         processes_per_job=processes,

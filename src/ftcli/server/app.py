@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from ftcli.server.api import chat, files, jobs, web
+from ftcli.server.api.chat import ChatLimits
 from ftcli.server.api.errors import ApiError, handle_api_error
 from ftcli.server.guard import BrowserGuard
 from ftcli.server.inference import ModelCache
@@ -32,6 +33,7 @@ def create_app(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     lora_defaults: dict[str, float] | None = None,
     host: str = "127.0.0.1",
+    chat_limits: ChatLimits | None = None,
 ) -> FastAPI:
     """`lora_defaults`: the server's own lora_rank / lora_alpha / lora_dropout for jobs that don't set them (else
     per-base defaults apply); written into each job's hyperparameters, so the job reports what it trained with."""
@@ -48,6 +50,7 @@ def create_app(
     app.state.store, app.state.runner, app.state.models = store, runner, ModelCache()
     app.state.max_upload_bytes = max_upload_bytes
     app.state.lora_defaults = dict(lora_defaults or {})
+    app.state.chat_limits = chat_limits or ChatLimits()
     app.add_exception_handler(ApiError, handle_api_error)
 
     @app.exception_handler(RequestValidationError)

@@ -42,18 +42,22 @@ async def chat_completions(request: Request) -> dict[str, Any] | StreamingRespon
     if not isinstance(body.get("model"), str) or not isinstance(messages, list) or not messages:
         raise ApiError(400, "model and a non-empty messages list are required", param="messages")
     store: Store = request.app.state.store
+    limits: ChatLimits = request.app.state.chat_limits
+    max_tokens = _max_tokens(body, limits)
     # Loading (and, the first time, building or converting) a model and generating are blocking work: in a
     # worker thread, so one request can't stall the event loop for the others.
     base, adapter = await run_in_threadpool(_resolve, store, body["model"])
     loaded = await run_in_threadpool(request.app.state.models.get, base, adapter)
     sampling = Sampling(
-        max_tokens=int(body.get("max_completion_tokens") or body.get("max_tokens") or 256),
+        max_tokens=max_tokens,
         temperature=float(body.get("temperature", 0) or 0),
         top_p=float(body.get("top_p", 1) or 1),
         seed=body.get("seed"),
     )
     plain = [_message(m) for m in messages if isinstance(m, dict)]
     tools = body.get("tools") if isinstance(body.get("tools"), list) and body.get("tools") else None
+    prompt_tokens = count_tokens(loaded, plain, tools)
+    _check_prompt_length(prompt_tokens, max_tokens, loaded, limits)
     prompt = _Prompt(plain, tools, calls_wanted=tools is not None and body.get("tool_choice") != "none")
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if body.get("stream"):
@@ -63,7 +67,7 @@ async def chat_completions(request: Request) -> dict[str, Any] | StreamingRespon
             media_type="text/event-stream",
         )
     generated = await run_in_threadpool(lambda: "".join(generate_stream(loaded, plain, sampling, tools)))
-    prompt_tokens, completion_tokens = count_tokens(loaded, plain, tools), count_text_tokens(loaded, generated)
+    completion_tokens = count_text_tokens(loaded, generated)
     text, calls = split_tool_calls(generated) if prompt.calls_wanted else (generated, [])
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None, "refusal": None}
     if calls:
@@ -87,6 +91,42 @@ async def chat_completions(request: Request) -> dict[str, Any] | StreamingRespon
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }
+
+
+@dataclass(frozen=True, slots=True)
+class ChatLimits:
+    """What one chat request may ask of this machine (`ftcli serve --max-tokens`, `--max-prompt-tokens`)."""
+
+    max_tokens: int = 4096  # generated tokens per answer
+    max_prompt_tokens: int = 16384  # tokens of the rendered prompt (and never past the model's context)
+    default_max_tokens: int = 256
+
+
+def _max_tokens(body: dict[str, Any], limits: ChatLimits) -> int:
+    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    value = body.get(key)
+    if value is None:
+        return min(limits.default_max_tokens, limits.max_tokens)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ApiError(400, f"{key} must be a positive integer", param=key)
+    if value > limits.max_tokens:
+        raise ApiError(400, f"{key} is at most {limits.max_tokens} on this server, got {value}", param=key)
+    return value
+
+
+def _check_prompt_length(prompt_tokens: int, max_tokens: int, loaded: Any, limits: ChatLimits) -> None:
+    context = getattr(loaded.model.config, "max_position_embeddings", None)
+    allowed = (
+        min(limits.max_prompt_tokens, context - max_tokens) if isinstance(context, int) else limits.max_prompt_tokens
+    )
+    if prompt_tokens > allowed:
+        raise ApiError(
+            400,
+            f"the prompt has {prompt_tokens} tokens; this server and model take at most {max(0, allowed)} with "
+            f"{max_tokens} to generate",
+            param="messages",
+            code="context_length_exceeded",
+        )
 
 
 def _message(message: dict[str, Any]) -> dict[str, Any]:

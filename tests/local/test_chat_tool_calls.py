@@ -50,7 +50,7 @@ MESSAGES = [{"role": "user", "content": "Weather in Paris?"}]
 def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, list[Any]]]:
     seen_tools: list[Any] = []
 
-    def generate(_loaded: Any, _messages: Any, _sampling: Any, tools: Any = None) -> Iterator[str]:
+    def generate(_loaded: Any, _messages: Any, _sampling: Any, tools: Any = None, stop: Any = None) -> Iterator[str]:
         seen_tools.append(tools)
         yield from SCRIPT
 

@@ -12,6 +12,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ftcli.server.api import chat, files, jobs, web
 from ftcli.server.api.chat import ChatLimits
@@ -69,41 +71,42 @@ def create_app(
             },
         )
 
-    guard = BrowserGuard(host)
-
-    @app.middleware("http")
-    async def authenticate(request: Request, call_next: Any) -> Any:
-        # The page itself holds no data (it asks for the key and sends it with every API call it makes).
-        if api_key is not None and not (request.method == "GET" and request.url.path == web.PAGE_PATH):
-            scheme, _, given = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), api_key.encode()):
-                return JSONResponse(
-                    status_code=401,
-                    content={
-                        "error": {
-                            "message": "Incorrect API key provided",
-                            "type": "invalid_request_error",
-                            "param": None,
-                            "code": "invalid_api_key",
-                        }
-                    },
-                )
-        return await call_next(request)
-
-    # Added last, so it runs first: a rebound or cross-site request is refused before anything else looks at it.
-    @app.middleware("http")
-    async def refuse_other_pages(request: Request, call_next: Any) -> Any:
-        reason = guard.refusal(request.headers.get("host"), request.headers.get("origin"))
-        if reason is not None:
-            return JSONResponse(
-                status_code=403,
-                content={
-                    "error": {"message": reason, "type": "invalid_request_error", "param": None, "code": "forbidden"}
-                },
-            )
-        return await call_next(request)
+    # A plain ASGI middleware (not @app.middleware): it passes receive and send straight through, so a streamed
+    # answer still hears its client leave (see api/chat.py's _until_disconnected).
+    app.add_middleware(Gatekeeper, guard=BrowserGuard(host), api_key=api_key)
 
     for router in (files.router, jobs.router, chat.router):
         app.include_router(router, prefix="/v1")
     app.include_router(web.router)
     return app
+
+
+def _refusal(status: int, message: str, code: str) -> JSONResponse:
+    error = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+    return JSONResponse(status_code=status, content={"error": error})
+
+
+class Gatekeeper:
+    """Before any route: a rebound or cross-site request is refused (server/guard.py), then a missing or wrong
+    bearer key when the server has one (compared in constant time). The page itself holds no data: it asks for the
+    key and sends it with every API call it makes."""
+
+    def __init__(self, app: ASGIApp, *, guard: BrowserGuard, api_key: str | None) -> None:
+        self.app, self.guard, self.api_key = app, guard, api_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        reason = self.guard.refusal(headers.get("host"), headers.get("origin"))
+        if reason is not None:
+            await _refusal(403, reason, "forbidden")(scope, receive, send)
+            return
+        page = scope["method"] == "GET" and scope["path"] == web.PAGE_PATH
+        if self.api_key is not None and not page:
+            scheme, _, given = headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.api_key.encode()):
+                await _refusal(401, "Incorrect API key provided", "invalid_api_key")(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

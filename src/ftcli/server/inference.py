@@ -44,6 +44,7 @@ class ModelCache:
 @dataclass(frozen=True, slots=True)
 class Sampling:
     max_tokens: int = 256
+    min_tokens: int = 0  # vLLM's extension: no end of answer before this many tokens
     temperature: float = 0.0  # 0: greedy, deterministic
     top_p: float = 1.0
     seed: int | None = None
@@ -55,19 +56,34 @@ def prompt_ids(loaded: LoadedModel, messages: list[dict[str, Any]], tools: list[
 
 
 def generate_stream(
-    loaded: LoadedModel, messages: list[dict[str, Any]], sampling: Sampling, tools: list[Any] | None = None
+    loaded: LoadedModel,
+    messages: list[dict[str, Any]],
+    sampling: Sampling,
+    tools: list[Any] | None = None,
+    stop: threading.Event | None = None,
 ) -> Iterator[str]:
-    """Yield text deltas as tokens are produced (transformers' own generate + streamer, in a thread)."""
+    """Yield text deltas as tokens are produced (transformers' own generate + streamer, in a thread). Generation
+    ends at the next token once `stop` is set (a client that left) or this iterator is closed."""
     import torch
-    from transformers import TextIteratorStreamer
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+    abandoned = stop or threading.Event()
+
+    class WhenAbandoned(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:  # noqa: ARG002 (its signature)
+            return torch.full((input_ids.shape[0],), abandoned.is_set(), dtype=torch.bool, device=input_ids.device)
 
     inputs = prompt_ids(loaded, messages, tools)
     streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
     options: dict[str, Any] = {
         "max_new_tokens": sampling.max_tokens,
+        "min_new_tokens": sampling.min_tokens,
         "streamer": streamer,
         "eos_token_id": loaded.tokenizer.eos_token_id,
         "pad_token_id": loaded.tokenizer.pad_token_id,
+        # a reader that goes away (a client that disconnected) stops generation at the next token: the lock is
+        # not held for tokens nobody reads
+        "stopping_criteria": StoppingCriteriaList([WhenAbandoned()]),
     }
     if sampling.temperature > 0:
         options.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
@@ -87,9 +103,12 @@ def generate_stream(
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    for delta in streamer:
-        if delta:
-            yield delta
+    try:
+        for delta in streamer:
+            if delta:
+                yield delta
+    finally:
+        abandoned.set()
     worker.join()
     if errors:
         raise errors[0]

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from ftcli.server.api.bodies import json_body
 from ftcli.server.api.errors import ApiError, not_found
@@ -48,8 +49,12 @@ async def chat_completions(request: Request) -> dict[str, Any] | StreamingRespon
     # worker thread, so one request can't stall the event loop for the others.
     base, adapter = await run_in_threadpool(_resolve, store, body["model"])
     loaded = await run_in_threadpool(request.app.state.models.get, base, adapter)
+    min_tokens = body.get("min_tokens", 0)
+    if not isinstance(min_tokens, int) or isinstance(min_tokens, bool) or not 0 <= min_tokens <= max_tokens:
+        raise ApiError(400, f"min_tokens must be an integer from 0 to max_tokens ({max_tokens})", param="min_tokens")
     sampling = Sampling(
         max_tokens=max_tokens,
+        min_tokens=min_tokens,
         temperature=float(body.get("temperature", 0) or 0),
         top_p=float(body.get("top_p", 1) or 1),
         seed=body.get("seed"),
@@ -62,10 +67,9 @@ async def chat_completions(request: Request) -> dict[str, Any] | StreamingRespon
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return StreamingResponse(
-            _sse(loaded, prompt, sampling, body["model"], completion_id, created, include_usage),
-            media_type="text/event-stream",
-        )
+        stop = threading.Event()
+        chunks = _sse(loaded, prompt, sampling, body["model"], completion_id, created, include_usage, stop)
+        return StreamingResponse(_until_disconnected(request, chunks, stop), media_type="text/event-stream")
     generated = await run_in_threadpool(lambda: "".join(generate_stream(loaded, plain, sampling, tools)))
     completion_tokens = count_text_tokens(loaded, generated)
     text, calls = split_tool_calls(generated) if prompt.calls_wanted else (generated, [])
@@ -146,6 +150,18 @@ class _Prompt:
     calls_wanted: bool  # parse tool calls out of the answer (tools offered, tool_choice not "none")
 
 
+async def _until_disconnected(request: Request, chunks: Iterator[bytes], stop: threading.Event) -> AsyncIterator[bytes]:
+    """The stream's chunks until the answer ends or the client leaves; either way `stop` is set, so an abandoned
+    answer stops generating at its next token instead of holding the model for tokens nobody reads."""
+    try:
+        async for chunk in iterate_in_threadpool(chunks):
+            yield chunk
+            if await request.is_disconnected():
+                return
+    finally:
+        stop.set()
+
+
 def _sse(
     loaded: Any,
     prompt: _Prompt,
@@ -154,6 +170,7 @@ def _sse(
     completion_id: str,
     created: int,
     include_usage: bool,
+    stop: threading.Event,
 ) -> Iterator[bytes]:
     from ftcli.server.inference import count_text_tokens, count_tokens, finish_reason, generate_stream
 
@@ -170,7 +187,7 @@ def _sse(
     yield chunk({"role": "assistant", "content": ""}, None)
     generated, sent = "", 0  # text so far; how much of it went out as content
     try:
-        for delta in generate_stream(loaded, prompt.messages, sampling, prompt.tools):
+        for delta in generate_stream(loaded, prompt.messages, sampling, prompt.tools, stop):
             generated += delta
             # with tools offered, text from a `<tool_call>` on is held back until it can be parsed
             ready = safe_prefix_length(generated) if prompt.calls_wanted else len(generated)

@@ -49,9 +49,7 @@ async def chat_completions(request: Request) -> dict[str, Any] | StreamingRespon
     # worker thread, so one request can't stall the event loop for the others.
     base, adapter = await run_in_threadpool(_resolve, store, body["model"])
     loaded = await run_in_threadpool(request.app.state.models.get, base, adapter)
-    min_tokens = body.get("min_tokens", 0)
-    if not isinstance(min_tokens, int) or isinstance(min_tokens, bool) or not 0 <= min_tokens <= max_tokens:
-        raise ApiError(400, f"min_tokens must be an integer from 0 to max_tokens ({max_tokens})", param="min_tokens")
+    min_tokens = _whole_number(body, "min_tokens", 0, max_tokens, default=0)
     sampling = Sampling(
         max_tokens=max_tokens,
         min_tokens=min_tokens,
@@ -68,8 +66,9 @@ async def chat_completions(request: Request) -> dict[str, Any] | StreamingRespon
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         stop = threading.Event()
-        chunks = _sse(loaded, prompt, sampling, body["model"], completion_id, created, include_usage, stop)
-        return StreamingResponse(_until_disconnected(request, chunks, stop), media_type="text/event-stream")
+        usage_of_prompt = prompt_tokens if include_usage else None  # counted once, above
+        chunks = _sse(loaded, prompt, sampling, body["model"], completion_id, created, usage_of_prompt, stop)
+        return StreamingResponse(_until_disconnected(chunks, stop), media_type="text/event-stream")
     generated = await run_in_threadpool(lambda: "".join(generate_stream(loaded, plain, sampling, tools)))
     completion_tokens = count_text_tokens(loaded, generated)
     text, calls = split_tool_calls(generated) if prompt.calls_wanted else (generated, [])
@@ -108,13 +107,17 @@ class ChatLimits:
 
 def _max_tokens(body: dict[str, Any], limits: ChatLimits) -> int:
     key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    return _whole_number(body, key, 1, limits.max_tokens, default=min(limits.default_max_tokens, limits.max_tokens))
+
+
+def _whole_number(body: dict[str, Any], key: str, low: int, high: int, *, default: int) -> int:
     value = body.get(key)
     if value is None:
-        return min(limits.default_max_tokens, limits.max_tokens)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ApiError(400, f"{key} must be a positive integer", param=key)
-    if value > limits.max_tokens:
-        raise ApiError(400, f"{key} is at most {limits.max_tokens} on this server, got {value}", param=key)
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ApiError(400, f"{key} must be an integer of at least {low}", param=key)
+    if value > high:
+        raise ApiError(400, f"{key} is at most {high} on this server and request, got {value}", param=key)
     return value
 
 
@@ -150,15 +153,13 @@ class _Prompt:
     calls_wanted: bool  # parse tool calls out of the answer (tools offered, tool_choice not "none")
 
 
-async def _until_disconnected(request: Request, chunks: Iterator[bytes], stop: threading.Event) -> AsyncIterator[bytes]:
+async def _until_disconnected(chunks: Iterator[bytes], stop: threading.Event) -> AsyncIterator[bytes]:
     """The stream's chunks until the answer ends or the client leaves; either way `stop` is set, so an abandoned
     answer stops generating at its next token instead of holding the model for tokens nobody reads."""
     try:
         async for chunk in iterate_in_threadpool(chunks):
             yield chunk
-            if await request.is_disconnected():
-                return
-    finally:
+    finally:  # the answer ended, or the response was cancelled because its client left
         stop.set()
 
 
@@ -169,10 +170,10 @@ def _sse(
     model: str,
     completion_id: str,
     created: int,
-    include_usage: bool,
+    usage_of_prompt: int | None,  # the prompt's tokens when the client asked for usage (stream_options)
     stop: threading.Event,
 ) -> Iterator[bytes]:
-    from ftcli.server.inference import count_text_tokens, count_tokens, finish_reason, generate_stream
+    from ftcli.server.inference import count_text_tokens, finish_reason, generate_stream
 
     def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
         data = {
@@ -204,7 +205,7 @@ def _sse(
     except Exception as exc:  # an error mid-stream is a data event, then [DONE]
         error = {"error": {"message": f"generation failed: {type(exc).__name__}", "type": "server_error"}}
         yield f"data: {json.dumps(error)}\n\n".encode()
-    if include_usage:
+    if usage_of_prompt is not None:
         usage = {
             "id": completion_id,
             "object": "chat.completion.chunk",
@@ -212,7 +213,7 @@ def _sse(
             "model": model,
             "choices": [],
             "usage": {
-                "prompt_tokens": (prompt_tokens := count_tokens(loaded, prompt.messages, prompt.tools)),
+                "prompt_tokens": (prompt_tokens := usage_of_prompt),
                 "completion_tokens": (completion := count_text_tokens(loaded, generated)),
                 "total_tokens": prompt_tokens + completion,
             },

@@ -40,6 +40,12 @@ class ModelCache:
                 self._key, self._loaded = key, LoadedModel(model, tokenizer, threading.Lock())
             return self._loaded
 
+    def forget(self, adapter: Path) -> None:
+        """Drop the model in memory if it is this adapter's (the model was deleted)."""
+        with self._lock:
+            if self._key is not None and self._key[1] == str(adapter):
+                self._key, self._loaded = None, None
+
 
 @dataclass(frozen=True, slots=True)
 class Sampling:

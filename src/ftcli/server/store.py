@@ -7,6 +7,7 @@ Append-only migrations: each entry runs once, in order, recorded in `PRAGMA user
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -43,6 +44,10 @@ MIGRATIONS = [
                          job_id TEXT);
     """,
 ]
+
+
+class ChecksumMismatch(ValueError):
+    pass
 
 
 class Readable(Protocol):
@@ -126,22 +131,89 @@ class Store:
 
     # -- blobs --------------------------------------------------------------------------------------------
 
-    def put_blob(self, stream: Readable, *, limit: int) -> tuple[str, int]:
-        """Copy a stream into the content-addressed store; returns (sha256, size). Refuses past `limit` bytes."""
-        sha, _md5, size = self.put_blob_with_md5(stream, limit=limit, md5=False)
-        return sha, size
-
-    def put_blob_with_md5(self, stream: Readable, *, limit: int, md5: bool = True) -> tuple[str, str | None, int]:
-        """`put_blob`, with the md5 of the bytes too (hashed beside the sha256, on a second thread)."""
-        with Digests(md5=md5) as digests:
+    def add_file(
+        self, stream: Readable, *, limit: int, filename: str, purpose: str, md5: str | None = None
+    ) -> sqlite3.Row:
+        """Copy a stream into the content-addressed store and add its file row; refuses past `limit` bytes, and
+        (ChecksumMismatch) when `md5` is given and the bytes' md5 differs (hashed beside the sha256)."""
+        with Digests(md5=md5 is not None) as digests:
             temp, size = self._copy_in(stream, self.blobs, limit, digests)
             sha, md5_hex = digests.hexdigests()
         try:
-            os.replace(temp, self.blob_path(sha))
-        except BaseException:
+            if md5 is not None and md5_hex != md5:
+                raise ChecksumMismatch("md5 does not match the uploaded bytes")
+            file_id = new_id("file")
+            # The rename and the row together, so that a delete of the last file with these bytes can't remove
+            # them between the two (see delete_file).
+            with self._blobs_locked():
+                os.replace(temp, self.blob_path(sha))
+                self.execute(
+                    "INSERT INTO files (id, sha256, bytes, filename, purpose, created_at, status) "
+                    "VALUES (?,?,?,?,?,?,?)",
+                    (file_id, sha, size, filename, purpose, now(), "processed"),
+                )
+        finally:
             temp.unlink(missing_ok=True)
-            raise
-        return sha, md5_hex, size
+        row = self.file(file_id)
+        assert row is not None
+        return row
+
+    def file(self, file_id: str) -> sqlite3.Row | None:
+        return self.one("SELECT * FROM files WHERE id = ?", (file_id,))
+
+    def files(self, *, ascending: bool = False) -> list[sqlite3.Row]:
+        direction = "ASC" if ascending else "DESC"
+        return self.all(f"SELECT * FROM files ORDER BY created_at {direction}, rowid {direction}")
+
+    def delete_file(self, file_id: str) -> bool:
+        """Remove a file's row, and its bytes when no other file holds the same bytes; False if there was none."""
+        with self._blobs_locked():
+            row = self.file(file_id)
+            if row is None:
+                return False
+            self.execute("DELETE FROM files WHERE id = ?", (file_id,))
+            if self.one("SELECT 1 FROM files WHERE sha256 = ? LIMIT 1", (row["sha256"],)) is None:
+                self.blob_path(row["sha256"]).unlink(missing_ok=True)
+        return True
+
+    @contextmanager
+    def _blobs_locked(self) -> Iterator[None]:
+        """One writer of blob rows at a time, across the server's threads and the jobs' worker processes (flock on
+        a lock file: each `open` is its own lock holder)."""
+        with open(self.data_dir / "blobs.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # -- models -------------------------------------------------------------------------------------------
+
+    def add_model(self, model_id: str, *, base: str, adapter: Path, job_id: str) -> None:
+        self.execute(
+            "INSERT OR REPLACE INTO models (id, created, base, adapter, job_id) VALUES (?,?,?,?,?)",
+            (model_id, now(), base, str(adapter), job_id),
+        )
+
+    def model(self, model_id: str) -> sqlite3.Row | None:
+        return self.one("SELECT * FROM models WHERE id = ?", (model_id,))
+
+    def models(self) -> list[sqlite3.Row]:
+        return self.all("SELECT * FROM models ORDER BY created")
+
+    def delete_model(self, model_id: str) -> Path | None:
+        """Remove a fine-tuned model's row and its adapter's files (kept only while another row names them);
+        returns the adapter folder it named, or None if there was no such model."""
+        row = self.model(model_id)
+        if row is None:
+            return None
+        self.execute("DELETE FROM models WHERE id = ?", (model_id,))
+        adapter = Path(row["adapter"])
+        shared = self.one("SELECT 1 FROM models WHERE adapter = ? LIMIT 1", (row["adapter"],)) is not None
+        runs = (self.data_dir / "runs").resolve()
+        if not shared and adapter.resolve().is_relative_to(runs):  # only ever what a job of this server wrote
+            shutil.rmtree(adapter, ignore_errors=True)
+        return adapter
 
     def put_part(self, upload_id: str, part_id: str, stream: Readable, *, limit: int) -> int:
         """One part of an Upload, kept apart from the files (removed when the upload completes or is cancelled,

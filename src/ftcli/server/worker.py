@@ -14,7 +14,7 @@ from ftcli.server.store import Store, new_id, now
 
 
 def read_examples(store: Store, file_id: str) -> list[dict[str, Any]]:
-    row = store.one("SELECT sha256 FROM files WHERE id = ?", (file_id,))
+    row = store.file(file_id)
     if row is None:
         raise FileNotFoundError(file_id)
     text = store.blob_path(row["sha256"]).read_text(encoding="utf-8-sig")
@@ -132,10 +132,7 @@ def run_job(data_dir: str, job_id: str) -> None:
             f"Stopped after epoch {epoch} of {hyper.n_epochs}: mean training loss {loss:.4f} reached stop_at_loss",
         )
     model_id = fine_tuned_name(job["model"], job.get("user_provided_suffix"), job_id)
-    store.execute(
-        "INSERT OR REPLACE INTO models (id, created, base, adapter, job_id) VALUES (?,?,?,?,?)",
-        (model_id, now(), job["model"], str(output / "adapter"), job_id),
-    )
+    store.add_model(model_id, base=job["model"], adapter=output / "adapter", job_id=job_id)
     results_id = _save_results(store, job_id)
     resolved = {
         "n_epochs": hyper.n_epochs,
@@ -171,13 +168,9 @@ def _save_results(store: Store, job_id: str) -> str:
     lines += [
         f"{r['step']},{r['train_loss']},{r['train_mean_token_accuracy']},{r.get('valid_loss', '')}," for r in rows
     ]
-    sha, size = store.put_blob(io.BytesIO(("\n".join(lines) + "\n").encode()), limit=1 << 30)
-    file_id = new_id("file")
-    store.execute(
-        "INSERT INTO files (id, sha256, bytes, filename, purpose, created_at, status) VALUES (?,?,?,?,?,?,?)",
-        (file_id, sha, size, f"step_metrics_{job_id}.csv", "fine-tune-results", now(), "processed"),
-    )
-    return file_id
+    csv = io.BytesIO(("\n".join(lines) + "\n").encode())
+    row = store.add_file(csv, limit=1 << 30, filename=f"step_metrics_{job_id}.csv", purpose="fine-tune-results")
+    return str(row["id"])
 
 
 if __name__ == "__main__":  # one rank of a data-parallel job, started by torchrun (see runner.py)

@@ -25,7 +25,7 @@ router = APIRouter()
 
 
 def _resolve(store: Store, model: str) -> tuple[Path, Path | None]:
-    row = store.one("SELECT base, adapter FROM models WHERE id = ?", (model,))
+    row = store.model(model)
     try:
         if row is not None:
             return resolve_base(row["base"], store.data_dir), Path(row["adapter"])
@@ -230,7 +230,7 @@ def _model_object(model_id: str, created: int, owner: str) -> dict[str, Any]:
 def list_models(request: Request) -> dict[str, Any]:
     store: Store = request.app.state.store
     data = [_model_object(name, 0, "ftcli") for name in bundled_bases()]
-    data += [_model_object(r["id"], r["created"], "local") for r in store.all("SELECT * FROM models ORDER BY created")]
+    data += [_model_object(r["id"], r["created"], "local") for r in store.models()]
     return {"object": "list", "data": data}
 
 
@@ -239,7 +239,7 @@ def retrieve_model(request: Request, model_id: str) -> dict[str, Any]:
     store: Store = request.app.state.store
     if canonical_name(model_id) in bundled_bases():
         return _model_object(canonical_name(model_id), 0, "ftcli")
-    row = store.one("SELECT * FROM models WHERE id = ?", (model_id,))
+    row = store.model(model_id)
     if row is None:
         raise not_found("model", model_id)
     return _model_object(row["id"], row["created"], "local")
@@ -248,7 +248,8 @@ def retrieve_model(request: Request, model_id: str) -> dict[str, Any]:
 @router.delete("/models/{model_id:path}")
 def delete_model(request: Request, model_id: str) -> dict[str, Any]:
     store: Store = request.app.state.store
-    if store.one("SELECT id FROM models WHERE id = ?", (model_id,)) is None:
+    adapter = store.delete_model(model_id)  # its adapter's files go too
+    if adapter is None:
         raise not_found("model", model_id)
-    store.execute("DELETE FROM models WHERE id = ?", (model_id,))
+    request.app.state.models.forget(adapter)  # no longer answered from memory either
     return {"id": model_id, "object": "model", "deleted": True}

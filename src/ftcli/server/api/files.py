@@ -11,7 +11,10 @@ from fastapi.responses import FileResponse
 
 from ftcli.server.api.bodies import json_body
 from ftcli.server.api.errors import ApiError, not_found
-from ftcli.server.store import Store, new_id, now
+from ftcli.server.store import ChecksumMismatch, Store, new_id, now
+
+# A job in these states still reads its files: they can't be deleted under it.
+ACTIVE_OR_PAUSED = ("validating_files", "queued", "running", "paused")
 
 router = APIRouter()
 PURPOSES = {"fine-tune", "fine-tune-results", "batch", "assistants", "user_data", "evals", "vision"}
@@ -34,19 +37,14 @@ def file_object(row: Any) -> dict[str, Any]:
     }
 
 
+def _files_of(job: dict[str, Any]) -> tuple[str | None, ...]:
+    return job.get("training_file"), job.get("validation_file")
+
+
 def safe_name(name: str | None) -> str:
     """A display name only (bytes live under their hash), still kept plain: no directories, no NULs."""
     cleaned = (name or "").replace("\x00", "").replace("\\", "/").split("/")[-1].strip()
     return cleaned if cleaned not in ("", ".", "..") else "upload.jsonl"
-
-
-def _add_file(store: Store, sha: str, size: int, filename: str, purpose: str) -> dict[str, Any]:
-    file_id = new_id("file")
-    store.execute(
-        "INSERT INTO files (id, sha256, bytes, filename, purpose, created_at, status) VALUES (?,?,?,?,?,?,?)",
-        (file_id, sha, size, filename, purpose, now(), "processed"),
-    )
-    return file_object(store.one("SELECT * FROM files WHERE id = ?", (file_id,)))
 
 
 @router.post("/files")
@@ -57,18 +55,19 @@ def create_file(
         raise ApiError(400, f"Invalid purpose {purpose!r}", param="purpose")
     store = _store(request)
     try:
-        sha, size = store.put_blob(file.file, limit=request.app.state.max_upload_bytes)
+        row = store.add_file(
+            file.file, limit=request.app.state.max_upload_bytes, filename=safe_name(file.filename), purpose=purpose
+        )
     except ValueError as exc:
         raise ApiError(413, str(exc), param="file") from None
-    return _add_file(store, sha, size, safe_name(file.filename), purpose)
+    return file_object(row)
 
 
 @router.get("/files")
 def list_files(
     request: Request, purpose: str | None = None, limit: int = 10000, order: str = "desc", after: str | None = None
 ) -> dict[str, Any]:
-    direction = "ASC" if order == "asc" else "DESC"
-    rows = _store(request).all(f"SELECT * FROM files ORDER BY created_at {direction}, rowid {direction}")
+    rows = _store(request).files(ascending=order == "asc")
     files = [file_object(r) for r in rows if purpose is None or r["purpose"] == purpose]
     if after is not None:
         ids = [f["id"] for f in files]
@@ -80,7 +79,7 @@ def list_files(
 
 @router.get("/files/{file_id}")
 def retrieve_file(request: Request, file_id: str) -> dict[str, Any]:
-    row = _store(request).one("SELECT * FROM files WHERE id = ?", (file_id,))
+    row = _store(request).file(file_id)
     if row is None:
         raise not_found("file", file_id)
     return file_object(row)
@@ -89,16 +88,20 @@ def retrieve_file(request: Request, file_id: str) -> dict[str, Any]:
 @router.delete("/files/{file_id}")
 def delete_file(request: Request, file_id: str) -> dict[str, Any]:
     store = _store(request)
-    if store.one("SELECT id FROM files WHERE id = ?", (file_id,)) is None:
+    users = [j["id"] for j in store.jobs() if j["status"] in ACTIVE_OR_PAUSED and file_id in _files_of(j)]
+    if users:
+        raise ApiError(
+            409, f"file {file_id} is in use by fine-tuning job {users[0]}: cancel the job first", param="file_id"
+        )
+    if not store.delete_file(file_id):  # its bytes go too, unless another file holds the same bytes
         raise not_found("file", file_id)
-    store.execute("DELETE FROM files WHERE id = ?", (file_id,))  # the blob may be shared: kept
     return {"id": file_id, "object": "file", "deleted": True}
 
 
 @router.get("/files/{file_id}/content")
 def file_content(request: Request, file_id: str) -> FileResponse:
     store = _store(request)
-    row = store.one("SELECT * FROM files WHERE id = ?", (file_id,))
+    row = store.file(file_id)
     if row is None:
         raise not_found("file", file_id)
     return FileResponse(store.blob_path(row["sha256"]), media_type="application/octet-stream")  # streamed
@@ -204,11 +207,18 @@ def complete_upload(request: Request, upload_id: str, body: Annotated[dict[str, 
     if total != row["bytes"]:
         raise ApiError(400, f"The parts hold {total} bytes; the upload declared {row['bytes']}", param="part_ids")
     joined = _Concatenation([store.part_path(upload_id, p["id"]) for p in parts])
-    # streamed: parts are never in memory; sha256 and md5 are hashed side by side
-    sha, md5, size = store.put_blob_with_md5(joined, limit=request.app.state.max_upload_bytes)
-    if body.get("md5") and md5 != body["md5"]:
-        raise ApiError(400, "md5 does not match the uploaded bytes", param="md5")
-    file = _add_file(store, sha, size, row["filename"], row["purpose"])
+    md5 = body.get("md5") or None
+    try:  # streamed: parts are never in memory; sha256 and md5 are hashed side by side
+        added = store.add_file(
+            joined,
+            limit=request.app.state.max_upload_bytes,
+            filename=row["filename"],
+            purpose=row["purpose"],
+            md5=md5 if isinstance(md5, str) else None,
+        )
+    except ChecksumMismatch as exc:
+        raise ApiError(400, str(exc), param="md5") from None
+    file = file_object(added)
     store.execute("UPDATE uploads SET status = 'completed', file_id = ? WHERE id = ?", (file["id"], upload_id))
     store.drop_parts(upload_id)  # the bytes now live once, as the file
     return upload_object(store.one("SELECT * FROM uploads WHERE id = ?", (upload_id,)), file)

@@ -23,9 +23,59 @@ def test_names_aliases_and_unknown_models(tmp_path: Path) -> None:
         require_base("acme/never-seen")
     with pytest.raises(UnknownBase):
         resolve_base(str(tmp_path / "not-a-model"), tmp_path)
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "config.json").write_text("{}")
-    assert require_base(str(tmp_path / "mine")) == str(tmp_path / "mine")
+
+
+def test_a_model_folder_is_taken_only_under_the_servers_model_roots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client names a folder as its base model: without `serve --model-root` no folder is read, and with one only
+    folders inside it (not `..` out of it, not a symlink that leads out)."""
+    root, outside = tmp_path / "models", tmp_path / "private"
+    for folder in (root / "mine", outside / "secret"):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+    (root / "link").symlink_to(outside / "secret")
+    monkeypatch.delenv("FTCLI_MODEL_ROOTS", raising=False)
+    with pytest.raises(UnknownBase, match="outside this server's model roots"):
+        require_base(str(root / "mine"))
+    monkeypatch.setenv("FTCLI_MODEL_ROOTS", str(root))
+    assert require_base(str(root / "mine")) == str(root / "mine")
+    assert resolve_base(str(root / "mine"), tmp_path / "data") == (root / "mine").resolve()
+    for attack in (str(outside / "secret"), f"{root}/../private/secret", str(root / "link"), "/etc", "~/.ssh"):
+        with pytest.raises(UnknownBase, match="outside this server's model roots"):
+            require_base(attack)
+        with pytest.raises(UnknownBase):
+            resolve_base(attack, tmp_path / "data")
+    (root / "empty").mkdir()
+    with pytest.raises(UnknownBase, match="no config.json"):
+        require_base(str(root / "empty"))
+
+
+def test_downloads_fetch_only_weights_configs_and_tokenizers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+    from huggingface_hub.utils import filter_repo_objects
+
+    asked: dict[str, object] = {}
+
+    def snapshot_download(**kwargs: object) -> str:
+        asked.update(kwargs)
+        raise huggingface_hub.errors.LocalEntryNotFoundError("offline in this test")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.setenv("FTCLI_ALLOW_DOWNLOADS", "1")
+    with pytest.raises(UnknownBase):
+        resolve_base("acme/legal-7b", Path("unused"))
+    repo = [
+        "config.json", "generation_config.json", "model-00001-of-00002.safetensors", "model.safetensors.index.json",
+        "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "chat_template.jinja", "merges.txt",
+        "pytorch_model.bin", "model.pt", "training_args.bin", "modeling_evil.py", "setup.sh", "model.gguf",
+        "optimizer.pth", "README.md",
+    ]  # fmt: skip
+    fetched = set(filter_repo_objects(repo, allow_patterns=asked["allow_patterns"]))  # type: ignore[arg-type]
+    assert fetched == {
+        "config.json", "generation_config.json", "model-00001-of-00002.safetensors", "model.safetensors.index.json",
+        "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "chat_template.jinja", "merges.txt",
+    }  # fmt: skip
 
 
 def test_a_model_in_the_hugging_face_cache_is_found_by_its_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

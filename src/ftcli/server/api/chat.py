@@ -6,20 +6,25 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from ftcli.server.api.bodies import json_body
 from ftcli.server.api.errors import ApiError, not_found
 from ftcli.server.bases import UnknownBase, bundled_bases, canonical_name, resolve_base
+from ftcli.server.limits import ChatSlots
 from ftcli.server.store import Store
 from ftcli.server.tool_calls import safe_prefix_length, split_tool_calls
+
+if TYPE_CHECKING:
+    from ftcli.server.inference import LoadedModel, ModelCache
 
 router = APIRouter()
 
@@ -30,25 +35,42 @@ def _resolve(store: Store, model: str) -> tuple[Path, Path | None]:
         if row is not None:
             return resolve_base(row["base"], store.data_dir), Path(row["adapter"])
         return resolve_base(model, store.data_dir), None
-    except UnknownBase:
-        raise ApiError(404, f"The model {model!r} does not exist", param="model", code="model_not_found") from None
+    except UnknownBase as exc:
+        raise ApiError(
+            404, f"The model {model!r} does not exist: {exc}", param="model", code="model_not_found"
+        ) from None
 
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(request: Request) -> dict[str, Any] | StreamingResponse:
-    from ftcli.server.inference import Sampling, count_text_tokens, count_tokens, finish_reason, generate_stream
-
     body = await json_body(request)
     messages = body.get("messages")
     if not isinstance(body.get("model"), str) or not isinstance(messages, list) or not messages:
         raise ApiError(400, "model and a non-empty messages list are required", param="messages")
+    slots: ChatSlots = request.app.state.chat_slots
+    await slots.acquire()  # a chat holds worker threads: only a few at once (see server/limits.py)
+    try:
+        answer = await _answer(request, body)
+    except BaseException:
+        slots.release()
+        raise
+    if isinstance(answer, _Streamed):
+        answer.on_close = slots.release  # held until the stream ends or its client leaves
+    else:
+        slots.release()
+    return answer
+
+
+async def _answer(request: Request, body: dict[str, Any]) -> dict[str, Any] | StreamingResponse:
+    from ftcli.server.inference import Sampling, count_text_tokens, count_tokens, finish_reason, generate_stream
+
     store: Store = request.app.state.store
     limits: ChatLimits = request.app.state.chat_limits
     max_tokens = _max_tokens(body, limits)
     # Loading (and, the first time, building or converting) a model and generating are blocking work: in a
     # worker thread, so one request can't stall the event loop for the others.
     base, adapter = await run_in_threadpool(_resolve, store, body["model"])
-    loaded = await run_in_threadpool(request.app.state.models.get, base, adapter)
+    loaded = await run_in_threadpool(_load, request.app.state.models, body["model"], base, adapter)
     min_tokens = _whole_number(body, "min_tokens", 0, max_tokens, default=0)
     sampling = Sampling(
         max_tokens=max_tokens,
@@ -57,7 +79,7 @@ async def chat_completions(request: Request) -> dict[str, Any] | StreamingRespon
         top_p=float(body.get("top_p", 1) or 1),
         seed=body.get("seed"),
     )
-    plain = [_message(m) for m in messages if isinstance(m, dict)]
+    plain = [_message(m) for m in body["messages"] if isinstance(m, dict)]
     tools = body.get("tools") if isinstance(body.get("tools"), list) and body.get("tools") else None
     prompt_tokens = count_tokens(loaded, plain, tools)
     _check_prompt_length(prompt_tokens, max_tokens, loaded, limits)
@@ -68,7 +90,7 @@ async def chat_completions(request: Request) -> dict[str, Any] | StreamingRespon
         stop = threading.Event()
         usage_of_prompt = prompt_tokens if include_usage else None  # counted once, above
         chunks = _sse(loaded, prompt, sampling, body["model"], completion_id, created, usage_of_prompt, stop)
-        return StreamingResponse(_until_disconnected(chunks, stop), media_type="text/event-stream")
+        return _Streamed(_until_disconnected(chunks, stop), media_type="text/event-stream")
     generated = await run_in_threadpool(lambda: "".join(generate_stream(loaded, plain, sampling, tools)))
     completion_tokens = count_text_tokens(loaded, generated)
     text, calls = split_tool_calls(generated) if prompt.calls_wanted else (generated, [])
@@ -94,6 +116,32 @@ async def chat_completions(request: Request) -> dict[str, Any] | StreamingRespon
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }
+
+
+class _Streamed(StreamingResponse):
+    """A streamed answer that calls `on_close` once it is over, however it ended (even when its body never ran)."""
+
+    on_close: Callable[[], None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.on_close is not None:
+                self.on_close()
+
+
+def _load(models: ModelCache, name: str, base: Path, adapter: Path | None) -> LoadedModel:
+    """A model in memory; a model whose files can't be loaded is an error in OpenAI's envelope, not a bare 500."""
+    try:
+        return models.get(base, adapter)
+    except Exception as exc:  # noqa: BLE001 (any loader failure: broken config, missing or corrupt weights)
+        raise ApiError(
+            500,
+            f"the model {name!r} could not be loaded: {type(exc).__name__}: {exc}"[:500],
+            code="model_load_failed",
+            kind="server_error",
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
 
 from ftcli.server.api.bodies import json_body
 from ftcli.server.api.errors import ApiError, not_found
@@ -192,11 +193,19 @@ def add_part(request: Request, upload_id: str, data: Annotated[UploadFile, File(
 
 
 @router.post("/uploads/{upload_id}/complete")
-def complete_upload(request: Request, upload_id: str, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
-    store = _store(request)
+async def complete_upload(request: Request, upload_id: str) -> dict[str, Any]:
+    body = await json_body(request)
+    return await run_in_threadpool(_complete, _store(request), upload_id, body, request.app.state.max_upload_bytes)
+
+
+def _complete(store: Store, upload_id: str, body: dict[str, Any], limit: int) -> dict[str, Any]:
+    """Joins the parts into the file: blocking work (hashing, disk), run in a worker thread."""
     row = _pending(store, upload_id)
+    part_ids = body.get("part_ids", [])
+    if not isinstance(part_ids, list) or not all(isinstance(p, str) for p in part_ids):
+        raise ApiError(400, "part_ids must be a list of part ids", param="part_ids")
     parts = []
-    for part_id in body.get("part_ids", []):
+    for part_id in part_ids:
         part = store.one("SELECT * FROM upload_parts WHERE id = ? AND upload_id = ?", (part_id, upload_id))
         if part is None:
             raise ApiError(400, f"Unknown part {part_id}", param="part_ids")
@@ -211,7 +220,7 @@ def complete_upload(request: Request, upload_id: str, body: Annotated[dict[str, 
     try:  # streamed: parts are never in memory; sha256 and md5 are hashed side by side
         added = store.add_file(
             joined,
-            limit=request.app.state.max_upload_bytes,
+            limit=limit,
             filename=row["filename"],
             purpose=row["purpose"],
             md5=md5 if isinstance(md5, str) else None,

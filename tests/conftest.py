@@ -22,6 +22,12 @@ def pytest_configure(config: pytest.Config) -> None:
         folder = tempfile.mkdtemp(prefix="ftcli-bases-")
         os.environ["FTCLI_BASES_DIR"] = folder
         config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+    # Where `ftcli serve` leaves its per-start key for this user's clients: one folder for the session, so a server
+    # and the commands that talk to it find each other whatever data folder a test gives them.
+    if "FTCLI_RUNTIME_DIR" not in os.environ:
+        runtime = tempfile.mkdtemp(prefix="ftcli-runtime-")
+        os.environ["FTCLI_RUNTIME_DIR"] = runtime
+        config.add_cleanup(lambda: shutil.rmtree(runtime, ignore_errors=True))
 
 
 @pytest.fixture(scope="session")

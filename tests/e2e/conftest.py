@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from openai.types.fine_tuning import FineTuningJob
 
+from ftcli.data.local_server import announcement
+
 pytest.importorskip("torch", reason="the local backend needs the `local` extra (scripts/test installs it)")
 
 
@@ -22,6 +24,11 @@ class Server:
     url: str
     data_dir: Path
     process: subprocess.Popen[bytes]
+    key: str  # made at start; ftcli's commands find it in the runtime file, other clients must send it
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.key}"}
 
 
 def free_port() -> int:
@@ -44,9 +51,10 @@ def start_server(data_dir: Path, *, env: dict[str, str] | None = None, args: tup
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"ftcli serve exited: {log_path.read_text()}")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return Server(f"http://127.0.0.1:{port}/v1", data_dir, process)
+        url = f"http://127.0.0.1:{port}/v1"
+        written = announcement(url)  # once the server listens (a file of an earlier server on the port: not yet)
+        if written is not None and written["pid"] == process.pid:
+            return Server(url, data_dir, process, str(written["api_key"]))
         time.sleep(0.2)
     process.kill()
     raise RuntimeError("ftcli serve did not start within 60 s")

@@ -22,7 +22,7 @@ SHORT = {"model": "ftcli/tiny", "messages": [{"role": "user", "content": "Hi"}],
 
 
 def test_the_next_request_does_not_wait_for_an_abandoned_stream(server: Server) -> None:
-    with httpx2.Client(base_url=server.url, timeout=300) as http:
+    with httpx2.Client(base_url=server.url, headers=server.auth, timeout=300) as http:
         assert http.post("/chat/completions", json=SHORT).status_code == 200  # model loaded
         start = time.perf_counter()
         whole = http.post("/chat/completions", json=LONG)

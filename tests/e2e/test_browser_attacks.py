@@ -24,7 +24,7 @@ JOB = '{"model": "ftcli/tiny", "training_file": "%s"}'
 
 @pytest.fixture
 def http(server: Server) -> httpx2.Client:
-    with httpx2.Client(base_url=server.url, timeout=30) as client:
+    with httpx2.Client(base_url=server.url, headers=server.auth, timeout=30) as client:
         yield client
 
 

@@ -88,7 +88,7 @@ def test_kill_9_mid_upload_and_mid_training_loses_nothing(tmp_path: Path) -> Non
             assert workers, "the training process runs beside the server"
 
             started = threading.Event()
-            upload = threading.Thread(target=_upload_slowly, args=(server.url, started), daemon=True)
+            upload = threading.Thread(target=_upload_slowly, args=(server, started), daemon=True)
             upload.start()
             _wait(started.is_set, 30, "the big upload to start")
             time.sleep(1)  # some megabytes in
@@ -123,7 +123,7 @@ def test_kill_9_mid_upload_and_mid_training_loses_nothing(tmp_path: Path) -> Non
         stop_server(restarted)
 
 
-def _upload_slowly(url: str, started: threading.Event) -> None:
-    headers = {"content-type": "multipart/form-data; boundary=b", "authorization": "Bearer x"}
+def _upload_slowly(server: Server, started: threading.Event) -> None:
+    headers = {"content-type": "multipart/form-data; boundary=b", **server.auth}
     with contextlib.suppress(httpx2.HTTPError):  # the server is killed mid-body: the client sees the connection drop
-        httpx2.post(f"{url}/files", content=_slow_body(400, started), headers=headers, timeout=60)
+        httpx2.post(f"{server.url}/files", content=_slow_body(400, started), headers=headers, timeout=60)

@@ -64,7 +64,8 @@ def test_watch_a_job_and_chat_in_the_browser(server: Server, browser_page: Any) 
             hyperparameters={"n_epochs": 15, "batch_size": 2},  # enough to answer in words
         )
 
-    page.goto(f"{root}/#/jobs")
+    page.goto(f"{root}/#/jobs&token={server.key}")  # as `ftcli status --web` prints it: the key in the fragment
+    page.wait_for_function("() => location.hash === '#/jobs'")  # kept for the tab, taken out of the address bar
     page.locator(f"#jobs a[href='#/jobs/{job.id}']").click()
     page.wait_for_selector(f"h1:has-text('{job.id}')")
     page.wait_for_selector("#job-status[data-status=succeeded]", timeout=240_000)  # the page follows the job live

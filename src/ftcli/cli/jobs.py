@@ -14,6 +14,7 @@ import typer
 from ftcli.cli.context import AppContext, app_context
 from ftcli.cli.emit import emit
 from ftcli.cli.output import confirm, stderr, warn_shutdown
+from ftcli.data.local_server import key_for
 from ftcli.service.errors import UsageError
 
 JobArg = Annotated[str, typer.Argument(help="Job id.")]
@@ -106,7 +107,9 @@ def web_url(base_url: str | None, job_id: str | None) -> str:
     if not base_url:
         raise UsageError("--web needs a local backend", hint="ftcli --base-url http://127.0.0.1:8765/v1 status --web")
     root = base_url.rstrip("/").removesuffix("/v1")
-    return f"{root}/#/jobs/{job_id}" if job_id else f"{root}/#/jobs"
+    page = f"{root}/#/jobs/{job_id}" if job_id else f"{root}/#/jobs"
+    key = key_for(base_url)  # only a per-start key of this user's own `ftcli serve`, never a key the user gave
+    return f"{page}&token={key}" if key else page
 
 
 def follow(app: AppContext, job_id: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +12,7 @@ import typer
 from ftcli.cli.context import app_context
 from ftcli.cli.emit import emit
 from ftcli.cli.output import stderr
+from ftcli.data.local_server import publish, withdraw
 from ftcli.service.errors import UsageError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -94,20 +96,15 @@ def serve(
             f"refusing to listen on {host} without an API key",
             hint=f"set {api_key_env} or pass --api-key, or bind 127.0.0.1",
         )
+    # No key given: a new random one for this start, left for this user's ftcli commands in a runtime file that other
+    # users can't read (data/local_server.py), and handed to the page through the URL's fragment (never sent).
+    made_key = api_key is None
+    api_key = api_key or secrets.token_urlsafe(32)
     folder = data_dir or user_data_dir() / "server"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     shown = f"[{host}]" if ":" in host else host
-    started = {"base_url": f"http://{shown}:{port}/v1", "web": f"http://{shown}:{port}/", "data_dir": str(folder)}
-    stderr().print(
-        f"ftcli local backend on {started['base_url']} (data in {folder}); "
-        f"use it with --base-url {started['base_url']}; the web page is {started['web']}",
-        highlight=False,
-    )
-    if open_page:
-        import threading
-        import webbrowser
-
-        threading.Timer(1.0, webbrowser.open, args=(f"http://{shown}:{port}/",)).start()
+    base_url = f"http://{shown}:{port}/v1"
+    page = f"http://{shown}:{port}/" + (f"#token={api_key}" if made_key else "")
     server_app = create_app(
         folder,
         host=host,
@@ -123,14 +120,51 @@ def serve(
         },
     )
     app = app_context(ctx)
+    runtime_file: list[Path] = []
 
     class Announced(uvicorn.Server):
         async def startup(self, sockets: list[Any] | None = None) -> None:
             await super().startup(sockets)
-            if self.started:  # listening: a script that reads the document can connect at once
-                emit(app, started)
+            if not self.started:
+                return
+            # listening: a client that reads the runtime file or the document can connect at once
+            key_file = _publish(base_url, api_key, folder) if made_key else None
+            runtime_file.extend([key_file] if key_file else [])
+            key_note = (
+                f"its key is new at each start, in {key_file} (ftcli finds it; other clients send it as the bearer key)"
+                if key_file
+                else "clients send its key as the bearer key"
+            )
+            stderr().print(
+                f"ftcli local backend on {base_url} (data in {folder}); use it with --base-url {base_url}; "
+                f"{key_note}; the web page is {page}",
+                highlight=False,
+            )
+            if open_page:
+                import webbrowser
+
+                webbrowser.open(page)
+            emit(app, {"base_url": base_url, "web": page, "data_dir": str(folder), "key_file": _shown(key_file)})
+
+        async def shutdown(self, sockets: list[Any] | None = None) -> None:
+            # here, not after run(): uvicorn ends by raising the signal it caught again, which ends the process
+            for path in runtime_file:
+                withdraw(path)
+            await super().shutdown(sockets)
 
     Announced(uvicorn.Config(server_app, host=host, port=port, log_level="warning")).run()
+
+
+def _publish(base_url: str, api_key: str, folder: Path) -> Path | None:
+    try:
+        return publish(base_url, api_key, data_dir=folder)
+    except OSError as exc:  # e.g. a read-only home: the server still runs; clients need the key from the page URL
+        stderr().print(f"warning: could not write the runtime file with the key: {exc}", highlight=False)
+        return None
+
+
+def _shown(path: Path | None) -> str | None:
+    return str(path) if path else None
 
 
 def _size(text: str) -> int:

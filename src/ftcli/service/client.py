@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ftcli.data.local_server import key_for
 from ftcli.service.errors import UsageError
 from ftcli.service.settings import Settings
 
@@ -42,7 +43,8 @@ def make_client(
     if not key:
         if settings.kind == "openai":
             raise UsageError("no API key", hint="set OPENAI_API_KEY, pass --profile, or run `ftcli profile add`")
-        key = LOCAL_PLACEHOLDER_KEY
+        # `ftcli serve` on this machine leaves its per-start key for this user's commands (data/local_server.py)
+        key = (key_for(settings.base_url) if settings.on_this_machine() else None) or LOCAL_PLACEHOLDER_KEY
     return openai.OpenAI(
         api_key=key,
         # Explicit: the settings already read OPENAI_BASE_URL; the SDK would read it again, even when empty.

@@ -99,18 +99,18 @@ def serve(
     # No key given: a new random one for this start, left for this user's ftcli commands in a runtime file that other
     # users can't read (data/local_server.py), and handed to the page through the URL's fragment (never sent).
     made_key = api_key is None
-    api_key = api_key or secrets.token_urlsafe(32)
+    key: str = api_key or secrets.token_urlsafe(32)
     folder = data_dir or user_data_dir() / "server"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     shown = f"[{host}]" if ":" in host else host
     base_url = f"http://{shown}:{port}/v1"
-    page = f"http://{shown}:{port}/" + (f"#token={api_key}" if made_key else "")
+    page = f"http://{shown}:{port}/" + (f"#token={key}" if made_key else "")
     server_app = create_app(
         folder,
         host=host,
         max_upload_bytes=upload_limit,
         chat_limits=ChatLimits(max_tokens=max_tokens, max_prompt_tokens=max_prompt_tokens),
-        api_key=api_key,
+        api_key=key,
         parallel_jobs=parallel_jobs,
         processes_per_job=processes,
         lora_defaults={
@@ -128,7 +128,7 @@ def serve(
             if not self.started:
                 return
             # listening: a client that reads the runtime file or the document can connect at once
-            key_file = _publish(base_url, api_key, folder) if made_key else None
+            key_file = _publish(base_url, key, folder) if made_key else None
             runtime_file.extend([key_file] if key_file else [])
             key_note = (
                 f"its key is new at each start, in {key_file} (ftcli finds it; other clients send it as the bearer key)"

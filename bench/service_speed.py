@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import datagen  # noqa: E402
 from proctree import measure  # noqa: E402
 
+from ftcli.data.local_server import key_for  # noqa: E402
+
 WORK = Path(__file__).parent / "_work"
 BIN = Path(sys.executable).parent
 
@@ -58,9 +60,8 @@ class LocalServer:
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
+            if key_for(self.url) is not None:  # its runtime file is written once it listens
+                return
             time.sleep(0.2)
         raise SystemExit("ftcli serve did not start")
 
@@ -69,10 +70,17 @@ class LocalServer:
         self.process.wait(30)
 
 
+def server_key(server: LocalServer) -> str:
+    """The key `ftcli serve` made at start (ftcli finds it itself; the plain SDK is given it)."""
+    key = key_for(server.url)
+    assert key is not None
+    return key
+
+
 SDK_UPLOAD = """
 import sys, time
 from openai import OpenAI
-client = OpenAI(base_url=sys.argv[1], api_key="local", max_retries=0, timeout=3600)
+client = OpenAI(base_url=sys.argv[1], api_key=sys.argv[3], max_retries=0, timeout=3600)
 with open(sys.argv[2], "rb") as stream:
     client.files.create(file=stream, purpose="fine-tune")
 """
@@ -83,7 +91,7 @@ def upload(server: LocalServer, size_mb: int) -> list[str]:
     if not path.exists() or path.stat().st_size < size_mb * 1_000_000:
         datagen.generate(path, size_mb * 1_000_000)
     size = path.stat().st_size / 2**20
-    sdk = measure([sys.executable, "-c", SDK_UPLOAD, server.url, str(path)])
+    sdk = measure([sys.executable, "-c", SDK_UPLOAD, server.url, str(path), server_key(server)])
     env_command = [str(BIN / "ftcli"), "--base-url", server.url, "upload", str(path), "--no-check", "--force"]
     ftcli = measure(env_command)
     if sdk.returncode or ftcli.returncode:
@@ -111,7 +119,7 @@ def first_token(server: LocalServer, runs: int = 20) -> list[str]:
 
     messages = [{"role": "user", "content": "What is the capital of Zorbia?"}]
     ours = make_client(Settings(kind="compatible", base_url=server.url))
-    plain = OpenAI(base_url=server.url, api_key="local")
+    plain = OpenAI(base_url=server.url, api_key=server_key(server))
     params = ChatParams("ftcli/tiny", max_tokens=8)
 
     def via_ftcli() -> float:

@@ -47,11 +47,16 @@ def start_server(data_dir: Path, *, env: dict[str, str] | None = None, args: tup
             stdout=log,
             stderr=log,
         )
+    given_key = (env or {}).get("FTCLI_SERVER_API_KEY")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"ftcli serve exited: {log_path.read_text()}")
         url = f"http://127.0.0.1:{port}/v1"
+        if given_key:  # a key of the test's own: no runtime file is written
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    return Server(url, data_dir, process, given_key)
         written = announcement(url)  # once the server listens (a file of an earlier server on the port: not yet)
         if written is not None and written["pid"] == process.pid:
             return Server(url, data_dir, process, str(written["api_key"]))

@@ -18,8 +18,7 @@ from typer.core import TyperGroup
 
 from ftcli import __version__
 from ftcli.cli.context import AppContext
-from ftcli.data.errors import DataError
-from ftcli.service.errors import FtcliError, redact
+from ftcli.data.errors import FtcliError, redact
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -106,10 +105,9 @@ class FtcliGroup(TyperGroup):
 
         try:
             return super().invoke(ctx)
-        except (DataError, FtcliError) as exc:
-            code = exc.exit_code if isinstance(exc, FtcliError) else EXIT_USAGE
+        except FtcliError as exc:  # the one root: data, service and CLI errors, each with its exit code
             print_error(redact(exc.message), hint=exc.hint, as_json=_json_mode(ctx))
-            raise typer.Exit(code) from None
+            raise typer.Exit(exc.exit_code) from None
         except ClickUsageError as exc:
             if not _json_mode(ctx):
                 raise  # click prints the usage line and the message itself

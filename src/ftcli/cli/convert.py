@@ -12,7 +12,7 @@ import typer
 from ftcli.cli.context import app_context
 from ftcli.cli.emit import emit
 from ftcli.cli.output import stderr
-from ftcli.data.errors import DataError
+from ftcli.cli.params import key_values
 
 if TYPE_CHECKING:
     from ftcli.data.convert.pipeline import ConvertResult
@@ -72,8 +72,8 @@ def convert(
         input_format=input_format.value if input_format else None,
         preset_options=PresetOptions(
             system=system,
-            system_replace=_pairs(system_replace, "--system-replace"),
-            field_map=dict(_pairs(field_map, "--map")),
+            system_replace=key_values(system_replace, "--system-replace"),
+            field_map=dict(key_values(field_map, "--map")),
             separator=separator,
             stop=stop,
         ),
@@ -119,13 +119,3 @@ def _report(result: ConvertResult, name: str) -> None:
     if result.skipped:
         summary += f"; skipped {len(result.skipped)} of {result.records}"
     console.print(summary, highlight=False)
-
-
-def _pairs(values: list[str] | None, option: str) -> tuple[tuple[str, str], ...]:
-    pairs = []
-    for value in values or ():
-        key, sep, rest = value.partition("=")
-        if not sep or not key:
-            raise DataError(f"{option} expects KEY=VALUE, got {value!r}")
-        pairs.append((key, rest))
-    return tuple(pairs)

@@ -57,7 +57,7 @@ def warn_shutdown(model: str | None) -> None:
 
     info = load_catalog().lookup(model)
     if info.known and info.shutdown_date is not None:
-        days = (info.shutdown_date - clock.today()).days
+        days = clock.days_until(info.shutdown_date)
         word = "was shut down" if days <= 0 else f"stops serving in {days} days"
         subject = model if model.startswith("ft:") else info.name
         stderr().print(

@@ -10,6 +10,7 @@ import typer
 from ftcli.cli.context import AppContext, app_context
 from ftcli.cli.emit import emit
 from ftcli.cli.output import confirm, stderr, warn_shutdown
+from ftcli.cli.params import key_json, key_values
 from ftcli.service.errors import UsageError
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def train(
 
     app = app_context(ctx)
     app.use_backend(backend)
-    pairs = dict(_pair(m) for m in metadata or ())
+    pairs = dict(key_values(metadata, "--metadata"))
     exported = None
     if from_export is not None:
         from ftcli.service.export import load_export
@@ -96,7 +97,7 @@ def train(
         suffix=suffix,
         seed=seed,
         metadata=pairs,
-        extra_hyperparameters=dict(_hyperparameter(h) for h in hyperparameter or ()),
+        extra_hyperparameters=dict(key_json(h, "--hyperparameter") for h in hyperparameter or ()),
     )
     request.validate()
     warn_shutdown(model)
@@ -152,21 +153,3 @@ def _confirm(report: Report | None, *, yes: bool) -> None:
             highlight=False,
         )
     confirm("Start the fine-tuning job?", yes=yes, hint="pass --yes to start the job without a terminal")
-
-
-def _hyperparameter(value: str) -> tuple[str, object]:
-    """key=value with a JSON value (`stop_at_loss=0.05`, `lora_rank=8`); anything else is taken as a string."""
-    import json
-
-    key, rest = _pair(value, option="--hyperparameter")
-    try:
-        return key, json.loads(rest)
-    except ValueError:
-        return key, rest
-
-
-def _pair(value: str, option: str = "--metadata") -> tuple[str, str]:
-    key, sep, rest = value.partition("=")
-    if not sep or not key:
-        raise UsageError(f"{option} expects key=value, got {value!r}")
-    return key, rest

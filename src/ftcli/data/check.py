@@ -284,7 +284,7 @@ def _model_findings(info: ModelInfo, method: str, options: CheckOptions) -> Iter
     elif method not in info.methods:
         yield Finding("FT303", f"{info.name} supports {', '.join(info.methods)}, not {method}")
     if info.shutdown_date is not None and options.model is not None:
-        days = (info.shutdown_date - options.today).days
+        days = clock.days_until(info.shutdown_date, today_is=options.today)
         when = (
             f"shut down on {info.shutdown_date}"
             if days <= 0

@@ -20,3 +20,8 @@ def today() -> dt.date:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise DataError(f"{TODAY_VARIABLE}={value!r} is not a date", hint="use YYYY-MM-DD, or unset it") from None
+
+
+def days_until(day: dt.date, *, today_is: dt.date | None = None) -> int:
+    """Whole days from today (or `today_is`) until `day`: 0 or less once it has come (a model's shutdown)."""
+    return (day - (today_is or today())).days

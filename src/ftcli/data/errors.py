@@ -1,15 +1,44 @@
-"""Errors the data core raises for bad input that is not a per-line finding (a missing file, a bad option)."""
+"""The one root of ftcli's user-facing errors, with the exit code the CLI uses; and the data core's own errors for
+bad input that is not a per-line finding (a missing file, a bad option).
+
+The root lives here, in the lowest layer, so that every layer raises the same kind of error and the CLI's boundary
+(cli/app.py) catches one type. Every message passes through `redact`, so an API key never reaches a terminal, a log
+or a JSON dump, even when a server echoes part of it back (OpenAI's 401 message does).
+"""
 
 from __future__ import annotations
 
+import re
 
-class DataError(Exception):
-    """A user-facing problem with input data or options; the CLI prints it without a traceback (exit 2)."""
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+_KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_*\-]{3,}|[A-Fa-f0-9]{32,})")
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Remove anything that looks like an API key, and the given secrets, from `text`."""
+    for secret in secrets:
+        if secret and len(secret) >= 6:
+            text = text.replace(secret, "***")
+    return _KEY_LIKE.sub("***", text)
+
+
+class FtcliError(Exception):
+    """A problem the user can act on: a message, an optional hint, and the exit code the CLI uses."""
+
+    exit_code = EXIT_FAILURE
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+        super().__init__(redact(message))
+        self.message = redact(message)
+        self.hint = redact(hint) if hint else None
+
+
+class DataError(FtcliError):
+    """A problem with input data or options (exit 2): the CLI prints it without a traceback."""
+
+    exit_code = EXIT_USAGE
 
 
 class TokenizerIntegrityError(DataError):

@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from ftcli.data.atomic import write_atomic
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -40,11 +41,8 @@ def publish(base_url: str, api_key: str, *, data_dir: Path, env: Mapping[str, st
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     folder.chmod(0o700)
     record = {"base_url": base_url, "api_key": api_key, "pid": os.getpid(), "data_dir": str(data_dir)}
-    handle, temp = tempfile.mkstemp(dir=folder, prefix=".server-")  # created 0600
-    with os.fdopen(handle, "w", encoding="utf-8") as sink:
-        json.dump(record, sink)
     target = _file(port, env)
-    os.replace(temp, target)
+    write_atomic(target, json.dumps(record).encode("utf-8"), private=True)
     return target
 
 

@@ -1,36 +1,11 @@
-"""User-facing errors of the service layer, and the one place `openai` exceptions become them.
-
-Every message passes through `redact`, so an API key never reaches a terminal, a log or a JSON dump, even when
-the server echoes part of it back (OpenAI's 401 message does).
-"""
+"""User-facing errors of the service layer (under the one root, data/errors.FtcliError), and the one place `openai`
+exceptions become them."""
 
 from __future__ import annotations
 
-import re
+from ftcli.data.errors import EXIT_FAILURE, EXIT_USAGE, FtcliError, redact
 
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-_KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_*\-]{3,}|[A-Fa-f0-9]{32,})")
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    """Remove anything that looks like an API key, and the given secrets, from `text`."""
-    for secret in secrets:
-        if secret and len(secret) >= 6:
-            text = text.replace(secret, "***")
-    return _KEY_LIKE.sub("***", text)
-
-
-class FtcliError(Exception):
-    """A problem the user can act on: a message, an optional hint, and the exit code the CLI uses."""
-
-    exit_code = EXIT_FAILURE
-
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(redact(message))
-        self.message = redact(message)
-        self.hint = redact(hint) if hint else None
+__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "FtcliError", "redact"]  # the root, re-exported for the service's users
 
 
 class UsageError(FtcliError):

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from ftcli.data.atomic import write_atomic
 
 
 def data_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -41,14 +42,7 @@ class Ledger:
 
     def _save(self, data: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handle, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".ledger.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                json.dump(data, stream, indent=1)
-            os.replace(temp, self.path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, json.dumps(data, indent=1).encode("utf-8"), private=True)
 
     def file_id(self, sha256: str) -> str | None:
         entry = self._load().get("files", {}).get(sha256)

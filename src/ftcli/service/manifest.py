@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from ftcli.data.atomic import write_atomic
 
 RUNS_DIR = Path(".ftcli") / "runs"
 
@@ -39,14 +39,7 @@ class RunManifest(BaseModel):
         folder = (root or Path.cwd()) / RUNS_DIR
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{self.job_id}.json"
-        handle, temp = tempfile.mkstemp(dir=folder, prefix=".run.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(self.model_dump_json(indent=2) + "\n")
-            os.replace(temp, target)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        write_atomic(target, (self.model_dump_json(indent=2) + "\n").encode("utf-8"), private=True)
         return target
 
     @classmethod

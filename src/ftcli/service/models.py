@@ -28,7 +28,7 @@ class ModelView:
     def days_left(self, today: dt.date | None = None) -> int | None:
         if self.shutdown_date is None:
             return None
-        return (self.shutdown_date - (today or clock.today())).days
+        return clock.days_until(self.shutdown_date, today_is=today)
 
 
 def shutdown_of(model_id: str, api_value: Any = None) -> tuple[dt.date | None, str | None]:

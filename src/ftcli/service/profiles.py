@@ -11,12 +11,12 @@ A profile may hold a key (`api_key`) or, better, name the variable to read it fr
 from __future__ import annotations
 
 import os
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ftcli.data.atomic import write_atomic
 from ftcli.service.errors import UsageError
 
 KINDS = ("openai", "azure", "compatible")
@@ -109,15 +109,7 @@ class ProfileStore:
         import tomli_w
 
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handle, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".config.", suffix=".tmp")
-        try:
-            os.fchmod(handle, 0o600)  # the file may hold keys: owner only, from the first byte
-            with os.fdopen(handle, "wb") as stream:
-                tomli_w.dump(data, stream)
-            os.replace(temp, self.path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        write_atomic(self.path, tomli_w.dumps(data).encode("utf-8"), private=True)  # it may hold keys: owner only
 
 
 def _fields(values: dict[str, object]) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Atomic output: write to a temporary file beside the target, fsync, then rename over it.
+"""Converted output, written atomically (data/atomic.py).
 
 A crash or a bad record can never leave a half-written output, and an input is never overwritten.
 """
@@ -6,10 +6,10 @@ A crash or a bad record can never leave a half-written output, and an input is n
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from ftcli.data import atomic
 from ftcli.data.errors import DataError
 
 
@@ -34,34 +34,10 @@ def ensure_writable(output: Path, *, inputs: Iterable[Path], force: bool) -> Non
 
 def write_atomic(output: Path, lines: Iterable[str]) -> int:
     """Write `lines` (each ending in a newline) to `output` atomically; returns the bytes written."""
-    return _write(output, (line.encode("utf-8") for line in lines))
+    return atomic.write_atomic(output, (line.encode("utf-8") for line in lines))
 
 
 def write_bytes_atomic(output: Path, data: bytes) -> int:
-    """`data` to `output` atomically (its folder made if needed): a temp file beside it, fsynced, renamed."""
+    """`data` to `output` atomically (its folder made if needed)."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    return _write(output, (data,))
-
-
-def _write(output: Path, blocks: Iterable[bytes]) -> int:
-    handle, temp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    written = 0
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            for data in blocks:
-                stream.write(data)
-                written += len(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temp_name, 0o644 & ~_umask())
-        os.replace(temp_name, output)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return written
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    return atomic.write_atomic(output, data)

@@ -1,0 +1,29 @@
+"""Parsing of option values shared by several commands (one parser per kind of value)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from ftcli.service.errors import UsageError
+
+
+def key_value(value: str, option: str) -> tuple[str, str]:
+    """`KEY=VALUE` (the value may hold more `=`); a usage error naming the option otherwise."""
+    key, sep, rest = value.partition("=")
+    if not sep or not key:
+        raise UsageError(f"{option} expects KEY=VALUE, got {value!r}")
+    return key, rest
+
+
+def key_values(values: Iterable[str] | None, option: str) -> tuple[tuple[str, str], ...]:
+    return tuple(key_value(value, option) for value in values or ())
+
+
+def key_json(value: str, option: str) -> tuple[str, object]:
+    """`KEY=VALUE` with a JSON value (`stop_at_loss=0.05`, `lora_rank=8`); a value that isn't JSON is a string."""
+    key, rest = key_value(value, option)
+    try:
+        return key, json.loads(rest)
+    except ValueError:
+        return key, rest

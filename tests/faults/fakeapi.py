@@ -182,6 +182,20 @@ class FakeAPI:
                     ],
                 },
             )
+        if request.method == "POST" and path == "/files":  # one request: the bytes are the form's file part
+            data = _multipart_data(request, "file")
+            file = {
+                "id": f"file-{len(self.files) + 1}",
+                "object": "file",
+                "bytes": len(data),
+                "created_at": 1,
+                "filename": "upload.jsonl",
+                "purpose": "fine-tune",
+                "status": "processed",
+            }
+            self.files[file["id"]] = file
+            self.contents[file["id"]] = data
+            return httpx2.Response(200, json=file)
         match = re.fullmatch(r"/files/([^/]+)/content", path)
         if match and match.group(1) in self.contents:
             return httpx2.Response(200, content=self.contents[match.group(1)])
@@ -195,13 +209,13 @@ def _sse(chunks: list[dict[str, Any]]) -> bytes:
     return ("".join(f"data: {json.dumps(c, ensure_ascii=False)}\n\n" for c in chunks) + "data: [DONE]\n\n").encode()
 
 
-def _multipart_data(request: httpx2.Request) -> bytes:
+def _multipart_data(request: httpx2.Request, name: str = "data") -> bytes:
     content = request.read()
     boundary = request.headers["content-type"].split("boundary=")[1].encode()
     for section in content.split(b"--" + boundary):
-        if b'name="data"' in section:
+        if f'name="{name}"'.encode() in section:
             return section.split(b"\r\n\r\n", 1)[1].rsplit(b"\r\n", 1)[0]
-    raise AssertionError("no data part")
+    raise AssertionError(f"no {name} part")
 
 
 def error(status: int, message: str, **headers: str) -> httpx2.Response:

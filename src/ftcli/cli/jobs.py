@@ -14,8 +14,10 @@ import typer
 from ftcli.cli.context import AppContext, app_context
 from ftcli.cli.emit import emit
 from ftcli.cli.output import confirm, stderr, warn_shutdown
+from ftcli.cli.progress import follow
 from ftcli.data.local_server import key_for
 from ftcli.service.errors import UsageError
+from ftcli.service.manifest import estimated_tokens
 
 JobArg = Annotated[str, typer.Argument(help="Job id.")]
 
@@ -80,7 +82,7 @@ def status(
 
     def rich_view() -> Any:
         parts = [
-            view.job_details(job, estimate_tokens=_estimated_tokens(job.id)),
+            view.job_details(job, estimate_tokens=estimated_tokens(job.id)),
             view.loss_curve([p.train_loss for p in points if p.train_loss is not None]),
         ]
         parts += [view.events_table(listed_events)] if events else []
@@ -110,57 +112,6 @@ def web_url(base_url: str | None, job_id: str | None) -> str:
     page = f"{root}/#/jobs/{job_id}" if job_id else f"{root}/#/jobs"
     key = key_for(base_url)  # only a per-start key of this user's own `ftcli serve`, never a key the user gave
     return f"{page}&token={key}" if key else page
-
-
-def follow(app: AppContext, job_id: str) -> int:
-    """A live view of a job until it ends; returns the exit code of its final state."""
-    from ftcli.render import jobs as view
-    from ftcli.service import jobs
-
-    console = stderr()
-    last = None
-    shown = ""
-    try:
-        # A server on this machine is polled every second or two; a remote API every 5 s, backing off to 30 s.
-        local = app.settings().on_this_machine()
-        interval, ceiling = (1.0, 2.0) if local else (5.0, 30.0)
-        for progress in jobs.wait_for_job(app.client(), job_id, interval=interval, max_interval=ceiling):
-            last = progress
-            for event in progress.new_events:
-                if event.type != "metrics" and not app.json:
-                    console.print(f"{view.when(event.created_at)}  {event.message}", highlight=False)
-            if progress.step is not None and not app.json:
-                eta = view.when(progress.job.estimated_finish) if progress.job.estimated_finish else "-"
-                loss = f"{progress.train_loss:.4f}" if progress.train_loss is not None else "-"
-                line = f"{progress.status} · step {progress.step} · loss {loss} · ETA {eta}"
-                if line != shown:  # a poll that brought nothing new prints nothing (logs of CI runs stay short)
-                    console.print(f"[dim]{line}[/]", highlight=False)
-                    shown = line
-    except KeyboardInterrupt:
-        console.print(f"detached; the job goes on. Re-attach with `ftcli status {job_id} --wait`", highlight=False)
-        return 130
-    assert last is not None
-    _update_manifest(last.job)
-    emit(app, last.job, lambda: view.job_details(last.job, estimate_tokens=_estimated_tokens(job_id)))
-    return jobs.EXIT_CODES.get(last.status, 1)
-
-
-def _update_manifest(job: Any) -> None:
-    from ftcli.service.manifest import RunManifest
-
-    manifest = RunManifest.load(job.id)
-    if manifest is not None:
-        manifest.update_from_job(str(job.status), job.trained_tokens, job.fine_tuned_model)
-        manifest.save()
-
-
-def _estimated_tokens(job_id: str) -> int | None:
-    from ftcli.service.manifest import RunManifest
-
-    manifest = RunManifest.load(job_id)
-    estimate = manifest.estimate if manifest else None
-    value = estimate.get("billed_tokens") if estimate else None
-    return int(value) if isinstance(value, int) else None
 
 
 def cancel(

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from ftcli.cli.context import AppContext, app_context
+from ftcli.cli.context import app_context
 from ftcli.cli.emit import emit
 from ftcli.cli.output import stderr
-
-if TYPE_CHECKING:
-    from ftcli.service.files import UploadResult
+from ftcli.cli.progress import upload_bar
 
 
 def upload(
@@ -31,40 +29,17 @@ def upload(
 ) -> None:
     """Upload a training file: refused if `check` finds errors; reuses identical uploads; resumes big ones.
     Prints the file id; with --json, the file object."""
-    from ftcli.service.files import check_before_upload
+    from ftcli.service.files import check_before_upload, upload_file
 
     app = app_context(ctx)
     if not no_check:
         check_before_upload(file, model=model)
-    result = send_file(app, file, force=force, multipart=multipart)
+    with upload_bar(app)(file) as on_progress:
+        result = upload_file(
+            app.client(), file, ledger=app.ledger(), force=force, multipart=multipart, on_progress=on_progress
+        )
     note = " (already on the backend: reused)" if result.reused else ""
     if result.resumed_parts:
         note = f" (resumed: {result.resumed_parts} parts were already sent)"
     stderr().print(f"uploaded {file.name}{note}", highlight=False)
     emit(app, result.file, lambda: result.file.id)
-
-
-def send_file(app: AppContext, file: Path, *, force: bool = False, multipart: bool | None = None) -> UploadResult:
-    """Upload with a byte progress bar on stderr (shared by `upload` and `train`)."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    from ftcli.service.files import upload_file
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=stderr(),
-        transient=True,
-        disable=app.json,
-    ) as progress:
-        task = progress.add_task(file.name, total=file.stat().st_size)
-        return upload_file(
-            app.client(),
-            file,
-            ledger=app.ledger(),
-            force=force,
-            multipart=multipart,
-            on_progress=lambda n: progress.advance(task, n),
-        )

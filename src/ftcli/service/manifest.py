@@ -54,3 +54,19 @@ class RunManifest(BaseModel):
         self.status = status
         self.trained_tokens = trained_tokens if trained_tokens is not None else self.trained_tokens
         self.fine_tuned_model = fine_tuned_model or self.fine_tuned_model
+
+
+def record_job_state(job: Any, root: Path | None = None) -> None:
+    """A followed job's end (status, trained tokens, model) written into its run manifest, if it has one."""
+    manifest = RunManifest.load(job.id, root)
+    if manifest is not None:
+        manifest.update_from_job(str(job.status), job.trained_tokens, job.fine_tuned_model)
+        manifest.save(root)
+
+
+def estimated_tokens(job_id: str, root: Path | None = None) -> int | None:
+    """The billed tokens `check` estimated when the job was started from here (its manifest), for comparison."""
+    manifest = RunManifest.load(job_id, root)
+    estimate = manifest.estimate if manifest else None
+    value = estimate.get("billed_tokens") if estimate else None
+    return int(value) if isinstance(value, int) else None

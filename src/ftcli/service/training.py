@@ -1,0 +1,190 @@
+"""`train` as operations of the service layer: `prepare` (re-train an export with its data, method and
+hyperparameters carried over; check and upload local files, reusing identical bytes; build and validate the job
+request), then `start` (create the job exactly once and record its run manifest). Between the two the caller shows
+the estimate and asks for confirmation; upload progress reaches it through a callback. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ftcli.service.errors import UsageError
+from ftcli.service.files import ProgressCallback, check_before_upload, upload_file
+from ftcli.service.jobs import JobRequest, create_job
+from ftcli.service.manifest import RunManifest
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+    from openai.types.fine_tuning import FineTuningJob
+
+    from ftcli.data.report import Report
+    from ftcli.service.export import ExportedJob
+    from ftcli.service.ledger import Ledger
+
+# Called as a local file starts uploading: a context around the upload that takes byte counts (a progress bar).
+UploadProgress = Callable[[Path], AbstractContextManager[ProgressCallback | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingOptions:
+    """What the user asked for; None means "the backend's default" (or, with `from_export`, the exported job's)."""
+
+    model: str
+    file: str | None = None  # an uploaded file id, or a local path
+    validation_file: str | None = None
+    from_export: Path | None = None  # OUT/<job-id> of `ftcli export`
+    method: str | None = None  # "sft" | "dpo"
+    n_epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate_multiplier: float | None = None
+    beta: float | None = None
+    suffix: str | None = None
+    seed: int | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    extra_hyperparameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingFile:
+    file_id: str
+    path: str | None = None  # the local file it was uploaded from
+    sha256: str | None = None
+    report: Report | None = None  # its check, for a local file
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedJob:
+    request: JobRequest
+    training: TrainingFile
+    validation: TrainingFile | None
+    exported: ExportedJob | None
+
+    @property
+    def report(self) -> Report | None:
+        return self.training.report
+
+
+def prepare(
+    client: OpenAI,
+    options: TrainingOptions,
+    *,
+    backend_kind: str,
+    ledger: Ledger | None = None,
+    progress: UploadProgress | None = None,
+) -> PreparedJob:
+    """Everything before the job is created: files checked (errors refuse) and uploaded, the request validated."""
+    options, exported = _with_export(options, backend_kind)
+    if options.file is None:
+        raise UsageError("--file is required", hint="or --from-export OUT/<job-id> to re-train an exported job")
+    method = options.method or "sft"
+
+    def resolve(value: str) -> TrainingFile:
+        return _resolve_file(client, value, options.model, method, options.n_epochs, ledger, progress)
+
+    training = resolve(options.file)
+    validation = resolve(options.validation_file) if options.validation_file else None
+    request = JobRequest(
+        model=options.model,
+        training_file=training.file_id,
+        validation_file=validation.file_id if validation else None,
+        method=method,
+        n_epochs=options.n_epochs,
+        batch_size=options.batch_size,
+        learning_rate_multiplier=options.learning_rate_multiplier,
+        beta=options.beta,
+        suffix=options.suffix,
+        seed=options.seed,
+        metadata=dict(options.metadata),
+        extra_hyperparameters=dict(options.extra_hyperparameters),
+    )
+    request.validate()
+    return PreparedJob(request, training, validation, exported)
+
+
+def start(client: OpenAI, prepared: PreparedJob, *, backend: dict[str, str | None]) -> FineTuningJob:
+    """Create the job (once, through retries) and write its run manifest (`.ftcli/runs/<job-id>.json`)."""
+    request, report = prepared.request, prepared.report
+    job = create_job(client, request)
+    RunManifest(
+        job_id=job.id,
+        backend=backend,
+        model=request.model,
+        method=request.method,
+        training_file={
+            "path": prepared.training.path,
+            "sha256": prepared.training.sha256,
+            "file_id": prepared.training.file_id,
+        },
+        validation_file={"file_id": prepared.validation.file_id} if prepared.validation else None,
+        parameters=request.create_params(tag="")["method"],
+        check={"examples": report.examples, "errors": report.errors, "warnings": report.warnings} if report else None,
+        estimate=report.estimate.to_dict() if report else None,
+        request_tag=(job.metadata or {}).get("ftcli_request_id"),
+        status=str(job.status),
+        retrain_of=prepared.exported.link() if prepared.exported else None,
+    ).save()
+    return job
+
+
+def _with_export(options: TrainingOptions, backend_kind: str) -> tuple[TrainingOptions, ExportedJob | None]:
+    """The options with what an exported job carries filled in wherever the user left them unset."""
+    if options.from_export is None:
+        return options, None
+    from ftcli.service.export import load_export
+
+    exported = load_export(options.from_export)
+    carried = exported.carried_parameters(backend_kind)
+
+    def unset_or(value: Any, fallback: Any) -> Any:
+        return value if value is not None else fallback
+
+    metadata = dict(options.metadata)
+    metadata.setdefault("ftcli_retrain_of", str(exported.job["id"])[:512])
+    validation = options.validation_file
+    if validation is None and exported.validation_file is not None:
+        validation = str(exported.validation_file)
+    merged = TrainingOptions(
+        model=options.model,
+        file=options.file or str(exported.training_file),
+        validation_file=validation,
+        from_export=options.from_export,
+        method=options.method or exported.method,
+        n_epochs=unset_or(options.n_epochs, carried.get("n_epochs")),
+        batch_size=unset_or(options.batch_size, carried.get("batch_size")),
+        learning_rate_multiplier=unset_or(options.learning_rate_multiplier, carried.get("learning_rate_multiplier")),
+        beta=unset_or(options.beta, carried.get("beta")),
+        suffix=options.suffix or exported.job.get("user_provided_suffix"),
+        seed=unset_or(options.seed, exported.job.get("seed")),
+        metadata=metadata,
+        extra_hyperparameters=dict(options.extra_hyperparameters),
+    )
+    return merged, exported
+
+
+def _resolve_file(
+    client: OpenAI,
+    value: str,
+    model: str,
+    method: str,
+    epochs: int | None,
+    ledger: Ledger | None,
+    progress: UploadProgress | None,
+) -> TrainingFile:
+    """A file id is used as is; a local path is checked (errors refuse), then uploaded (identical bytes reused)."""
+    path = Path(value)
+    if not path.exists():
+        if value.startswith("file-") or "/" not in value and not value.endswith(".jsonl"):
+            return TrainingFile(value)
+        raise UsageError(f"{value}: no such file")
+    report = check_before_upload(path, model=model, method=method, epochs=epochs)
+    with (progress or _no_progress)(path) as on_progress:
+        result = upload_file(client, path, ledger=ledger, on_progress=on_progress)
+    return TrainingFile(result.file.id, path=value, sha256=result.sha256, report=report)
+
+
+def _no_progress(_path: Path) -> AbstractContextManager[ProgressCallback | None]:
+    return nullcontext(None)

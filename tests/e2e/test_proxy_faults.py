@@ -27,13 +27,18 @@ pytestmark = [pytest.mark.e2e, pytest.mark.local, pytest.mark.slow]
 
 @pytest.fixture
 def proxy(server: Server) -> Iterator[FaultProxy]:
-    running = FaultProxy(server.url.removesuffix("/v1")).start()
+    running = FaultProxy(server.url.removesuffix("/v1"), key=server.key).start()
     yield running
     running.stop()
 
 
 def _cli(proxy: FaultProxy, tmp_path: Path, *args: str) -> object:
-    env = {"FTCLI_CONFIG_DIR": str(tmp_path / "config"), "FTCLI_DATA_DIR": str(tmp_path / "data")}
+    # The proxy listens on a port of its own, so the server's runtime file can't name its key: given outright
+    env = {
+        "FTCLI_CONFIG_DIR": str(tmp_path / "config"),
+        "FTCLI_DATA_DIR": str(tmp_path / "data"),
+        "OPENAI_API_KEY": proxy.key,
+    }
     return CliRunner().invoke(app, ["--base-url", f"{proxy.url}/v1", *args], env=env)
 
 
@@ -107,7 +112,7 @@ def test_an_interrupted_multipart_upload_resumes_with_the_right_bytes(
     ledger = Ledger(tmp_path / "ledger.json")
     parts = r"/v1/uploads/[^/]+/parts"
     proxy.add(Rule("POST", parts, "status", times=3, status=503))  # one part fails through the SDK's 2 retries
-    settings = Settings(kind="compatible", base_url=f"{proxy.url}/v1")
+    settings = Settings(kind="compatible", base_url=f"{proxy.url}/v1", api_key=proxy.key)
     with make_client(settings) as sdk, pytest.raises(FtcliError):
         files.upload_file(sdk, data, ledger=ledger, multipart=True, part_size=24_000, parallel=1)
     sent_first = sum(1 for s in proxy.seen if s[0] == "POST" and s[1].endswith("/parts") and s[2] == "pass")

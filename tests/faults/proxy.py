@@ -39,6 +39,7 @@ class Rule:
 @dataclass
 class FaultProxy:
     upstream: str  # e.g. http://127.0.0.1:8765
+    key: str = ""  # the upstream server's key, for the tests' clients (the proxy passes headers on as they come)
     rules: list[Rule] = field(default_factory=list)
     seen: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, what happened)
     port: int = 0

@@ -4,6 +4,7 @@ reach outside the data directory."""
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,12 @@ def data_dir(tmp_path: Path) -> Path:
 def client(data_dir: Path) -> Iterator[TestClient]:
     with TestClient(create_app(data_dir, max_upload_bytes=LIMIT), base_url=LOCAL) as test_client:
         yield test_client
+
+
+def _sql(data_dir: Path, statement: str, params: tuple[object, ...]) -> None:
+    """State no request can make (time passing, what an older ftcli left), written straight into the database."""
+    with sqlite3.connect(data_dir / "ftcli.sqlite3") as db:
+        db.execute(statement, params)
 
 
 def _upload(client: TestClient, name: str, data: bytes) -> object:
@@ -133,8 +140,7 @@ def test_cancelled_and_expired_uploads_leave_no_bytes(client: TestClient, data_d
 
     expired = _start_upload(client, 20)
     _send_parts(client, expired, [b"y" * 10])
-    store: Store = client.app.state.store  # type: ignore[attr-defined]
-    store.execute("UPDATE uploads SET expires_at = 0 WHERE id = ?", (expired,))
+    _sql(data_dir, "UPDATE uploads SET expires_at = 0 WHERE id = ?", (expired,))  # an hour passes
     late = client.post(f"/v1/uploads/{expired}/parts", files={"data": ("part", b"z" * 10)})
     assert late.status_code == 400 and "expired" in late.json()["error"]["message"]
     assert not (data_dir / "uploads" / expired).exists()
@@ -147,11 +153,12 @@ def test_a_restarted_server_removes_parts_no_upload_can_use(data_dir: Path) -> N
         first = _send_parts(client, open_upload, [b"o" * 10])
         _send_parts(client, stale, [b"s" * 10])
         store: Store = client.app.state.store  # type: ignore[attr-defined]
-        store.execute("UPDATE uploads SET expires_at = 0 WHERE id = ?", (stale,))
+        _sql(data_dir, "UPDATE uploads SET expires_at = 0 WHERE id = ?", (stale,))
         # as an earlier ftcli left them: a finished upload's part kept among the blobs
         legacy_sha = hashlib.sha256(b"legacy part").hexdigest()
         store.blob_path(legacy_sha).write_bytes(b"legacy part")
-        store.execute(
+        _sql(
+            data_dir,
             "INSERT INTO upload_parts (id, upload_id, sha256, bytes, created_at) VALUES (?, ?, ?, 11, 0)",
             ("part-old", "upload-old", legacy_sha),
         )
@@ -206,7 +213,7 @@ def _parts_past_the_declared_size_are_refused(client: TestClient, data_dir: Path
 def test_the_data_dir_and_the_database_are_the_users_alone(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o755)
-    Store(data_dir).one("SELECT 1")
+    Store(data_dir).files()
     for path in [data_dir, *data_dir.glob("ftcli.sqlite3*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)  # as an older ftcli or a umask of 022 left them
     with TestClient(create_app(data_dir), base_url=LOCAL) as client:

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ftcli.server.api import chat, files, jobs, web
 from ftcli.server.api.chat import ChatLimits
-from ftcli.server.api.errors import ApiError, handle_api_error
+from ftcli.server.api.errors import ApiError, error_response, handle_api_error
 from ftcli.server.guard import BrowserGuard
 from ftcli.server.inference import ModelCache
 from ftcli.server.limits import MAX_JSON_BODY, BodyLimit, ChatSlots
@@ -60,28 +60,17 @@ def create_app(
     app.state.chat_slots = chat_slots or ChatSlots()
     app.add_exception_handler(ApiError, handle_api_error)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        """Starlette's own errors (an unknown path, a wrong method, a body past its limit) in OpenAI's envelope."""
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code)
-        error = {"message": str(exc.detail), "type": "invalid_request_error", "param": None, "code": code}
-        return JSONResponse(status_code=exc.status_code, content={"error": error}, headers=exc.headers)
-
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         first: dict[str, Any] = exc.errors()[0] if exc.errors() else {}
         param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-        return JSONResponse(
-            status_code=400,
-            content={
-                "error": {
-                    "message": first.get("msg", "invalid request"),
-                    "type": "invalid_request_error",
-                    "param": param,
-                    "code": None,
-                }
-            },
-        )
+        return error_response(400, first.get("msg", "invalid request"), param=param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Starlette's own errors (an unknown path, a wrong method, a body past its limit) in OpenAI's envelope."""
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code)
+        return error_response(exc.status_code, str(exc.detail), code=code, headers=exc.headers)
 
     # A plain ASGI middleware (not @app.middleware): it passes receive and send straight through, so a streamed
     # answer still hears its client leave (see api/chat.py's _until_disconnected).
@@ -92,11 +81,6 @@ def create_app(
         app.include_router(router, prefix="/v1")
     app.include_router(web.router)
     return app
-
-
-def _refusal(status: int, message: str, code: str) -> JSONResponse:
-    error = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
-    return JSONResponse(status_code=status, content={"error": error})
 
 
 class Gatekeeper:
@@ -114,12 +98,12 @@ class Gatekeeper:
         headers = Headers(scope=scope)
         reason = self.guard.refusal(headers.get("host"), headers.get("origin"))
         if reason is not None:
-            await _refusal(403, reason, "forbidden")(scope, receive, send)
+            await error_response(403, reason, code="forbidden")(scope, receive, send)
             return
         page = scope["method"] == "GET" and scope["path"] == web.PAGE_PATH
         if self.api_key is not None and not page:
             scheme, _, given = headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.api_key.encode()):
-                await _refusal(401, "Incorrect API key provided", "invalid_api_key")(scope, receive, send)
+                await error_response(401, "Incorrect API key provided", code="invalid_api_key")(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ftcli.server.api.errors import ApiError
+from ftcli.server.api.errors import ApiError, error_response
 
 MAX_JSON_BODY = 16 * 1024 * 1024  # far above any chat or job request: prompts are capped in tokens anyway
 MULTIPART_OVERHEAD = 64 * 1024  # the form's boundaries and fields around an upload's bytes
@@ -63,9 +63,7 @@ class BodyLimit:
 
 
 def _too_large(limit: int) -> JSONResponse:
-    exc = BodyTooLarge(limit)
-    error = {"message": exc.detail, "type": "invalid_request_error", "param": None, "code": "request_too_large"}
-    return JSONResponse(status_code=413, content={"error": error})
+    return error_response(413, BodyTooLarge(limit).detail, code="request_too_large")
 
 
 @dataclass

@@ -89,7 +89,7 @@ class JobRunner:
             file_id = job.get(key)
             if not file_id:
                 continue
-            row = self.store.one("SELECT sha256 FROM files WHERE id = ?", (file_id,))
+            row = self.store.file(file_id)
             if row is None:
                 problems.append(f"{key} {file_id} does not exist")
                 continue

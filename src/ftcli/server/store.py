@@ -114,20 +114,20 @@ class Store:
     def _clean_uploads(self) -> None:
         """Parts of uploads that can no longer complete (completed, cancelled, expired) and the bytes of parts
         cut off by a crash. Earlier versions kept parts among the blobs: those not also a file go too."""
-        self.execute("UPDATE uploads SET status = 'expired' WHERE status = 'pending' AND expires_at < ?", (now(),))
-        pending = {row["id"] for row in self.all("SELECT id FROM uploads WHERE status = 'pending'")}
+        self._execute("UPDATE uploads SET status = 'expired' WHERE status = 'pending' AND expires_at < ?", (now(),))
+        pending = {row["id"] for row in self._all("SELECT id FROM uploads WHERE status = 'pending'")}
         for folder in (self.data_dir / "uploads").glob("upload-*"):
             if folder.name not in pending:
                 shutil.rmtree(folder, ignore_errors=True)
             else:
                 for leftover in folder.glob(".incoming.*"):
                     leftover.unlink(missing_ok=True)
-        legacy = self.all(
+        legacy = self._all(
             "SELECT DISTINCT sha256 FROM upload_parts WHERE sha256 != '' AND sha256 NOT IN (SELECT sha256 FROM files)"
         )
         for row in legacy:
             self.blob_path(row["sha256"]).unlink(missing_ok=True)
-        self.execute("UPDATE upload_parts SET sha256 = '' WHERE sha256 != ''")
+        self._execute("UPDATE upload_parts SET sha256 = '' WHERE sha256 != ''")
 
     # -- blobs --------------------------------------------------------------------------------------------
 
@@ -147,7 +147,7 @@ class Store:
             # them between the two (see delete_file).
             with self._blobs_locked():
                 os.replace(temp, self.blob_path(sha))
-                self.execute(
+                self._execute(
                     "INSERT INTO files (id, sha256, bytes, filename, purpose, created_at, status) "
                     "VALUES (?,?,?,?,?,?,?)",
                     (file_id, sha, size, filename, purpose, now(), "processed"),
@@ -159,11 +159,11 @@ class Store:
         return row
 
     def file(self, file_id: str) -> sqlite3.Row | None:
-        return self.one("SELECT * FROM files WHERE id = ?", (file_id,))
+        return self._one("SELECT * FROM files WHERE id = ?", (file_id,))
 
     def files(self, *, ascending: bool = False) -> list[sqlite3.Row]:
         direction = "ASC" if ascending else "DESC"
-        return self.all(f"SELECT * FROM files ORDER BY created_at {direction}, rowid {direction}")
+        return self._all(f"SELECT * FROM files ORDER BY created_at {direction}, rowid {direction}")
 
     def delete_file(self, file_id: str) -> bool:
         """Remove a file's row, and its bytes when no other file holds the same bytes; False if there was none."""
@@ -171,8 +171,8 @@ class Store:
             row = self.file(file_id)
             if row is None:
                 return False
-            self.execute("DELETE FROM files WHERE id = ?", (file_id,))
-            if self.one("SELECT 1 FROM files WHERE sha256 = ? LIMIT 1", (row["sha256"],)) is None:
+            self._execute("DELETE FROM files WHERE id = ?", (file_id,))
+            if self._one("SELECT 1 FROM files WHERE sha256 = ? LIMIT 1", (row["sha256"],)) is None:
                 self.blob_path(row["sha256"]).unlink(missing_ok=True)
         return True
 
@@ -190,16 +190,16 @@ class Store:
     # -- models -------------------------------------------------------------------------------------------
 
     def add_model(self, model_id: str, *, base: str, adapter: Path, job_id: str) -> None:
-        self.execute(
+        self._execute(
             "INSERT OR REPLACE INTO models (id, created, base, adapter, job_id) VALUES (?,?,?,?,?)",
             (model_id, now(), base, str(adapter), job_id),
         )
 
     def model(self, model_id: str) -> sqlite3.Row | None:
-        return self.one("SELECT * FROM models WHERE id = ?", (model_id,))
+        return self._one("SELECT * FROM models WHERE id = ?", (model_id,))
 
     def models(self) -> list[sqlite3.Row]:
-        return self.all("SELECT * FROM models ORDER BY created")
+        return self._all("SELECT * FROM models ORDER BY created")
 
     def delete_model(self, model_id: str) -> Path | None:
         """Remove a fine-tuned model's row and its adapter's files (kept only while another row names them);
@@ -207,9 +207,9 @@ class Store:
         row = self.model(model_id)
         if row is None:
             return None
-        self.execute("DELETE FROM models WHERE id = ?", (model_id,))
+        self._execute("DELETE FROM models WHERE id = ?", (model_id,))
         adapter = Path(row["adapter"])
-        shared = self.one("SELECT 1 FROM models WHERE adapter = ? LIMIT 1", (row["adapter"],)) is not None
+        shared = self._one("SELECT 1 FROM models WHERE adapter = ? LIMIT 1", (row["adapter"],)) is not None
         runs = (self.data_dir / "runs").resolve()
         if not shared and adapter.resolve().is_relative_to(runs):  # only ever what a job of this server wrote
             shutil.rmtree(adapter, ignore_errors=True)
@@ -262,32 +262,89 @@ class Store:
             raise ValueError("not a content hash")  # names never come from users: no way out of the data dir
         return self.blobs / sha256
 
+    # -- uploads ------------------------------------------------------------------------------------------
+
+    def add_upload(self, *, filename: str, purpose: str, size: int, mime_type: str, lifetime: int) -> sqlite3.Row:
+        upload_id = new_id("upload")
+        self._execute(
+            "INSERT INTO uploads (id, filename, purpose, bytes, mime_type, created_at, expires_at, status) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (upload_id, filename, purpose, size, mime_type, now(), now() + lifetime, "pending"),
+        )
+        row = self.upload(upload_id)
+        assert row is not None
+        return row
+
+    def upload(self, upload_id: str) -> sqlite3.Row | None:
+        return self._one("SELECT * FROM uploads WHERE id = ?", (upload_id,))
+
+    def set_upload_status(self, upload_id: str, status: str, *, file_id: str | None = None) -> sqlite3.Row:
+        self._execute("UPDATE uploads SET status = ?, file_id = ? WHERE id = ?", (status, file_id, upload_id))
+        row = self.upload(upload_id)
+        assert row is not None
+        return row
+
+    def add_part_row(self, upload_id: str, part_id: str, size: int) -> None:
+        self._execute(  # sha256 stays empty: parts are kept by upload and part id, not by content
+            "INSERT INTO upload_parts (id, upload_id, sha256, bytes, created_at) VALUES (?,?,?,?,?)",
+            (part_id, upload_id, "", size, now()),
+        )
+
+    def part(self, upload_id: str, part_id: str) -> sqlite3.Row | None:
+        return self._one("SELECT * FROM upload_parts WHERE id = ? AND upload_id = ?", (part_id, upload_id))
+
+    def parts_bytes(self, upload_id: str) -> int:
+        row = self._one("SELECT COALESCE(SUM(bytes), 0) AS n FROM upload_parts WHERE upload_id = ?", (upload_id,))
+        return int(row["n"]) if row else 0
+
+    # -- checkpoints --------------------------------------------------------------------------------------
+
+    def add_checkpoint(
+        self, job_id: str, *, step: int, metrics: dict[str, Any], model: str, path: Path, keep: int
+    ) -> None:
+        """A job's checkpoint; only its `keep` latest stay listed."""
+        self._execute(
+            "INSERT INTO checkpoints (id, job_id, created_at, step_number, metrics, model, path) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (new_id("ftckpt"), job_id, now(), step, json.dumps(metrics), model, str(path)),
+        )
+        self._execute(
+            "DELETE FROM checkpoints WHERE job_id = ? AND id NOT IN (SELECT id FROM checkpoints WHERE "
+            "job_id = ? ORDER BY step_number DESC LIMIT ?)",
+            (job_id, job_id, keep),
+        )
+
+    def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
+        """Newest first; `metrics` decoded."""
+        rows = self._all("SELECT * FROM checkpoints WHERE job_id = ? ORDER BY step_number DESC", (job_id,))
+        return [{**dict(row), "metrics": json.loads(row["metrics"])} for row in rows]
+
     # -- rows ---------------------------------------------------------------------------------------------
 
-    def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
+    def _execute(self, sql: str, params: Iterable[Any] = ()) -> None:
         with self.connect() as db:
             db.execute(sql, tuple(params))
 
-    def one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+    def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         with self.connect() as db:
             row: sqlite3.Row | None = db.execute(sql, tuple(params)).fetchone()
         return row
 
-    def all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self.connect() as db:
             return list(db.execute(sql, tuple(params)).fetchall())
 
     # -- jobs ---------------------------------------------------------------------------------------------
 
     def save_job(self, job: dict[str, Any]) -> None:
-        self.execute(
+        self._execute(
             "INSERT INTO jobs (id, body, status, created_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET body = excluded.body, status = excluded.status",
             (job["id"], json.dumps(job), job["status"], job["created_at"]),
         )
 
     def job(self, job_id: str) -> dict[str, Any] | None:
-        row = self.one("SELECT body FROM jobs WHERE id = ?", (job_id,))
+        row = self._one("SELECT body FROM jobs WHERE id = ?", (job_id,))
         return dict(json.loads(row["body"])) if row else None
 
     def update_job(self, job_id: str, **changes: Any) -> dict[str, Any]:
@@ -307,7 +364,7 @@ class Store:
         return job
 
     def jobs(self) -> list[dict[str, Any]]:
-        return [json.loads(r["body"]) for r in self.all("SELECT body FROM jobs ORDER BY created_at DESC, rowid DESC")]
+        return [json.loads(r["body"]) for r in self._all("SELECT body FROM jobs ORDER BY created_at DESC, rowid DESC")]
 
     def add_event(
         self,
@@ -318,13 +375,13 @@ class Store:
         type_: str = "message",
         data: dict[str, Any] | None = None,
     ) -> None:
-        self.execute(
+        self._execute(
             "INSERT INTO events (id, job_id, created_at, level, message, type, data) VALUES (?,?,?,?,?,?,?)",
             (new_id("ftevent"), job_id, now(), level, message, type_, json.dumps(data) if data else None),
         )
 
     def events(self, job_id: str) -> list[dict[str, Any]]:
-        rows = self.all("SELECT * FROM events WHERE job_id = ? ORDER BY seq DESC", (job_id,))
+        rows = self._all("SELECT * FROM events WHERE job_id = ? ORDER BY seq DESC", (job_id,))
         return [
             {
                 "id": r["id"],

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcli.server.bases import fine_tuned_name, resolve_base
-from ftcli.server.store import Store, new_id, now
+from ftcli.server.store import Store, now
 
 
 def read_examples(store: Store, file_id: str) -> list[dict[str, Any]]:
@@ -56,12 +56,9 @@ def run_job(data_dir: str, job_id: str) -> None:
     kind = job["method"]["type"]
     requested = dict(job["method"].get(kind, {}).get("hyperparameters") or {})
     output = Path(data_dir) / "runs" / job_id
-    last = store.one(
-        "SELECT step_number, path, metrics FROM checkpoints WHERE job_id = ? ORDER BY step_number DESC LIMIT 1",
-        (job_id,),
-    )
+    last = next(iter(store.checkpoints(job_id)), None)
     resume = Path(last["path"]) if last and Path(last["path"]).exists() else None
-    start_epoch = json.loads(last["metrics"]).get("epoch", 0) if resume and last else 0
+    start_epoch = last["metrics"].get("epoch", 0) if resume and last else 0
     if main:
         store.update_job(job_id, status="running")
         store.add_event(job_id, "Fine-tuning job started" if not resume else f"Resuming from epoch {start_epoch}")
@@ -97,16 +94,7 @@ def run_job(data_dir: str, job_id: str) -> None:
             "epoch": epoch,
         }
         name = fine_tuned_name(job["model"], job.get("user_provided_suffix"), job_id) + f":ckpt-step-{m.step}"
-        store.execute(
-            "INSERT INTO checkpoints (id, job_id, created_at, step_number, metrics, model, path) "
-            "VALUES (?,?,?,?,?,?,?)",
-            (new_id("ftckpt"), job_id, now(), m.step, json.dumps(metrics), name, str(path)),
-        )
-        store.execute(
-            "DELETE FROM checkpoints WHERE job_id = ? AND id NOT IN (SELECT id FROM checkpoints WHERE "
-            "job_id = ? ORDER BY step_number DESC LIMIT ?)",
-            (job_id, job_id, KEEP_CHECKPOINTS),
-        )
+        store.add_checkpoint(job_id, step=m.step, metrics=metrics, model=name, path=path, keep=KEEP_CHECKPOINTS)
         store.add_event(job_id, f"Checkpoint created at step {m.step}")
 
     hyper, result = train_lora(

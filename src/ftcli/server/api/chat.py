@@ -17,7 +17,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from ftcli.server.api.bodies import json_body
-from ftcli.server.api.errors import ApiError, not_found
+from ftcli.server.api.errors import ApiError, envelope, not_found
 from ftcli.server.bases import UnknownBase, bundled_bases, canonical_name, resolve_base
 from ftcli.server.limits import ChatSlots
 from ftcli.server.store import Store
@@ -251,7 +251,7 @@ def _sse(
         finish = "tool_calls" if calls else finish_reason(count_text_tokens(loaded, generated), sampling)
         yield chunk({}, finish)
     except Exception as exc:  # an error mid-stream is a data event, then [DONE]
-        error = {"error": {"message": f"generation failed: {type(exc).__name__}", "type": "server_error"}}
+        error = envelope(f"generation failed: {type(exc).__name__}", kind="server_error")
         yield f"data: {json.dumps(error)}\n\n".encode()
     if usage_of_prompt is not None:
         usage = {

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
@@ -24,9 +27,27 @@ def not_found(what: str, ident: str) -> ApiError:
     return ApiError(404, f"No such {what}: {ident}", code=f"{what.replace(' ', '_')}_not_found")
 
 
+def envelope(
+    message: str, *, kind: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's error document: the one place it is built (responses, refusals, a stream's error event)."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    kind: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content=envelope(message, kind=kind, param=param, code=code), headers=headers
+    )
+
+
 async def handle_api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return JSONResponse(
-        status_code=exc.status,
-        content={"error": {"message": exc.message, "type": exc.kind, "param": exc.param, "code": exc.code}},
-    )
+    return error_response(exc.status, exc.message, kind=exc.kind, param=exc.param, code=exc.code)

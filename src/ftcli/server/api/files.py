@@ -134,31 +134,22 @@ async def create_upload(request: Request) -> dict[str, Any]:
         raise ApiError(400, f"Invalid purpose {body['purpose']!r}", param="purpose")
     if body["bytes"] > request.app.state.max_upload_bytes:
         raise ApiError(413, "upload is larger than the server's limit", param="bytes")
-    store = _store(request)
-    upload_id = new_id("upload")
-    store.execute(
-        "INSERT INTO uploads (id, filename, purpose, bytes, mime_type, created_at, expires_at, status) "
-        "VALUES (?,?,?,?,?,?,?,?)",
-        (
-            upload_id,
-            safe_name(str(body["filename"])),
-            str(body["purpose"]),
-            int(body["bytes"]),
-            str(body["mime_type"]),
-            now(),
-            now() + 3600,
-            "pending",
-        ),
+    row = _store(request).add_upload(
+        filename=safe_name(str(body["filename"])),
+        purpose=str(body["purpose"]),
+        size=int(body["bytes"]),
+        mime_type=str(body["mime_type"]),
+        lifetime=3600,  # as on OpenAI: an hour to add parts and complete
     )
-    return upload_object(store.one("SELECT * FROM uploads WHERE id = ?", (upload_id,)))
+    return upload_object(row)
 
 
 def _pending(store: Store, upload_id: str) -> Any:
-    row = store.one("SELECT * FROM uploads WHERE id = ?", (upload_id,))
+    row = store.upload(upload_id)
     if row is None:
         raise not_found("upload", upload_id)
-    if row["status"] == "pending" and row["expires_at"] < now():  # as on OpenAI: an hour to add parts and complete
-        store.execute("UPDATE uploads SET status = 'expired' WHERE id = ?", (upload_id,))
+    if row["status"] == "pending" and row["expires_at"] < now():
+        store.set_upload_status(upload_id, "expired")
         store.drop_parts(upload_id)
         raise ApiError(400, f"Upload {upload_id} is expired", param="upload_id")
     if row["status"] != "pending":
@@ -171,10 +162,9 @@ def add_part(request: Request, upload_id: str, data: Annotated[UploadFile, File(
     store = _store(request)
     upload = _pending(store, upload_id)
     declared, limit = int(upload["bytes"]), int(request.app.state.max_upload_bytes)
-    stored = store.one("SELECT COALESCE(SUM(bytes), 0) AS n FROM upload_parts WHERE upload_id = ?", (upload_id,))
     # A part is never larger than the whole upload, and all parts together hold at most twice what it declared: room
     # to send each part once more when a response was lost, none to fill the disk through a 1-byte upload.
-    room = min(declared, 2 * declared - int(stored["n"] if stored else 0))
+    room = min(declared, 2 * declared - store.parts_bytes(upload_id))
     part_id = new_id("part")
     try:
         size = store.put_part(upload_id, part_id, data.file, limit=min(room, limit))
@@ -185,10 +175,7 @@ def add_part(request: Request, upload_id: str, data: Annotated[UploadFile, File(
             else f"the parts go past the {declared:,} bytes upload {upload_id} declared"
         )
         raise ApiError(413, message, param="data") from None
-    store.execute(  # sha256 stays empty: parts are kept by upload and part id, not by content
-        "INSERT INTO upload_parts (id, upload_id, sha256, bytes, created_at) VALUES (?,?,?,?,?)",
-        (part_id, upload_id, "", size, now()),
-    )
+    store.add_part_row(upload_id, part_id, size)
     return {"id": part_id, "object": "upload.part", "created_at": now(), "upload_id": upload_id}
 
 
@@ -206,7 +193,7 @@ def _complete(store: Store, upload_id: str, body: dict[str, Any], limit: int) ->
         raise ApiError(400, "part_ids must be a list of part ids", param="part_ids")
     parts = []
     for part_id in part_ids:
-        part = store.one("SELECT * FROM upload_parts WHERE id = ? AND upload_id = ?", (part_id, upload_id))
+        part = store.part(upload_id, part_id)
         if part is None:
             raise ApiError(400, f"Unknown part {part_id}", param="part_ids")
         if not store.part_path(upload_id, part_id).is_file():  # e.g. a part an older ftcli kept elsewhere
@@ -228,18 +215,18 @@ def _complete(store: Store, upload_id: str, body: dict[str, Any], limit: int) ->
     except ChecksumMismatch as exc:
         raise ApiError(400, str(exc), param="md5") from None
     file = file_object(added)
-    store.execute("UPDATE uploads SET status = 'completed', file_id = ? WHERE id = ?", (file["id"], upload_id))
+    completed = store.set_upload_status(upload_id, "completed", file_id=file["id"])
     store.drop_parts(upload_id)  # the bytes now live once, as the file
-    return upload_object(store.one("SELECT * FROM uploads WHERE id = ?", (upload_id,)), file)
+    return upload_object(completed, file)
 
 
 @router.post("/uploads/{upload_id}/cancel")
 def cancel_upload(request: Request, upload_id: str) -> dict[str, Any]:
     store = _store(request)
     _pending(store, upload_id)
-    store.execute("UPDATE uploads SET status = 'cancelled' WHERE id = ?", (upload_id,))
+    cancelled = store.set_upload_status(upload_id, "cancelled")
     store.drop_parts(upload_id)
-    return upload_object(store.one("SELECT * FROM uploads WHERE id = ?", (upload_id,)))
+    return upload_object(cancelled)
 
 
 class _Concatenation:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -39,7 +38,7 @@ async def create_job(request: Request) -> dict[str, Any]:
     except UnknownBase as exc:
         raise ApiError(400, str(exc), param="model", code="model_not_available") from None
     for key in ("training_file", "validation_file"):
-        if body.get(key) and store.one("SELECT id FROM files WHERE id = ?", (body[key],)) is None:
+        if body.get(key) and store.file(str(body[key])) is None:
             raise ApiError(400, f"{key} {body[key]} does not exist", param=key)
     method = body.get("method") or {
         "type": "supervised",
@@ -163,10 +162,10 @@ def list_events(request: Request, job_id: str, limit: int = 20, after: str | Non
 def list_checkpoints(request: Request, job_id: str, limit: int = 10) -> dict[str, Any]:
     store, _ = _state(request)
     job = _job(store, job_id)
-    rows = store.all("SELECT * FROM checkpoints WHERE job_id = ? ORDER BY step_number DESC", (job_id,))
+    rows = store.checkpoints(job_id)
     data = []
     for row in rows[:limit]:
-        metrics = json.loads(row["metrics"])
+        metrics = row["metrics"]
         data.append(
             {
                 "id": row["id"],

@@ -55,7 +55,7 @@ def page() -> HTMLResponse:
 @router.get("/ftcli/files/{file_id}/check")
 async def file_check(request: Request, file_id: str) -> dict[str, Any]:
     store: Store = request.app.state.store
-    row = store.one("SELECT sha256 FROM files WHERE id = ?", (file_id,))
+    row = store.file(file_id)
     if row is None:
         raise not_found("file", file_id)
     return await run_in_threadpool(_report, store, row["sha256"])

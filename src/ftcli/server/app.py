@@ -16,7 +16,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ftcli.server.api import chat, files, jobs, web
+from ftcli.server.api import chat, files, jobs, models, web
 from ftcli.server.api.chat import ChatLimits
 from ftcli.server.api.errors import ApiError, error_response, handle_api_error
 from ftcli.server.guard import BrowserGuard
@@ -77,7 +77,7 @@ def create_app(
     app.add_middleware(BodyLimit, upload_limit=max_upload_bytes, json_limit=max_json_bytes)
     app.add_middleware(Gatekeeper, guard=BrowserGuard(host), api_key=api_key)  # the outer one: refuses first
 
-    for router in (files.router, jobs.router, chat.router):
+    for router in (files.router, jobs.router, chat.router, models.router):
         app.include_router(router, prefix="/v1")
     app.include_router(web.router)
     return app

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ftcli.server.chat_tokens import render_prompt
 from ftcli.server.training import load_base
@@ -128,6 +128,6 @@ def count_text_tokens(loaded: LoadedModel, text: str) -> int:
     return len(loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def finish_reason(completion_tokens: int, sampling: Sampling) -> str:
+def finish_reason(completion_tokens: int, sampling: Sampling) -> Literal["length", "stop"]:
     """OpenAI's reasons: "length" when the answer hit max_tokens, else "stop"."""
     return "length" if completion_tokens >= sampling.max_tokens else "stop"

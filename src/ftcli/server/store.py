@@ -385,7 +385,6 @@ class Store:
         return [
             {
                 "id": r["id"],
-                "object": "fine_tuning.job.event",
                 "created_at": r["created_at"],
                 "level": r["level"],
                 "message": r["message"],

@@ -16,10 +16,21 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from ftcli.server.api.bodies import json_body
-from ftcli.server.api.errors import ApiError, envelope, not_found
-from ftcli.server.bases import UnknownBase, bundled_bases, canonical_name, resolve_base
+from ftcli.server.api.bodies import read_request
+from ftcli.server.api.errors import ApiError, envelope
+from ftcli.server.bases import UnknownBase, resolve_base
 from ftcli.server.limits import ChatSlots
+from ftcli.server.protocol.chat import (
+    AssistantMessage,
+    ChatChunk,
+    ChatCompletion,
+    ChatRequest,
+    Choice,
+    ChunkChoice,
+    FinishReason,
+    ToolCall,
+    Usage,
+)
 from ftcli.server.store import Store
 from ftcli.server.tool_calls import safe_prefix_length, split_tool_calls
 
@@ -42,11 +53,8 @@ def _resolve(store: Store, model: str) -> tuple[Path, Path | None]:
 
 
 @router.post("/chat/completions", response_model=None)
-async def chat_completions(request: Request) -> dict[str, Any] | StreamingResponse:
-    body = await json_body(request)
-    messages = body.get("messages")
-    if not isinstance(body.get("model"), str) or not isinstance(messages, list) or not messages:
-        raise ApiError(400, "model and a non-empty messages list are required", param="messages")
+async def chat_completions(request: Request) -> ChatCompletion | StreamingResponse:
+    body = await read_request(request, ChatRequest)
     slots: ChatSlots = request.app.state.chat_slots
     await slots.acquire()  # a chat holds worker threads: only a few at once (see server/limits.py)
     try:
@@ -61,7 +69,7 @@ async def chat_completions(request: Request) -> dict[str, Any] | StreamingRespon
     return answer
 
 
-async def _answer(request: Request, body: dict[str, Any]) -> dict[str, Any] | StreamingResponse:
+async def _answer(request: Request, body: ChatRequest) -> ChatCompletion | StreamingResponse:
     from ftcli.server.inference import Sampling, count_text_tokens, count_tokens, finish_reason, generate_stream
 
     store: Store = request.app.state.store
@@ -69,53 +77,43 @@ async def _answer(request: Request, body: dict[str, Any]) -> dict[str, Any] | St
     max_tokens = _max_tokens(body, limits)
     # Loading (and, the first time, building or converting) a model and generating are blocking work: in a
     # worker thread, so one request can't stall the event loop for the others.
-    base, adapter = await run_in_threadpool(_resolve, store, body["model"])
-    loaded = await run_in_threadpool(_load, request.app.state.models, body["model"], base, adapter)
-    min_tokens = _whole_number(body, "min_tokens", 0, max_tokens, default=0)
+    base, adapter = await run_in_threadpool(_resolve, store, body.model)
+    loaded = await run_in_threadpool(_load, request.app.state.models, body.model, base, adapter)
+    min_tokens = _whole_number(body.min_tokens, "min_tokens", 0, max_tokens, default=0)
     sampling = Sampling(
         max_tokens=max_tokens,
         min_tokens=min_tokens,
-        temperature=float(body.get("temperature", 0) or 0),
-        top_p=float(body.get("top_p", 1) or 1),
-        seed=body.get("seed"),
+        temperature=body.temperature or 0.0,
+        top_p=body.top_p or 1.0,
+        seed=body.seed,
     )
-    plain = [_message(m) for m in body["messages"] if isinstance(m, dict)]
-    tools = body.get("tools") if isinstance(body.get("tools"), list) and body.get("tools") else None
+    plain = [_message(m) for m in body.messages]
+    tools: list[Any] | None = list(body.tools) if body.tools else None
     prompt_tokens = count_tokens(loaded, plain, tools)
     _check_prompt_length(prompt_tokens, max_tokens, loaded, limits)
-    prompt = _Prompt(plain, tools, calls_wanted=tools is not None and body.get("tool_choice") != "none")
+    prompt = _Prompt(plain, tools, calls_wanted=tools is not None and body.tool_choice != "none")
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-    if body.get("stream"):
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    if body.stream:
+        include_usage = bool((body.stream_options or {}).get("include_usage"))
         stop = threading.Event()
         usage_of_prompt = prompt_tokens if include_usage else None  # counted once, above
-        chunks = _sse(loaded, prompt, sampling, body["model"], completion_id, created, usage_of_prompt, stop)
+        chunks = _sse(loaded, prompt, sampling, body.model, completion_id, created, usage_of_prompt, stop)
         return _Streamed(_until_disconnected(chunks, stop), media_type="text/event-stream")
     generated = await run_in_threadpool(lambda: "".join(generate_stream(loaded, plain, sampling, tools)))
     completion_tokens = count_text_tokens(loaded, generated)
     text, calls = split_tool_calls(generated) if prompt.calls_wanted else (generated, [])
-    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None, "refusal": None}
-    if calls:
-        message["tool_calls"] = calls
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": body["model"],
-        "choices": [
-            {
-                "index": 0,
-                "finish_reason": "tool_calls" if calls else finish_reason(completion_tokens, sampling),
-                "logprobs": None,
-                "message": message,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }
+    message = AssistantMessage(
+        content=text if text or not calls else None,
+        tool_calls=[ToolCall.model_validate(call) for call in calls] if calls else None,
+    )
+    finish: FinishReason = "tool_calls" if calls else finish_reason(completion_tokens, sampling)
+    return ChatCompletion(
+        id=completion_id,
+        created=created,
+        model=body.model,
+        choices=[Choice(finish_reason=finish, message=message)],
+        usage=Usage.of(prompt_tokens, completion_tokens),
+    )
 
 
 class _Streamed(StreamingResponse):
@@ -153,16 +151,19 @@ class ChatLimits:
     default_max_tokens: int = 256
 
 
-def _max_tokens(body: dict[str, Any], limits: ChatLimits) -> int:
-    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-    return _whole_number(body, key, 1, limits.max_tokens, default=min(limits.default_max_tokens, limits.max_tokens))
+def _max_tokens(body: ChatRequest, limits: ChatLimits) -> int:
+    key, value = (
+        ("max_completion_tokens", body.max_completion_tokens)
+        if body.max_completion_tokens is not None
+        else ("max_tokens", body.max_tokens)
+    )
+    return _whole_number(value, key, 1, limits.max_tokens, default=min(limits.default_max_tokens, limits.max_tokens))
 
 
-def _whole_number(body: dict[str, Any], key: str, low: int, high: int, *, default: int) -> int:
-    value = body.get(key)
+def _whole_number(value: int | None, key: str, low: int, high: int, *, default: int) -> int:
     if value is None:
         return default
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+    if value < low:
         raise ApiError(400, f"{key} must be an integer of at least {low}", param=key)
     if value > high:
         raise ApiError(400, f"{key} is at most {high} on this server and request, got {value}", param=key)
@@ -223,15 +224,9 @@ def _sse(
 ) -> Iterator[bytes]:
     from ftcli.server.inference import count_text_tokens, finish_reason, generate_stream
 
-    def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
-        data = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-        }
-        return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+    def chunk(delta: dict[str, Any], finish: FinishReason | None) -> bytes:
+        choice = ChunkChoice(delta=delta, finish_reason=finish)
+        return ChatChunk(id=completion_id, created=created, model=model, choices=[choice]).sse()
 
     yield chunk({"role": "assistant", "content": ""}, None)
     generated, sent = "", 0  # text so far; how much of it went out as content
@@ -248,56 +243,12 @@ def _sse(
             yield chunk({"content": rest}, None)
         for index, call in enumerate(calls):
             yield chunk({"tool_calls": [{"index": index, **call}]}, None)
-        finish = "tool_calls" if calls else finish_reason(count_text_tokens(loaded, generated), sampling)
+        finish: FinishReason = "tool_calls" if calls else finish_reason(count_text_tokens(loaded, generated), sampling)
         yield chunk({}, finish)
     except Exception as exc:  # an error mid-stream is a data event, then [DONE]
         error = envelope(f"generation failed: {type(exc).__name__}", kind="server_error")
         yield f"data: {json.dumps(error)}\n\n".encode()
     if usage_of_prompt is not None:
-        usage = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [],
-            "usage": {
-                "prompt_tokens": (prompt_tokens := usage_of_prompt),
-                "completion_tokens": (completion := count_text_tokens(loaded, generated)),
-                "total_tokens": prompt_tokens + completion,
-            },
-        }
-        yield f"data: {json.dumps(usage)}\n\n".encode()
+        usage = Usage.of(usage_of_prompt, count_text_tokens(loaded, generated))
+        yield ChatChunk(id=completion_id, created=created, model=model, choices=[], usage=usage).sse()
     yield b"data: [DONE]\n\n"
-
-
-def _model_object(model_id: str, created: int, owner: str) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": created, "owned_by": owner}
-
-
-@router.get("/models")
-def list_models(request: Request) -> dict[str, Any]:
-    store: Store = request.app.state.store
-    data = [_model_object(name, 0, "ftcli") for name in bundled_bases()]
-    data += [_model_object(r["id"], r["created"], "local") for r in store.models()]
-    return {"object": "list", "data": data}
-
-
-@router.get("/models/{model_id:path}")
-def retrieve_model(request: Request, model_id: str) -> dict[str, Any]:
-    store: Store = request.app.state.store
-    if canonical_name(model_id) in bundled_bases():
-        return _model_object(canonical_name(model_id), 0, "ftcli")
-    row = store.model(model_id)
-    if row is None:
-        raise not_found("model", model_id)
-    return _model_object(row["id"], row["created"], "local")
-
-
-@router.delete("/models/{model_id:path}")
-def delete_model(request: Request, model_id: str) -> dict[str, Any]:
-    store: Store = request.app.state.store
-    adapter = store.delete_model(model_id)  # its adapter's files go too
-    if adapter is None:
-        raise not_found("model", model_id)
-    request.app.state.models.forget(adapter)  # no longer answered from memory either
-    return {"id": model_id, "object": "model", "deleted": True}

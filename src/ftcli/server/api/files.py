@@ -4,38 +4,36 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from ftcli.server.api.bodies import json_body
+from ftcli.server.api.bodies import read_request
 from ftcli.server.api.errors import ApiError, not_found
+from ftcli.server.protocol.common import CursorPage
+from ftcli.server.protocol.files import (
+    CompleteUpload,
+    CreateUpload,
+    DeletedFile,
+    FileObject,
+    Purpose,
+    UploadObject,
+    UploadPart,
+)
 from ftcli.server.store import ChecksumMismatch, Store, new_id, now
 
 # A job in these states still reads its files: they can't be deleted under it.
 ACTIVE_OR_PAUSED = ("validating_files", "queued", "running", "paused")
 
 router = APIRouter()
-PURPOSES = {"fine-tune", "fine-tune-results", "batch", "assistants", "user_data", "evals", "vision"}
+PURPOSES = set(get_args(Purpose))
 
 
 def _store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
-
-
-def file_object(row: Any) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "object": "file",
-        "bytes": row["bytes"],
-        "created_at": row["created_at"],
-        "filename": row["filename"],
-        "purpose": row["purpose"],
-        "status": row["status"],
-    }
 
 
 def _files_of(job: dict[str, Any]) -> tuple[str | None, ...]:
@@ -49,9 +47,7 @@ def safe_name(name: str | None) -> str:
 
 
 @router.post("/files")
-def create_file(
-    request: Request, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]
-) -> dict[str, Any]:
+def create_file(request: Request, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]) -> FileObject:
     if purpose not in PURPOSES:
         raise ApiError(400, f"Invalid purpose {purpose!r}", param="purpose")
     store = _store(request)
@@ -61,33 +57,33 @@ def create_file(
         )
     except ValueError as exc:
         raise ApiError(413, str(exc), param="file") from None
-    return file_object(row)
+    return FileObject.from_row(row)
 
 
 @router.get("/files")
 def list_files(
     request: Request, purpose: str | None = None, limit: int = 10000, order: str = "desc", after: str | None = None
-) -> dict[str, Any]:
+) -> CursorPage[FileObject]:
     rows = _store(request).files(ascending=order == "asc")
-    files = [file_object(r) for r in rows if purpose is None or r["purpose"] == purpose]
+    files = [FileObject.from_row(r) for r in rows if purpose is None or r["purpose"] == purpose]
     if after is not None:
-        ids = [f["id"] for f in files]
+        ids = [f.id for f in files]
         files = files[ids.index(after) + 1 :] if after in ids else []
     page = files[: max(1, min(limit, 10000))]
-    first, last = (page[0]["id"], page[-1]["id"]) if page else ("", "")
-    return {"object": "list", "data": page, "first_id": first, "last_id": last, "has_more": len(files) > len(page)}
+    first, last = (page[0].id, page[-1].id) if page else ("", "")
+    return CursorPage(data=page, first_id=first, last_id=last, has_more=len(files) > len(page))
 
 
 @router.get("/files/{file_id}")
-def retrieve_file(request: Request, file_id: str) -> dict[str, Any]:
+def retrieve_file(request: Request, file_id: str) -> FileObject:
     row = _store(request).file(file_id)
     if row is None:
         raise not_found("file", file_id)
-    return file_object(row)
+    return FileObject.from_row(row)
 
 
 @router.delete("/files/{file_id}")
-def delete_file(request: Request, file_id: str) -> dict[str, Any]:
+def delete_file(request: Request, file_id: str) -> DeletedFile:
     store = _store(request)
     users = [j["id"] for j in store.jobs() if j["status"] in ACTIVE_OR_PAUSED and file_id in _files_of(j)]
     if users:
@@ -96,7 +92,7 @@ def delete_file(request: Request, file_id: str) -> dict[str, Any]:
         )
     if not store.delete_file(file_id):  # its bytes go too, unless another file holds the same bytes
         raise not_found("file", file_id)
-    return {"id": file_id, "object": "file", "deleted": True}
+    return DeletedFile(id=file_id)
 
 
 @router.get("/files/{file_id}/content")
@@ -108,40 +104,19 @@ def file_content(request: Request, file_id: str) -> FileResponse:
     return FileResponse(store.blob_path(row["sha256"]), media_type="application/octet-stream")  # streamed
 
 
-def upload_object(row: Any, file: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "object": "upload",
-        "bytes": row["bytes"],
-        "created_at": row["created_at"],
-        "expires_at": row["expires_at"],
-        "filename": row["filename"],
-        "purpose": row["purpose"],
-        "status": row["status"],
-        "file": file,
-    }
-
-
 @router.post("/uploads")
-async def create_upload(request: Request) -> dict[str, Any]:
-    body = await json_body(request)
-    for key in ("bytes", "filename", "mime_type", "purpose"):
-        if key not in body:
-            raise ApiError(400, f"Missing required parameter: '{key}'", param=key)
-    if not isinstance(body["bytes"], int) or isinstance(body["bytes"], bool) or body["bytes"] < 0:
-        raise ApiError(400, "bytes must be a non-negative integer", param="bytes")
-    if body["purpose"] not in PURPOSES:
-        raise ApiError(400, f"Invalid purpose {body['purpose']!r}", param="purpose")
-    if body["bytes"] > request.app.state.max_upload_bytes:
+async def create_upload(request: Request) -> UploadObject:
+    body = await read_request(request, CreateUpload)
+    if body.bytes > request.app.state.max_upload_bytes:
         raise ApiError(413, "upload is larger than the server's limit", param="bytes")
     row = _store(request).add_upload(
-        filename=safe_name(str(body["filename"])),
-        purpose=str(body["purpose"]),
-        size=int(body["bytes"]),
-        mime_type=str(body["mime_type"]),
+        filename=safe_name(body.filename),
+        purpose=body.purpose,
+        size=body.bytes,
+        mime_type=body.mime_type,
         lifetime=3600,  # as on OpenAI: an hour to add parts and complete
     )
-    return upload_object(row)
+    return UploadObject.from_row(row)
 
 
 def _pending(store: Store, upload_id: str) -> Any:
@@ -158,7 +133,7 @@ def _pending(store: Store, upload_id: str) -> Any:
 
 
 @router.post("/uploads/{upload_id}/parts")
-def add_part(request: Request, upload_id: str, data: Annotated[UploadFile, File()]) -> dict[str, Any]:
+def add_part(request: Request, upload_id: str, data: Annotated[UploadFile, File()]) -> UploadPart:
     store = _store(request)
     upload = _pending(store, upload_id)
     declared, limit = int(upload["bytes"]), int(request.app.state.max_upload_bytes)
@@ -176,23 +151,20 @@ def add_part(request: Request, upload_id: str, data: Annotated[UploadFile, File(
         )
         raise ApiError(413, message, param="data") from None
     store.add_part_row(upload_id, part_id, size)
-    return {"id": part_id, "object": "upload.part", "created_at": now(), "upload_id": upload_id}
+    return UploadPart(id=part_id, created_at=now(), upload_id=upload_id)
 
 
 @router.post("/uploads/{upload_id}/complete")
-async def complete_upload(request: Request, upload_id: str) -> dict[str, Any]:
-    body = await json_body(request)
+async def complete_upload(request: Request, upload_id: str) -> UploadObject:
+    body = await read_request(request, CompleteUpload)
     return await run_in_threadpool(_complete, _store(request), upload_id, body, request.app.state.max_upload_bytes)
 
 
-def _complete(store: Store, upload_id: str, body: dict[str, Any], limit: int) -> dict[str, Any]:
+def _complete(store: Store, upload_id: str, body: CompleteUpload, limit: int) -> UploadObject:
     """Joins the parts into the file: blocking work (hashing, disk), run in a worker thread."""
     row = _pending(store, upload_id)
-    part_ids = body.get("part_ids", [])
-    if not isinstance(part_ids, list) or not all(isinstance(p, str) for p in part_ids):
-        raise ApiError(400, "part_ids must be a list of part ids", param="part_ids")
     parts = []
-    for part_id in part_ids:
+    for part_id in body.part_ids:
         part = store.part(upload_id, part_id)
         if part is None:
             raise ApiError(400, f"Unknown part {part_id}", param="part_ids")
@@ -203,30 +175,29 @@ def _complete(store: Store, upload_id: str, body: dict[str, Any], limit: int) ->
     if total != row["bytes"]:
         raise ApiError(400, f"The parts hold {total} bytes; the upload declared {row['bytes']}", param="part_ids")
     joined = _Concatenation([store.part_path(upload_id, p["id"]) for p in parts])
-    md5 = body.get("md5") or None
     try:  # streamed: parts are never in memory; sha256 and md5 are hashed side by side
         added = store.add_file(
             joined,
             limit=limit,
             filename=row["filename"],
             purpose=row["purpose"],
-            md5=md5 if isinstance(md5, str) else None,
+            md5=body.md5 or None,
         )
     except ChecksumMismatch as exc:
         raise ApiError(400, str(exc), param="md5") from None
-    file = file_object(added)
-    completed = store.set_upload_status(upload_id, "completed", file_id=file["id"])
+    file = FileObject.from_row(added)
+    completed = store.set_upload_status(upload_id, "completed", file_id=file.id)
     store.drop_parts(upload_id)  # the bytes now live once, as the file
-    return upload_object(completed, file)
+    return UploadObject.from_row(completed, file)
 
 
 @router.post("/uploads/{upload_id}/cancel")
-def cancel_upload(request: Request, upload_id: str) -> dict[str, Any]:
+def cancel_upload(request: Request, upload_id: str) -> UploadObject:
     store = _store(request)
     _pending(store, upload_id)
     cancelled = store.set_upload_status(upload_id, "cancelled")
     store.drop_parts(upload_id)
-    return upload_object(cancelled)
+    return UploadObject.from_row(cancelled)
 
 
 class _Concatenation:

@@ -6,9 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from ftcli.server.api.bodies import json_body
+from ftcli.server.api.bodies import read_request
 from ftcli.server.api.errors import ApiError, not_found
 from ftcli.server.bases import UnknownBase, require_base
+from ftcli.server.protocol.common import CursorPage, Page
+from ftcli.server.protocol.jobs import Checkpoint, CreateJob, FineTuningJob, JobEvent
 from ftcli.server.runner import JobRunner
 from ftcli.server.store import Store, new_id, now
 
@@ -27,22 +29,19 @@ def _job(store: Store, job_id: str) -> dict[str, Any]:
 
 
 @router.post("")
-async def create_job(request: Request) -> dict[str, Any]:
-    body = await json_body(request)
+async def create_job(request: Request) -> FineTuningJob:
+    body = await read_request(request, CreateJob)
     store, _ = _state(request)
-    model, training_file = body.get("model"), body.get("training_file")
-    if not isinstance(model, str) or not isinstance(training_file, str):
-        raise ApiError(400, "model and training_file are required", param="model" if not model else "training_file")
     try:
-        model = require_base(model)
+        model = require_base(body.model)
     except UnknownBase as exc:
         raise ApiError(400, str(exc), param="model", code="model_not_available") from None
-    for key in ("training_file", "validation_file"):
-        if body.get(key) and store.file(str(body[key])) is None:
-            raise ApiError(400, f"{key} {body[key]} does not exist", param=key)
-    method = body.get("method") or {
+    for key, file_id in (("training_file", body.training_file), ("validation_file", body.validation_file)):
+        if file_id and store.file(file_id) is None:
+            raise ApiError(400, f"{key} {file_id} does not exist", param=key)
+    method = body.method or {
         "type": "supervised",
-        "supervised": {"hyperparameters": body.get("hyperparameters") or {}},
+        "supervised": {"hyperparameters": body.hyperparameters or {}},
     }
     if method.get("type") not in ("supervised", "dpo"):
         raise ApiError(400, "the local backend trains supervised (sft) and dpo jobs", param="method.type")
@@ -51,33 +50,21 @@ async def create_job(request: Request) -> dict[str, Any]:
     for key, value in request.app.state.lora_defaults.items():
         hyperparameters.setdefault(key, value)
     method[method["type"]]["hyperparameters"] = hyperparameters
-    suffix = body.get("suffix")
-    if suffix is not None and (not isinstance(suffix, str) or len(suffix) > 64):
-        raise ApiError(400, "suffix must be a string of at most 64 characters", param="suffix")
-    job: dict[str, Any] = {
-        "id": new_id("ftjob"),
-        "object": "fine_tuning.job",
-        "created_at": now(),
-        "model": model,
-        "training_file": training_file,
-        "validation_file": body.get("validation_file"),
-        "status": "validating_files",
-        "fine_tuned_model": None,
-        "finished_at": None,
-        "error": None,
-        "hyperparameters": hyperparameters,
-        "method": method,
-        "organization_id": "local",
-        "result_files": [],
-        "seed": body.get("seed") or 0,
-        "trained_tokens": None,
-        "metadata": body.get("metadata"),
-        "estimated_finish": None,
-        "user_provided_suffix": suffix,
-        "integrations": [],
-    }
-    store.save_job(job)
-    store.add_event(job["id"], f"Created fine-tuning job: {job['id']}")
+    job = FineTuningJob(
+        id=new_id("ftjob"),
+        created_at=now(),
+        model=model,
+        training_file=body.training_file,
+        validation_file=body.validation_file,
+        status="validating_files",
+        hyperparameters=hyperparameters,
+        method=method,
+        seed=body.seed or 0,
+        metadata=body.metadata,
+        user_provided_suffix=body.suffix,
+    )
+    store.save_job(job.model_dump(mode="json"))
+    store.add_event(job.id, f"Created fine-tuning job: {job.id}")
     return job
 
 
@@ -108,84 +95,61 @@ def _check_hyperparameters(hyperparameters: dict[str, Any]) -> None:
 
 
 @router.get("")
-def list_jobs(request: Request, limit: int = 20, after: str | None = None) -> dict[str, Any]:
+def list_jobs(request: Request, limit: int = 20, after: str | None = None) -> Page[FineTuningJob]:
     store, _ = _state(request)
     wanted = {k[len("metadata[") : -1]: v for k, v in request.query_params.items() if k.startswith("metadata[")}
     jobs = [j for j in store.jobs() if all((j.get("metadata") or {}).get(k) == v for k, v in wanted.items())]
     if after:
         ids = [j["id"] for j in jobs]
         jobs = jobs[ids.index(after) + 1 :] if after in ids else []
-    return {"object": "list", "data": jobs[:limit], "has_more": len(jobs) > limit}
+    return Page(data=[FineTuningJob.model_validate(j) for j in jobs[:limit]], has_more=len(jobs) > limit)
 
 
 @router.get("/{job_id}")
-def retrieve_job(request: Request, job_id: str) -> dict[str, Any]:
-    return _job(_state(request)[0], job_id)
+def retrieve_job(request: Request, job_id: str) -> FineTuningJob:
+    return FineTuningJob.model_validate(_job(_state(request)[0], job_id))
 
 
 @router.post("/{job_id}/cancel")
-def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
+def cancel_job(request: Request, job_id: str) -> FineTuningJob:
     store, runner = _state(request)
     if _job(store, job_id)["status"] in ("succeeded", "failed", "cancelled"):
         raise ApiError(400, f"Job {job_id} has already finished", param="fine_tuning_job_id")
-    return runner.stop_job(job_id, "cancelled")
+    return FineTuningJob.model_validate(runner.stop_job(job_id, "cancelled"))
 
 
 @router.post("/{job_id}/pause")
-def pause_job(request: Request, job_id: str) -> dict[str, Any]:
+def pause_job(request: Request, job_id: str) -> FineTuningJob:
     store, runner = _state(request)
     if _job(store, job_id)["status"] not in ("queued", "running", "validating_files"):
         raise ApiError(400, f"Job {job_id} is not running", param="fine_tuning_job_id")
-    return runner.stop_job(job_id, "paused")
+    return FineTuningJob.model_validate(runner.stop_job(job_id, "paused"))
 
 
 @router.post("/{job_id}/resume")
-def resume_job(request: Request, job_id: str) -> dict[str, Any]:
+def resume_job(request: Request, job_id: str) -> FineTuningJob:
     store, runner = _state(request)
     if _job(store, job_id)["status"] != "paused":
         raise ApiError(400, f"Job {job_id} is not paused", param="fine_tuning_job_id")
-    return runner.resume_job(job_id)
+    return FineTuningJob.model_validate(runner.resume_job(job_id))
 
 
 @router.get("/{job_id}/events")
-def list_events(request: Request, job_id: str, limit: int = 20, after: str | None = None) -> dict[str, Any]:
+def list_events(request: Request, job_id: str, limit: int = 20, after: str | None = None) -> Page[JobEvent]:
     store, _ = _state(request)
     _job(store, job_id)
     events = store.events(job_id)  # newest first, as OpenAI
     if after:
         ids = [e["id"] for e in events]
         events = events[ids.index(after) + 1 :] if after in ids else []
-    return {"object": "list", "data": events[:limit], "has_more": len(events) > limit}
+    return Page(data=[JobEvent.model_validate(e) for e in events[:limit]], has_more=len(events) > limit)
 
 
 @router.get("/{job_id}/checkpoints")
-def list_checkpoints(request: Request, job_id: str, limit: int = 10) -> dict[str, Any]:
+def list_checkpoints(request: Request, job_id: str, limit: int = 10) -> CursorPage[Checkpoint]:
     store, _ = _state(request)
-    job = _job(store, job_id)
+    _job(store, job_id)
     rows = store.checkpoints(job_id)
-    data = []
-    for row in rows[:limit]:
-        metrics = row["metrics"]
-        data.append(
-            {
-                "id": row["id"],
-                "object": "fine_tuning.job.checkpoint",
-                "created_at": row["created_at"],
-                "fine_tuned_model_checkpoint": row["model"],
-                "fine_tuning_job_id": job["id"],
-                "step_number": row["step_number"],
-                "metrics": {
-                    "step": metrics.get("step"),
-                    "train_loss": metrics.get("train_loss"),
-                    "train_mean_token_accuracy": metrics.get("train_mean_token_accuracy"),
-                    "valid_loss": metrics.get("valid_loss"),
-                },
-            }
-        )
-    return {
-        "object": "list",
-        "data": data,
-        "has_more": len(rows) > limit,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-    }
+    data = [Checkpoint.from_row(row) for row in rows[:limit]]
+    first, last = (data[0].id, data[-1].id) if data else (None, None)
+    return CursorPage(data=data, has_more=len(rows) > limit, first_id=first, last_id=last)

@@ -1,0 +1,91 @@
+"""Fine-tuning jobs, their events and checkpoints."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ftcli.server.protocol.common import Request, Response
+
+
+class JobError(Response):
+    code: str
+    message: str
+    param: str | None = None
+
+
+class FineTuningJob(Response):
+    id: str
+    object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    created_at: int
+    model: str
+    training_file: str
+    validation_file: str | None = None
+    status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused"]
+    fine_tuned_model: str | None = None
+    finished_at: int | None = None
+    error: JobError | None = None
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    method: dict[str, Any]
+    organization_id: str = "local"
+    result_files: list[str] = Field(default_factory=list)
+    seed: int = 0
+    trained_tokens: int | None = None
+    metadata: dict[str, str] | None = None
+    estimated_finish: int | None = None
+    user_provided_suffix: str | None = None
+    integrations: list[Any] = Field(default_factory=list)
+
+
+class JobEvent(Response):
+    id: str
+    object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
+    created_at: int
+    level: Literal["info", "warn", "error"]
+    message: str
+    type: Literal["message", "metrics"]
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class CheckpointMetrics(Response):
+    step: float | None = None
+    train_loss: float | None = None
+    train_mean_token_accuracy: float | None = None
+    valid_loss: float | None = None
+
+
+class Checkpoint(Response):
+    id: str
+    object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
+    created_at: int
+    fine_tuned_model_checkpoint: str
+    fine_tuning_job_id: str
+    step_number: int
+    metrics: CheckpointMetrics
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Checkpoint:
+        metrics = row["metrics"]
+        return cls(
+            id=row["id"],
+            created_at=row["created_at"],
+            fine_tuned_model_checkpoint=row["model"],
+            fine_tuning_job_id=row["job_id"],
+            step_number=row["step_number"],
+            metrics=CheckpointMetrics(**{key: metrics.get(key) for key in CheckpointMetrics.model_fields}),
+        )
+
+
+class CreateJob(Request):
+    """Lenient as OpenAI: `method` and the deprecated top-level `hyperparameters` are kept as given and judged by
+    the router against OpenAI's bounds."""
+
+    model: str
+    training_file: str
+    validation_file: str | None = None
+    hyperparameters: dict[str, Any] | None = None
+    method: dict[str, Any] | None = None
+    suffix: str | None = Field(default=None, max_length=64)
+    seed: int | None = None
+    metadata: dict[str, str] | None = None

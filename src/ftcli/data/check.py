@@ -24,6 +24,7 @@ from ftcli.data.columns import ExampleColumns
 from ftcli.data.diagnostics import Applicability, Diagnostic, Finding, Fix, Severity
 from ftcli.data.errors import DataError
 from ftcli.data.estimate import estimate
+from ftcli.data.formats.openai import kind_of, method_of, record_kind
 from ftcli.data.lint import BOM, LintOptions, count_line, read_line
 from ftcli.data.report import Distribution, Report, Statistics
 from ftcli.data.rules import dataset
@@ -107,7 +108,7 @@ def check_file(
     lint_options = LintOptions(
         encoding=info.encoding,
         context_limit=info.training_context,
-        expected_kind="preference" if method == "dpo" else "chat",
+        expected_kind=kind_of(method),
         method_given=options.method is not None,
         scan_pii=options.pii != "off",
         near_duplicates=options.near_duplicates,
@@ -264,12 +265,12 @@ def _file_level(
 ) -> list[tuple[str, int | None, Finding]]:
     train_findings = dataset.consistent_system(dataset.group_legacy(train.findings, train.records), train.examples)
     out: list[tuple[str, int | None, Finding]] = [(train.path, line, f) for line, f in train_findings]
-    out += [(train.path, line, f) for line, f in dataset.duplicates(train, near=options.near_duplicates)]
+    out += [(train.path, line, f) for line, f in dataset.duplicates(train.columns, near=options.near_duplicates)]
     if len(train.tokens) or not train_findings:
         out += [(train.path, None, f) for f in dataset.too_few(train.examples)]
     if val is not None:
         out += [(val.path, line, f) for line, f in dataset.group_legacy(val.findings, val.records)]
-        out += [(val.path, line, f) for line, f in dataset.overlap(train, val)]
+        out += [(val.path, line, f) for line, f in dataset.overlap(train.columns, val.columns)]
     out += [(train.path, None, f) for f in _model_findings(info, method, options)]
     return out
 
@@ -368,7 +369,7 @@ def _first_record_method(path: Path) -> str | None:
             except ValueError:
                 continue
             if isinstance(record, dict):
-                return "dpo" if "preferred_output" in record or "input" in record else "sft"
+                return method_of(record_kind(record))
     return None
 
 

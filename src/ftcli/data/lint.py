@@ -14,22 +14,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from ftcli.data.diagnostics import Applicability, Finding, Fix
+from ftcli.data.formats.openai import FORMAT_NAMES, RecordKind, record_kind
 from ftcli.data.rules.pii import might_contain_pii, scan_text
-from ftcli.data.rules.records import check_record, record_kind
+from ftcli.data.rules.records import check_record, lone_surrogates
 from ftcli.data.tokens import ExampleTokens, TokenCounter, iter_texts
 
 BOM = b"\xef\xbb\xbf"
 # Near-duplicates ignore case, whitespace and ASCII punctuation; bytes.translate deletes them at C speed.
 _IGNORED_BYTES = bytes(range(33)) + b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\x7f"
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a cheap test on the line; pairs (emoji) pass it too
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
 class LintOptions:
     encoding: str
     context_limit: int | None
-    expected_kind: str  # "chat" or "preference": the file's format, decided from the method or its first record
+    expected_kind: RecordKind  # "chat" or "preference": the file's format, from the method or its first record
     method_given: bool = False  # a mismatch is then FT104 (wrong format for the method), else FT103 (mixed)
     scan_pii: bool = True
     near_duplicates: bool = True
@@ -115,14 +115,14 @@ def _lint_record(
         findings.append(
             Finding(
                 "FT104" if options.method_given else "FT103",
-                f"{_FORMAT_NAMES[kind]} record in a file of {_FORMAT_NAMES[options.expected_kind]} records",
+                f"{FORMAT_NAMES[kind]} record in a file of {FORMAT_NAMES[options.expected_kind]} records",
             )
         )
         return LineResult(findings)
     if kind not in ("chat", "preference"):
         return LineResult(findings)
     if "\\u" in text and _SURROGATE_ESCAPE.search(text):
-        findings.extend(_lone_surrogates(record))
+        findings.extend(lone_surrogates(record))
     # Per-string scans run only when a cheap test on the whole line says they could find something.
     special = "<|" in text
     pii = options.scan_pii and might_contain_pii(text)
@@ -138,24 +138,6 @@ def _lint_record(
     stripped = raw.strip()
     near = _near_hash(stripped) if options.near_duplicates else 0
     return LineResult(findings, exact_hash=_hash(stripped), near_hash=near, record=record, kind=kind)
-
-
-def _lone_surrogates(record: dict[str, Any]) -> list[Finding]:
-    found = []
-    for path, value in iter_texts(record):
-        if match := _LONE_SURROGATE.search(value):
-            found.append(
-                Finding(
-                    "FT007",
-                    f"lone surrogate \\u{ord(match.group()):04x} at character {match.start() + 1} of the text",
-                    path=path,
-                    fix=Fix("write the character itself, or both halves of its surrogate pair"),
-                )
-            )
-    return found
-
-
-_FORMAT_NAMES = {"chat": "chat (SFT)", "preference": "preference (DPO)"}
 
 
 def _hash(data: bytes) -> int:

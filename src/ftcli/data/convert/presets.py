@@ -11,10 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
-from ftcli.data.formats.chat import ChatExample
-from ftcli.data.formats.preference import PreferenceExample
+from ftcli.data.formats.openai import RecordKind
+from ftcli.data.rules.records import record_errors
 
 
 class ConversionError(Exception):
@@ -299,23 +297,28 @@ def _strip_suffix(text: str, given: str | None, known: tuple[str, ...]) -> str:
 
 
 def _chat(record: Record) -> Record:
-    try:
-        return ChatExample.model_validate(record).to_record()
-    except ValidationError as exc:
-        raise _validation_problem(exc) from None
+    return _valid(record, "chat")
 
 
 def _dpo(record: Record) -> Record:
-    try:
-        return PreferenceExample.model_validate(record).to_record()
-    except ValidationError as exc:
-        raise _validation_problem(exc) from None
+    return _valid(record, "preference")
 
 
-def _validation_problem(exc: ValidationError) -> ConversionError:
-    error = exc.errors()[0]
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
-    message = error["msg"]
-    if error["type"] == "string_unicode":  # pydantic's words for a lone surrogate escape such as \ud800
-        message = "text holds a lone surrogate escape (\\ud800-\\udfff without its pair), which is no character"
-    return ConversionError(message, path or None)
+def _valid(record: Record, kind: RecordKind) -> Record:
+    """The converted record, without null fields, if `check` would find no error in it (the one description of the
+    format: data/formats/openai.py and its rules); else the first error, naming its field."""
+    compact = _without_nulls(record)
+    errors = record_errors(compact, kind)
+    if errors:
+        first = errors[0]
+        raise ConversionError(f"{first.message} ({first.code})", first.path or None)
+    result: Record = compact
+    return result
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value

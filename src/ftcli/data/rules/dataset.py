@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from ftcli.data.columns import ExampleColumns
 from ftcli.data.diagnostics import Applicability, Finding, Fix
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
-
-    from ftcli.data.check import FileScan
 
 MIN_EXAMPLES = 10
 
@@ -54,8 +53,8 @@ def consistent_system(findings: list[tuple[int | None, Finding]], examples: int)
     return findings
 
 
-def duplicates(scan: FileScan, *, near: bool) -> list[tuple[int, Finding]]:
-    lines, exact_hashes, near_hashes = scan.columns.to_numpy()
+def duplicates(columns: ExampleColumns, *, near: bool) -> list[tuple[int, Finding]]:
+    lines, exact_hashes, near_hashes = columns.to_numpy()
     exact = list(_repeats(exact_hashes, lines))
     found = [
         (
@@ -74,11 +73,11 @@ def duplicates(scan: FileScan, *, near: bool) -> list[tuple[int, Finding]]:
     return found
 
 
-def overlap(train: FileScan, val: FileScan) -> list[tuple[int, Finding]]:
+def overlap(train: ExampleColumns, val: ExampleColumns) -> list[tuple[int, Finding]]:
     import numpy as np
 
-    train_lines, train_hashes, _ = train.columns.to_numpy()
-    val_lines, val_hashes, _ = val.columns.to_numpy()
+    train_lines, train_hashes, _ = train.to_numpy()
+    val_lines, val_hashes, _ = val.to_numpy()
     if not train_hashes.size or not val_hashes.size:
         return []
     order = np.argsort(train_hashes, kind="stable")

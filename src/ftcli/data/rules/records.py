@@ -7,41 +7,29 @@ severity. They never raise on odd input: anything a JSON parser can produce is h
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
-from ftcli.data.diagnostics import Applicability, Finding, Fix
+from ftcli.data.diagnostics import Applicability, Finding, Fix, Severity
+from ftcli.data.formats.openai import (
+    CHAT_KEYS,
+    IMAGE_MEDIA_TYPES,
+    MAX_IMAGE_BYTES,
+    MAX_IMAGES_PER_EXAMPLE,
+    MESSAGE_KEYS,
+    PLAIN_ROLES,
+    PREFERENCE_INPUT_KEYS,
+    PREFERENCE_KEYS,
+    ROLES,
+    RecordKind,
+    record_kind,
+)
+from ftcli.data.rules.registry import RULES
+from ftcli.data.tokens import iter_texts
 
-CHAT_KEYS = frozenset({"messages", "tools", "parallel_tool_calls", "functions"})
-PREFERENCE_KEYS = frozenset({"input", "preferred_output", "non_preferred_output"})
-PREFERENCE_INPUT_KEYS = frozenset({"messages", "tools", "parallel_tool_calls"})
-LEGACY_KEYS = frozenset({"prompt", "completion"})
-ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-_PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})  # roles a {role, content} message may have
-MESSAGE_KEYS: dict[str, frozenset[str]] = {
-    "system": frozenset({"role", "content", "name"}),
-    "developer": frozenset({"role", "content", "name"}),
-    "user": frozenset({"role", "content", "name"}),
-    "assistant": frozenset({"role", "content", "name", "weight", "tool_calls", "function_call", "refusal"}),
-    "tool": frozenset({"role", "content", "tool_call_id"}),
-    "function": frozenset({"role", "content", "name"}),
-}
-MAX_IMAGES_PER_EXAMPLE = 64
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
-IMAGE_MEDIA_TYPES = ("data:image/jpeg;", "data:image/jpg;", "data:image/png;", "data:image/webp;")
-
-RecordKind = str  # "chat" | "preference" | "legacy" | "unknown"
-
-
-def record_kind(record: dict[str, Any]) -> RecordKind:
-    if "messages" in record:
-        return "chat"
-    if "input" in record or "preferred_output" in record or "non_preferred_output" in record:
-        return "preference"
-    if "prompt" in record or "completion" in record:
-        return "legacy"
-    return "unknown"
-
+__all__ = ["check_record", "lone_surrogates", "record_errors", "record_kind"]
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 def check_record(record: dict[str, Any], kind: RecordKind) -> Iterator[Finding]:
     if kind == "chat":
@@ -89,7 +77,7 @@ def check_messages(messages: list[Any], path: str, *, conversation: bool = True)
         # Fast path for the common plain message {role, content: non-empty text}: nothing else to check.
         if type(message) is dict and len(message) == 2 and type(message.get("content")) is str:
             role = message.get("role")
-            if role in _PLAIN_ROLES and (message["content"] or role != "assistant"):
+            if role in PLAIN_ROLES and (message["content"] or role != "assistant"):
                 roles.append(role)
                 continue
         mpath = f"{path}[{index}]"
@@ -293,3 +281,25 @@ def _type(value: Any) -> str:
         int: "a number",
         float: "a number",
     }.get(type(value), type(value).__name__)
+
+
+def lone_surrogates(record: dict[str, Any]) -> list[Finding]:
+    """FT007: half a surrogate pair (a JSON escape such as \\ud800 alone) is no character: it can't be encoded."""
+    found = []
+    for path, value in iter_texts(record):
+        if match := _LONE_SURROGATE.search(value):
+            found.append(
+                Finding(
+                    "FT007",
+                    f"lone surrogate \\u{ord(match.group()):04x} at character {match.start() + 1} of the text",
+                    path=path,
+                    fix=Fix("write the character itself, or both halves of its surrogate pair"),
+                )
+            )
+    return found
+
+
+def record_errors(record: dict[str, Any], kind: RecordKind) -> list[Finding]:
+    """The findings that make a record unusable for training (severity error): what `convert` refuses to write."""
+    findings = [*check_record(record, kind), *lone_surrogates(record)]
+    return [f for f in findings if RULES[f.code].severity is Severity.ERROR]

@@ -1,0 +1,55 @@
+"""OpenAI's fine-tuning record formats, described once: the supervised chat format, the preference (DPO) format and
+the legacy prompt/completion format — their keys, roles and limits, and how a record's kind is told. `check`'s rules
+(data/rules/records.py) judge records by this description, and `convert` refuses to write a record those rules find
+an error in, so the two can't disagree."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+RecordKind = Literal["chat", "preference", "legacy", "unknown"]
+Method = Literal["sft", "dpo"]
+
+CHAT_KEYS = frozenset({"messages", "tools", "parallel_tool_calls", "functions"})
+PREFERENCE_KEYS = frozenset({"input", "preferred_output", "non_preferred_output"})
+PREFERENCE_INPUT_KEYS = frozenset({"messages", "tools", "parallel_tool_calls"})
+LEGACY_KEYS = frozenset({"prompt", "completion"})
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})  # roles a {role, content} message may have
+MESSAGE_KEYS: dict[str, frozenset[str]] = {
+    "system": frozenset({"role", "content", "name"}),
+    "developer": frozenset({"role", "content", "name"}),
+    "user": frozenset({"role", "content", "name"}),
+    "assistant": frozenset({"role", "content", "name", "weight", "tool_calls", "function_call", "refusal"}),
+    "tool": frozenset({"role", "content", "tool_call_id"}),
+    "function": frozenset({"role", "content", "name"}),
+}
+MAX_IMAGES_PER_EXAMPLE = 64
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+IMAGE_MEDIA_TYPES = ("data:image/jpeg;", "data:image/jpg;", "data:image/png;", "data:image/webp;")
+FORMAT_NAMES: dict[RecordKind, str] = {
+    "chat": "chat (SFT)",
+    "preference": "preference (DPO)",
+    "legacy": "prompt/completion",
+    "unknown": "unknown",
+}
+
+
+def record_kind(record: dict[str, Any]) -> RecordKind:
+    """The one place a record's format is told from its keys."""
+    if "messages" in record:
+        return "chat"
+    if not PREFERENCE_KEYS.isdisjoint(record):
+        return "preference"
+    if not LEGACY_KEYS.isdisjoint(record):
+        return "legacy"
+    return "unknown"
+
+
+def method_of(kind: RecordKind) -> Method:
+    """The training method a file of such records is for."""
+    return "dpo" if kind == "preference" else "sft"
+
+
+def kind_of(method: str) -> RecordKind:
+    return "preference" if method == "dpo" else "chat"

@@ -31,6 +31,7 @@ from ftcli.data.tokens import iter_texts
 __all__ = ["check_record", "lone_surrogates", "record_errors", "record_kind"]
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
+
 def check_record(record: dict[str, Any], kind: RecordKind) -> Iterator[Finding]:
     if kind == "chat":
         yield from _unknown_keys(record, CHAT_KEYS, "")

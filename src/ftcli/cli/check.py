@@ -12,7 +12,7 @@ import typer
 from ftcli.cli.context import app_context
 from ftcli.cli.emit import emit
 from ftcli.cli.stdin import spooled_input
-from ftcli.data.report import Report
+from ftcli.data.check.report import Report
 
 
 class OutputFormat(StrEnum):
@@ -75,7 +75,7 @@ def check(
     ] = CounterOption.auto,
 ) -> None:
     """Lint a training file: every problem with its line and JSON path, exact token counts, cost."""
-    from ftcli.data.check import CheckOptions, check_file
+    from ftcli.data.check.engine import CheckOptions, check_file
 
     options = CheckOptions(
         model=model,

@@ -15,7 +15,7 @@ from ftcli.cli.params import key_json, key_values
 from ftcli.cli.progress import follow, upload_bar
 
 if TYPE_CHECKING:
-    from ftcli.data.report import Report
+    from ftcli.data.check.report import Report
 
 
 def train(

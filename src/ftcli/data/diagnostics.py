@@ -39,7 +39,7 @@ class Finding:
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
-    code: str  # "FT204": stable forever, documented by `ftcli rules`
+    code: str  # e.g. FT204: stable forever, documented by `ftcli rules`
     severity: Severity  # after --pii/--select/--ignore, applied by the engine, not the rule
     line: int | None  # 1-based line in the file; None for findings about the whole file
     path: str | None  # JSON path, e.g. "messages[3].role"

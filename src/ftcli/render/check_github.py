@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ftcli.data.check.report import Report
 from ftcli.data.diagnostics import Diagnostic, Severity
-from ftcli.data.report import Report
 
 _COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 

@@ -6,8 +6,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ftcli.data.check.report import Distribution, Report
 from ftcli.data.diagnostics import Diagnostic, Severity
-from ftcli.data.report import Distribution, Report
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 _BAR = 30

@@ -81,7 +81,7 @@ class JobRunner:
                     running += 1
 
     def _validate(self, job: dict[str, Any]) -> None:
-        from ftcli.data.check import CheckOptions, check_file
+        from ftcli.data.check.engine import CheckOptions, check_file
 
         self.store.add_event(job["id"], f"Validating training file: {job['training_file']}")
         problems = []
@@ -94,15 +94,8 @@ class JobRunner:
                 problems.append(f"{key} {file_id} does not exist")
                 continue
             method = "dpo" if job["method"]["type"] == "dpo" else "sft"
-            report = check_file(
-                self.store.blob_path(row["sha256"]),
-                options=CheckOptions(model=None, method=method, workers=1, ignore=("FT401", "FT5", "FT30")),
-            )
-            problems += [
-                f"line {d.line}: {d.code} {d.message}" if d.line else f"{d.code} {d.message}"
-                for d in report.diagnostics
-                if d.severity.value == "error"
-            ][:3]
+            options = CheckOptions(model=None, method=method, workers=1, profile="local-training")
+            problems += check_file(self.store.blob_path(row["sha256"]), options=options).first_errors()
         if problems:
             message = f"The training file has errors: {'; '.join(problems)}"
             self.store.update_job(

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from openai import OpenAI
     from openai.types import FileObject
 
-    from ftcli.data.report import Report
+    from ftcli.data.check.report import Report
 
 MULTIPART_THRESHOLD = 512 * 1024 * 1024
 PART_SIZE = 64 * 1024 * 1024
@@ -44,14 +44,12 @@ def check_before_upload(
     path: Path, *, model: str | None = None, method: str | None = None, epochs: int | None = None
 ) -> Report:
     """Run `check`; refuse with the first diagnostics when the file has errors."""
-    from ftcli.data.check import CheckOptions, check_file
+    from ftcli.data.check.engine import CheckOptions, check_file
 
     report = check_file(path, options=CheckOptions(model=model, method=method, epochs=epochs))
     if report.errors:
-        first = [d for d in report.diagnostics if d.severity.value == "error"][:3]
-        where = "; ".join(f"line {d.line}: {d.code} {d.message}" if d.line else f"{d.code} {d.message}" for d in first)
         raise CheckFailed(
-            f"{path} has {report.errors} error(s): {where}",
+            f"{path} has {report.errors} error(s): {'; '.join(report.first_errors())}",
             hint=f"run `ftcli check {path}` for all of them, or pass --no-check",
         )
     return report

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from openai import OpenAI
     from openai.types.fine_tuning import FineTuningJob
 
-    from ftcli.data.report import Report
+    from ftcli.data.check.report import Report
     from ftcli.service.export import ExportedJob
     from ftcli.service.ledger import Ledger
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ftcli.data.check import CheckOptions, check_file, plan_chunks
+from ftcli.data.check.engine import CheckOptions, check_file
+from ftcli.data.check.scan import plan_chunks
 from ftcli.data.diagnostics import Severity
 from ftcli.data.errors import DataError
 from tests.conftest import chat, qa

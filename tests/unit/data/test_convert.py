@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ftcli.data.check import check_file
+from ftcli.data.check.engine import check_file
 from ftcli.data.convert.pipeline import ConvertOptions, arrange, convert_file, convert_text
 from ftcli.data.convert.presets import PresetOptions
 from ftcli.data.convert.sources import read_text

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from ftcli.data.check import CheckOptions, check_file
+from ftcli.data.check.engine import CheckOptions, check_file
 from ftcli.data.convert.pipeline import ConvertOptions, convert_text
 from ftcli.data.formats.openai import record_kind
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ftcli.data.check import CheckOptions, check_file
+from ftcli.data.check.engine import CheckOptions, check_file
 from ftcli.data.convert.pipeline import ConvertOptions, convert_text
 from ftcli.data.diagnostics import Severity
 

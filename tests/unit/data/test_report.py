@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from ftcli.data.report import Distribution
+from ftcli.data.check.report import Distribution
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ftcli.data.lint import LintOptions, lint_line
+from ftcli.data.check.lint import LintOptions, lint_line
 from ftcli.data.tokenizers import get_counting_encoding
 from ftcli.data.tokens import TokenCounter
 from tests.conftest import chat

@@ -7,13 +7,13 @@ severity. They never raise on odd input: anything a JSON parser can produce is h
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from typing import Any
 
 from ftcli.data.diagnostics import Applicability, Finding, Fix, Severity
 from ftcli.data.formats.openai import (
     CHAT_KEYS,
+    FORMAT_NAMES,
     IMAGE_MEDIA_TYPES,
     MAX_IMAGE_BYTES,
     MAX_IMAGES_PER_EXAMPLE,
@@ -25,11 +25,10 @@ from ftcli.data.formats.openai import (
     RecordKind,
     record_kind,
 )
+from ftcli.data.rules.lines import lone_surrogates
 from ftcli.data.rules.registry import RULES
-from ftcli.data.tokens import iter_texts
 
-__all__ = ["check_record", "lone_surrogates", "record_errors", "record_kind"]
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+__all__ = ["check_record", "format_mismatch", "record_errors", "record_kind"]
 
 
 def check_record(record: dict[str, Any], kind: RecordKind) -> Iterator[Finding]:
@@ -284,23 +283,17 @@ def _type(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def lone_surrogates(record: dict[str, Any]) -> list[Finding]:
-    """FT007: half a surrogate pair (a JSON escape such as \\ud800 alone) is no character: it can't be encoded."""
-    found = []
-    for path, value in iter_texts(record):
-        if match := _LONE_SURROGATE.search(value):
-            found.append(
-                Finding(
-                    "FT007",
-                    f"lone surrogate \\u{ord(match.group()):04x} at character {match.start() + 1} of the text",
-                    path=path,
-                    fix=Fix("write the character itself, or both halves of its surrogate pair"),
-                )
-            )
-    return found
-
-
 def record_errors(record: dict[str, Any], kind: RecordKind) -> list[Finding]:
     """The findings that make a record unusable for training (severity error): what `convert` refuses to write."""
     findings = [*check_record(record, kind), *lone_surrogates(record)]
     return [f for f in findings if RULES[f.code].severity is Severity.ERROR]
+
+
+def format_mismatch(kind: RecordKind, expected: RecordKind, *, method_given: bool) -> Finding | None:
+    """FT104 when the record's format isn't the one the method trains on; FT103 when the file mixes formats."""
+    if kind not in ("chat", "preference") or kind == expected:
+        return None
+    return Finding(
+        "FT104" if method_given else "FT103",
+        f"{FORMAT_NAMES[kind]} record in a file of {FORMAT_NAMES[expected]} records",
+    )

@@ -160,6 +160,28 @@ RULES: dict[str, Rule] = _table(
 PII_PREFIX = "FT5"
 
 
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A named set of rules to leave out, for a use other than checking a file for OpenAI."""
+
+    name: str
+    ignore: tuple[str, ...]  # codes, prefixes or names, as --ignore takes them
+    why: str
+
+
+PROFILES: dict[str, Profile] = {
+    profile.name: profile
+    for profile in (
+        Profile(
+            "local-training",
+            ("too-few-examples", PII_PREFIX, "FT30"),
+            "What `ftcli serve` checks before it trains: any number of examples will do, personal data stays on the "
+            "user's machine, and OpenAI's models' limits and prices don't apply to a local base.",
+        ),
+    )
+}
+
+
 def matches(code: str, selectors: tuple[str, ...]) -> bool:
     """A selector is a full code (FT204), a prefix (FT2, FT20) or a rule name (no-assistant-message)."""
     rule = RULES.get(code)

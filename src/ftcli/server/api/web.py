@@ -63,6 +63,6 @@ async def file_check(request: Request, file_id: str) -> dict[str, Any]:
 
 @lru_cache(maxsize=128)  # by content hash (a file's bytes never change), bounded so memory stays flat
 def _report(store: Store, sha256: str) -> dict[str, Any]:
-    from ftcli.data.check import CheckOptions, check_file
+    from ftcli.data.check.engine import CheckOptions, check_file
 
     return check_file(store.blob_path(sha256), options=CheckOptions(model=None, workers=1)).to_dict()

@@ -13,10 +13,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ftcli.data.diagnostics import Applicability, Finding, Fix
-from ftcli.data.formats.openai import FORMAT_NAMES, RecordKind, record_kind
+from ftcli.data.diagnostics import Finding
+from ftcli.data.formats.openai import RecordKind, record_kind
+from ftcli.data.rules import lines
+from ftcli.data.rules import tokens as token_rules
 from ftcli.data.rules.pii import might_contain_pii, scan_text
-from ftcli.data.rules.records import check_record, lone_surrogates
+from ftcli.data.rules.records import check_record, format_mismatch
 from ftcli.data.tokens import ExampleTokens, TokenCounter, iter_texts
 
 BOM = b"\xef\xbb\xbf"
@@ -56,15 +58,8 @@ def count_line(result: LineResult, options: LintOptions, counter: TokenCounter) 
     if record is None:
         return result
     tokens = counter.chat(record) if result.kind == "chat" else counter.preference(record)
-    if options.context_limit is not None and tokens.total > options.context_limit:
-        result.findings.append(
-            Finding(
-                "FT301",
-                f"{tokens.total:,} tokens; the model trains on at most {options.context_limit:,} per example "
-                "(the rest is cut off)",
-                fix=Fix("shorten or split the example"),
-            )
-        )
+    if (too_long := token_rules.over_context(tokens.total, options.context_limit)) is not None:
+        result.findings.append(too_long)
     result.tokens = tokens
     return result
 
@@ -73,30 +68,23 @@ def read_line(raw: bytes, line_no: int, options: LintOptions, counter: TokenCoun
     """Everything but token counting; `counter` only names the special tokens."""
     findings: list[Finding] = []
     if line_no == 1 and raw.startswith(BOM):
-        findings.append(
-            Finding(
-                "FT003",
-                "file starts with a UTF-8 byte-order mark",
-                column=1,
-                fix=Fix("save the file as UTF-8 without BOM, or run `ftcli convert`", Applicability.SAFE),
-            )
-        )
+        findings.append(lines.byte_order_mark())
         raw = raw[len(BOM) :]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        findings.append(Finding("FT001", f"invalid UTF-8 byte 0x{raw[exc.start]:02x}", column=exc.start + 1))
+        findings.append(lines.invalid_utf8(raw[exc.start], column=exc.start + 1))
         return LineResult(findings)
     if not text or text.isspace():
-        findings.append(Finding("FT005", "blank line", fix=Fix("remove it", Applicability.SAFE)))
+        findings.append(lines.blank_line())
         return LineResult(findings)
     try:
         record: Any = json.loads(text)
     except json.JSONDecodeError as exc:
-        findings.append(Finding("FT002", f"invalid JSON: {exc.msg}", column=exc.colno))
+        findings.append(lines.invalid_json(exc.msg, column=exc.colno))
         return LineResult(findings)
     if not isinstance(record, dict):
-        findings.append(Finding("FT100", f"record must be a JSON object, got {type(record).__name__}"))
+        findings.append(lines.not_an_object(record))
         return LineResult(findings)
     return _lint_record(record, text, raw, options, counter, findings)
 
@@ -111,28 +99,21 @@ def _lint_record(
 ) -> LineResult:
     kind = record_kind(record)
     findings.extend(check_record(record, kind))
-    if kind in ("chat", "preference") and kind != options.expected_kind:
-        findings.append(
-            Finding(
-                "FT104" if options.method_given else "FT103",
-                f"{FORMAT_NAMES[kind]} record in a file of {FORMAT_NAMES[options.expected_kind]} records",
-            )
-        )
+    mismatch = format_mismatch(kind, options.expected_kind, method_given=options.method_given)
+    if mismatch is not None:
+        findings.append(mismatch)
         return LineResult(findings)
     if kind not in ("chat", "preference"):
         return LineResult(findings)
     if "\\u" in text and _SURROGATE_ESCAPE.search(text):
-        findings.extend(lone_surrogates(record))
+        findings.extend(lines.lone_surrogates(record))
     # Per-string scans run only when a cheap test on the whole line says they could find something.
     special = "<|" in text
     pii = options.scan_pii and might_contain_pii(text)
     if special or pii:
         for path, value in iter_texts(record):
             if special:
-                findings.extend(
-                    Finding("FT310", f"special token {token} in text", path=path)
-                    for token in counter.special_tokens_in(value)
-                )
+                findings.extend(token_rules.special_tokens(counter.special_tokens_in(value), path))
             if pii:
                 findings.extend(scan_text(value, path))
     stripped = raw.strip()

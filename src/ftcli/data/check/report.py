@@ -125,6 +125,11 @@ class Report:
     def warnings(self) -> int:
         return self.count(Severity.WARNING)
 
+    def first_errors(self, limit: int = 3) -> list[str]:
+        """The first errors in words ("line 3: FT002 invalid JSON: ..."), for a message that refuses the file."""
+        errors = [d for d in self.diagnostics if d.severity is Severity.ERROR][:limit]
+        return [f"line {d.line}: {d.code} {d.message}" if d.line else f"{d.code} {d.message}" for d in errors]
+
     def exit_code(self, *, strict: bool = False) -> int:
         """0 clean, 1 errors (or warnings under --strict). Usage and I/O errors (2) never reach a report."""
         if self.errors or (strict and self.warnings):

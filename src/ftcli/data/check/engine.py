@@ -1,0 +1,204 @@
+"""`check` end to end: stream a JSONL file in chunks across processes, lint every line, aggregate one Report.
+
+Memory stays flat as files grow: workers read their own byte ranges, and the parent keeps only compact
+per-example columns (line, two hashes: 20 bytes per example), value counts for the statistics (bounded by the number
+of distinct values, not examples) and the diagnostics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+from ftcli.data import clock
+from ftcli.data.catalog import DEFAULT_MODEL, ModelInfo, load_catalog
+from ftcli.data.check.lint import BOM, LintOptions
+from ftcli.data.check.report import Distribution, Report, Statistics
+from ftcli.data.check.scan import CHUNK_BYTES, FileScan, scan_file
+from ftcli.data.diagnostics import Diagnostic, Finding, Severity
+from ftcli.data.errors import DataError
+from ftcli.data.estimate import estimate
+from ftcli.data.formats.openai import kind_of, method_of, record_kind
+from ftcli.data.rules import dataset
+from ftcli.data.rules.model import model_findings
+from ftcli.data.rules.registry import PII_PREFIX, PROFILES, RULES, matches
+from ftcli.data.tokenizers import CountingEngine, get_counting_encoding
+from ftcli.data.tokens import TokenCounter
+
+PiiMode = Literal["warn", "error", "off"]
+RELEASE_AFTER_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOptions:
+    model: str | None = None  # None: the default model, without shutdown warnings the user didn't ask for
+    method: str | None = None  # "sft" | "dpo"; None: from the first record
+    epochs: int | None = None
+    pii: PiiMode = "warn"
+    select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    profile: str | None = None  # a named set of rules to leave out (rules/registry.PROFILES)
+    near_duplicates: bool = True
+    counter: CountingEngine = "auto"  # exact either way; "tiktoken" keeps to OpenAI's reference implementation
+    workers: int | None = None  # None: one per CPU
+    chunk_bytes: int = CHUNK_BYTES  # the unit of work a process takes at a time
+    today: dt.date = field(default_factory=clock.today)
+
+
+def check_file(
+    path: str | Path, *, validation: str | Path | None = None, options: CheckOptions | None = None
+) -> Report:
+    options = options or CheckOptions()
+    catalog = load_catalog()
+    model = options.model or DEFAULT_MODEL
+    info = catalog.lookup(model)
+    train_path = _readable(path)
+    method = options.method or _first_record_method(train_path) or "sft"
+    if method not in ("sft", "dpo"):
+        raise DataError(f"unknown method {method!r}", hint="use sft or dpo")
+    if options.profile is not None and options.profile not in PROFILES:
+        raise DataError(f"unknown rule profile {options.profile!r}", hint=f"choose one of {', '.join(PROFILES)}")
+    lint_options = LintOptions(
+        encoding=info.encoding,
+        context_limit=info.training_context,
+        expected_kind=kind_of(method),
+        method_given=options.method is not None,
+        scan_pii=options.pii != "off",
+        near_duplicates=options.near_duplicates,
+    )
+    encoding = get_counting_encoding(info.encoding, options.counter)
+    counter = TokenCounter(encoding)
+    scan = partial(
+        scan_file, options=lint_options, counter=counter, workers=options.workers, chunk_bytes=options.chunk_bytes
+    )
+    train = scan(train_path)
+    val = scan(_readable(validation)) if validation else None
+    counted_with = encoding.engine
+    del counter, scan, encoding
+    if train_path.stat().st_size > RELEASE_AFTER_BYTES:
+        _release_memory()  # counting is done: give tiktoken's ~40 MB back (bpe-openai's tables are static)
+
+    findings = _file_level(train, val, info, method, options)
+    diagnostics = _stamp(findings, options)
+    limit = info.training_context
+    clipped = sum(min(n, limit) * count if limit else n * count for n, count in train.tokens.items())
+    over_limit = sum(count for n, count in train.tokens.items() if limit and n > limit)
+    return Report(
+        file=str(path),
+        validation_file=str(validation) if validation else None,
+        model=model,
+        encoding=info.encoding,
+        counted_with=counted_with,
+        context_limit=limit,
+        method=method,
+        records=train.records,
+        examples=train.examples,
+        validation_examples=val.examples if val else 0,
+        diagnostics=diagnostics,
+        statistics=Statistics(
+            messages_per_example=Distribution.of(train.messages),
+            tokens_per_example=Distribution.of(train.tokens),
+            trained_tokens_per_example=Distribution.of(train.trained),
+            over_limit=over_limit,
+        ),
+        estimate=estimate(
+            model=info.name,
+            tokens_per_epoch=clipped,
+            n_examples=train.examples,
+            epochs=options.epochs,
+            price=info.price_per_1m_training_tokens,
+        ),
+        largest_examples=tuple((line, count) for count, line in sorted(train.largest, reverse=True)),
+    )
+
+
+def _file_level(
+    train: FileScan, val: FileScan | None, info: ModelInfo, method: str, options: CheckOptions
+) -> list[tuple[str, int | None, Finding]]:
+    train_findings = dataset.consistent_system(dataset.group_legacy(train.findings, train.records), train.examples)
+    out: list[tuple[str, int | None, Finding]] = [(train.path, line, f) for line, f in train_findings]
+    out += [(train.path, line, f) for line, f in dataset.duplicates(train.columns, near=options.near_duplicates)]
+    if len(train.tokens) or not train_findings:
+        out += [(train.path, None, f) for f in dataset.too_few(train.examples)]
+    if val is not None:
+        out += [(val.path, line, f) for line, f in dataset.group_legacy(val.findings, val.records)]
+        out += [(val.path, line, f) for line, f in dataset.overlap(train.columns, val.columns)]
+    out += [
+        (train.path, None, f)
+        for f in model_findings(info, method, named=options.model is not None, today=options.today)
+    ]
+    return out
+
+
+def _stamp(findings: list[tuple[str, int | None, Finding]], options: CheckOptions) -> list[Diagnostic]:
+    ignored = options.ignore + (PROFILES[options.profile].ignore if options.profile else ())
+    diagnostics = []
+    for file, line, finding in findings:
+        if options.select and not matches(finding.code, options.select):
+            continue
+        if ignored and matches(finding.code, ignored):
+            continue
+        severity = RULES[finding.code].severity
+        if options.pii == "error" and finding.code.startswith(PII_PREFIX):
+            severity = Severity.ERROR
+        diagnostics.append(
+            Diagnostic(
+                code=finding.code,
+                severity=severity,
+                line=line,
+                path=finding.path,
+                message=finding.message,
+                column=finding.column,
+                fix=finding.fix,
+                file=file,
+            )
+        )
+    files = list(dict.fromkeys(file for file, _, _ in findings))
+    diagnostics.sort(key=lambda d: (files.index(d.file or ""), d.line or 0, d.column or 0, d.code))
+    return diagnostics
+
+
+def _release_memory() -> None:
+    import contextlib
+    import ctypes
+    import gc
+
+    get_counting_encoding.cache_clear()
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc keeps freed heap otherwise
+
+
+def _readable(path: str | Path | None) -> Path:
+    if path is None:
+        raise DataError("no input file given")
+    resolved = Path(path)
+    if not resolved.exists():
+        raise DataError(f"{resolved}: no such file")
+    if resolved.is_dir():
+        raise DataError(f"{resolved}: is a directory, not a file")
+    try:
+        with resolved.open("rb"):
+            pass
+    except OSError as exc:
+        raise DataError(f"{resolved}: cannot read ({exc.strerror})") from None
+    return resolved
+
+
+def _first_record_method(path: Path) -> str | None:
+    with path.open("rb") as stream:
+        for _ in range(1000):
+            raw = stream.readline(1 << 26)
+            if not raw:
+                return None
+            try:
+                record = json.loads(raw.removeprefix(BOM))
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                return method_of(record_kind(record))
+    return None

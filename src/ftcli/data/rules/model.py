@@ -1,0 +1,33 @@
+"""Model rules (FT302–FT304): the model the file is checked for — known to ftcli, able to train this method, still
+serving."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+from ftcli.data import clock
+from ftcli.data.catalog import ModelInfo
+from ftcli.data.diagnostics import Finding, Fix
+
+
+def model_findings(info: ModelInfo, method: str, *, named: bool, today: dt.date) -> Iterator[Finding]:
+    """`named`: the user named the model (no shutdown warning for the default one they didn't choose)."""
+    if not info.known:
+        yield Finding(
+            "FT302",
+            f"model {info.name!r} is not in ftcli's catalog: counted with {info.encoding}; "
+            "context limit and price unknown",
+        )
+    elif method not in info.methods:
+        yield Finding("FT303", f"{info.name} supports {', '.join(info.methods)}, not {method}")
+    if info.shutdown_date is not None and named:
+        days = clock.days_until(info.shutdown_date, today_is=today)
+        when = (
+            f"shut down on {info.shutdown_date}"
+            if days <= 0
+            else f"stops serving on {info.shutdown_date} ({days} days)"
+        )
+        yield Finding(
+            "FT304", f"{info.name} {when}", fix=Fix("train on another backend: `ftcli train --backend local`")
+        )

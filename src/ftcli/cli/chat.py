@@ -9,9 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
-from ftcli.cli.context import app_context
+from ftcli.cli.context import AppContext, app_context
 from ftcli.cli.emit import emit
 from ftcli.cli.output import stderr, warn_shutdown
+from ftcli.service.chat import ChatParams
 from ftcli.service.errors import StreamInterrupted, UsageError
 
 
@@ -46,7 +47,6 @@ def chat(
 ) -> None:
     """Talk to a model. Without a prompt and on a terminal: a REPL (/system TEXT, /reset, /save FILE, /exit).
     With --json: the answer, model, tool calls, finish reason and usage as one document."""
-    from ftcli.service.chat import ChatParams
 
     app = app_context(ctx)
     warn_shutdown(model)
@@ -81,7 +81,7 @@ def interactive() -> bool:
     return sys.stdin.isatty()
 
 
-def _answer(app: Any, params: Any, messages: list[dict[str, Any]], *, stream: bool) -> str:
+def _answer(app: AppContext, params: ChatParams, messages: list[dict[str, Any]], *, stream: bool) -> str:
     """Print the answer (streamed or whole) and any tool calls it makes; return its text."""
     from ftcli.service import chat as service
 
@@ -134,7 +134,7 @@ def _load_tools(path: Path) -> list[Any]:
     return tools
 
 
-def _repl(app: Any, params: Any, messages: list[dict[str, Any]]) -> None:
+def _repl(app: AppContext, params: ChatParams, messages: list[dict[str, Any]]) -> None:
     console = stderr()
     console.print(
         f"chatting with {params.model}; /system TEXT, /reset, /save FILE, /exit. End a line with \\ to continue it.",
@@ -175,7 +175,9 @@ def _repl(app: Any, params: Any, messages: list[dict[str, Any]]) -> None:
         messages.append({"role": "assistant", "content": answer})
 
 
-def _compare(app: Any, left: Any, right: Any, messages: list[dict[str, Any]], prompt: str | None) -> None:
+def _compare(
+    app: AppContext, left: ChatParams, right: ChatParams, messages: list[dict[str, Any]], prompt: str | None
+) -> None:
     """Answer each prompt with both models; show them side by side (JSON with --json)."""
     from rich.table import Table
 
@@ -204,7 +206,7 @@ def _compare(app: Any, left: Any, right: Any, messages: list[dict[str, Any]], pr
     emit(app, rows, table)
 
 
-def _evaluate(app: Any, params: Any, path: Path, output: Path) -> None:
+def _evaluate(app: AppContext, params: ChatParams, path: Path, output: Path) -> None:
     from ftcli.data.convert.writer import write_atomic
     from ftcli.service.evaluate import evaluate, load_cases, summarise
 

@@ -63,6 +63,7 @@ SIDES = {
     "ftcli": "ftcli local trainer, packing         ",
 }
 SFT_ROW = 2048
+SEQ_LENGTH = 2048  # the longest example any side trains on
 
 
 def examples(count: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -156,13 +157,13 @@ def run_trainer(base: Path, data: list[dict[str, Any]], hyper: dict[str, Any]) -
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     from ftcli.server.chat_tokens import encode_chat
-    from ftcli.server.training import MAX_LENGTH, load_base
+    from ftcli.server.training import load_base
 
     start = time.perf_counter()
     torch.manual_seed(0)
     model, tokenizer = load_base(base)
     model = _lora(model, hyper)
-    rows = [encode_chat(tokenizer, e["messages"], max_length=MAX_LENGTH) for e in data]
+    rows = [encode_chat(tokenizer, e["messages"], max_length=SEQ_LENGTH) for e in data]
     dataset = [{"input_ids": r.input_ids, "labels": r.labels, "attention_mask": [1] * len(r.input_ids)} for r in rows]
     arguments = TrainingArguments(**_arguments(hyper, hyper["batch_size"], train_sampling_strategy="group_by_length"))
     trainer = Trainer(
@@ -185,13 +186,13 @@ def run_sft(base: Path, data: list[dict[str, Any]], hyper: dict[str, Any]) -> di
     from trl import SFTConfig, SFTTrainer
 
     from ftcli.server.chat_tokens import encode_chat
-    from ftcli.server.training import MAX_LENGTH, load_base
+    from ftcli.server.training import load_base
 
     start = time.perf_counter()
     torch.manual_seed(0)
     model, tokenizer = load_base(base)
     model = _lora(model, hyper)
-    rows = [encode_chat(tokenizer, e["messages"], max_length=MAX_LENGTH) for e in data]
+    rows = [encode_chat(tokenizer, e["messages"], max_length=SEQ_LENGTH) for e in data]
     dataset = Dataset.from_list([{"input_ids": r.input_ids, "labels": r.labels} for r in rows])
     mean_length = sum(len(r.input_ids) for r in rows) / len(rows)
     rows_per_step = max(1, round(hyper["batch_size"] * mean_length / SFT_ROW))

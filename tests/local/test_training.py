@@ -4,6 +4,7 @@ bounds), never with exact greedy strings, which differ between CPUs and library 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,9 @@ def test_lora_makes_trained_answers_far_more_likely_than_the_base(tiny_base: Pat
         on_step=lambda m: steps.append(m.train_loss),
         on_checkpoint=lambda epoch, path, m: checkpoints.append(epoch),
     )
-    assert hyper == Hyperparameters.resolve({"n_epochs": 100, "batch_size": 4}, n_examples=10, base=TINY_NAME)
+    asked = Hyperparameters.resolve({"n_epochs": 100, "batch_size": 4}, n_examples=10, base=TINY_NAME)
+    # what depends on the base and the machine is settled once the base is loaded: tiny's context, a CPU
+    assert hyper == replace(asked, max_seq_length=2048, gradient_checkpointing=False, precision="fp32")
     assert result.steps == 300 and len(steps) == 300 and result.stopped_early is None
     # Loss bound: the last epochs' mean is a fraction of the first step's (here about 1/6; 1/3 holds anywhere)
     assert sum(steps[-9:]) / 9 < steps[0] / 3, (steps[0], steps[-9:])
@@ -170,7 +173,7 @@ def test_dpo_moves_the_model_towards_preferred_answers(tiny_base: Path, tmp_path
     import torch
 
     from ftcli.server.chat_tokens import collate
-    from ftcli.server.training import Dpo, _sequence_logps
+    from ftcli.server.objectives import Dpo, sequence_logps
 
     wrong = [a for _, a in QA[1:] + QA[:1]]  # each question paired with another question's answer
     pairs = [
@@ -204,7 +207,7 @@ def test_dpo_moves_the_model_towards_preferred_answers(tiny_base: Path, tmp_path
         inputs = collate([e.chosen for e in encoded] + [e.rejected for e in encoded], loaded.tokenizer.pad_token_id)
         labels = inputs.pop("labels")
         with torch.no_grad():
-            logps = _sequence_logps(loaded.model(**inputs).logits, labels)
+            logps = sequence_logps(loaded.model(**inputs).logits, labels)
         return (logps[: len(pairs)] - logps[len(pairs) :]).tolist()  # type: ignore[no-any-return]
 
     before, after = preference(None), preference(tmp_path / "dpo" / "adapter")

@@ -15,6 +15,7 @@ IGNORE = -100
 class EncodedChat:
     input_ids: list[int]
     labels: list[int]
+    truncated: bool = False  # longer than the job's max_seq_length: the end was cut off
 
     @property
     def trained_tokens(self) -> int:
@@ -41,8 +42,8 @@ def encode_chat(
     for position, (char_start, char_end) in enumerate(encoded["offset_mapping"]):
         if any(start <= char_start and char_end <= end for start, end in spans) and char_end > char_start:
             labels[position] = ids[position]
-    if max_length is not None:
-        ids, labels = ids[:max_length], labels[:max_length]
+    if max_length is not None and len(ids) > max_length:
+        return EncodedChat(ids[:max_length], labels[:max_length], truncated=True)
     return EncodedChat(ids, labels)
 
 

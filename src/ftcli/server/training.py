@@ -9,12 +9,15 @@ from __future__ import annotations
 import math
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ftcli.data.estimate import default_epochs
-from ftcli.server.chat_tokens import IGNORE, EncodedChat, collate, encode_chat, group_by_length, pack, shuffled_batches
+from ftcli.server import hardware
+from ftcli.server.chat_tokens import group_by_length, shuffled_batches
+from ftcli.server.hardware import Machine
+from ftcli.server.objectives import Dpo, Objective, Supervised
 from ftcli.server.weights import save_pretrained_atomically
 
 # Per-base defaults: (learning rate, LoRA rank, LoRA alpha). The tiny base needs a higher rate and rank to learn
@@ -23,7 +26,6 @@ BASE_DEFAULTS = {"ftcli/tiny": (2e-3, 32, 64)}
 DEFAULT_BASE = (2e-4, 16, 32)
 MAX_GRAD_NORM = 1.0
 KEEP_CHECKPOINTS = 3  # like OpenAI: the last three epochs
-MAX_LENGTH = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,11 @@ class Hyperparameters:
     # ftcli's own: several examples per row (supervised only), no padding between them; off: rows padded to the
     # longest of a batch of similar lengths
     packing: bool = True
+    # ftcli's own, decided with the model and the machine (server/hardware.py) once the base is loaded:
+    max_seq_length: int | None = None  # longer examples are truncated (default: the model's context, at most 4096)
+    quantization: str = "none"  # "4bit": QLoRA (CUDA and bitsandbytes)
+    gradient_checkpointing: bool | None = None  # None: on for bases over 1B parameters
+    precision: str | None = None  # bf16, fp16 or fp32, from the machine
 
     @classmethod
     def resolve(
@@ -75,6 +82,19 @@ class Hyperparameters:
             beta=float(pick("beta", 0.1)) if method == "dpo" else None,
             stop_at_loss=float(requested["stop_at_loss"]) if requested.get("stop_at_loss") is not None else None,
             packing=bool(pick("packing", True)) and method != "dpo",
+            max_seq_length=int(requested["max_seq_length"]) if requested.get("max_seq_length") is not None else None,
+            quantization=str(pick("quantization", "none")),
+            gradient_checkpointing=pick("gradient_checkpointing", None),
+        )
+
+    def settle(self, model: Any, machine: Machine) -> Hyperparameters:
+        """The settings that depend on the loaded base and the machine, made concrete."""
+        context = getattr(model.config, "max_position_embeddings", None)
+        return replace(
+            self,
+            max_seq_length=hardware.max_seq_length(self.max_seq_length, context if isinstance(context, int) else None),
+            gradient_checkpointing=hardware.gradient_checkpointing(self.gradient_checkpointing, model.num_parameters()),
+            precision=hardware.precision(machine),
         )
 
 
@@ -96,12 +116,16 @@ class TrainingResult:
     checkpoints: list[tuple[int, Path, StepMetrics]] = field(default_factory=list)
 
 
-def load_base(path: Path) -> tuple[Any, Any]:
-    """Model and tokenizer from a local directory: safetensors only, never pickled weights, never a download."""
+def load_base(path: Path, *, four_bit: bool = False) -> tuple[Any, Any]:
+    """Model and tokenizer from a local directory: safetensors only, never pickled weights, never a download.
+    `four_bit`: QLoRA's NF4 loading, on the GPU."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, use_safetensors=True)
+    quantized: dict[str, Any] = (
+        {"quantization_config": hardware.four_bit_config(), "device_map": {"": 0}} if four_bit else {}
+    )
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, use_safetensors=True, **quantized)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
@@ -122,6 +146,7 @@ def train_lora(
     start_epoch: int = 0,
     resume_adapter: Path | None = None,
     method: str = "supervised",
+    on_warning: Callable[[str], None] | None = None,
 ) -> tuple[Hyperparameters, TrainingResult]:
     """Supervised (loss on assistant tokens) or DPO (preferred vs non-preferred answers, the base without the
     adapter as the reference model) fine-tuning of a LoRA adapter; checkpoints per epoch."""
@@ -129,8 +154,12 @@ def train_lora(
     from peft import LoraConfig, PeftModel, get_peft_model
 
     torch.manual_seed(seed)
-    model, tokenizer = load_base(base_path)
+    machine = Machine.this_one()
     hyper = Hyperparameters.resolve(requested, n_examples=len(examples), base=base_name, method=method)
+    hyper = replace(hyper, quantization=hardware.quantization(hyper.quantization, machine))  # refused before loading
+    model, tokenizer = load_base(base_path, four_bit=hyper.quantization == "4bit")
+    hyper = hyper.settle(model, machine)
+    _prepare_memory(model, hyper)
     if resume_adapter is not None:
         model = PeftModel.from_pretrained(model, resume_adapter, is_trainable=True)
     else:
@@ -144,13 +173,22 @@ def train_lora(
         model = get_peft_model(model, config)
     # Accelerate places the model (CPU, or CUDA with bf16 autocast) and, when the job was launched as several
     # processes (torchrun, one per GPU), wraps it for data parallelism with gradients all-reduced.
-    accelerator = _accelerator()
+    accelerator = _accelerator(hyper.precision or "fp32")
+    length = hyper.max_seq_length
     objective: Objective = (
-        Dpo(tokenizer, hyper.beta or 0.1) if method == "dpo" else Supervised(tokenizer, packing=hyper.packing)
+        Dpo(tokenizer, hyper.beta or 0.1, max_length=length)
+        if method == "dpo"
+        else Supervised(tokenizer, packing=hyper.packing, max_length=length)
     )
     objective.device = accelerator.device
     train = [objective.encode(e) for e in examples]
     valid = [objective.encode(e) for e in validation or []]
+    truncated = sum(1 for item in train if item.truncated)
+    if truncated and on_warning and accelerator.is_main_process:
+        on_warning(
+            f"{truncated} of {len(train)} training examples are longer than max_seq_length={length} tokens and "
+            "were truncated: their ends are not trained on (raise max_seq_length, or shorten them)"
+        )
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=hyper.learning_rate)
     world, rank = int(accelerator.num_processes), int(accelerator.process_index)
@@ -238,114 +276,31 @@ def _keep_checkpoint(
         on_checkpoint(metrics.epoch, checkpoint, metrics)
 
 
-def _accelerator() -> Any:
+def _accelerator(precision: str) -> Any:
     import torch
     from accelerate import Accelerator
 
-    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not torch.cuda.is_available())
+    # fp16: Accelerate scales the loss (a GradScaler) so small gradients don't vanish
+    mixed = {"bf16": "bf16", "fp16": "fp16"}.get(precision, "no")
+    return Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available())
+
+
+def _prepare_memory(model: Any, hyper: Hyperparameters) -> None:
+    """QLoRA's preparation of a 4-bit base, or gradient checkpointing (activations recomputed in the backward)."""
+    if hyper.quantization == "4bit":
+        from peft import prepare_model_for_kbit_training
+
+        prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]
+            model, use_gradient_checkpointing=bool(hyper.gradient_checkpointing)
+        )
+    elif hyper.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()  # LoRA trains adapters only: the inputs must carry gradients
 
 
 def _save_adapter(model: Any, directory: Path) -> None:
     """safetensors, written beside and renamed into place: a crash never leaves a half-written adapter."""
     save_pretrained_atomically(directory, model)
-
-
-class Objective(Protocol):
-    device: Any
-
-    def encode(self, example: dict[str, Any]) -> Any: ...
-
-    def step(self, model: Any, batch: list[Any]) -> tuple[Any, float]:
-        """(loss tensor, accuracy): token accuracy for SFT, reward accuracy (chosen ranked first) for DPO."""
-        ...
-
-
-class Supervised:
-    def __init__(self, tokenizer: Any, *, packing: bool = True) -> None:
-        self.tokenizer = tokenizer
-        self.packing = packing
-        self.device: Any = "cpu"
-
-    def encode(self, example: dict[str, Any]) -> EncodedChat:
-        return encode_chat(self.tokenizer, example["messages"], tools=example.get("tools"), max_length=MAX_LENGTH)
-
-    def step(self, model: Any, batch: list[EncodedChat]) -> tuple[Any, float]:
-        rows = (pack if self.packing else collate)(batch, self.tokenizer.pad_token_id)
-        inputs = _on(rows, self.device)
-        outputs = model(**inputs, use_cache=False)  # no cache: transformers then reads packed rows' position ids
-        return outputs.loss, _accuracy(outputs.logits.detach(), inputs["labels"])
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedPair:
-    chosen: EncodedChat
-    rejected: EncodedChat
-
-    @property
-    def input_ids(self) -> list[int]:  # for grouping by length: the longer of the two
-        return max(self.chosen.input_ids, self.rejected.input_ids, key=len)
-
-    @property
-    def trained_tokens(self) -> int:
-        return self.chosen.trained_tokens + self.rejected.trained_tokens
-
-
-class Dpo:
-    """Direct Preference Optimization (Rafailov et al., 2023) on OpenAI's preference format: the loss is
-    -log σ(β·[(log π(chosen) − log π_ref(chosen)) − (log π(rejected) − log π_ref(rejected))]) over the answer tokens;
-    the reference π_ref is the same model with the LoRA adapter switched off, so no second copy is held."""
-
-    def __init__(self, tokenizer: Any, beta: float) -> None:
-        self.tokenizer = tokenizer
-        self.beta = beta
-        self.device: Any = "cpu"
-
-    def encode(self, example: dict[str, Any]) -> EncodedPair:
-        # Earlier assistant turns belong to the prompt: weight 0, only the compared answers are scored.
-        prompt = [{**m, "weight": 0} if m.get("role") == "assistant" else m for m in example["input"]["messages"]]
-        tools = example["input"].get("tools")
-
-        def encode(output: list[dict[str, Any]]) -> EncodedChat:
-            return encode_chat(self.tokenizer, [*prompt, *output], tools=tools, max_length=MAX_LENGTH)
-
-        return EncodedPair(encode(example["preferred_output"]), encode(example["non_preferred_output"]))
-
-    def step(self, model: Any, batch: list[EncodedPair]) -> tuple[Any, float]:
-        import torch
-
-        pairs = [p.chosen for p in batch] + [p.rejected for p in batch]
-        inputs = _on(collate(pairs, self.tokenizer.pad_token_id), self.device)
-        labels = inputs.pop("labels")
-        policy = _sequence_logps(model(**inputs).logits, labels)
-        peft_model = getattr(model, "module", model)  # under data parallelism: the wrapped model
-        with torch.no_grad(), peft_model.disable_adapter():
-            reference = _sequence_logps(peft_model(**inputs).logits, labels)
-        n = len(batch)
-        margin = self.beta * ((policy[:n] - reference[:n]) - (policy[n:] - reference[n:]))
-        loss = -torch.nn.functional.logsigmoid(margin).mean()
-        return loss, float((margin.detach() > 0).float().mean())
-
-
-def _on(tensors: dict[str, Any], device: Any) -> dict[str, Any]:
-    return {name: tensor.to(device) for name, tensor in tensors.items()}
-
-
-def _sequence_logps(logits: Any, labels: Any) -> Any:
-    """Σ log p(token) over each row's labelled (answer) tokens."""
-    import torch
-
-    logits, labels = logits[:, :-1], labels[:, 1:]
-    mask = labels != IGNORE
-    picked = torch.gather(logits.log_softmax(-1), 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (picked * mask).sum(-1)
-
-
-def _accuracy(logits: Any, labels: Any) -> float:
-    predicted = logits[:, :-1].argmax(-1)
-    target = labels[:, 1:]
-    mask = target != -100
-    return float((predicted[mask] == target[mask]).float().mean()) if mask.any() else 0.0
 
 
 def _evaluate(model: Any, objective: Objective, examples: list[Any]) -> float:

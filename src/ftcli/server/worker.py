@@ -6,6 +6,7 @@ import json
 import os
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -97,20 +98,27 @@ def run_job(data_dir: str, job_id: str) -> None:
         store.add_checkpoint(job_id, step=m.step, metrics=metrics, model=name, path=path, keep=KEEP_CHECKPOINTS)
         store.add_event(job_id, f"Checkpoint created at step {m.step}")
 
-    hyper, result = train_lora(
-        base_path,
-        job["model"],
-        examples,
-        output=output,
-        seed=int(job.get("seed") or 0),
-        requested=requested,
-        validation=validation,
-        on_step=on_step,
-        on_checkpoint=on_checkpoint,
-        start_epoch=int(start_epoch),
-        resume_adapter=resume,
-        method=kind,
-    )
+    try:
+        hyper, result = train_lora(
+            base_path,
+            job["model"],
+            examples,
+            output=output,
+            seed=int(job.get("seed") or 0),
+            requested=requested,
+            validation=validation,
+            on_step=on_step,
+            on_checkpoint=on_checkpoint,
+            start_epoch=int(start_epoch),
+            resume_adapter=resume,
+            method=kind,
+            on_warning=lambda message: store.add_event(job_id, message, level="warn"),
+        )
+    except Exception as exc:  # the job fails with words the user can act on; the server and the next job go on
+        traceback.print_exc()  # for the server's log
+        if main:
+            _fail(store, job_id, *_failure(exc, requested))
+        raise SystemExit(1) from exc
     if not main:
         return
     if result.stopped_early is not None:
@@ -129,7 +137,13 @@ def run_job(data_dir: str, job_id: str) -> None:
     }
     method = dict(job["method"])
     beta = {"beta": hyper.beta} if hyper.beta is not None else {}
-    method[kind] = {"hyperparameters": {**requested, **resolved, **beta}}
+    own = {  # ftcli's own settings as the job trained with them (decided with the model and the machine)
+        "max_seq_length": hyper.max_seq_length,
+        "quantization": hyper.quantization,
+        "gradient_checkpointing": hyper.gradient_checkpointing,
+        "precision": hyper.precision,
+    }
+    method[kind] = {"hyperparameters": {**requested, **resolved, **beta, **own}}
     store.add_event(job_id, f"New fine-tuned model created: {model_id}")
     store.update_job(
         job_id,
@@ -143,6 +157,35 @@ def run_job(data_dir: str, job_id: str) -> None:
         estimated_finish=None,
     )
     store.add_event(job_id, "The job has successfully completed")
+
+
+def _failure(exc: BaseException, requested: dict[str, Any]) -> tuple[str, str]:
+    """(code, message) of a job that failed: out of GPU memory and a setting the machine can't honour are told
+    plainly, with what to change; anything else names the error (its traceback goes to the server's log)."""
+    from ftcli.server import hardware
+
+    if isinstance(exc, hardware.UnsupportedSetting):
+        return "invalid_hyperparameters", str(exc)
+    if hardware.is_out_of_memory(exc):
+        message = hardware.out_of_memory(
+            batch_size=requested.get("batch_size"),
+            seq_length=requested.get("max_seq_length"),
+            quantized=requested.get("quantization") == "4bit",
+            checkpointing=bool(requested.get("gradient_checkpointing")),
+        )
+        return "out_of_memory", message
+    return "server_error", f"training failed: {type(exc).__name__}: {exc}"[:1000]
+
+
+def _fail(store: Store, job_id: str, code: str, message: str) -> None:
+    store.update_job(
+        job_id,
+        status="failed",
+        finished_at=now(),
+        estimated_finish=None,
+        error={"code": code, "message": message, "param": "hyperparameters" if code != "server_error" else None},
+    )
+    store.add_event(job_id, message, level="error")
 
 
 def _save_results(store: Store, job_id: str) -> str:

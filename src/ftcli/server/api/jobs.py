@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from ftcli.server import hardware
 from ftcli.server.api.bodies import read_request
 from ftcli.server.api.errors import ApiError, not_found
 from ftcli.server.bases import UnknownBase, require_base
@@ -76,12 +77,19 @@ BOUNDS = {
     "beta": (float, 0.0, 2.0),
     # ftcli's own (OpenAI has no such setting): stop once an epoch's mean training loss is at most this
     "stop_at_loss": (float, 0.0, None),
+    "max_seq_length": (int, 16, 1 << 20),  # tokens per example; longer ones are truncated (a warning event)
 }
 
 
 def _check_hyperparameters(hyperparameters: dict[str, Any]) -> None:
-    if hyperparameters.get("packing", "auto") not in ("auto", None, True, False):
-        raise ApiError(400, "packing must be 'auto', true or false", param="hyperparameters.packing")
+    for switch in ("packing", "gradient_checkpointing"):
+        if hyperparameters.get(switch, "auto") not in ("auto", None, True, False):
+            raise ApiError(400, f"{switch} must be 'auto', true or false", param=f"hyperparameters.{switch}")
+    if hyperparameters.get("quantization", "none") not in ("none", None, "auto"):
+        try:  # 4-bit needs this machine's CUDA GPU and bitsandbytes: refused now, not after the job was queued
+            hardware.quantization(hyperparameters["quantization"], hardware.Machine.this_one())
+        except hardware.UnsupportedSetting as exc:
+            raise ApiError(400, str(exc), param="hyperparameters.quantization") from None
     for key, (kind, low, high) in BOUNDS.items():
         value = hyperparameters.get(key, "auto")
         if value == "auto" or value is None:

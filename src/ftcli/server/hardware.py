@@ -1,0 +1,110 @@
+"""What a training job asks of the machine, decided in one place: the numeric precision (bf16 where the GPU has it,
+else fp16 with loss scaling, fp32 on a CPU), gradient checkpointing (on for bases over 1B parameters), QLoRA's 4-bit
+loading (CUDA and bitsandbytes only, refused clearly elsewhere), the longest sequence trained, and what to tell the
+user when the GPU runs out of memory. The decisions are plain functions of what the machine has, so CPU tests can
+check them for any GPU."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Precision = Literal["bf16", "fp16", "fp32"]
+Quantization = Literal["none", "4bit"]
+QUANTIZATIONS: tuple[Quantization, ...] = ("none", "4bit")
+CHECKPOINTING_ABOVE = 1_000_000_000  # parameters: above this, activations are recomputed instead of kept
+DEFAULT_MAX_SEQ_LENGTH = 4096  # the cap on the default (the model's context); a job may ask for more
+GPU_EXTRA = "pip install 'ftcli[gpu]' (bitsandbytes; on a machine with a CUDA GPU)"
+
+
+class UnsupportedSetting(ValueError):
+    """A job setting this machine can't honour; the message says what would."""
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    cuda: bool
+    bf16: bool  # the GPU computes in bfloat16 (Ampere and later)
+    bitsandbytes: bool
+
+    @classmethod
+    def this_one(cls) -> Machine:
+        import torch
+
+        cuda = torch.cuda.is_available()
+        return cls(
+            cuda=cuda,
+            bf16=cuda and torch.cuda.is_bf16_supported(),
+            bitsandbytes=importlib.util.find_spec("bitsandbytes") is not None,
+        )
+
+
+def precision(machine: Machine) -> Precision:
+    """Mixed precision for Accelerate: bf16 where supported, fp16 (Accelerate scales the loss) on older GPUs."""
+    if not machine.cuda:
+        return "fp32"
+    return "bf16" if machine.bf16 else "fp16"
+
+
+def gradient_checkpointing(setting: Any, parameters: int) -> bool:
+    """`auto` (or unset): on for bases over a billion parameters, where activations dominate memory."""
+    if setting in (None, "auto"):
+        return parameters > CHECKPOINTING_ABOVE
+    return bool(setting)
+
+
+def quantization(setting: Any, machine: Machine) -> Quantization:
+    """The job's `quantization`, checked against the machine: 4-bit needs CUDA and bitsandbytes."""
+    value = "none" if setting in (None, "auto", False) else setting
+    if value not in QUANTIZATIONS:
+        raise UnsupportedSetting(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {setting!r}")
+    if value == "4bit" and not machine.cuda:
+        raise UnsupportedSetting(
+            "quantization '4bit' (QLoRA) needs a CUDA GPU, and this server has none: train without it here, "
+            f"or on a GPU machine with {GPU_EXTRA}"
+        )
+    if value == "4bit" and not machine.bitsandbytes:
+        raise UnsupportedSetting(f"quantization '4bit' (QLoRA) needs bitsandbytes: {GPU_EXTRA}")
+    return value
+
+
+def four_bit_config() -> Any:
+    """QLoRA's loading: NF4 weights with double quantisation, computing in bf16."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(  # type: ignore[no-untyped-call]
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def max_seq_length(setting: Any, model_context: int | None) -> int:
+    """The job's `max_seq_length`, else the model's context capped at 4096 (longer examples are truncated)."""
+    if setting not in (None, "auto"):
+        return int(setting)
+    return min(model_context or DEFAULT_MAX_SEQ_LENGTH, DEFAULT_MAX_SEQ_LENGTH)
+
+
+def out_of_memory(batch_size: Any, seq_length: Any, quantized: bool, checkpointing: bool) -> str:
+    """What to lower when a job ran out of GPU memory, from the settings it asked for (None: left to ftcli)."""
+
+    def now(name: str, value: Any) -> str:
+        return f"{name} (now {value})" if value not in (None, "auto") else name
+
+    advice = [now("batch_size", batch_size), now("max_seq_length", seq_length)]
+    more = ([] if checkpointing else ["turn on gradient_checkpointing"]) + (
+        [] if quantized else ["use quantization '4bit' (QLoRA)"]
+    )
+    return f"the GPU ran out of memory: lower {' or '.join(advice)}" + (f", or {' or '.join(more)}" if more else "")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()

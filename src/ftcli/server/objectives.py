@@ -1,0 +1,114 @@
+"""What a training step optimises: `Supervised` (cross-entropy on assistant tokens, packed rows or padded batches)
+and `Dpo` (preferences against the base without the adapter). Each encodes examples once and computes a batch's
+loss and accuracy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ftcli.server.chat_tokens import IGNORE, EncodedChat, collate, encode_chat, pack
+
+
+class Objective(Protocol):
+    device: Any
+
+    def encode(self, example: dict[str, Any]) -> Any: ...
+
+    def step(self, model: Any, batch: list[Any]) -> tuple[Any, float]:
+        """(loss tensor, accuracy): token accuracy for SFT, reward accuracy (chosen ranked first) for DPO."""
+        ...
+
+
+class Supervised:
+    def __init__(self, tokenizer: Any, *, packing: bool = True, max_length: int | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.packing = packing
+        self.max_length = max_length
+        self.device: Any = "cpu"
+
+    def encode(self, example: dict[str, Any]) -> EncodedChat:
+        messages, tools = example["messages"], example.get("tools")
+        return encode_chat(self.tokenizer, messages, tools=tools, max_length=self.max_length)
+
+    def step(self, model: Any, batch: list[EncodedChat]) -> tuple[Any, float]:
+        rows = (pack if self.packing else collate)(batch, self.tokenizer.pad_token_id)
+        inputs = on_device(rows, self.device)
+        outputs = model(**inputs, use_cache=False)  # no cache: transformers then reads packed rows' position ids
+        return outputs.loss, _accuracy(outputs.logits.detach(), inputs["labels"])
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedPair:
+    chosen: EncodedChat
+    rejected: EncodedChat
+
+    @property
+    def input_ids(self) -> list[int]:  # for grouping by length: the longer of the two
+        return max(self.chosen.input_ids, self.rejected.input_ids, key=len)
+
+    @property
+    def trained_tokens(self) -> int:
+        return self.chosen.trained_tokens + self.rejected.trained_tokens
+
+    @property
+    def truncated(self) -> bool:
+        return self.chosen.truncated or self.rejected.truncated
+
+
+class Dpo:
+    """Direct Preference Optimization (Rafailov et al., 2023) on OpenAI's preference format: the loss is
+    -log σ(β·[(log π(chosen) − log π_ref(chosen)) − (log π(rejected) − log π_ref(rejected))]) over the answer tokens;
+    the reference π_ref is the same model with the LoRA adapter switched off, so no second copy is held."""
+
+    def __init__(self, tokenizer: Any, beta: float, *, max_length: int | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.beta = beta
+        self.max_length = max_length
+        self.device: Any = "cpu"
+
+    def encode(self, example: dict[str, Any]) -> EncodedPair:
+        # Earlier assistant turns belong to the prompt: weight 0, only the compared answers are scored.
+        prompt = [{**m, "weight": 0} if m.get("role") == "assistant" else m for m in example["input"]["messages"]]
+        tools = example["input"].get("tools")
+
+        def encode(output: list[dict[str, Any]]) -> EncodedChat:
+            return encode_chat(self.tokenizer, [*prompt, *output], tools=tools, max_length=self.max_length)
+
+        return EncodedPair(encode(example["preferred_output"]), encode(example["non_preferred_output"]))
+
+    def step(self, model: Any, batch: list[EncodedPair]) -> tuple[Any, float]:
+        import torch
+
+        pairs = [p.chosen for p in batch] + [p.rejected for p in batch]
+        inputs = on_device(collate(pairs, self.tokenizer.pad_token_id), self.device)
+        labels = inputs.pop("labels")
+        policy = sequence_logps(model(**inputs).logits, labels)
+        peft_model = getattr(model, "module", model)  # under data parallelism: the wrapped model
+        with torch.no_grad(), peft_model.disable_adapter():
+            reference = sequence_logps(peft_model(**inputs).logits, labels)
+        n = len(batch)
+        margin = self.beta * ((policy[:n] - reference[:n]) - (policy[n:] - reference[n:]))
+        loss = -torch.nn.functional.logsigmoid(margin).mean()
+        return loss, float((margin.detach() > 0).float().mean())
+
+
+def on_device(tensors: dict[str, Any], device: Any) -> dict[str, Any]:
+    return {name: tensor.to(device) for name, tensor in tensors.items()}
+
+
+def sequence_logps(logits: Any, labels: Any) -> Any:
+    """Σ log p(token) over each row's labelled (answer) tokens."""
+    import torch
+
+    logits, labels = logits[:, :-1], labels[:, 1:]
+    mask = labels != IGNORE
+    picked = torch.gather(logits.log_softmax(-1), 2, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (picked * mask).sum(-1)
+
+
+def _accuracy(logits: Any, labels: Any) -> float:
+    predicted = logits[:, :-1].argmax(-1)
+    target = labels[:, 1:]
+    mask = target != -100
+    return float((predicted[mask] == target[mask]).float().mean()) if mask.any() else 0.0

@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "pause": ("ftcli.cli.jobs", "pause", "Pause a running job (resume it later)."),
     "resume": ("ftcli.cli.jobs", "resume", "Resume a paused job."),
     "chat": ("ftcli.cli.chat", "chat", "Talk to a model; --compare two; --eval on held-out examples."),
-    "models": ("ftcli.cli.models", "models", "Models with their base and the day they stop serving."),
+    "models": ("ftcli.cli.models", "app", "Models with their base and shutdown day; `models export` their files."),
     "export": ("ftcli.cli.export", "export", "Bring jobs, data and results out of a backend; golden answers."),
     "serve": ("ftcli.cli.serve", "serve", "The private local backend: OpenAI's API with LoRA training here."),
     "profile": ("ftcli.cli.profile", "app", "Named connection profiles (OpenAI, Azure, local, any base URL)."),

@@ -1,27 +1,65 @@
-"""`ftcli models`: the backend's models with their base model, owner and the day they stop serving."""
+"""`ftcli models`: the backend's models with their base model, owner and the day they stop serving; `ftcli models
+export MODEL --out DIR`: a fine-tuned model's files, to serve with vLLM, Ollama or transformers."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated, Literal
 
 import typer
 
 from ftcli.cli.context import app_context
 from ftcli.cli.emit import emit
+from ftcli.cli.output import stderr
+
+app = typer.Typer(rich_markup_mode="rich", pretty_exceptions_enable=False, no_args_is_help=False)
 
 
+@app.callback(invoke_without_command=True)
 def models(
     ctx: typer.Context,
     fine_tuned: Annotated[bool, typer.Option("--fine-tuned", help="Only fine-tuned models (ft:...).")] = False,
 ) -> None:
     """Models with base model, owner and shutdown date (the API's, else ftcli's catalog), days left highlighted."""
+    if ctx.invoked_subcommand is not None:
+        return
     from ftcli.data import clock
     from ftcli.render.models import models_table
     from ftcli.service.models import list_models
 
-    app = app_context(ctx)
-    found = list_models(app.client(), fine_tuned_only=fine_tuned)
+    context = app_context(ctx)
+    found = list_models(context.client(), fine_tuned_only=fine_tuned)
     today = clock.today()
     rows = [{**dataclasses.asdict(m), "days_left": m.days_left(today)} for m in found]
-    emit(app, rows, lambda: models_table(found, today))
+    emit(context, rows, lambda: models_table(found, today))
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="The fine-tuned model (ft:...), as `ftcli models` lists it.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The folder to write (it must not exist yet).")],
+    fmt: Annotated[
+        Literal["adapter", "merged"],
+        typer.Option("--format", help="adapter: PEFT adapter + tokenizer; merged: full weights, Modelfile."),
+    ] = "adapter",
+    force: Annotated[bool, typer.Option("--force", help="Replace the folder if it exists.")] = False,
+) -> None:
+    """Export a fine-tuned model of `ftcli serve` as files to serve elsewhere (vLLM, Ollama, transformers).
+    Prints the folder; with --json, the files with their sha256 and the commands that serve them."""
+    from ftcli.service.model_export import export_model
+
+    context = app_context(ctx)
+    with stderr().status(f"exporting {model} ({fmt}) …", spinner="dots") if not context.json else nullcontext():
+        result = export_model(context.client(), model, out, fmt=fmt, force=force)
+
+    def view() -> str:
+        console = stderr()
+        console.print(f"exported {model} as {fmt} to {result.folder}; serve it with:", highlight=False)
+        for command in result.serve:
+            console.print(f"  {command}", highlight=False, soft_wrap=True)
+        return result.folder
+
+    emit(context, result, view)

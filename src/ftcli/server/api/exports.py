@@ -1,0 +1,39 @@
+"""ftcli's own endpoints (outside OpenAI's /v1) for models that leave ftcli: build an export of a fine-tuned model,
+then fetch its files one by one (`ftcli models export`)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+
+from ftcli.server.api.bodies import read_request
+from ftcli.server.api.errors import ApiError, not_found
+from ftcli.server.exports import UnknownModel, export_file, export_model
+from ftcli.server.protocol.exports import CreateExport, ExportedFile, ExportObject
+from ftcli.server.store import Store
+
+router = APIRouter(prefix="/ftcli/exports")
+
+
+@router.post("")
+async def create_export(request: Request) -> ExportObject:
+    body = await read_request(request, CreateExport)
+    store: Store = request.app.state.store
+    try:
+        # loading the base and merging: blocking work, in a worker thread
+        exported = await run_in_threadpool(export_model, store, body.model, body.format)
+    except UnknownModel:
+        raise not_found("model", body.model) from None
+    except (OSError, ValueError) as exc:
+        raise ApiError(500, f"the export failed: {exc}", kind="server_error", code="export_failed") from None
+    files = [ExportedFile.model_validate(f) for f in exported.files]
+    return ExportObject(id=exported.id, model=body.model, format=body.format, files=files)
+
+
+@router.get("/{export_id}/{name}")
+def export_content(request: Request, export_id: str, name: str) -> FileResponse:
+    path = export_file(request.app.state.store, export_id, name)
+    if path is None:
+        raise not_found("export file", f"{export_id}/{name}")
+    return FileResponse(path, media_type="application/octet-stream")

@@ -1,0 +1,143 @@
+"""A fine-tuned model as files that leave ftcli: the PEFT adapter (for `vllm serve --enable-lora`, PeftModel), or the
+base with the adapter merged (sharded safetensors in the base's dtype, for transformers, vLLM and Ollama), each with
+the tokenizer and chat template, an Ollama Modelfile (merged) and a model card. Built once per model and format
+under the data dir (a temp folder renamed into place), listed with sha256 for the client to verify."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ftcli.server.bases import canonical_name, resolve_base
+from ftcli.server.store import Store
+
+ExportFormat = Literal["adapter", "merged"]
+MANIFEST = "ftcli-export.json"
+SHARD_SIZE = "2GB"
+
+
+class UnknownModel(KeyError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Exported:
+    id: str
+    folder: Path
+    files: list[dict[str, Any]]  # name, bytes, sha256
+
+
+def export_model(store: Store, model_id: str, fmt: ExportFormat) -> Exported:
+    row = store.model(model_id)
+    if row is None:
+        raise UnknownModel(model_id)
+    adapter = Path(row["adapter"])
+    export_id = hashlib.sha256(f"{model_id}|{fmt}|{adapter.stat().st_mtime_ns}".encode()).hexdigest()[:24]
+    folder = store.data_dir / "exports" / export_id
+    if not (folder / MANIFEST).exists():
+        temp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(temp, ignore_errors=True)
+        temp.mkdir(parents=True)
+        base = resolve_base(row["base"], store.data_dir)
+        job = store.job(row["job_id"]) or {}
+        _build(temp, fmt, base, adapter, canonical_name(row["base"]))
+        (temp / "README.md").write_text(_model_card(store, model_id, row["base"], fmt, job), encoding="utf-8")
+        files = [
+            {"name": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path)}
+            for path in sorted(temp.iterdir())
+        ]
+        (temp / MANIFEST).write_text(json.dumps({"model": model_id, "format": fmt, "files": files}, indent=1))
+        shutil.rmtree(folder, ignore_errors=True)
+        temp.rename(folder)
+    listed = json.loads((folder / MANIFEST).read_text())["files"]
+    return Exported(export_id, folder, listed)
+
+
+def export_file(store: Store, export_id: str, name: str) -> Path | None:
+    """A file of a finished export, only by a name its manifest lists (no path ever comes from the request)."""
+    if len(export_id) != 24 or any(c not in "0123456789abcdef" for c in export_id):
+        return None
+    folder = store.data_dir / "exports" / export_id
+    try:
+        listed = {f["name"] for f in json.loads((folder / MANIFEST).read_text())["files"]}
+    except (OSError, ValueError):
+        return None
+    return folder / name if name in listed else None
+
+
+def _build(out: Path, fmt: ExportFormat, base: Path, adapter: Path, base_name: str) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+    if fmt == "adapter":
+        for part in adapter.iterdir():
+            shutil.copy2(part, out / part.name)
+        config = json.loads((out / "adapter_config.json").read_text())
+        config["base_model_name_or_path"] = base_name  # the base's name, not a folder of this machine
+        (out / "adapter_config.json").write_text(json.dumps(config, indent=2))
+    else:
+        import torch
+        from peft import PeftModel
+
+        from ftcli.server.training import load_base
+
+        model, _ = load_base(base)
+        merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        declared = json.loads((base / "config.json").read_text())
+        dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(
+            str(declared.get("dtype") or declared.get("torch_dtype"))
+        )
+        if dtype is not None:  # merged in float32, saved in the base's own dtype
+            merged = merged.to(dtype)
+        merged.save_pretrained(out, safe_serialization=True, max_shard_size=SHARD_SIZE)
+        (out / "Modelfile").write_text(_modelfile(tokenizer), encoding="utf-8")
+    tokenizer.save_pretrained(out)
+
+
+def _modelfile(tokenizer: Any) -> str:
+    """Ollama's recipe: the weights in this folder, the template of a ChatML model, and its stop token."""
+    lines = ["FROM ."]
+    template = str(getattr(tokenizer, "chat_template", "") or "")
+    if "<|im_start|>" in template:
+        lines += [
+            'TEMPLATE """{{ if .System }}<|im_start|>system',
+            "{{ .System }}<|im_end|>",
+            "{{ end }}{{ if .Prompt }}<|im_start|>user",
+            "{{ .Prompt }}<|im_end|>",
+            "{{ end }}<|im_start|>assistant",
+            '{{ .Response }}<|im_end|>"""',
+        ]
+    else:
+        lines.append("# Ollama reads the chat template from tokenizer_config.json in this folder")
+    if tokenizer.eos_token:
+        lines.append(f'PARAMETER stop "{tokenizer.eos_token}"')
+    return "\n".join(lines) + "\n"
+
+
+def _model_card(store: Store, model_id: str, base: str, fmt: ExportFormat, job: dict[str, Any]) -> str:
+    training = store.file(job["training_file"]) if job.get("training_file") else None
+    metrics = [e["data"] for e in store.events(job.get("id", "")) if e["type"] == "metrics"] if job else []
+    hyper = (job.get("method") or {}).get(job.get("method", {}).get("type", ""), {}).get("hyperparameters", {})
+    lines = [
+        f"# {model_id}",
+        "",
+        f"Fine-tuned with ftcli's local backend from `{canonical_name(base)}` ({fmt} export).",
+        "",
+        f"- job: `{job.get('id', 'unknown')}`, trained tokens: {job.get('trained_tokens')}",
+        f"- training data sha256: `{training['sha256'] if training else 'unknown'}`",
+        f"- final training loss: {metrics[0].get('train_loss') if metrics else 'unknown'}",
+        f"- hyperparameters: `{json.dumps(hyper, sort_keys=True)}`",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,26 @@
+"""ftcli's export of a fine-tuned model (not part of OpenAI's API)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from ftcli.server.protocol.common import Request, Response
+
+
+class CreateExport(Request):
+    model: str
+    format: Literal["adapter", "merged"] = "adapter"
+
+
+class ExportedFile(Response):
+    name: str
+    bytes: int
+    sha256: str
+
+
+class ExportObject(Response):
+    id: str
+    object: Literal["ftcli.model.export"] = "ftcli.model.export"
+    model: str
+    format: Literal["adapter", "merged"]
+    files: list[ExportedFile]

@@ -1,0 +1,92 @@
+"""Models that leave ftcli (issue 14): `ftcli models export` writes a PEFT adapter folder and a merged model folder
+that plain transformers and peft load, with the same next-token logits as the model `ftcli serve` answers with."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openai.types.fine_tuning import FineTuningJob
+from typer.testing import CliRunner
+
+from ftcli.cli.app import app
+from tests.e2e.conftest import Server
+from tests.local.zorbia import QA, SYSTEM
+
+pytestmark = [pytest.mark.e2e, pytest.mark.local]
+PROMPTS = [[SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in QA[:3]]
+
+
+def _export(server: Server, tmp_path: Path, *args: str) -> Any:
+    env = {"FTCLI_CONFIG_DIR": str(tmp_path / "config"), "FTCLI_DATA_DIR": str(tmp_path / "data")}
+    return CliRunner().invoke(app, ["--base-url", server.url, *args], env=env)
+
+
+def _logits(model: Any, tokenizer: Any) -> Any:
+    import torch
+
+    from ftcli.server.chat_tokens import collate, encode_chat
+
+    inputs = collate([encode_chat(tokenizer, messages) for messages in PROMPTS], tokenizer.pad_token_id)
+    inputs.pop("labels")
+    with torch.no_grad():
+        return model(**inputs).logits
+
+
+def test_merged_and_adapter_exports_load_with_the_servers_logits(
+    server: Server, finished_job: FineTuningJob, tmp_path: Path
+) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ftcli.server.bases import resolve_base
+
+    model = finished_job.fine_tuned_model
+    assert model is not None
+    merged_dir, adapter_dir = tmp_path / "merged", tmp_path / "adapter"
+    merged = _export(
+        server, tmp_path, "--json", "models", "export", model, "--out", str(merged_dir), "--format", "merged"
+    )
+    assert merged.exit_code == 0, merged.output
+    document = json.loads(merged.stdout)
+    assert document["folder"] == str(merged_dir) and any("vllm serve" in c for c in document["serve"])
+    names = {f["name"] for f in document["files"]}
+    assert {"config.json", "model.safetensors", "tokenizer_config.json", "Modelfile", "README.md"} <= names
+    assert (
+        "FROM ." in (merged_dir / "Modelfile").read_text() and finished_job.id in (merged_dir / "README.md").read_text()
+    )
+    adapter = _export(server, tmp_path, "models", "export", model, "--out", str(adapter_dir))
+    assert adapter.exit_code == 0 and adapter.stdout.strip() == str(adapter_dir), adapter.output
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in adapter_dir.iterdir()}
+
+    base_dir = resolve_base("ftcli/tiny", tmp_path / "bases")
+    tokenizer = AutoTokenizer.from_pretrained(merged_dir)
+    plain = AutoModelForCausalLM.from_pretrained(merged_dir).eval()  # plain transformers, nothing of ftcli
+    with_adapter = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), adapter_dir).eval()
+    base = AutoModelForCausalLM.from_pretrained(base_dir).eval()
+    merged_logits, adapter_logits = _logits(plain, tokenizer), _logits(with_adapter, tokenizer)
+    # merging folds B·A into the weights: the same function up to float32 rounding
+    assert torch.allclose(merged_logits, adapter_logits, atol=1e-4, rtol=1e-4)
+    assert (merged_logits - _logits(base, tokenizer)).abs().max() > 1e-3  # and it is the fine-tune, not the base
+
+
+def test_an_export_never_overwrites_without_force_and_unknown_models_are_named(
+    server: Server, finished_job: FineTuningJob, tmp_path: Path
+) -> None:
+    model = finished_job.fine_tuned_model
+    assert model is not None
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "mine.txt").write_text("keep me")
+    refused = _export(server, tmp_path, "models", "export", model, "--out", str(taken))
+    assert refused.exit_code == 2 and "already exists" in refused.output and (taken / "mine.txt").exists()
+    replaced = _export(server, tmp_path, "models", "export", model, "--out", str(taken), "--force")
+    assert replaced.exit_code == 0 and not (taken / "mine.txt").exists()
+    missing = _export(
+        server, tmp_path, "models", "export", "ft:ftcli/tiny:local::ftjob-none", "--out", str(tmp_path / "x")
+    )
+    assert missing.exit_code == 1 and "no fine-tuned model" in missing.output and not (tmp_path / "x").exists()
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]  # nothing half-written left behind

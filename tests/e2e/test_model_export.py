@@ -90,3 +90,43 @@ def test_an_export_never_overwrites_without_force_and_unknown_models_are_named(
     )
     assert missing.exit_code == 1 and "no fine-tuned model" in missing.output and not (tmp_path / "x").exists()
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]  # nothing half-written left behind
+
+
+def test_serve_serves_exported_folders_and_trains_further_on_a_merged_one(
+    server: Server, finished_job: FineTuningJob, tmp_path: Path
+) -> None:
+    from ftcli.service import jobs
+    from ftcli.service.client import make_client
+    from ftcli.service.settings import Settings
+    from tests.e2e.conftest import start_server, stop_server
+    from tests.local.zorbia import chat_jsonl
+
+    model = finished_job.fine_tuned_model
+    assert model is not None
+    for name, fmt in (("legal-merged", "merged"), ("legal-adapter", "adapter")):
+        done = _export(server, tmp_path, "models", "export", model, "--out", str(tmp_path / name), "--format", fmt)
+        assert done.exit_code == 0, done.output
+    elsewhere = start_server(
+        tmp_path / "elsewhere",
+        args=("--model-dir", str(tmp_path / "legal-merged"), "--model-dir", str(tmp_path / "legal-adapter")),
+    )
+    try:
+        with make_client(Settings(kind="compatible", base_url=elsewhere.url)) as sdk:
+            listed = {m.id for m in sdk.models.list()}
+            assert {"legal-merged", "legal-adapter"} <= listed
+            for name in ("legal-merged", "legal-adapter"):
+                answer = sdk.chat.completions.create(
+                    model=name, messages=[SYSTEM, {"role": "user", "content": QA[0][0]}], max_tokens=8
+                )
+                assert answer.choices[0].message.content is not None
+            data = sdk.files.create(file=("two.jsonl", chat_jsonl(QA[:2]).encode()), purpose="fine-tune")
+            created = sdk.fine_tuning.jobs.create(
+                model="legal-merged", training_file=data.id, hyperparameters={"n_epochs": 1, "batch_size": 2}
+            )
+            final = None
+            for progress in jobs.wait_for_job(sdk, created.id, interval=0.2):
+                final = progress
+            assert final is not None and final.status == "succeeded", final
+            assert final.job.fine_tuned_model == f"ft:legal-merged:local::{created.id}"
+    finally:
+        stop_server(elsewhere)

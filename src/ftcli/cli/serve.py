@@ -46,6 +46,14 @@ def serve(
             help="A folder whose model folders clients may name as base models (repeatable; none by default).",
         ),
     ] = None,
+    model_dir: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--model-dir",
+            help="Serve a model folder by its name: a merged model (chat and train on it) or a PEFT adapter (chat); "
+            "repeatable.",
+        ),
+    ] = None,
     open_page: Annotated[
         bool, typer.Option("--open", help="Open the web page (jobs, files, playground) in your browser.")
     ] = False,
@@ -72,6 +80,13 @@ def serve(
         if not root.is_dir():
             raise UsageError(f"--model-root {root} is not a folder")
     os.environ["FTCLI_MODEL_ROOTS"] = os.pathsep.join(str(root) for root in roots)  # the jobs' workers read it too
+    folders = [folder.expanduser().resolve() for folder in model_dir or []]
+    for folder in folders:
+        if not ((folder / "config.json").is_file() or (folder / "adapter_config.json").is_file()):
+            raise UsageError(
+                f"--model-dir {folder} holds no model", hint="a folder with config.json or adapter_config.json"
+            )
+    os.environ["FTCLI_MODEL_DIRS"] = os.pathsep.join(str(folder) for folder in folders)
     # No outbound connections unless allowed: models come from this machine (the bundled bases, the HF cache, a path).
     if allow_downloads:
         os.environ["FTCLI_ALLOW_DOWNLOADS"] = "1"

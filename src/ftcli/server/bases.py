@@ -33,11 +33,33 @@ def canonical_name(model: str) -> str:
 
 
 def bundled_bases() -> tuple[str, ...]:
-    """The base models this installation can offer by name (listed by `GET /v1/models`)."""
+    """The base models this installation can offer by name (listed by `GET /v1/models`), the full model folders
+    of `serve --model-dir` included."""
     names = [TINY_NAME]
     if _smollm2_gguf() is not None:
         names.append(SMOLLM2_NAME)
+    names += [name for name, folder in served_folders().items() if (folder / "config.json").is_file()]
     return tuple(names)
+
+
+def served_folders() -> dict[str, Path]:
+    """`ftcli serve --model-dir DIR`: model folders (a merged model, or a PEFT adapter such as `ftcli models export`
+    writes) served by the folder's name; in FTCLI_MODEL_DIRS, so the jobs' workers see them too."""
+    value = os.environ.get("FTCLI_MODEL_DIRS", "")
+    return {Path(p).name: Path(p) for p in value.split(os.pathsep) if p}
+
+
+def served_adapter(model: str) -> tuple[str, Path] | None:
+    """(its base's name, its folder) when `model` names an adapter folder of `serve --model-dir`."""
+    import json
+
+    folder = served_folders().get(model)
+    if folder is None or not (folder / "adapter_config.json").is_file():
+        return None
+    base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not isinstance(base, str) or not base:
+        raise UnknownBase(f"the adapter folder {folder} names no base model (base_model_name_or_path)")
+    return base, folder
 
 
 def require_base(model: str) -> str:
@@ -47,6 +69,8 @@ def require_base(model: str) -> str:
     if is_path(model):
         _local_directory(model)
         return model
+    if served_adapter(model) is not None:
+        raise UnknownBase(f"{model!r} is an adapter folder: it can be chatted with, not trained as a base")
     if name in bundled_bases() or _hf_cache(name):
         return name
     if downloads_allowed() and name.count("/") == 1:
@@ -63,6 +87,9 @@ def resolve_base(model: str, data_dir: Path) -> Path:
             return ensure_tiny(store / "ftcli-tiny")
     if is_path(model):
         return _local_directory(model)
+    served = served_folders().get(name)
+    if served is not None and (served / "config.json").is_file():
+        return served
     cached = _hf_cache(name, download=downloads_allowed())
     if cached is not None:
         return cached

@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from ftcli.server.api.bodies import read_request
 from ftcli.server.api.errors import ApiError, envelope
-from ftcli.server.bases import UnknownBase, resolve_base
+from ftcli.server.bases import UnknownBase, resolve_base, served_adapter
 from ftcli.server.limits import ChatSlots
 from ftcli.server.protocol.chat import (
     AssistantMessage,
@@ -45,6 +45,9 @@ def _resolve(store: Store, model: str) -> tuple[Path, Path | None]:
     try:
         if row is not None:
             return resolve_base(row["base"], store.data_dir), Path(row["adapter"])
+        adapter = served_adapter(model)  # an adapter folder of `serve --model-dir`, on its base
+        if adapter is not None:
+            return resolve_base(adapter[0], store.data_dir), adapter[1]
         return resolve_base(model, store.data_dir), None
     except UnknownBase as exc:
         raise ApiError(

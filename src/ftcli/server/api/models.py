@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from ftcli.server.api.errors import not_found
-from ftcli.server.bases import bundled_bases, canonical_name
+from ftcli.server.bases import bundled_bases, canonical_name, served_adapter, served_folders
 from ftcli.server.protocol.models import DeletedModel, ModelList, ModelObject
 from ftcli.server.store import Store
 
@@ -17,6 +17,7 @@ def list_models(request: Request) -> ModelList:
     store: Store = request.app.state.store
     data = [ModelObject(id=name, created=0, owned_by="ftcli") for name in bundled_bases()]
     data += [ModelObject(id=r["id"], created=r["created"], owned_by="local") for r in store.models()]
+    data += [ModelObject(id=name, created=0, owned_by="local") for name in served_folders() if served_adapter(name)]
     return ModelList(data=data)
 
 
@@ -25,6 +26,8 @@ def retrieve_model(request: Request, model_id: str) -> ModelObject:
     store: Store = request.app.state.store
     if canonical_name(model_id) in bundled_bases():
         return ModelObject(id=canonical_name(model_id), created=0, owned_by="ftcli")
+    if served_adapter(model_id) is not None:
+        return ModelObject(id=model_id, created=0, owned_by="local")
     row = store.model(model_id)
     if row is None:
         raise not_found("model", model_id)

@@ -188,7 +188,7 @@ def _complete(store: Store, upload_id: str, body: CompleteUpload, limit: int) ->
     file = FileObject.from_row(added)
     completed = store.set_upload_status(upload_id, "completed", file_id=file.id)
     store.drop_parts(upload_id)  # the bytes now live once, as the file
-    return UploadObject.from_row(completed, file)
+    return UploadObject.from_row(completed, file=file)
 
 
 @router.post("/uploads/{upload_id}/cancel")

@@ -158,6 +158,6 @@ def list_checkpoints(request: Request, job_id: str, limit: int = 10) -> CursorPa
     store, _ = _state(request)
     _job(store, job_id)
     rows = store.checkpoints(job_id)
-    data = [Checkpoint.from_row(row) for row in rows[:limit]]
+    data = [Checkpoint.of(row) for row in rows[:limit]]
     first, last = (data[0].id, data[-1].id) if data else (None, None)
     return CursorPage(data=data, has_more=len(rows) > limit, first_id=first, last_id=last)

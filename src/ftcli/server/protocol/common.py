@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
@@ -21,6 +21,12 @@ class Response(BaseModel):
             if dumped.get(name, 0) is None:
                 del dumped[name]
         return dumped
+
+    @classmethod
+    def from_row(cls, row: Any, **extra: Any) -> Self:
+        """From a database row (or dict): the columns named like fields, plus `extra`."""
+        known = {key: row[key] for key in row.keys() if key in cls.model_fields}  # noqa: SIM118 (sqlite3.Row)
+        return cls.model_validate({**known, **extra})
 
 
 class Request(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -19,17 +19,6 @@ class FileObject(Response):
     filename: str
     purpose: str
     status: str
-
-    @classmethod
-    def from_row(cls, row: Any) -> FileObject:
-        return cls(
-            id=row["id"],
-            bytes=row["bytes"],
-            created_at=row["created_at"],
-            filename=row["filename"],
-            purpose=row["purpose"],
-            status=row["status"],
-        )
 
 
 class DeletedFile(Response):
@@ -48,19 +37,6 @@ class UploadObject(Response):
     purpose: str
     status: str
     file: FileObject | None = None
-
-    @classmethod
-    def from_row(cls, row: Any, file: FileObject | None = None) -> UploadObject:
-        return cls(
-            id=row["id"],
-            bytes=row["bytes"],
-            created_at=row["created_at"],
-            expires_at=row["expires_at"],
-            filename=row["filename"],
-            purpose=row["purpose"],
-            status=row["status"],
-            file=file,
-        )
 
 
 class UploadPart(Response):

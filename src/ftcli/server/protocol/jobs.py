@@ -65,15 +65,11 @@ class Checkpoint(Response):
     metrics: CheckpointMetrics
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Checkpoint:
-        metrics = row["metrics"]
-        return cls(
-            id=row["id"],
-            created_at=row["created_at"],
-            fine_tuned_model_checkpoint=row["model"],
-            fine_tuning_job_id=row["job_id"],
-            step_number=row["step_number"],
-            metrics=CheckpointMetrics(**{key: metrics.get(key) for key in CheckpointMetrics.model_fields}),
+    def of(cls, row: dict[str, Any]) -> Checkpoint:
+        """From the store's checkpoint row (its metrics decoded; the model is the checkpoint's)."""
+        metrics = CheckpointMetrics.from_row(row["metrics"])
+        return cls.from_row(
+            row, fine_tuned_model_checkpoint=row["model"], fine_tuning_job_id=row["job_id"], metrics=metrics
         )
 
 

@@ -181,3 +181,18 @@ class _Bytes:
     def read(self, size: int = -1) -> bytes:
         chunk, self.data = self.data, b""
         return chunk
+
+
+def _cuda_and_bitsandbytes() -> bool:
+    import importlib.util
+
+    return torch_cuda() and importlib.util.find_spec("bitsandbytes") is not None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _cuda_and_bitsandbytes(), reason="needs a CUDA GPU with bitsandbytes (QLoRA)")
+def test_qlora_trains_a_four_bit_base_on_a_gpu(tiny_base: Path, tmp_path: Path) -> None:
+    hyper, result, _, losses = _train(tiny_base, tmp_path / "qlora", quantization="4bit", n_epochs=3)
+    assert hyper.quantization == "4bit" and hyper.precision in ("bf16", "fp16")
+    assert result.trained_tokens > 0 and losses[-1] < losses[0]
+    assert (tmp_path / "qlora" / "adapter" / "adapter_model.safetensors").exists()

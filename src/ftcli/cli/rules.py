@@ -17,8 +17,9 @@ def rules(
     markdown: Annotated[bool, typer.Option("--markdown", help="The rules as a Markdown page (docs/rules.md).")] = False,
 ) -> None:
     """List the rule codes of `ftcli check` (use them with --select and --ignore)."""
-    if markdown:
-        typer.echo(rules_markdown(), nl=False)
+    if markdown:  # docs/rules.md; under --json the one document carries it
+        text = rules_markdown()
+        emit(app_context(ctx), {"markdown": text}, lambda: text.removesuffix("\n"))
         return
     data = [
         {"code": r.code, "name": r.name, "severity": r.severity.value, "why": r.why, "status": r.status}

@@ -129,8 +129,8 @@ def serve(
         parallel_jobs=parallel_jobs,
         processes_per_job=processes,
         lora_defaults={
-            key: value
-            for key, value in (("lora_rank", lora_rank), ("lora_alpha", lora_alpha), ("lora_dropout", lora_dropout))
+            name: value
+            for name, value in (("lora_rank", lora_rank), ("lora_alpha", lora_alpha), ("lora_dropout", lora_dropout))
             if value is not None
         },
     )

@@ -52,13 +52,13 @@ def random_base(shape: str) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
-    from ftcli.server.tiny import build_tokenizer
+    from ftcli.data.local_bases import build_tiny_tokenizer
 
     directory = WORK / f"random-{shape}"
     if (directory / "config.json").exists():
         return directory
     kind, hidden, intermediate, layers, heads, kv_heads, vocab, tied = SHAPES[shape]
-    tokenizer = build_tokenizer()
+    tokenizer = build_tiny_tokenizer()
     vocab = vocab or len(tokenizer)
     config_class = Qwen2Config if kind == "qwen2" else LlamaConfig
     config = config_class(
@@ -96,7 +96,7 @@ def run_trl(base: Path, data: list[dict[str, Any]], quantization: str, epochs: i
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from ftcli.server.chat_tokens import encode_chat
+    from ftcli.data.chat_template import encode_chat
     from ftcli.server.training import load_base
 
     start = time.perf_counter()

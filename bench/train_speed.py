@@ -97,7 +97,7 @@ def half_billion_base() -> Path:
     import torch
     from transformers import AutoModelForCausalLM, Qwen2Config
 
-    from ftcli.server.tiny import build_tokenizer
+    from ftcli.data.local_bases import build_tiny_tokenizer
 
     directory = WORK / "qwen2-0.5b-random"
     if (directory / "config.json").exists():
@@ -114,7 +114,7 @@ def half_billion_base() -> Path:
     )
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(directory, safe_serialization=True)
-    build_tokenizer().save_pretrained(directory)
+    build_tiny_tokenizer().save_pretrained(directory)
     return directory
 
 
@@ -156,7 +156,7 @@ def run_trainer(base: Path, data: list[dict[str, Any]], hyper: dict[str, Any]) -
     import torch
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from ftcli.server.chat_tokens import encode_chat
+    from ftcli.data.chat_template import encode_chat
     from ftcli.server.training import load_base
 
     start = time.perf_counter()
@@ -185,7 +185,7 @@ def run_sft(base: Path, data: list[dict[str, Any]], hyper: dict[str, Any]) -> di
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from ftcli.server.chat_tokens import encode_chat
+    from ftcli.data.chat_template import encode_chat
     from ftcli.server.training import load_base
 
     start = time.perf_counter()

@@ -9,7 +9,9 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +21,7 @@ STEADY_VERSION = "0.22.1"
 STEADY_DIR = REPO / ".cache" / "steady"
 STEADY_BIN = STEADY_DIR / "node_modules" / ".bin" / "steady"
 SPEC = SHARED / "openai-spec" / "openapi.transformed.yml"
+TOGETHER_SPEC = SHARED / "together-spec" / "openapi.yaml"
 
 
 def _install() -> Path:
@@ -51,14 +54,15 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def steady_url() -> Iterator[str]:
-    if not SPEC.exists():
-        pytest.fail(f"{SPEC} is missing: contract tests need ../shared/openai-spec")
+@contextmanager
+def _steady(spec: Path) -> Iterator[str]:
+    """Steady serving `spec` on a free port of 127.0.0.1, for as long as the context lasts."""
+    if not spec.exists():
+        pytest.fail(f"{spec} is missing: contract tests need ../shared")
     binary = _install()
     port = _free_port()
     process = subprocess.Popen(
-        [str(binary), "--host", "127.0.0.1", "-p", str(port), "--log-level", "summary", str(SPEC)],
+        [str(binary), "--host", "127.0.0.1", "-p", str(port), "--log-level", "summary", str(spec)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -82,6 +86,20 @@ def steady_url() -> Iterator[str]:
             process.kill()
 
 
+@pytest.fixture(scope="session")
+def steady_url() -> Iterator[str]:
+    """Steady serving OpenAI's spec."""
+    with _steady(SPEC) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def together_url() -> Iterator[str]:
+    """Steady serving Together's spec (its routes at the root, as under https://api.together.xyz/v1)."""
+    with _steady(TOGETHER_SPEC) as url:
+        yield url
+
+
 class Exchanges(list[tuple[str, str, str]]):
     """(method, spec path Steady matched, "true"/"false" validity) for every response."""
 
@@ -91,7 +109,7 @@ class Exchanges(list[tuple[str, str, str]]):
     def assert_all_valid(self) -> None:
         assert self, "no request reached Steady"
         invalid = [entry for entry in self if entry[2] != "true"]
-        assert not invalid, f"requests that don't match OpenAI's spec: {invalid}"
+        assert not invalid, f"requests that don't match the provider's spec: {invalid}"
 
 
 @pytest.fixture
@@ -99,12 +117,9 @@ def exchanges() -> Exchanges:
     return Exchanges()
 
 
-@pytest.fixture
-def client(steady_url: str, exchanges: Exchanges):  # type: ignore[no-untyped-def]
+def recording(exchanges: Exchanges) -> Any:
+    """An HTTP client that notes, for every response, what Steady matched and whether the request was valid."""
     import httpx2
-
-    from ftcli.service.client import make_client
-    from ftcli.service.settings import Settings
 
     def record(response: httpx2.Response) -> None:
         exchanges.append(
@@ -115,7 +130,15 @@ def client(steady_url: str, exchanges: Exchanges):  # type: ignore[no-untyped-de
             )
         )
 
-    http = httpx2.Client(event_hooks={"response": [record]})
+    return httpx2.Client(event_hooks={"response": [record]})
+
+
+@pytest.fixture
+def client(steady_url: str, exchanges: Exchanges):  # type: ignore[no-untyped-def]
+    from ftcli.service.client import make_client
+    from ftcli.service.settings import Settings
+
+    http = recording(exchanges)
     yield make_client(
         Settings(kind="compatible", base_url=steady_url, api_key="sk-test-contract"), max_retries=0, http_client=http
     )

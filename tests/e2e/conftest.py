@@ -84,6 +84,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def finished_job(server: Server) -> FineTuningJob:
     """A short job that succeeded on the session's server (two epochs on four examples), for tests that need one."""
     from ftcli.service import jobs
+    from ftcli.service.backends.openai_protocol import OpenAIBackend
     from ftcli.service.client import make_client
     from ftcli.service.settings import Settings
     from tests.local.zorbia import QA, chat_jsonl
@@ -96,7 +97,7 @@ def finished_job(server: Server) -> FineTuningJob:
             method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 2}}},
         )
         final = None
-        for progress in jobs.wait_for_job(sdk, created.id, interval=0.2):
+        for progress in jobs.wait_for_job(OpenAIBackend(sdk), created.id, interval=0.2):
             final = progress
         assert final is not None and final.status == "succeeded", final
         return final.job

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from ftcli.cli.app import app
 from ftcli.service import jobs
+from ftcli.service.backends.openai_protocol import OpenAIBackend
 from ftcli.service.client import make_client
 from ftcli.service.settings import Settings
 from tests.e2e.conftest import Server
@@ -57,6 +58,8 @@ def test_train_and_chat_offline(
     assert all(isinstance(f, FileObject) for f in client.files.list())
     manifest = json.loads((tmp_path / ".ftcli" / "runs" / f"{job_id}.json").read_text())
     assert manifest["status"] == "succeeded" and manifest["fine_tuned_model"] == job.fine_tuned_model
+    # Estimated with the base's own tokenizer and template, as the job counts: the same number, and free.
+    assert manifest["estimate"]["billed_tokens"] == job.trained_tokens and manifest["estimate"]["cost_usd"] == 0.0
 
     def similarity(model: str) -> float:
         """`ftcli chat --eval` on the trained questions: mean similarity (0..1) of the answers to the data's."""
@@ -82,7 +85,7 @@ def test_validation_fails_a_bad_file_with_line_numbers(client, tmp_path: Path) -
     uploaded = client.files.create(file=("bad.jsonl", bad.read_bytes()), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(model="ftcli/tiny", training_file=uploaded.id)
     final = None
-    for progress in jobs.wait_for_job(client, job.id, interval=0.2):
+    for progress in jobs.wait_for_job(OpenAIBackend(client), job.id, interval=0.2):
         final = progress
     assert final is not None and final.status == "failed"
     assert final.job.error is not None and "line 6: FT002" in (final.job.error.message or "")

@@ -27,7 +27,8 @@ def _export(server: Server, tmp_path: Path, *args: str) -> Any:
 def _logits(model: Any, tokenizer: Any) -> Any:
     import torch
 
-    from ftcli.server.chat_tokens import collate, encode_chat
+    from ftcli.data.chat_template import encode_chat
+    from ftcli.server.chat_tokens import collate
 
     inputs = collate([encode_chat(tokenizer, messages) for messages in PROMPTS], tokenizer.pad_token_id)
     inputs.pop("labels")
@@ -96,6 +97,7 @@ def test_serve_serves_exported_folders_and_trains_further_on_a_merged_one(
     server: Server, finished_job: FineTuningJob, tmp_path: Path
 ) -> None:
     from ftcli.service import jobs
+    from ftcli.service.backends.openai_protocol import OpenAIBackend
     from ftcli.service.client import make_client
     from ftcli.service.settings import Settings
     from tests.e2e.conftest import start_server, stop_server
@@ -124,7 +126,7 @@ def test_serve_serves_exported_folders_and_trains_further_on_a_merged_one(
                 model="legal-merged", training_file=data.id, hyperparameters={"n_epochs": 1, "batch_size": 2}
             )
             final = None
-            for progress in jobs.wait_for_job(sdk, created.id, interval=0.2):
+            for progress in jobs.wait_for_job(OpenAIBackend(sdk), created.id, interval=0.2):
                 final = progress
             assert final is not None and final.status == "succeeded", final
             assert final.job.fine_tuned_model == f"ft:legal-merged:local::{created.id}"

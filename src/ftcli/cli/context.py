@@ -10,6 +10,7 @@ import typer
 if TYPE_CHECKING:
     from openai import OpenAI
 
+    from ftcli.service.backends.base import Backend
     from ftcli.service.ledger import Ledger
     from ftcli.service.settings import Settings
 
@@ -42,6 +43,12 @@ class AppContext:
 
             self._client = make_client(self.settings(), **options)
         return self._client
+
+    def backend(self) -> Backend:
+        """The fine-tuning service the settings name (OpenAI's protocol, or Together's), over this client."""
+        from ftcli.service.backends import open_backend
+
+        return open_backend(self.settings(), self.client())
 
     def close(self) -> None:
         """Close the HTTP connections of the client, if one was made."""

@@ -41,7 +41,6 @@ def status(
 
     from ftcli.data.convert.writer import write_atomic
     from ftcli.render import jobs as view
-    from ftcli.service import jobs
     from ftcli.service import results as results_module
 
     app = app_context(ctx)
@@ -49,19 +48,19 @@ def status(
         url = web_url(app.settings().base_url, job_id)
         emit(app, {"url": url}, lambda: url)
         return
-    client = app.client()
+    backend = app.backend()
     if job_id is None:
-        listed = jobs.list_jobs(client, limit=limit)
+        listed = backend.list_jobs(limit=limit)
         emit(app, listed, lambda: view.jobs_table(listed))
         return
     if wait:
         raise typer.Exit(follow(app, job_id))
-    job = jobs.get_job(client, job_id)
+    job = backend.get_job(job_id)
     warn_shutdown(job.fine_tuned_model or job.model)
-    listed_events = jobs.list_events(client, job_id) if events or plot or not app.json else []
+    listed_events = backend.list_events(job_id) if events or plot or not app.json else []
     points = results_module.loss_from_events(listed_events)
     if results is not None or (plot is not None and not points):
-        downloaded = results_module.download_results(client, job)
+        downloaded = results_module.download_results(backend.chat_client(), job)
         if results is not None:
             if not downloaded:
                 raise UsageError(f"{job_id} has no result files yet")
@@ -73,7 +72,7 @@ def status(
         if not points:
             raise UsageError(f"{job_id} has reported no loss yet")
         _plot(points, plot, title=f"{job.id} ({job.model})")
-    found = jobs.list_checkpoints(client, job_id) if checkpoints else []
+    found = backend.list_checkpoints(job_id) if checkpoints else []
     document: dict[str, Any] = job.model_dump(mode="json")
     if events:
         document["events"] = [event.model_dump(mode="json") for event in listed_events]
@@ -120,27 +119,21 @@ def cancel(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Don't ask.")] = False,
 ) -> None:
     """Cancel a job (asks first unless --yes)."""
-    from ftcli.service import jobs
-
     confirm(f"Cancel {job_id}?", yes=yes, hint="pass --yes to cancel without a terminal")
     app = app_context(ctx)
-    _show(app, jobs.cancel_job(app.client(), job_id))
+    _show(app, app.backend().cancel_job(job_id))
 
 
 def pause(ctx: typer.Context, job_id: JobArg) -> None:
     """Pause a running job (resume it later)."""
-    from ftcli.service import jobs
-
     app = app_context(ctx)
-    _show(app, jobs.pause_job(app.client(), job_id))
+    _show(app, app.backend().pause_job(job_id))
 
 
 def resume(ctx: typer.Context, job_id: JobArg) -> None:
     """Resume a paused job."""
-    from ftcli.service import jobs
-
     app = app_context(ctx)
-    _show(app, jobs.resume_job(app.client(), job_id))
+    _show(app, app.backend().resume_job(job_id))
 
 
 def _show(app: AppContext, job: Any) -> None:

@@ -18,7 +18,7 @@ def add(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Profile name, e.g. local, openai, azure.")],
     kind: Annotated[
-        str, typer.Option(help="openai, azure or compatible (any OpenAI-compatible server).")
+        str, typer.Option(help="openai, azure, compatible (any OpenAI-compatible server) or together.")
     ] = "compatible",
     base_url: Annotated[str | None, typer.Option(help="Base URL, e.g. http://127.0.0.1:8765/v1.")] = None,
     api_key_env: Annotated[str | None, typer.Option(help="Environment variable that holds the key.")] = None,

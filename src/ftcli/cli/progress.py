@@ -42,7 +42,7 @@ def follow(app: AppContext, job_id: str) -> int:
         # A server on this machine is polled every second or two; a remote API every 5 s, backing off to 30 s.
         local = app.settings().on_this_machine()
         interval, ceiling = (1.0, 2.0) if local else (5.0, 30.0)
-        for progress in jobs.wait_for_job(app.client(), job_id, interval=interval, max_interval=ceiling):
+        for progress in jobs.wait_for_job(app.backend(), job_id, interval=interval, max_interval=ceiling):
             last = progress
             for event in progress.new_events:
                 if event.type != "metrics" and not app.json:

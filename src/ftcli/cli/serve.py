@@ -71,6 +71,18 @@ def serve(
             help="Data-parallel training processes per job, torchrun + Accelerate (default: one per GPU).",
         ),
     ] = None,
+    nodes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Machines each job trains on (torchrun's rendezvous at --rendezvous); this one is node 0, and each "
+            "job's events show the command that joins another. The data folder must be shared between them.",
+        ),
+    ] = 1,
+    rendezvous: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT of this machine, as the other nodes reach it (with --nodes 2 or more)."),
+    ] = None,
 ) -> None:
     """Serve files, fine-tuning jobs, chat completions and models on OpenAI's protocol, training with LoRA here.
     With --json: one document with the URLs and the data folder once it is listening; logs go to stderr."""
@@ -120,6 +132,7 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     base_url = f"http://{shown}:{port}/v1"
     page = f"http://{shown}:{port}/" + (f"#token={key}" if made_key else "")
+    cluster = _cluster(nodes, rendezvous, parallel_jobs)
     server_app = create_app(
         folder,
         host=host,
@@ -128,6 +141,7 @@ def serve(
         api_key=key,
         parallel_jobs=parallel_jobs,
         processes_per_job=processes,
+        cluster=cluster,
         lora_defaults={
             name: value
             for name, value in (("lora_rank", lora_rank), ("lora_alpha", lora_alpha), ("lora_dropout", lora_dropout))
@@ -191,3 +205,18 @@ def _size(text: str) -> int:
     if not number.isdigit() or int(number) == 0:
         raise UsageError(f"--max-upload {text!r} is not a size", hint="e.g. 8G, 500M, 64K or a number of bytes")
     return int(number) * factor
+
+
+def _cluster(nodes: int, rendezvous: str | None, parallel_jobs: int) -> Any:
+    from ftcli.server.runner import Cluster
+
+    if nodes == 1:
+        if rendezvous:
+            raise UsageError("--rendezvous is for a job trained on several machines", hint="add --nodes M")
+        return None
+    host, _, port = (rendezvous or "").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError("--nodes needs --rendezvous HOST:PORT", hint="this machine's address as the others reach it")
+    if parallel_jobs != 1:
+        raise UsageError("jobs trained on several machines run one at a time", hint="drop --parallel-jobs")
+    return Cluster(nodes=nodes, host=host.strip("[]"), port=int(port))

@@ -15,7 +15,7 @@ from ftcli.cli.params import key_json, key_values
 from ftcli.cli.progress import follow, upload_bar
 
 if TYPE_CHECKING:
-    from ftcli.data.check.report import Report
+    from ftcli.service.training import PreparedJob
 
 
 def train(
@@ -75,13 +75,11 @@ def train(
         metadata=dict(key_values(metadata, "--metadata")),
         extra_hyperparameters=dict(key_json(h, "--hyperparameter") for h in hyperparameter or ()),
     )
-    client = app.client()
-    prepared = training.prepare(
-        client, options, backend_kind=app.settings().kind, ledger=app.ledger(), progress=upload_bar(app)
-    )
+    backend_ = app.backend()
+    prepared = training.prepare(backend_, options, ledger=app.ledger(), progress=upload_bar(app))
     warn_shutdown(model)
-    _confirm(prepared.report, yes=yes)
-    job = training.start(client, prepared, backend=app.settings().describe())
+    _confirm(prepared, yes=yes)
+    job = training.start(backend_, prepared, described=app.settings().describe())
     if wait:
         stderr().print(f"created {job.id} ({job.status}); following it", highlight=False)
         raise typer.Exit(follow(app, job.id))
@@ -89,13 +87,21 @@ def train(
     emit(app, job, lambda: job.id)
 
 
-def _confirm(report: Report | None, *, yes: bool) -> None:
+def _confirm(prepared: PreparedJob, *, yes: bool) -> None:
+    report, quote = prepared.report, prepared.quote
     if report is not None:
         est = report.estimate
         cost = f"${est.cost_usd:,.2f}" if est.cost_usd is not None else "unknown"
+        if quote is not None:
+            cost = f"${quote.total_usd:,.2f} (the backend's quote)"
         stderr().print(
-            f"{report.examples:,} examples, {est.epochs} epochs, ~{est.billed_tokens:,} billed tokens; "
+            f"{report.examples:,} example{'s' * (report.examples != 1)}, {est.epochs} epoch{'s' * (est.epochs != 1)}, "
+            f"~{est.billed_tokens:,} billed tokens; "
             f"estimated cost {cost}",
             highlight=False,
         )
+    elif quote is not None:
+        stderr().print(f"estimated cost ${quote.total_usd:,.2f} (the backend's quote)", highlight=False)
+    if quote is not None and not quote.allowed:
+        stderr().print("[yellow]warning:[/] the backend says this account can't afford the job", highlight=False)
     confirm("Start the fine-tuning job?", yes=yes, hint="pass --yes to start the job without a terminal")

@@ -29,14 +29,15 @@ def upload(
 ) -> None:
     """Upload a training file: refused if `check` finds errors; reuses identical uploads; resumes big ones.
     Prints the file id; with --json, the file object."""
-    from ftcli.service.files import check_before_upload, upload_file
+    from ftcli.data.check.engine import CheckOptions
+    from ftcli.service.files import check_before_upload
 
     app = app_context(ctx)
     if not no_check:
-        check_before_upload(file, model=model)
+        check_before_upload(file, CheckOptions(model=model))
     with upload_bar(app)(file) as on_progress:
-        result = upload_file(
-            app.client(), file, ledger=app.ledger(), force=force, multipart=multipart, on_progress=on_progress
+        result = app.backend().upload(
+            file, ledger=app.ledger(), force=force, multipart=multipart, on_progress=on_progress
         )
     note = " (already on the backend: reused)" if result.reused else ""
     if result.resumed_parts:

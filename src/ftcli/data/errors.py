@@ -13,7 +13,8 @@ import re
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
-_KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_*\-]{3,}|[A-Fa-f0-9]{32,})")
+# OpenAI's keys (sk-…), Together's (tgp_v1_…, or 64 hex digits in older ones), and any long hex secret
+_KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_*\-]{3,}|tgp_v\d+_[A-Za-z0-9_\-]{8,}|[A-Fa-f0-9]{32,})")
 
 
 def redact(text: str, *secrets: str | None) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ftcli.data.tokenizers import CountingEncoding
@@ -32,8 +32,19 @@ class ExampleTokens:
     messages: int
 
 
+class ExampleCounter(Protocol):
+    """What `check` counts with: OpenAI's rule (`TokenCounter`), or a local base's own tokenizer and chat template
+    (`data/template_tokens.TemplateCounter`)."""
+
+    def chat(self, record: dict[str, Any]) -> ExampleTokens: ...
+
+    def preference(self, record: dict[str, Any]) -> ExampleTokens: ...
+
+    def special_tokens_in(self, text: str) -> list[str]: ...
+
+
 class TokenCounter:
-    """Counts tokens of strings with one encoding.
+    """Counts tokens of strings with one encoding, by the cookbook's rule for chats.
 
     Strings that repeat across examples (role names, system prompts) are counted once: a small cache, cleared
     when full, keeps memory flat however large the file is. User and assistant texts rarely repeat, so they

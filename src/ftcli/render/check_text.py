@@ -8,6 +8,7 @@ from rich.text import Text
 
 from ftcli.data.check.report import Distribution, Report
 from ftcli.data.diagnostics import Diagnostic, Severity
+from ftcli.data.local_bases import TEMPLATE_ENCODING
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 _BAR = 30
@@ -39,9 +40,14 @@ def render_diagnostic(d: Diagnostic) -> Text:
 
 def _summary(report: Report) -> Text:
     limit = f"{report.context_limit:,}" if report.context_limit else "unknown"
+    counted = (
+        f"its own tokenizer and chat template, max_seq_length {limit}"
+        if report.encoding == TEMPLATE_ENCODING
+        else f"{report.encoding}, context {limit}"
+    )
     line = (
         f"{report.file}: {report.examples:,} example{'s' * (report.examples != 1)} ({report.method}), "
-        f"model {report.model} ({report.encoding}, context {limit})"
+        f"model {report.model} ({counted})"
     )
     if report.validation_file:
         line += f"; validation {report.validation_file}: {report.validation_examples:,} examples"

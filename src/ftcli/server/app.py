@@ -22,7 +22,7 @@ from ftcli.server.api.errors import ApiError, error_response, handle_api_error
 from ftcli.server.guard import BrowserGuard
 from ftcli.server.inference import ModelCache
 from ftcli.server.limits import MAX_JSON_BODY, BodyLimit, ChatSlots
-from ftcli.server.runner import JobRunner
+from ftcli.server.runner import Cluster, JobRunner
 from ftcli.server.store import Store
 
 DEFAULT_MAX_UPLOAD = 8 * 1024 * 1024 * 1024
@@ -34,6 +34,7 @@ def create_app(
     api_key: str | None = None,
     parallel_jobs: int = 1,
     processes_per_job: int | None = None,
+    cluster: Cluster | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     lora_defaults: dict[str, float] | None = None,
     host: str = "127.0.0.1",
@@ -44,7 +45,7 @@ def create_app(
     """`lora_defaults`: the server's own lora_rank / lora_alpha / lora_dropout for jobs that don't set them (else
     per-base defaults apply); written into each job's hyperparameters, so the job reports what it trained with."""
     store = Store(data_dir)
-    runner = JobRunner(store, parallel=parallel_jobs, processes=processes_per_job)
+    runner = JobRunner(store, parallel=parallel_jobs, processes=processes_per_job, cluster=cluster)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

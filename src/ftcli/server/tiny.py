@@ -11,31 +11,10 @@ import random
 from pathlib import Path
 from typing import Any
 
+from ftcli.data.local_bases import TINY_CONTEXT, build_tiny_tokenizer
 from ftcli.server.weights import save_pretrained_atomically
 
-TINY_NAME = "ftcli/tiny"
-CHATML = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-SPECIAL_TOKENS = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
 PRETRAIN_STEPS = 40  # a fixed count, not a time: the same base on every machine
-
-
-def build_tokenizer() -> Any:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    core = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    core.decoder = decoders.ByteLevel()
-    core.add_special_tokens(SPECIAL_TOKENS)
-    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
-        tokenizer_object=core, pad_token="<|pad|>", eos_token="<|im_end|>"
-    )
-    tokenizer.chat_template = CHATML
-    return tokenizer
 
 
 def build_model(vocab_size: int, *, seed: int = 0) -> Any:
@@ -50,7 +29,7 @@ def build_model(vocab_size: int, *, seed: int = 0) -> Any:
         num_hidden_layers=4,
         num_attention_heads=6,
         num_key_value_heads=6,
-        max_position_embeddings=2048,
+        max_position_embeddings=TINY_CONTEXT,
         tie_word_embeddings=True,
         pad_token_id=0,
     )
@@ -106,9 +85,9 @@ def ensure_tiny(directory: Path, *, seed: int = 0, steps: int = PRETRAIN_STEPS) 
         return directory
     import torch
 
-    from ftcli.server.chat_tokens import encode_chat
+    from ftcli.data.chat_template import encode_chat
 
-    tokenizer = build_tokenizer()
+    tokenizer = build_tiny_tokenizer()
     model = build_model(len(tokenizer), seed=seed)
     examples = [encode_chat(tokenizer, chat) for chat in generic_chats(2048, seed=seed)]
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)

@@ -56,6 +56,9 @@ class Hyperparameters:
     quantization: str = "none"  # "4bit": QLoRA (CUDA and bitsandbytes)
     gradient_checkpointing: bool | None = None  # None: on for bases over 1B parameters
     precision: str | None = None  # bf16, fp16 or fp32, from the machine
+    # ftcli's own: shard the base's weights across the job's processes (`serve --processes N`) with PyTorch's FSDP2,
+    # for a base that doesn't fit one GPU; off: each process holds the whole model (data parallelism)
+    fsdp: bool = False
 
     @classmethod
     def resolve(
@@ -85,6 +88,7 @@ class Hyperparameters:
             max_seq_length=int(requested["max_seq_length"]) if requested.get("max_seq_length") is not None else None,
             quantization=str(pick("quantization", "none")),
             gradient_checkpointing=pick("gradient_checkpointing", None),
+            fsdp=bool(pick("fsdp", False)),
         )
 
     def settle(self, model: Any, machine: Machine) -> Hyperparameters:
@@ -110,7 +114,7 @@ class StepMetrics:
 
 @dataclass
 class TrainingResult:
-    trained_tokens: int = 0
+    trained_tokens: int = 0  # every token read, each epoch (as OpenAI bills a job), not only the answers'
     steps: int = 0
     stopped_early: tuple[int, float] | None = None  # (epoch, its mean training loss) when stop_at_loss was reached
     checkpoints: list[tuple[int, Path, StepMetrics]] = field(default_factory=list)
@@ -147,6 +151,7 @@ def train_lora(
     resume_adapter: Path | None = None,
     method: str = "supervised",
     on_warning: Callable[[str], None] | None = None,
+    on_info: Callable[[str], None] | None = None,
 ) -> tuple[Hyperparameters, TrainingResult]:
     """Supervised (loss on assistant tokens) or DPO (preferred vs non-preferred answers, the base without the
     adapter as the reference model) fine-tuning of a LoRA adapter; checkpoints per epoch."""
@@ -189,9 +194,21 @@ def train_lora(
             f"{truncated} of {len(train)} training examples are longer than max_seq_length={length} tokens and "
             "were truncated: their ends are not trained on (raise max_seq_length, or shorten them)"
         )
+    world, rank = int(accelerator.num_processes), int(accelerator.process_index)
+    main = accelerator.is_main_process
+    if hyper.fsdp and world == 1:
+        hyper = replace(hyper, fsdp=False)
+        if on_warning:
+            on_warning(
+                "fsdp: this job runs as one process, so there is nothing to shard it across; trained unsharded "
+                "(start the server with `ftcli serve --processes N`, one per GPU)"
+            )
+    if hyper.fsdp:  # before the optimizer is made: sharding replaces the parameters with their shards
+        model = _shard(model, accelerator.device)  # in place of Accelerate's wrapping, which shards on GPUs only
+        if on_info and main:
+            on_info(_sharding_note(model, world))
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=hyper.learning_rate)
-    world, rank = int(accelerator.num_processes), int(accelerator.process_index)
     steps_per_epoch = math.ceil(math.ceil(len(train) / hyper.batch_size) / world)
     total = steps_per_epoch * hyper.n_epochs
     # Linear warm-up over the first 5% of steps, then linear decay to zero (the transformers Trainer's default
@@ -204,8 +221,10 @@ def train_lora(
         return min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup)))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    main = accelerator.is_main_process
+    if hyper.fsdp:
+        optimizer = accelerator.prepare(optimizer)
+    else:
+        model, optimizer = accelerator.prepare(model, optimizer)
     result = TrainingResult(steps=start_epoch * steps_per_epoch)
     model.train()
     for epoch in range(start_epoch, hyper.n_epochs):
@@ -223,7 +242,7 @@ def train_lora(
             schedule.step()
             optimizer.zero_grad()
             result.steps += 1
-            tokens = torch.tensor([sum(item.trained_tokens for item in batch)], device=accelerator.device)
+            tokens = torch.tensor([sum(item.tokens for item in batch)], device=accelerator.device)
             result.trained_tokens += int(accelerator.reduce(tokens, "sum").item())
             metrics = StepMetrics(
                 result.steps,
@@ -237,19 +256,23 @@ def train_lora(
                 on_step(metrics)
             if should_stop():
                 return hyper, result
-        valid_loss = _evaluate(accelerator.unwrap_model(model), objective, valid) if valid and main else None
+        # Sharded, every process takes part in each forward pass (it gathers the weights): all evaluate.
+        evaluates = bool(valid) and (main or hyper.fsdp)
+        valid_loss = _evaluate(accelerator.unwrap_model(model), objective, valid) if evaluates else None
         metrics = StepMetrics(
             result.steps, total, epoch + 1, metrics.train_loss, metrics.train_mean_token_accuracy, valid_loss
         )
         accelerator.wait_for_everyone()
+        adapter = _adapter_weights(model, hyper.fsdp)  # sharded: gathered from every process
         if main:
-            _keep_checkpoint(accelerator.unwrap_model(model), output, result, metrics, on_step, on_checkpoint)
+            _keep_checkpoint(accelerator.unwrap_model(model), adapter, output, result, metrics, on_step, on_checkpoint)
         mean_loss = sum(epoch_losses) / len(epoch_losses)
         if hyper.stop_at_loss is not None and mean_loss <= hyper.stop_at_loss and epoch + 1 < hyper.n_epochs:
             result.stopped_early = (epoch + 1, mean_loss)  # every rank decides alike: the losses were reduced
             break
+    adapter = _adapter_weights(model, hyper.fsdp)
     if main:
-        _save_adapter(accelerator.unwrap_model(model), output / "adapter")
+        _save_adapter(accelerator.unwrap_model(model), output / "adapter", adapter)
     accelerator.wait_for_everyone()
     accelerator.end_training()  # closes the process group of a data-parallel run
     return hyper, result
@@ -257,6 +280,7 @@ def train_lora(
 
 def _keep_checkpoint(
     model: Any,
+    adapter: dict[str, Any] | None,
     output: Path,
     result: TrainingResult,
     metrics: StepMetrics,
@@ -267,7 +291,7 @@ def _keep_checkpoint(
     if metrics.valid_loss is not None and on_step:
         on_step(metrics)
     checkpoint = output / f"checkpoint-epoch-{metrics.epoch}"
-    _save_adapter(model, checkpoint)
+    _save_adapter(model, checkpoint, adapter)
     result.checkpoints.append((metrics.epoch, checkpoint, metrics))
     for _, old, _ in result.checkpoints[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old, ignore_errors=True)
@@ -298,9 +322,49 @@ def _prepare_memory(model: Any, hyper: Hyperparameters) -> None:
         model.enable_input_require_grads()  # LoRA trains adapters only: the inputs must carry gradients
 
 
-def _save_adapter(model: Any, directory: Path) -> None:
-    """safetensors, written beside and renamed into place: a crash never leaves a half-written adapter."""
-    save_pretrained_atomically(directory, model)
+def _save_adapter(model: Any, directory: Path, weights: dict[str, Any] | None = None) -> None:
+    """safetensors, written beside and renamed into place: a crash never leaves a half-written adapter. `weights`:
+    the adapter's full tensors, when the model's are shards."""
+    save_pretrained_atomically(directory, model, state_dict=weights)
+
+
+def _shard(model: Any, device: Any) -> Any:
+    """FSDP2 (`torch.distributed.fsdp.fully_shard`): each transformer block, then the rest, split across the
+    processes; weights are gathered for a block's forward and backward and freed after. Works with gloo on CPUs
+    (so it is tested in CI) and NCCL on GPUs."""
+    from torch.distributed.fsdp import fully_shard
+
+    model.to(device)
+    blocks = set(getattr(model, "_no_split_modules", None) or ()) | set(
+        getattr(model.get_base_model(), "_no_split_modules", None) or ()
+    )
+    for module in list(model.modules()):
+        if type(module).__name__ in blocks:
+            fully_shard(module)
+    fully_shard(model)
+    return model
+
+
+def _sharding_note(model: Any, world: int) -> str:
+    held = sum(_local(p).numel() for p in model.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    return f"FSDP: the model's {total:,} parameters are sharded across {world} processes; this one holds {held:,}"
+
+
+def _local(tensor: Any) -> Any:
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
+
+
+def _adapter_weights(model: Any, sharded: bool) -> dict[str, Any] | None:
+    """The trained (adapter) weights in full, gathered from every process's shards; None when not sharded (the
+    model saves its own). A collective: every process must call it."""
+    if not sharded:
+        return None
+    return {
+        name: (p.full_tensor() if hasattr(p, "full_tensor") else p).detach().cpu()
+        for name, p in model.named_parameters()
+        if p.requires_grad
+    }
 
 
 def _evaluate(model: Any, objective: Objective, examples: list[Any]) -> float:

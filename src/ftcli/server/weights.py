@@ -7,13 +7,15 @@ from pathlib import Path
 from typing import Any
 
 
-def save_pretrained_atomically(directory: Path, *parts: Any) -> None:
-    """`save_pretrained` of each part (a model as safetensors, its tokenizer) into a temp folder, then one rename."""
+def save_pretrained_atomically(directory: Path, *parts: Any, state_dict: dict[str, Any] | None = None) -> None:
+    """`save_pretrained` of each part (a model as safetensors, its tokenizer) into a temp folder, then one rename.
+    `state_dict`: the model's weights when its own are not whole (shards of a sharded model)."""
     temp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(temp, ignore_errors=True)  # left by an interrupted save
     for part in parts:
         if hasattr(part, "state_dict"):
-            part.save_pretrained(temp, safe_serialization=True)
+            extra = {"state_dict": state_dict} if state_dict is not None else {}
+            part.save_pretrained(temp, safe_serialization=True, **extra)
         else:
             part.save_pretrained(temp)
     shutil.rmtree(directory, ignore_errors=True)

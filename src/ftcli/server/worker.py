@@ -113,6 +113,7 @@ def run_job(data_dir: str, job_id: str) -> None:
             resume_adapter=resume,
             method=kind,
             on_warning=lambda message: store.add_event(job_id, message, level="warn"),
+            on_info=lambda message: store.add_event(job_id, message),
         )
     except Exception as exc:  # the job fails with words the user can act on; the server and the next job go on
         traceback.print_exc()  # for the server's log

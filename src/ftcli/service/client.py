@@ -43,6 +43,10 @@ def make_client(
     if not key:
         if settings.kind == "openai":
             raise UsageError("no API key", hint="set OPENAI_API_KEY, pass --profile, or run `ftcli profile add`")
+        if settings.kind == "together":
+            raise UsageError(
+                "no API key for Together", hint="set TOGETHER_API_KEY, or name its variable in the profile"
+            )
         # `ftcli serve` on this machine leaves its per-start key for this user's commands (data/local_server.py)
         key = (key_for(settings.base_url) if settings.on_this_machine() else None) or LOCAL_PLACEHOLDER_KEY
     return openai.OpenAI(

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from openai import OpenAI
     from openai.types import FileObject
 
+    from ftcli.data.check.engine import CheckOptions
     from ftcli.data.check.report import Report
 
 MULTIPART_THRESHOLD = 512 * 1024 * 1024
@@ -40,13 +41,12 @@ class UploadResult:
     resumed_parts: int = 0  # parts a previous, interrupted run had already sent
 
 
-def check_before_upload(
-    path: Path, *, model: str | None = None, method: str | None = None, epochs: int | None = None
-) -> Report:
-    """Run `check`; refuse with the first diagnostics when the file has errors."""
-    from ftcli.data.check.engine import CheckOptions, check_file
+def check_before_upload(path: Path, options: CheckOptions | None = None) -> Report:
+    """Run `check`; refuse with the first diagnostics when the file has errors. (A local base is counted with its own
+    tokenizer and chat template, cut at `options.max_seq_length` as its job will be.)"""
+    from ftcli.data.check.engine import check_file
 
-    report = check_file(path, options=CheckOptions(model=model, method=method, epochs=epochs))
+    report = check_file(path, options=options)
     if report.errors:
         raise CheckFailed(
             f"{path} has {report.errors} error(s): {'; '.join(report.first_errors())}",

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ftcli.service.errors import BackendError, RateLimited, UsageError, translate
 
@@ -195,8 +195,16 @@ class Progress:
         return self.status in TERMINAL
 
 
+class JobSource(Protocol):
+    """What waiting needs of a backend (service/backends.base.Backend has it)."""
+
+    def get_job(self, job_id: str) -> FineTuningJob: ...
+
+    def list_events(self, job_id: str, *, limit: int = 100) -> list[FineTuningJobEvent]: ...
+
+
 def wait_for_job(
-    client: OpenAI,
+    backend: JobSource,
     job_id: str,
     *,
     interval: float = 5.0,
@@ -214,8 +222,8 @@ def wait_for_job(
     delay = interval
     while True:
         try:
-            job = get_job(client, job_id)
-            events = [e for e in list_events(client, job_id) if e.id not in seen]
+            job = backend.get_job(job_id)
+            events = [e for e in backend.list_events(job_id) if e.id not in seen]
         except (BackendError, RateLimited):
             errors += 1
             if errors > max_transient_errors:

@@ -19,7 +19,7 @@ from pathlib import Path
 from ftcli.data.atomic import write_atomic
 from ftcli.service.errors import UsageError
 
-KINDS = ("openai", "azure", "compatible")
+KINDS = ("openai", "azure", "compatible", "together")
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,11 +18,13 @@ from ftcli.service.errors import UsageError
 from ftcli.service.profiles import Profile, ProfileStore
 
 DEFAULT_AZURE_API_VERSION = "2025-04-01-preview"
+TOGETHER_URL = "https://api.together.xyz/v1"
+TOGETHER_KEY_ENV = "TOGETHER_API_KEY"
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    kind: str = "openai"  # "openai" | "azure" | "compatible" (any other base URL, ftcli serve included)
+    kind: str = "openai"  # "openai" | "azure" | "compatible" (any other base URL, ftcli serve included) | "together"
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)  # never printed
     organization: str | None = None
@@ -67,6 +69,8 @@ def resolve_settings(
     chosen = profile or env.get("FTCLI_PROFILE")
     if chosen:
         named = store.get(chosen)
+        if named is None and chosen == "together":  # `--backend together`: Together with TOGETHER_API_KEY
+            named = Profile(name="together", kind="together", api_key_env=TOGETHER_KEY_ENV)
         if named is None:
             raise UsageError(f"no profile named {chosen!r}", hint="see `ftcli profile list`")
         settings = _from_profile(named, env)
@@ -102,10 +106,11 @@ def _from_env(env: Mapping[str, str]) -> Settings | None:
 
 
 def _from_profile(profile: Profile, env: Mapping[str, str]) -> Settings:
-    key = profile.api_key or (env.get(profile.api_key_env) if profile.api_key_env else None)
+    key_env = profile.api_key_env or (TOGETHER_KEY_ENV if profile.kind == "together" else None)
+    key = profile.api_key or (env.get(key_env) if key_env else None)
     return Settings(
         kind=profile.kind,
-        base_url=profile.base_url,
+        base_url=profile.base_url or (TOGETHER_URL if profile.kind == "together" else None),
         api_key=key,
         organization=profile.organization,
         project=profile.project,

@@ -12,16 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ftcli.data.check.engine import CheckOptions
 from ftcli.service.errors import UsageError
-from ftcli.service.files import ProgressCallback, check_before_upload, upload_file
-from ftcli.service.jobs import JobRequest, create_job
+from ftcli.service.files import ProgressCallback, check_before_upload
+from ftcli.service.jobs import JobRequest
 from ftcli.service.manifest import RunManifest
 
 if TYPE_CHECKING:
-    from openai import OpenAI
     from openai.types.fine_tuning import FineTuningJob
 
     from ftcli.data.check.report import Report
+    from ftcli.service.backends.base import Backend, PriceEstimate
     from ftcli.service.export import ExportedJob
     from ftcli.service.ledger import Ledger
 
@@ -62,6 +63,7 @@ class PreparedJob:
     training: TrainingFile
     validation: TrainingFile | None
     exported: ExportedJob | None
+    quote: PriceEstimate | None = None  # the backend's own price, where it quotes one (Together)
 
     @property
     def report(self) -> Report | None:
@@ -69,21 +71,29 @@ class PreparedJob:
 
 
 def prepare(
-    client: OpenAI,
+    backend: Backend,
     options: TrainingOptions,
     *,
-    backend_kind: str,
     ledger: Ledger | None = None,
     progress: UploadProgress | None = None,
 ) -> PreparedJob:
-    """Everything before the job is created: files checked (errors refuse) and uploaded, the request validated."""
-    options, exported = _with_export(options, backend_kind)
+    """Everything before the job is created: files checked (errors refuse) and uploaded, the request validated,
+    and the backend's own price asked for where it quotes one."""
+    options, exported = _with_export(options, backend.kind)
     if options.file is None:
         raise UsageError("--file is required", hint="or --from-export OUT/<job-id> to re-train an exported job")
     method = options.method or "sft"
 
+    length = options.extra_hyperparameters.get("max_seq_length")
+    counting = CheckOptions(
+        model=options.model,
+        method=method,
+        epochs=options.n_epochs if options.n_epochs is not None else backend.default_epochs,
+        max_seq_length=length if isinstance(length, int) else None,
+    )
+
     def resolve(value: str) -> TrainingFile:
-        return _resolve_file(client, value, options.model, method, options.n_epochs, ledger, progress)
+        return _resolve_file(backend, value, counting, ledger, progress)
 
     training = resolve(options.file)
     validation = resolve(options.validation_file) if options.validation_file else None
@@ -102,16 +112,16 @@ def prepare(
         extra_hyperparameters=dict(options.extra_hyperparameters),
     )
     request.validate()
-    return PreparedJob(request, training, validation, exported)
+    return PreparedJob(request, training, validation, exported, quote=backend.price_estimate(request))
 
 
-def start(client: OpenAI, prepared: PreparedJob, *, backend: dict[str, str | None]) -> FineTuningJob:
+def start(backend: Backend, prepared: PreparedJob, *, described: dict[str, str | None]) -> FineTuningJob:
     """Create the job (once, through retries) and write its run manifest (`.ftcli/runs/<job-id>.json`)."""
     request, report = prepared.request, prepared.report
-    job = create_job(client, request)
+    job = backend.create_job(request)
     RunManifest(
         job_id=job.id,
-        backend=backend,
+        backend=described,
         model=request.model,
         method=request.method,
         training_file={
@@ -166,13 +176,7 @@ def _with_export(options: TrainingOptions, backend_kind: str) -> tuple[TrainingO
 
 
 def _resolve_file(
-    client: OpenAI,
-    value: str,
-    model: str,
-    method: str,
-    epochs: int | None,
-    ledger: Ledger | None,
-    progress: UploadProgress | None,
+    backend: Backend, value: str, counting: CheckOptions, ledger: Ledger | None, progress: UploadProgress | None
 ) -> TrainingFile:
     """A file id is used as is; a local path is checked (errors refuse), then uploaded (identical bytes reused)."""
     path = Path(value)
@@ -180,9 +184,9 @@ def _resolve_file(
         if value.startswith("file-") or "/" not in value and not value.endswith(".jsonl"):
             return TrainingFile(value)
         raise UsageError(f"{value}: no such file")
-    report = check_before_upload(path, model=model, method=method, epochs=epochs)
+    report = check_before_upload(path, counting)
     with (progress or _no_progress)(path) as on_progress:
-        result = upload_file(client, path, ledger=ledger, on_progress=on_progress)
+        result = backend.upload(path, ledger=ledger, on_progress=on_progress)
     return TrainingFile(result.file.id, path=value, sha256=result.sha256, report=report)
 
 

@@ -23,11 +23,13 @@ from ftcli.data.diagnostics import Diagnostic, Finding, Severity
 from ftcli.data.errors import DataError
 from ftcli.data.estimate import estimate
 from ftcli.data.formats.openai import kind_of, method_of, record_kind
+from ftcli.data.local_bases import local_base
 from ftcli.data.rules import dataset
 from ftcli.data.rules.model import model_findings
 from ftcli.data.rules.registry import PII_PREFIX, PROFILES, RULES, matches
+from ftcli.data.template_tokens import TemplateCounter
 from ftcli.data.tokenizers import CountingEngine, get_counting_encoding
-from ftcli.data.tokens import TokenCounter
+from ftcli.data.tokens import ExampleCounter, TokenCounter
 
 PiiMode = Literal["warn", "error", "off"]
 RELEASE_AFTER_BYTES = 64 * 1024 * 1024
@@ -44,6 +46,7 @@ class CheckOptions:
     profile: str | None = None  # a named set of rules to leave out (rules/registry.PROFILES)
     near_duplicates: bool = True
     counter: CountingEngine = "auto"  # exact either way; "tiktoken" keeps to OpenAI's reference implementation
+    max_seq_length: int | None = None  # a local base's: examples are cut there (default: its context, at most 4096)
     workers: int | None = None  # None: one per CPU
     chunk_bytes: int = CHUNK_BYTES  # the unit of work a process takes at a time
     today: dt.date = field(default_factory=clock.today)
@@ -56,6 +59,9 @@ def check_file(
     catalog = load_catalog()
     model = options.model or DEFAULT_MODEL
     info = catalog.lookup(model)
+    local = local_base(model) if options.model and not info.known else None
+    if local is not None:  # counted as its training job will count: its own tokenizer and chat template
+        info = local.model_info(options.max_seq_length)
     train_path = _readable(path)
     method = options.method or _first_record_method(train_path) or "sft"
     if method not in ("sft", "dpo"):
@@ -70,15 +76,18 @@ def check_file(
         scan_pii=options.pii != "off",
         near_duplicates=options.near_duplicates,
     )
-    encoding = get_counting_encoding(info.encoding, options.counter)
-    counter = TokenCounter(encoding)
+    counter: ExampleCounter
+    if local is not None:
+        counter, counted_with = TemplateCounter(local.tokenizer), "transformers"
+    else:
+        encoding = get_counting_encoding(info.encoding, options.counter)
+        counter, counted_with = TokenCounter(encoding), encoding.engine
     scan = partial(
         scan_file, options=lint_options, counter=counter, workers=options.workers, chunk_bytes=options.chunk_bytes
     )
     train = scan(train_path)
     val = scan(_readable(validation)) if validation else None
-    counted_with = encoding.engine
-    del counter, scan, encoding
+    del counter, scan
     if train_path.stat().st_size > RELEASE_AFTER_BYTES:
         _release_memory()  # counting is done: give tiktoken's ~40 MB back (bpe-openai's tables are static)
 

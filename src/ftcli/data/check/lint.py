@@ -19,7 +19,7 @@ from ftcli.data.rules import lines
 from ftcli.data.rules import tokens as token_rules
 from ftcli.data.rules.pii import might_contain_pii, scan_text
 from ftcli.data.rules.records import check_record, format_mismatch
-from ftcli.data.tokens import ExampleTokens, TokenCounter, iter_texts
+from ftcli.data.tokens import ExampleCounter, ExampleTokens, iter_texts
 
 BOM = b"\xef\xbb\xbf"
 # Near-duplicates ignore case, whitespace and ASCII punctuation; bytes.translate deletes them at C speed.
@@ -47,12 +47,12 @@ class LineResult:
     kind: str = ""
 
 
-def lint_line(raw: bytes, line_no: int, options: LintOptions, counter: TokenCounter) -> LineResult:
+def lint_line(raw: bytes, line_no: int, options: LintOptions, counter: ExampleCounter) -> LineResult:
     """Both steps for one line."""
     return count_line(read_line(raw, line_no, options, counter), options, counter)
 
 
-def count_line(result: LineResult, options: LintOptions, counter: TokenCounter) -> LineResult:
+def count_line(result: LineResult, options: LintOptions, counter: ExampleCounter) -> LineResult:
     """Counts the tokens of the example `read_line` left in `result` (in place), with the context-limit rule."""
     record, result.record = result.record, None
     if record is None:
@@ -64,7 +64,7 @@ def count_line(result: LineResult, options: LintOptions, counter: TokenCounter) 
     return result
 
 
-def read_line(raw: bytes, line_no: int, options: LintOptions, counter: TokenCounter) -> LineResult:
+def read_line(raw: bytes, line_no: int, options: LintOptions, counter: ExampleCounter) -> LineResult:
     """Everything but token counting; `counter` only names the special tokens."""
     findings: list[Finding] = []
     if line_no == 1 and raw.startswith(BOM):
@@ -94,7 +94,7 @@ def _lint_record(
     text: str,
     raw: bytes,
     options: LintOptions,
-    counter: TokenCounter,
+    counter: ExampleCounter,
     findings: list[Finding],
 ) -> LineResult:
     kind = record_kind(record)

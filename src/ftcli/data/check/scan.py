@@ -15,7 +15,7 @@ from ftcli.data.check.lint import BOM, LintOptions, count_line, read_line
 from ftcli.data.columns import ExampleColumns
 from ftcli.data.diagnostics import Finding
 from ftcli.data.rules import lines
-from ftcli.data.tokens import ExampleTokens, TokenCounter
+from ftcli.data.tokens import ExampleCounter, ExampleTokens
 
 CHUNK_BYTES = 1 << 20
 PRETTY_JSON_LIMIT = 256 * 1024 * 1024
@@ -66,7 +66,7 @@ def scan_file(
     path: Path,
     options: LintOptions,
     *,
-    counter: TokenCounter,
+    counter: ExampleCounter,
     workers: int | None = None,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> FileScan:
@@ -133,7 +133,7 @@ def _read_to_newline(stream: object) -> bytes:
             return b"".join(parts)
 
 
-_worker_state: tuple[Path, LintOptions, TokenCounter] | None = None
+_worker_state: tuple[Path, LintOptions, ExampleCounter] | None = None
 
 
 def _lint_chunk_in_worker(chunk: Chunk) -> FileScan:
@@ -142,7 +142,7 @@ def _lint_chunk_in_worker(chunk: Chunk) -> FileScan:
     return _lint_chunk(path, chunk, options, counter)
 
 
-def _lint_chunk(path: Path, chunk: Chunk, options: LintOptions, counter: TokenCounter) -> FileScan:
+def _lint_chunk(path: Path, chunk: Chunk, options: LintOptions, counter: ExampleCounter) -> FileScan:
     offset, length, first_line = chunk
     with path.open("rb") as stream:
         stream.seek(offset)

@@ -82,9 +82,16 @@ BOUNDS = {
 
 
 def _check_hyperparameters(hyperparameters: dict[str, Any]) -> None:
-    for switch in ("packing", "gradient_checkpointing"):
+    for switch in ("packing", "gradient_checkpointing", "fsdp"):
         if hyperparameters.get(switch, "auto") not in ("auto", None, True, False):
             raise ApiError(400, f"{switch} must be 'auto', true or false", param=f"hyperparameters.{switch}")
+    if hyperparameters.get("fsdp") is True and hyperparameters.get("quantization") == "4bit":
+        raise ApiError(
+            400,
+            "fsdp and quantization '4bit' can't be combined here: QLoRA fits a base of up to 8B parameters on one "
+            "24 GB GPU; FSDP shards a larger base across the GPUs of `ftcli serve --processes N`",
+            param="hyperparameters.fsdp",
+        )
     if hyperparameters.get("quantization", "none") not in ("none", None, "auto"):
         try:  # 4-bit needs this machine's CUDA GPU and bitsandbytes: refused now, not after the job was queued
             hardware.quantization(hyperparameters["quantization"], hardware.Machine.this_one())

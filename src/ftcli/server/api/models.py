@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from ftcli.data.local_bases import canonical_name
 from ftcli.server.api.errors import not_found
-from ftcli.server.bases import bundled_bases, canonical_name, served_adapter, served_folders
+from ftcli.server.bases import bundled_bases, served_adapter, served_folders
 from ftcli.server.protocol.models import DeletedModel, ModelList, ModelObject
 from ftcli.server.store import Store
 

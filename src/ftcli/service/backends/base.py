@@ -1,0 +1,74 @@
+"""What every backend does for ftcli's verbs. Jobs, events, checkpoints and files come back as the `openai` SDK's
+own types whatever the backend, so the views and `--json` documents are the same everywhere; a backend's own
+status (Together's `pending`, `completed`, …) is kept beside OpenAI's in `backend_status`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+    from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
+    from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
+
+    from ftcli.service.files import UploadResult
+    from ftcli.service.jobs import JobRequest
+    from ftcli.service.ledger import Ledger
+
+ProgressCallback = Callable[[int], None]  # bytes sent since the last call
+
+
+@dataclass(frozen=True, slots=True)
+class PriceEstimate:
+    """A backend's own quote for a job (Together's `/fine-tunes/estimate-price`), shown before it starts."""
+
+    total_usd: float
+    trained_tokens: int | None = None
+    allowed: bool = True  # the account can afford it
+    details: dict[str, Any] | None = None
+
+
+class Backend(Protocol):
+    kind: str  # "openai", "azure", "compatible" or "together"
+    default_epochs: int | None  # a job's epochs when none are asked for; None: OpenAI's rule by the data's size
+
+    def chat_client(self) -> OpenAI:
+        """An `openai` client for chat completions with this backend's models."""
+        ...
+
+    def upload(
+        self,
+        path: Path,
+        *,
+        ledger: Ledger | None = None,
+        force: bool = False,
+        multipart: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> UploadResult: ...
+
+    def create_job(self, request: JobRequest) -> FineTuningJob:
+        """Create the job exactly once, through timeouts and retries."""
+        ...
+
+    def price_estimate(self, request: JobRequest) -> PriceEstimate | None:
+        """The backend's own price for the job, where it quotes one."""
+        ...
+
+    def list_jobs(self, *, limit: int = 20) -> list[FineTuningJob]: ...
+
+    def get_job(self, job_id: str) -> FineTuningJob: ...
+
+    def list_events(self, job_id: str, *, limit: int = 100) -> list[FineTuningJobEvent]:
+        """Oldest first."""
+        ...
+
+    def list_checkpoints(self, job_id: str, *, limit: int = 20) -> list[FineTuningJobCheckpoint]: ...
+
+    def cancel_job(self, job_id: str) -> FineTuningJob: ...
+
+    def pause_job(self, job_id: str) -> FineTuningJob: ...
+
+    def resume_job(self, job_id: str) -> FineTuningJob: ...

@@ -1,0 +1,415 @@
+"""Together's fine-tuning API (`/fine-tunes`, `/files/upload`, `/finetune/download`; its spec is in
+../shared/together-spec) behind ftcli's verbs.
+
+It is called through the `openai` client ftcli already builds (pointed at Together's base URL: its bearer key,
+timeouts, retries and error classes, which service/errors.translate turns into ftcli's), not through Together's own
+SDK: that would bring a second HTTP stack with its own errors and retries to map, for a dozen routes. Answers are
+read as plain JSON and mapped onto the `openai` SDK's types (jobs, events, checkpoints, files), so views and `--json`
+documents are the same on every backend; Together's own status stays in `backend_status`.
+
+One job per request: Together's create takes no metadata to tag a request with, so after a failure that may have
+reached it, the jobs list is searched for one with the same model, training file and suffix, created since the
+request was sent, before trying again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ftcli.service.backends.base import PriceEstimate, ProgressCallback
+from ftcli.service.errors import AuthError, BackendError, FtcliError, NotFound, UsageError, translate
+from ftcli.service.jobs import JobRequest
+from ftcli.service.settings import TOGETHER_KEY_ENV
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+    from openai.types import FileObject
+    from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
+    from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
+
+    from ftcli.service.files import UploadResult
+    from ftcli.service.ledger import Ledger
+
+# Together's job statuses → OpenAI's; the original is kept in the job's `backend_status`.
+STATUSES = {
+    "pending": "queued",
+    "queued": "queued",
+    "running": "running",
+    "compressing": "running",  # training is done; the weights are being packed
+    "uploading": "running",
+    "cancel_requested": "running",  # not over until Together says cancelled
+    "cancelled": "cancelled",
+    "error": "failed",
+    "completed": "succeeded",
+}
+DEFAULT_LEARNING_RATE = 1e-5  # Together's default for `learning_rate`: OpenAI's multiplier scales it
+# ftcli's names for a backend's own settings (`train -H key=value`) → Together's fields
+RENAMED = {"lora_rank": "lora_r", "seed": "random_seed"}
+LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_trainable_modules")
+SFT_FIELDS = ("train_on_inputs",)
+DPO_FIELDS = ("rpo_alpha", "dpo_normalize_logratios_by_length", "dpo_reference_free", "simpo_gamma")
+# Top-level fields of Together's create request that `-H` may set (its spec; credentials such as wandb_api_key and
+# hf_api_token are left out on purpose: ftcli never sends a secret given on a command line).
+TOP_LEVEL = (
+    "packing", "max_seq_length", "n_checkpoints", "n_evals", "learning_rate", "lr_scheduler", "warmup_ratio",
+    "max_grad_norm", "weight_decay", "from_checkpoint", "from_hf_model", "hf_model_revision", "wandb_project_name",
+    "wandb_name", "training_type", "multimodal_params",
+)  # fmt: skip
+FIND_WINDOW = 120.0  # seconds of clock difference tolerated when looking for a job a failed request created
+
+
+class TogetherBackend:
+    kind = "together"
+    default_epochs: int | None = 1  # its spec's default for n_epochs
+
+    def __init__(self, client: OpenAI, *, sleep: Any = time.sleep, clock: Any = time.time) -> None:
+        self.client = client
+        self._sleep, self._clock = sleep, clock
+
+    def chat_client(self) -> OpenAI:
+        return self.client  # Together's /chat/completions is OpenAI's protocol
+
+    # -- files ----------------------------------------------------------------------------------------------
+
+    def upload(
+        self,
+        path: Path,
+        *,
+        ledger: Ledger | None = None,
+        force: bool = False,
+        multipart: bool | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> UploadResult:
+        from ftcli.data.digests import file_digests
+        from ftcli.service.files import ProgressReader, UploadResult
+
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+        if multipart:
+            raise UsageError("Together takes a file in one request", hint="drop --multipart")
+        sha256, _ = file_digests(path, md5=False)
+        if ledger is not None and not force and (reused := self._reuse(ledger, sha256)) is not None:
+            return UploadResult(reused, sha256, reused=True, multipart=False)
+        with path.open("rb") as raw:
+            form = {"purpose": "fine-tune", "file_name": path.name, "file_type": "jsonl"}
+            stream = (path.name, ProgressReader(raw, on_progress), "application/octet-stream")
+            form_data = {"headers": {"Content-Type": "multipart/form-data"}}  # as the SDK's own files.create says
+            answer = self._call("post", "/files/upload", body=form, files={"file": stream}, options=form_data)
+        file = file_object(answer)
+        if ledger is not None:
+            ledger.remember_file(sha256, file.id, filename=path.name, size=path.stat().st_size)
+        return UploadResult(file, sha256, reused=False, multipart=False)
+
+    def _reuse(self, ledger: Ledger, sha256: str) -> FileObject | None:
+        file_id = ledger.file_id(sha256)
+        if file_id is None:
+            return None
+        try:
+            return file_object(self._call("get", f"/files/{file_id}"))
+        except NotFound:
+            ledger.forget_file(sha256)  # deleted on Together: upload again
+            return None
+
+    # -- jobs -----------------------------------------------------------------------------------------------
+
+    def create_job(self, request: JobRequest) -> FineTuningJob:
+        import openai
+
+        body = create_body(request)
+        once = self.client.with_options(max_retries=0)
+        sent = self._clock()
+        last: BaseException | None = None
+        for _ in range(3):
+            try:
+                return self.get_job(str(once.post("/fine-tunes", body=body, cast_to=object)["id"]))  # type: ignore[index]
+            except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as exc:
+                last = exc
+                found = self._find_created(body, since=sent - FIND_WINDOW)
+                if found is not None:
+                    return found
+                if isinstance(exc, openai.RateLimitError):
+                    self._sleep(min(float(exc.response.headers.get("retry-after", 1) or 1), 30))
+            except openai.OpenAIError as exc:
+                raise translate(exc) from None
+        assert last is not None
+        raise BackendError(f"could not create the job: {translate(last).message}", hint="no job was created; retry")
+
+    def _find_created(self, body: dict[str, Any], *, since: float) -> FineTuningJob | None:
+        try:
+            listed = self._call("get", "/fine-tunes").get("data") or []
+        except FtcliError:
+            return None
+        for raw in listed:
+            same = all(raw.get(key) == body.get(key) for key in ("model", "training_file", "suffix"))
+            if same and _epoch(raw.get("created_at")) >= since:
+                return job_object(raw)
+        return None
+
+    def price_estimate(self, request: JobRequest) -> PriceEstimate | None:
+        body = {key: value for key, value in create_body(request).items() if key in ESTIMATE_FIELDS}
+        answer = self._call("post", "/fine-tunes/estimate-price", body=body)
+        if not isinstance(answer, dict) or answer.get("estimated_total_price") is None:
+            return None
+        tokens = answer.get("estimated_train_token_count")
+        return PriceEstimate(
+            total_usd=float(answer["estimated_total_price"]),
+            trained_tokens=int(tokens) if isinstance(tokens, int | float) else None,
+            allowed=answer.get("allowed_to_proceed") is not False,
+            details=answer,
+        )
+
+    def list_jobs(self, *, limit: int = 20) -> list[FineTuningJob]:
+        listed = self._call("get", "/fine-tunes").get("data") or []
+        jobs = sorted((job_object(raw) for raw in listed), key=lambda job: job.created_at, reverse=True)
+        return jobs[:limit]
+
+    def get_job(self, job_id: str) -> FineTuningJob:
+        return job_object(self._call("get", f"/fine-tunes/{_id(job_id)}"))
+
+    def list_events(self, job_id: str, *, limit: int = 100) -> list[FineTuningJobEvent]:
+        """Together's events, and its training metrics as `metrics` events (the loss curve of `status`)."""
+        raw_events = self._call("get", f"/fine-tunes/{_id(job_id)}/events").get("data") or []
+        events = [event_object(raw, index) for index, raw in enumerate(raw_events)]
+        events += metric_events(self._metrics(job_id))
+        events.sort(key=lambda event: event.created_at)
+        return events[-limit:]
+
+    def _metrics(self, job_id: str) -> list[dict[str, Any]]:
+        try:
+            answer = self._call("get", f"/fine-tunes/{_id(job_id)}/metrics")
+        except NotFound:
+            return []
+        metrics = answer.get("metrics") if isinstance(answer, dict) else None
+        return [m for m in metrics or [] if isinstance(m, dict)]
+
+    def list_checkpoints(self, job_id: str, *, limit: int = 20) -> list[FineTuningJobCheckpoint]:
+        listed = self._call("get", f"/fine-tunes/{_id(job_id)}/checkpoints").get("data") or []
+        checkpoints = [checkpoint_object(raw, job_id) for raw in listed]
+        return sorted(checkpoints, key=lambda c: c.step_number, reverse=True)[:limit]
+
+    def cancel_job(self, job_id: str) -> FineTuningJob:
+        self._call("post", f"/fine-tunes/{_id(job_id)}/cancel")
+        return self.get_job(job_id)
+
+    def pause_job(self, job_id: str) -> FineTuningJob:
+        raise UsageError("Together can't pause a job", hint=f"cancel it (`ftcli cancel {job_id}`), or let it run")
+
+    def resume_job(self, job_id: str) -> FineTuningJob:
+        raise UsageError("Together can't pause or resume a job", hint=f"{job_id} runs until it ends or is cancelled")
+
+    def supported_models(self) -> list[str]:
+        models = self._call("get", "/fine-tunes/models/supported").get("models") or []
+        return [str(m) for m in models]
+
+    # -- transport ------------------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        import openai
+
+        try:
+            return getattr(self.client, method)(path, cast_to=object, **kwargs)
+        except openai.OpenAIError as exc:
+            error = translate(exc)
+            if isinstance(error, AuthError):
+                error.hint = f"set {TOGETHER_KEY_ENV}, or name the variable that holds the key in the profile"
+            raise error from None
+
+
+ESTIMATE_FIELDS = (
+    "training_file", "validation_file", "model", "n_epochs", "n_evals", "training_method", "training_type",
+    "from_checkpoint",
+)  # fmt: skip
+
+
+def create_body(request: JobRequest) -> dict[str, Any]:
+    """ftcli's job request as Together's `POST /fine-tunes` body (field names from its spec)."""
+    request.validate()
+    extra = {RENAMED.get(key, key): value for key, value in request.extra_hyperparameters.items()}
+    if request.method == "dpo":
+        method: dict[str, Any] = {"method": "dpo", "dpo_beta": request.beta if request.beta is not None else 0.1}
+        method.update({key: extra.pop(key) for key in DPO_FIELDS if key in extra})
+    else:
+        method = {"method": "sft", "train_on_inputs": extra.pop("train_on_inputs", "auto")}
+    lora = {key: extra.pop(key) for key in LORA_FIELDS if key in extra}
+    training_type = extra.pop("training_type", None)
+    if isinstance(training_type, str):  # `-H training_type=full` or `lora`
+        if training_type.lower() not in ("full", "lora"):
+            raise UsageError("training_type must be full or lora", hint="-H training_type=full")
+        training_type = {"type": "Full"} if training_type.lower() == "full" else None
+    if training_type is None:
+        training_type = {"type": "Lora", "lora_r": lora.get("lora_r", 16), "lora_alpha": lora.get("lora_alpha", 32)}
+        training_type.update({k: v for k, v in lora.items() if k not in ("lora_r", "lora_alpha")})
+    elif lora:
+        raise UsageError("LoRA settings apply to LoRA training", hint="drop training_type=full or the lora_* values")
+    unknown = sorted(set(extra) - set(TOP_LEVEL) - {"random_seed"})
+    if unknown:
+        raise UsageError(
+            f"Together has no setting {', '.join(unknown)}",
+            hint="settings it takes: "
+            + ", ".join(sorted({*TOP_LEVEL, *RENAMED, *LORA_FIELDS, *SFT_FIELDS, *DPO_FIELDS})),
+        )
+    body: dict[str, Any] = {
+        "model": request.model,
+        "training_file": request.training_file,
+        "training_method": method,
+        "training_type": training_type,
+        **extra,
+    }
+    optional = {
+        "validation_file": request.validation_file,
+        "n_epochs": request.n_epochs,
+        "batch_size": request.batch_size,
+        "suffix": request.suffix,
+        "random_seed": request.seed,
+    }
+    body.update({key: value for key, value in optional.items() if value is not None})
+    if request.learning_rate_multiplier is not None and "learning_rate" not in body:
+        body["learning_rate"] = DEFAULT_LEARNING_RATE * request.learning_rate_multiplier
+    if request.validation_file and "n_evals" not in body:
+        body["n_evals"] = 1  # Together evaluates only when asked; OpenAI reports a validation loss by default
+    return body
+
+
+# -- Together's objects as the openai SDK's -------------------------------------------------------------------
+
+
+def job_object(raw: dict[str, Any]) -> FineTuningJob:
+    from openai.types.fine_tuning import FineTuningJob
+
+    status = str(raw.get("status") or "pending")
+    mapped = STATUSES.get(status, "running")
+    method = _mapping(raw.get("training_method"))
+    dpo = method.get("method") == "dpo"
+    progress = _mapping(raw.get("progress"))
+    remaining = progress.get("seconds_remaining") if progress.get("estimate_available") else None
+    hyper = {"n_epochs": raw.get("n_epochs") or "auto", "batch_size": raw.get("batch_size") or "auto"}
+    if raw.get("learning_rate") is not None:
+        hyper["learning_rate_multiplier"] = float(raw["learning_rate"]) / DEFAULT_LEARNING_RATE
+    failure = _failure(raw) if mapped == "failed" else None
+    updated = _epoch(raw.get("updated_at"))
+    return FineTuningJob.model_construct(
+        id=str(raw["id"]),
+        object="fine_tuning.job",
+        created_at=_epoch(raw.get("created_at")),
+        error=failure,
+        fine_tuned_model=raw.get("model_output_name") if mapped == "succeeded" else None,
+        finished_at=updated if mapped in ("succeeded", "failed", "cancelled") and updated else None,
+        hyperparameters=hyper,
+        model=str(raw.get("model") or ""),
+        organization_id=str(raw.get("user_id") or raw.get("owner_address") or "together"),
+        result_files=[],
+        seed=int(raw.get("random_seed") or 0),
+        status=mapped,
+        trained_tokens=raw.get("token_count"),
+        training_file=str(raw.get("training_file") or ""),
+        validation_file=raw.get("validation_file"),
+        estimated_finish=int(time.time() + remaining) if isinstance(remaining, int | float) else None,
+        method={"type": "dpo" if dpo else "supervised"},
+        metadata=None,
+        user_provided_suffix=raw.get("suffix"),
+        backend_status=status,
+    )
+
+
+def _failure(raw: dict[str, Any]) -> dict[str, Any]:
+    events = [e for e in raw.get("events") or [] if isinstance(e, dict)]
+    errors = [e for e in events if e.get("type") == "job_error" or e.get("level") == "error"]
+    message = str(errors[-1].get("message")) if errors else "the job failed on Together (no error event was given)"
+    return {"code": "together_error", "message": message, "param": None}
+
+
+def event_object(raw: dict[str, Any], index: int) -> FineTuningJobEvent:
+    from openai.types.fine_tuning import FineTuningJobEvent
+
+    level = {"warning": "warn", "legacy_iwarning": "warn", "error": "error", "legacy_ierror": "error"}
+    created = _epoch(raw.get("created_at"))
+    return FineTuningJobEvent.model_construct(
+        id=str(raw.get("hash") or f"event-{created}-{index}"),
+        object="fine_tuning.job.event",
+        created_at=created,
+        level=level.get(str(raw.get("level")), "info"),
+        message=str(raw.get("message") or raw.get("type") or ""),
+        type="message",
+        data={"together_type": raw.get("type"), "step": raw.get("step")},
+    )
+
+
+def metric_events(metrics: list[dict[str, Any]]) -> list[FineTuningJobEvent]:
+    """Together's metrics snapshots (`train/loss`, `train/global_step`, …) as OpenAI's `metrics` events."""
+    from openai.types.fine_tuning import FineTuningJobEvent
+
+    events = []
+    for index, snapshot in enumerate(metrics):
+        step = snapshot.get("train/global_step", index + 1)
+        data: dict[str, Any] = {"step": int(step)}
+        if snapshot.get("train/loss") is not None:
+            data["train_loss"] = float(snapshot["train/loss"])
+        if snapshot.get("eval/loss") is not None:
+            data["valid_loss"] = float(snapshot["eval/loss"])
+        events.append(
+            FineTuningJobEvent.model_construct(
+                id=f"metrics-{int(step)}",
+                object="fine_tuning.job.event",
+                created_at=0,
+                level="info",
+                message=f"Step {int(step)}",
+                type="metrics",
+                data=data,
+            )
+        )
+    return events
+
+
+def checkpoint_object(raw: dict[str, Any], job_id: str) -> FineTuningJobCheckpoint:
+    from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
+
+    step = int(raw.get("step") or 0)
+    return FineTuningJobCheckpoint.model_construct(
+        id=f"{job_id}:{step}",
+        object="fine_tuning.job.checkpoint",
+        created_at=_epoch(raw.get("created_at")),
+        fine_tuned_model_checkpoint=str(raw.get("path") or f"{job_id}:{step}"),
+        fine_tuning_job_id=job_id,
+        metrics={},
+        step_number=step,
+        checkpoint_type=raw.get("checkpoint_type"),
+    )
+
+
+def file_object(raw: dict[str, Any]) -> FileObject:
+    from openai.types import FileObject
+
+    return FileObject.model_construct(
+        id=str(raw["id"]),
+        object="file",
+        bytes=int(raw.get("bytes") or 0),
+        created_at=int(raw.get("created_at") or 0),
+        filename=str(raw.get("filename") or ""),
+        purpose=str(raw.get("purpose") or "fine-tune"),
+        status="processed" if raw.get("Processed") else "uploaded",
+    )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _epoch(value: Any) -> int:
+    """Together writes times as ISO 8601 strings (or, for files, seconds)."""
+    if isinstance(value, int | float):
+        return int(value)
+    if isinstance(value, str) and value:
+        try:
+            return int(dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+        except ValueError:
+            return 0
+    return 0
+
+
+def _id(job_id: str) -> str:
+    if not job_id or not job_id.strip() or "/" in job_id:
+        raise UsageError(f"not a Together job id: {job_id!r}")
+    return job_id

@@ -1,0 +1,161 @@
+"""The Together backend against Steady serving Together's own OpenAPI spec (../shared/together-spec): every request
+ftcli makes must match the spec (Steady marks each one), and every verb works on its answers, from the service layer
+and from the CLI (`--profile` of kind together; the key never shown)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from ftcli.cli.app import app
+from ftcli.service.backends.together import TogetherBackend, create_body
+from ftcli.service.errors import UsageError
+from ftcli.service.jobs import JobRequest
+from ftcli.service.ledger import Ledger
+from tests.conftest import qa
+from tests.contract.conftest import Exchanges, recording
+
+pytestmark = pytest.mark.contract
+KEY = "tgp_v1_Contract5151secretKey"
+MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
+
+
+@pytest.fixture
+def together(together_url: str, exchanges: Exchanges):  # type: ignore[no-untyped-def]
+    from ftcli.service.client import make_client
+    from ftcli.service.settings import Settings
+
+    http = recording(exchanges)
+    settings = Settings(kind="together", base_url=together_url, api_key=KEY)
+    yield TogetherBackend(make_client(settings, max_retries=0, http_client=http))
+    http.close()
+    exchanges.assert_all_valid()
+
+
+def write_data(tmp_path: Path, count: int = 12) -> Path:
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(qa(i)) + "\n" for i in range(count)))
+    return data
+
+
+def test_upload_sends_the_form_together_expects_and_reuses_identical_bytes(
+    together: TogetherBackend, exchanges: Exchanges, tmp_path: Path
+) -> None:
+    data, ledger = write_data(tmp_path), Ledger(tmp_path / "ledger.json")
+    sent: list[int] = []
+    first = together.upload(data, ledger=ledger, on_progress=sent.append)
+    assert first.file.id and not first.reused and sum(sent) == data.stat().st_size
+    again = together.upload(data, ledger=ledger)
+    assert again.reused and again.file.id == first.file.id
+    assert exchanges.paths() == ["POST /files/upload", "GET /files/{id}"]  # checked, not sent twice
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        JobRequest(model=MODEL, training_file="file-1", n_epochs=3, batch_size=8, suffix="legal", seed=7),
+        JobRequest(
+            model=MODEL,
+            training_file="file-1",
+            validation_file="file-2",
+            learning_rate_multiplier=2.0,
+            extra_hyperparameters={"lora_rank": 8, "lora_alpha": 16, "packing": False, "max_seq_length": 4096},
+        ),
+        JobRequest(model=MODEL, training_file="file-1", method="dpo", beta=0.2),
+        JobRequest(model=MODEL, training_file="file-1", extra_hyperparameters={"training_type": "full"}),
+    ],
+    ids=["sft", "lora-and-validation", "dpo", "full"],
+)
+def test_every_kind_of_job_request_matches_the_spec(
+    together: TogetherBackend, exchanges: Exchanges, request_: JobRequest
+) -> None:
+    quote = together.price_estimate(request_)
+    job = together.create_job(request_)
+    assert job.id and job.status in ("queued", "running", "succeeded", "failed", "cancelled")
+    assert getattr(job, "backend_status", None) is not None  # Together's own word is kept
+    assert exchanges.paths()[:2] == ["POST /fine-tunes/estimate-price", "POST /fine-tunes"]
+    assert quote is None or quote.total_usd >= 0
+
+
+def test_options_map_onto_togethers_fields() -> None:
+    body = create_body(
+        JobRequest(
+            model=MODEL,
+            training_file="file-1",
+            validation_file="file-2",
+            learning_rate_multiplier=2.0,
+            seed=3,
+            extra_hyperparameters={"lora_rank": 8, "lora_alpha": 16, "train_on_inputs": False},
+        )
+    )
+    assert body["training_type"] == {"type": "Lora", "lora_r": 8, "lora_alpha": 16}
+    assert body["training_method"] == {"method": "sft", "train_on_inputs": False}
+    assert body["learning_rate"] == pytest.approx(2e-5) and body["random_seed"] == 3 and body["n_evals"] == 1
+    dpo = create_body(JobRequest(model=MODEL, training_file="f", method="dpo", beta=0.3))
+    assert dpo["training_method"] == {"method": "dpo", "dpo_beta": 0.3}
+    with pytest.raises(UsageError, match="no setting bogus"):
+        create_body(JobRequest(model=MODEL, training_file="f", extra_hyperparameters={"bogus": 1}))
+    with pytest.raises(UsageError, match="LoRA settings"):
+        create_body(
+            JobRequest(model=MODEL, training_file="f", extra_hyperparameters={"training_type": "full", "lora_r": 4})
+        )
+
+
+def test_status_events_checkpoints_metrics_and_cancel(together: TogetherBackend, exchanges: Exchanges) -> None:
+    listed = together.list_jobs()
+    assert listed and all(job.id for job in listed)
+    job = together.get_job("ft-01234567890123456789")
+    events = together.list_events(job.id)
+    metrics = [e for e in events if e.type == "metrics"]
+    assert metrics and all("step" in e.data for e in metrics)  # type: ignore[operator]
+    together.list_checkpoints(job.id)
+    cancelled = together.cancel_job(job.id)
+    assert cancelled.id
+    assert "POST /fine-tunes/{id}/cancel" in exchanges.paths()
+    assert together.supported_models()
+
+
+def test_pause_and_resume_say_together_has_no_such_operation(together: TogetherBackend, exchanges: Exchanges) -> None:
+    for operation in (together.pause_job, together.resume_job):
+        with pytest.raises(UsageError, match="Together can't"):
+            operation("ft-1")
+    together.list_jobs()  # (the fixture asserts at least one valid request)
+
+
+def test_the_cli_drives_together_through_a_profile(together_url: str, tmp_path: Path) -> None:
+    env = {
+        "FTCLI_CONFIG_DIR": str(tmp_path / "config"),
+        "FTCLI_DATA_DIR": str(tmp_path / "data"),
+        "MY_TOGETHER_KEY": KEY,
+        "OPENAI_API_KEY": "",
+        "OPENAI_BASE_URL": "",
+    }
+    runner = CliRunner()
+
+    def ftcli(*args: str) -> Any:
+        result = runner.invoke(app, list(args), env=env)
+        assert KEY not in result.output
+        return result
+
+    profile = ("--kind", "together", "--base-url", together_url, "--api-key-env", "MY_TOGETHER_KEY")
+    added = ftcli("profile", "add", "tg", *profile)
+    assert added.exit_code == 0, added.output
+    listed = ftcli("--profile", "tg", "--json", "status")
+    assert listed.exit_code == 0, listed.output
+    assert isinstance(json.loads(listed.stdout), list)
+    shown = ftcli("--profile", "tg", "--json", "status", "ft-0123", "--events", "--checkpoints")
+    assert shown.exit_code == 0, shown.output
+    document = json.loads(shown.stdout)
+    assert {"id", "status", "backend_status", "events", "checkpoints"} <= set(document)
+    data = write_data(tmp_path)
+    trained = ftcli("--json", "train", "--backend", "tg", "--file", str(data), "--model", MODEL, "--yes")
+    assert trained.exit_code == 0, trained.output
+    assert "12 examples, 1 epoch," in trained.stderr and json.loads(trained.stdout)["id"]  # Together's default
+    paused = ftcli("--profile", "tg", "pause", "ft-0123")
+    assert paused.exit_code == 2 and "Together can't pause" in paused.output
+    cancelled = ftcli("--profile", "tg", "cancel", "ft-0123", "--yes")
+    assert cancelled.exit_code == 0, cancelled.output

@@ -1,0 +1,129 @@
+"""The Together backend's faults through httpx2.MockTransport (a small in-memory Together): a create whose answer
+is lost makes one job, not two; 429 waits as long as Retry-After says; a job's statuses map onto OpenAI's (and
+`status --wait` exit codes); the price quote and metrics are read; the key never appears in an error."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+import pytest
+
+from ftcli.service import errors
+from ftcli.service.backends.together import STATUSES, TogetherBackend
+from ftcli.service.client import make_client
+from ftcli.service.jobs import EXIT_CODES, JobRequest, wait_for_job
+from ftcli.service.settings import Settings
+
+KEY = "tgp_v1_Xq9fault7secretKEYz2"  # the form of Together's keys
+Fault = Callable[[httpx2.Request], httpx2.Response | None]
+
+
+@dataclass
+class FakeTogether:
+    faults: list[Fault] = field(default_factory=list)
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)  # what GET /fine-tunes/{id} answers, one per call
+    slept: list[float] = field(default_factory=list)
+
+    def handle(self, request: httpx2.Request) -> httpx2.Response:
+        path = request.url.path.removeprefix("/v1")
+        self.requests.append((request.method, path))
+        if self.faults:
+            answer = self.faults.pop(0)(request)
+            if answer is not None:
+                return answer
+        if request.method == "POST" and path == "/fine-tunes":
+            body = json.loads(request.content)
+            job = {"id": f"ft-{len(self.jobs) + 1}", "status": "pending", "created_at": "2026-12-03T10:00:00Z"}
+            job.update({key: body.get(key) for key in ("model", "training_file", "suffix")})
+            self.jobs[job["id"]] = job
+            return httpx2.Response(200, json=job)
+        if request.method == "GET" and path == "/fine-tunes":
+            return httpx2.Response(200, json={"data": list(self.jobs.values())})
+        if request.method == "GET" and path.startswith("/fine-tunes/") and path.count("/") == 2:
+            job = dict(self.jobs[path.rsplit("/", 1)[1]])
+            if self.statuses:
+                job["status"] = self.statuses.pop(0)
+            if job["status"] == "error":
+                job["events"] = [{"type": "job_error", "level": "error", "message": "CUDA out of memory"}]
+            return httpx2.Response(200, json=job)
+        if path.endswith("/events"):
+            return httpx2.Response(200, json={"data": []})
+        if path.endswith("/metrics"):
+            return httpx2.Response(200, json={"metrics": [{"train/loss": 1.5, "train/global_step": 3}]})
+        if path == "/fine-tunes/estimate-price":
+            return httpx2.Response(200, json={"estimated_total_price": 4.25, "allowed_to_proceed": True,
+                                              "estimated_train_token_count": 120000})  # fmt: skip
+        return httpx2.Response(404, json={"error": {"message": f"no route {path}"}})
+
+    def backend(self) -> TogetherBackend:
+        http = httpx2.Client(transport=httpx2.MockTransport(self.handle))
+        client = make_client(Settings(kind="together", base_url="https://api.together.test/v1", api_key=KEY),
+                             max_retries=0, http_client=http)  # fmt: skip
+        return TogetherBackend(client, sleep=self.slept.append, clock=lambda: 1_796_292_000.0)  # 2026-12-03T10:00Z
+
+
+REQUEST = JobRequest(model="meta-llama/Llama-3.1-8B", training_file="file-1", suffix="legal")
+
+
+def test_a_create_whose_answer_was_lost_makes_one_job() -> None:
+    fake = FakeTogether()
+
+    def lose_the_answer(request: httpx2.Request) -> httpx2.Response:
+        fake.handle(request)  # Together made the job ...
+        fake.requests.pop()  # (one request, noted once)
+        raise httpx2.ReadTimeout("timed out", request=request)  # ... and the answer never came
+
+    fake.faults = [lose_the_answer]
+    job = fake.backend().create_job(REQUEST)
+    assert len(fake.jobs) == 1 and job.id == "ft-1"
+    assert fake.requests.count(("POST", "/fine-tunes")) == 1  # found by model, file, suffix and time
+
+
+def test_a_failed_create_that_made_nothing_is_retried_once() -> None:
+    fake = FakeTogether(faults=[lambda r: httpx2.Response(503, json={"error": {"message": "busy"}})])
+    job = fake.backend().create_job(REQUEST)
+    assert len(fake.jobs) == 1 and fake.requests.count(("POST", "/fine-tunes")) == 2 and job.status == "queued"
+
+
+def test_rate_limited_create_waits_as_told() -> None:
+    fake = FakeTogether(faults=[lambda r: httpx2.Response(429, headers={"retry-after": "7"}, json={"error": {}})])
+    backend = fake.backend()
+    backend.create_job(REQUEST)
+    assert fake.slept == [7.0] and len(fake.jobs) == 1
+
+
+@pytest.mark.parametrize(("together", "openai"), sorted(STATUSES.items()))
+def test_every_together_status_maps_and_is_kept(together: str, openai: str) -> None:
+    fake = FakeTogether(jobs={"ft-9": {"id": "ft-9", "status": together, "model": "m", "training_file": "f"}})
+    job = fake.backend().get_job("ft-9")
+    assert (job.status, getattr(job, "backend_status", None)) == (openai, together)
+    assert (job.error is not None) == (openai == "failed")
+
+
+def test_waiting_follows_to_the_end_with_the_exit_code_and_the_error() -> None:
+    fake = FakeTogether(statuses=["pending", "running", "compressing", "error"])
+    fake.jobs["ft-1"] = {"id": "ft-1", "status": "pending", "model": "m", "training_file": "f"}
+    updates = list(wait_for_job(fake.backend(), "ft-1", interval=0.0, sleep=lambda _: None))
+    assert [u.status for u in updates] == ["queued", "running", "running", "failed"]
+    assert EXIT_CODES[updates[-1].status] == 1 and "CUDA out of memory" in updates[-1].job.error.message  # type: ignore[union-attr]
+    assert updates[0].step == 3 and updates[0].train_loss == 1.5  # Together's metrics, as OpenAI's metrics events
+
+
+def test_the_price_quote_is_read() -> None:
+    quote = FakeTogether().backend().price_estimate(REQUEST)
+    assert quote is not None and (quote.total_usd, quote.trained_tokens, quote.allowed) == (4.25, 120000, True)
+
+
+@pytest.mark.parametrize("key", [KEY, "0123456789abcdef" * 4])  # Together's keys, new and old
+def test_errors_never_show_the_key(key: str) -> None:
+    fake = FakeTogether(faults=[lambda r: httpx2.Response(401, json={"error": {"message": f"bad key {key}"}})])
+    with pytest.raises(errors.AuthError) as caught:
+        fake.backend().list_jobs()
+    assert key not in str(caught.value) and "***" in str(caught.value)
+    assert "TOGETHER_API_KEY" in (caught.value.hint or "")

@@ -77,7 +77,11 @@ def test_every_kind_of_job_request_matches_the_spec(
     job = together.create_job(request_)
     assert job.id and job.status in ("queued", "running", "succeeded", "failed", "cancelled")
     assert getattr(job, "backend_status", None) is not None  # Together's own word is kept
-    assert exchanges.paths()[:2] == ["POST /fine-tunes/estimate-price", "POST /fine-tunes"]
+    assert exchanges.paths()[:3] == [
+        "GET /fine-tunes/models/limits",
+        "POST /fine-tunes/estimate-price",
+        "POST /fine-tunes",
+    ]
     assert quote is None or quote.total_usd >= 0
 
 
@@ -116,7 +120,7 @@ def test_status_events_checkpoints_metrics_and_cancel(together: TogetherBackend,
     cancelled = together.cancel_job(job.id)
     assert cancelled.id
     assert "POST /fine-tunes/{id}/cancel" in exchanges.paths()
-    assert together.supported_models()
+    assert together.trainable_models()
 
 
 def test_pause_and_resume_say_together_has_no_such_operation(together: TogetherBackend, exchanges: Exchanges) -> None:
@@ -159,3 +163,42 @@ def test_the_cli_drives_together_through_a_profile(together_url: str, tmp_path: 
     assert paused.exit_code == 2 and "Together can't pause" in paused.output
     cancelled = ftcli("--profile", "tg", "cancel", "ft-0123", "--yes")
     assert cancelled.exit_code == 0, cancelled.output
+    bases = ftcli("--profile", "tg", "--json", "models", "--trainable")
+    assert (
+        bases.exit_code == 0 and json.loads(bases.stdout) and all(isinstance(m, str) for m in json.loads(bases.stdout))
+    )
+    answered = ftcli("--profile", "tg", "--json", "chat", "--model", "acme/Llama-3.1-8B-legal-ft", "民法典第一条？")
+    assert answered.exit_code == 0, answered.output  # Together's OpenAI-compatible chat, with the same client
+
+
+def test_an_openai_export_retrains_on_together(together_url: str, tmp_path: Path) -> None:
+    """`train --from-export` from an OpenAI-format export (as `ftcli export` writes it) onto Together: its data,
+    method and hyperparameters, in a request that matches Together's spec."""
+    import hashlib
+
+    data = write_data(tmp_path)
+    folder = tmp_path / "export" / "ftjob-old"
+    (folder / "files").mkdir(parents=True)
+    copy = folder / "files" / "file-old-train.jsonl"
+    copy.write_bytes(data.read_bytes())
+    hyper = {"n_epochs": 3, "batch_size": 4, "learning_rate_multiplier": 2.0}
+    job = {"id": "ftjob-old", "model": "gpt-4.1-mini-2025-04-14", "seed": 11, "user_provided_suffix": "old",
+           "method": {"type": "supervised", "supervised": {"hyperparameters": hyper}}}  # fmt: skip
+    (folder / "job.json").write_text(json.dumps(job))
+    artifact = {"bytes": copy.stat().st_size, "sha256": hashlib.sha256(copy.read_bytes()).hexdigest(),
+                "source": "file file-old (training_file)"}  # fmt: skip
+    manifest = {"format": 1, "backend": {"kind": "openai"}, "jobs": {"ftjob-old": {"artifacts": {
+        "ftjob-old/files/file-old-train.jsonl": artifact}}}}  # fmt: skip
+    (tmp_path / "export" / "manifest.json").write_text(json.dumps(manifest))
+    env = {"FTCLI_CONFIG_DIR": str(tmp_path / "config"), "FTCLI_DATA_DIR": str(tmp_path / "data"),
+           "TOGETHER_API_KEY": KEY, "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}  # fmt: skip
+    runner = CliRunner()
+    added = runner.invoke(app, ["profile", "add", "tg", "--kind", "together", "--base-url", together_url], env=env)
+    assert added.exit_code == 0, added.output
+    args = ["--json", "train", "--backend", "tg", "--from-export", str(folder), "--model", MODEL, "--yes"]
+    result = runner.invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output  # Steady refuses (400) a request outside Together's spec
+    assert KEY not in result.output and "3 epochs" in result.stderr
+    body = create_body(JobRequest(model=MODEL, training_file="file-x", n_epochs=3, batch_size=4,
+                                  learning_rate_multiplier=2.0, seed=11, suffix="old"))  # fmt: skip
+    assert body["learning_rate"] == pytest.approx(2e-5) and body["n_epochs"] == 3 and body["random_seed"] == 11

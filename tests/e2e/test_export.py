@@ -13,6 +13,7 @@ from openai.types.fine_tuning import FineTuningJob
 from typer.testing import CliRunner
 
 from ftcli.cli.app import app
+from ftcli.service.backends.openai_protocol import OpenAIBackend
 from ftcli.service.client import make_client
 from ftcli.service.errors import FtcliError
 from ftcli.service.export import export_jobs
@@ -123,7 +124,7 @@ def test_an_interrupted_export_resumes_without_fetching_completed_files(
             httpx2.Client(transport=transport) as http,
             make_client(Settings(kind="compatible", base_url=server.url), http_client=http, max_retries=0) as sdk,
         ):
-            list(export_jobs(sdk, out, backend={"base_url": server.url}, job_ids=[job.id]))
+            list(export_jobs(OpenAIBackend(sdk), out, described={"base_url": server.url}, job_ids=[job.id]))
         return transport.downloads
 
     with pytest.raises(FtcliError):

@@ -56,6 +56,10 @@ class FakeTogether:
             return httpx2.Response(200, json={"data": []})
         if path.endswith("/metrics"):
             return httpx2.Response(200, json={"metrics": [{"train/loss": 1.5, "train/global_step": 3}]})
+        if path == "/fine-tunes/models/limits":
+            if request.url.params["model_name"] != "meta-llama/Llama-3.1-8B":
+                return httpx2.Response(404, json={"message": "not supported"})
+            return httpx2.Response(200, json=LIMITS)
         if path == "/fine-tunes/estimate-price":
             return httpx2.Response(200, json={"estimated_total_price": 4.25, "allowed_to_proceed": True,
                                               "estimated_train_token_count": 120000})  # fmt: skip
@@ -68,6 +72,12 @@ class FakeTogether:
         return TogetherBackend(client, sleep=self.slept.append, clock=lambda: 1_796_292_000.0)  # 2026-12-03T10:00Z
 
 
+LIMITS = {
+    "model_name": "meta-llama/Llama-3.1-8B", "max_num_epochs": 20, "max_num_evals": 10, "max_learning_rate": 1e-3,
+    "min_learning_rate": 1e-6, "supports_vision": False, "supports_tools": True, "supports_reasoning": False,
+    "merge_output_lora": True, "lora_training": {"max_batch_size": 64, "max_batch_size_dpo": 32, "min_batch_size": 8,
+                                                 "max_rank": 64, "target_modules": ["q_proj"]},
+}  # fmt: skip
 REQUEST = JobRequest(model="meta-llama/Llama-3.1-8B", training_file="file-1", suffix="legal")
 
 
@@ -118,6 +128,25 @@ def test_waiting_follows_to_the_end_with_the_exit_code_and_the_error() -> None:
 def test_the_price_quote_is_read() -> None:
     quote = FakeTogether().backend().price_estimate(REQUEST)
     assert quote is not None and (quote.total_usd, quote.trained_tokens, quote.allowed) == (4.25, 120000, True)
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"n_epochs": 30}, "n_epochs 30 is above its maximum 20"),
+        ({"batch_size": 4}, "batch_size 4 is below its minimum 8"),
+        ({"extra_hyperparameters": {"lora_rank": 128}}, "lora_rank 128 is above its maximum 64"),
+        ({"learning_rate_multiplier": 500.0}, "learning_rate 0.005 is above its maximum 0.001"),
+        ({"model": "acme/unknown-7b"}, "Together does not fine-tune acme/unknown-7b"),
+    ],
+)
+def test_a_job_past_the_models_limits_is_refused_before_it_is_created(changes: dict[str, Any], says: str) -> None:
+    import dataclasses
+
+    fake = FakeTogether()
+    with pytest.raises(errors.UsageError, match=says):
+        fake.backend().price_estimate(dataclasses.replace(REQUEST, **changes))
+    assert ("POST", "/fine-tunes") not in fake.requests and ("POST", "/fine-tunes/estimate-price") not in fake.requests
 
 
 @pytest.mark.parametrize("key", [KEY, "0123456789abcdef" * 4])  # Together's keys, new and old

@@ -5,7 +5,7 @@ remotely."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -29,9 +29,18 @@ def export(
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="Sampling temperature for --golden.")] = 0.0,
     max_tokens: Annotated[int | None, typer.Option(min=1, help="Answer length limit for --golden.")] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed for --golden (if supported).")] = None,
+    weights: Annotated[
+        Literal["adapter", "merged"] | None,
+        typer.Option(
+            help="Also download each finished job's model, where the backend gives it out (Together): adapter or "
+            "merged. Resumes a cut download; unpacked for `ftcli serve --model-dir`."
+        ),
+    ] = None,
+    backend: Annotated[str | None, typer.Option(help="Profile to export from (like the global --profile).")] = None,
 ) -> None:
     """Export every fine-tuning job (or --job ones) to --out, with manifest.json (sizes, sha256); or --golden."""
     app = app_context(ctx)
+    app.use_backend(backend)
     if golden is not None:
         if not model:
             raise UsageError("--golden needs --model", hint="ftcli export --golden prompts.jsonl --model ft:...")
@@ -41,10 +50,10 @@ def export(
         raise UsageError("--out is required", hint="ftcli export --out exports/")
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} exists and is not a folder")
-    _jobs(app, out, job or None)
+    _jobs(app, out, job or None, weights)
 
 
-def _jobs(app: AppContext, out: Path, job_ids: list[str] | None) -> None:
+def _jobs(app: AppContext, out: Path, job_ids: list[str] | None, weights: Literal["adapter", "merged"] | None) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     from ftcli.service.export import export_jobs, summarise
@@ -52,7 +61,10 @@ def _jobs(app: AppContext, out: Path, job_ids: list[str] | None) -> None:
     steps = []
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=stderr(), disable=app.json) as progress:
         task = progress.add_task("exporting", total=None)
-        for step in export_jobs(app.client(), out, backend=app.settings().describe(), job_ids=job_ids):
+        exported = export_jobs(
+            app.backend(), out, described=app.settings().describe(), job_ids=job_ids, weights=weights
+        )
+        for step in exported:
             steps.append(step)
             word = "verified" if step.verified else "fetched"
             progress.update(task, description=f"{word} {step.path} ({step.bytes:,} bytes)")

@@ -21,9 +21,18 @@ app = typer.Typer(rich_markup_mode="rich", pretty_exceptions_enable=False, no_ar
 def models(
     ctx: typer.Context,
     fine_tuned: Annotated[bool, typer.Option("--fine-tuned", help="Only fine-tuned models (ft:...).")] = False,
+    trainable: Annotated[
+        bool, typer.Option("--trainable", help="The base models this backend can fine-tune, instead.")
+    ] = False,
 ) -> None:
-    """Models with base model, owner and shutdown date (the API's, else ftcli's catalog), days left highlighted."""
+    """Models with base model, owner and shutdown date (the API's, else ftcli's catalog), days left highlighted.
+    With --trainable: the bases the backend fine-tunes (Together: its supported list)."""
     if ctx.invoked_subcommand is not None:
+        return
+    if trainable:
+        context = app_context(ctx)
+        names = context.backend().trainable_models()
+        emit(context, names, lambda: "\n".join(names))
         return
     from ftcli.data import clock
     from ftcli.render.models import models_table

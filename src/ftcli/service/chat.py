@@ -53,11 +53,12 @@ def reply(client: OpenAI, params: ChatParams, messages: list[Message]) -> Answer
     except openai.OpenAIError as exc:
         raise translate(exc) from None
     usage = response.usage.model_dump(mode="json", exclude_none=True) if response.usage else None
-    if not response.choices:
-        return Answer(response.model or params.model, "", [], None, usage)
-    choice = response.choices[0]
-    calls = [call.model_dump(include={"id", "type", "function"}) for call in choice.message.tool_calls or []]
-    return Answer(response.model or params.model, choice.message.content or "", calls, choice.finish_reason, usage)
+    choice = response.choices[0] if response.choices else None
+    message = getattr(choice, "message", None)  # a backend may answer a choice without one: an empty answer
+    if choice is None or message is None:
+        return Answer(response.model or params.model, "", [], getattr(choice, "finish_reason", None), usage)
+    calls = [call.model_dump(include={"id", "type", "function"}) for call in message.tool_calls or []]
+    return Answer(response.model or params.model, message.content or "", calls, choice.finish_reason, usage)
 
 
 def complete(client: OpenAI, params: ChatParams, messages: list[Message], calls: list[ToolCall] | None = None) -> str:

@@ -3,7 +3,8 @@ training and validation files, the decoded result CSVs, and `manifest.json` tyin
 sha256. Nothing is deleted remotely.
 
 Layout: `OUT/manifest.json` and, per job, `OUT/<job-id>/` with `job.json`, `events.jsonl` (oldest first),
-`checkpoints.json`, `files/<file-id>-<name>` and `results/<file-id>.csv`. Every file is written atomically and
+`checkpoints.json`, `files/<file-id>-<name>`, `results/<file-id>.csv` and, with `--weights` where the backend gives
+them out (Together), `weights/<archive>` unpacked into `weights/<adapter|merged>/`. Every file is written atomically and
 recorded in the manifest as soon as it is complete, so an interrupted export resumes: files already there are
 verified against their recorded sha256 and only missing or damaged ones are fetched again.
 """
@@ -21,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from ftcli.data.convert.writer import write_bytes_atomic
 from ftcli.data.digests import file_sha256
-from ftcli.service.errors import BackendError, UsageError, translate
+from ftcli.service.errors import BackendError, UsageError
 from ftcli.service.results import decode_result_file
 
 if TYPE_CHECKING:
-    from openai import OpenAI
+    from ftcli.service.backends.base import Backend, ProgressCallback, WeightsFormat
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -87,17 +88,22 @@ class Manifest:
 
 
 def export_jobs(
-    client: OpenAI,
+    backend: Backend,
     folder: Path,
     *,
-    backend: dict[str, str | None],
+    described: dict[str, str | None],
     job_ids: list[str] | None = None,
+    weights: WeightsFormat | None = None,
+    on_bytes: ProgressCallback | None = None,
 ) -> Iterator[ExportStep]:
-    """Export every job (or the named ones), yielding each artifact as it is fetched or verified."""
+    """Export every job (or the named ones), yielding each artifact as it is fetched or verified; with `weights`,
+    each finished job's model too, where the backend gives it out (Together)."""
     folder.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(folder, backend)
-    for job in _jobs(client, job_ids):
-        yield from _export_job(client, manifest, job)
+    manifest = Manifest(folder, described)
+    for job in backend.iter_jobs(job_ids):
+        yield from _export_job(backend, manifest, job)
+        if weights is not None and job.status == "succeeded":
+            yield _fetch_weights(backend, manifest, _safe_id("job", job.id), weights, on_bytes)
 
 
 def summarise(folder: Path, steps: list[ExportStep]) -> ExportSummary:
@@ -109,22 +115,7 @@ def summarise(folder: Path, steps: list[ExportStep]) -> ExportSummary:
     )
 
 
-def _jobs(client: OpenAI, job_ids: list[str] | None) -> Iterator[Any]:
-    import openai
-
-    try:
-        if job_ids:
-            for job_id in job_ids:
-                yield client.fine_tuning.jobs.retrieve(job_id)
-            return
-        yield from client.fine_tuning.jobs.list(limit=100)  # the SDK pages through them all
-    except openai.OpenAIError as exc:
-        raise translate(exc) from None
-
-
-def _export_job(client: OpenAI, manifest: Manifest, job: Any) -> Iterator[ExportStep]:
-    import openai
-
+def _export_job(backend: Backend, manifest: Manifest, job: Any) -> Iterator[ExportStep]:
     job_id = _safe_id("job", job.id)
     base = f"{job_id}/"
     manifest.describe_job(
@@ -134,32 +125,28 @@ def _export_job(client: OpenAI, manifest: Manifest, job: Any) -> Iterator[Export
         fine_tuned_model=job.fine_tuned_model,
         method=(job.method.type if job.method else "supervised"),
     )
-    try:
-        # The job itself and its events and checkpoints change while it runs: always written fresh.
-        yield _put(manifest, job_id, base + "job.json", _json(job.model_dump(mode="json")), f"job {job_id}")
-        events = list(client.fine_tuning.jobs.list_events(job_id, limit=100))  # every page
-        events.reverse()  # oldest first
-        lines = "".join(json.dumps(e.model_dump(mode="json"), ensure_ascii=False) + "\n" for e in events)
-        yield _put(manifest, job_id, base + "events.jsonl", lines.encode(), f"events of {job_id}")
-        checkpoints = [c.model_dump(mode="json") for c in client.fine_tuning.jobs.checkpoints.list(job_id, limit=100)]
-        yield _put(manifest, job_id, base + "checkpoints.json", _json(checkpoints), f"checkpoints of {job_id}")
-        for key in ("training_file", "validation_file"):
-            file_id = getattr(job, key, None)
-            if file_id:
-                yield _fetch_file(client, manifest, job_id, _safe_id("file", file_id), role=key)
-        for file_id in [_safe_id("file", value) for value in job.result_files or []]:
-            relative = f"{base}results/{file_id}.csv"
-            kept = _verified(manifest, job_id, relative)
-            if kept is not None:
-                yield kept
-                continue
-            text = decode_result_file(client.files.content(file_id).read())
-            yield _put(manifest, job_id, relative, text.encode(), f"file {file_id} (result, decoded)")
-    except openai.OpenAIError as exc:
-        raise translate(exc) from None
+    # The job itself and its events and checkpoints change while it runs: always written fresh.
+    yield _put(manifest, job_id, base + "job.json", _json(job.model_dump(mode="json")), f"job {job_id}")
+    events = backend.all_events(job_id)
+    lines = "".join(json.dumps(e.model_dump(mode="json"), ensure_ascii=False) + "\n" for e in events)
+    yield _put(manifest, job_id, base + "events.jsonl", lines.encode(), f"events of {job_id}")
+    checkpoints = [c.model_dump(mode="json") for c in backend.list_checkpoints(job_id, limit=100)]
+    yield _put(manifest, job_id, base + "checkpoints.json", _json(checkpoints), f"checkpoints of {job_id}")
+    for key in ("training_file", "validation_file"):
+        file_id = getattr(job, key, None)
+        if file_id:
+            yield _fetch_file(backend, manifest, job_id, _safe_id("file", file_id), role=key)
+    for file_id in [_safe_id("file", value) for value in job.result_files or []]:
+        relative = f"{base}results/{file_id}.csv"
+        kept = _verified(manifest, job_id, relative)
+        if kept is not None:
+            yield kept
+            continue
+        text = decode_result_file(backend.file_content(file_id))
+        yield _put(manifest, job_id, relative, text.encode(), f"file {file_id} (result, decoded)")
 
 
-def _fetch_file(client: OpenAI, manifest: Manifest, job_id: str, file_id: str, *, role: str) -> ExportStep:
+def _fetch_file(backend: Backend, manifest: Manifest, job_id: str, file_id: str, *, role: str) -> ExportStep:
     """A job's data file, named after its id and original name; fetched once, verified on later runs."""
     recorded = [
         (relative, entry)
@@ -170,10 +157,70 @@ def _fetch_file(client: OpenAI, manifest: Manifest, job_id: str, file_id: str, *
         kept = _verified(manifest, job_id, relative)
         if kept is not None:
             return kept
-    info = client.files.retrieve(file_id)
-    name = Path(info.filename or "data.jsonl").name or "data.jsonl"
+    name = Path(backend.file_name(file_id) or "data.jsonl").name or "data.jsonl"
     relative = f"{job_id}/files/{file_id}-{name}"
-    return _put(manifest, job_id, relative, client.files.content(file_id).read(), f"file {file_id} ({role})")
+    return _put(manifest, job_id, relative, backend.file_content(file_id), f"file {file_id} ({role})")
+
+
+def _fetch_weights(
+    backend: Backend, manifest: Manifest, job_id: str, fmt: WeightsFormat, on_bytes: ProgressCallback | None
+) -> ExportStep:
+    """A finished job's model (`weights/<name>`), streamed to a `.part` file that a later run continues, checked
+    by sha256 once whole, and unpacked beside it (`weights/<fmt>/`) for `ftcli serve --model-dir`."""
+    source = f"weights ({fmt})"
+    for relative, entry in manifest.data["jobs"].get(job_id, {}).get("artifacts", {}).items():
+        if entry.get("source") == source and (kept := _verified(manifest, job_id, relative)) is not None:
+            return kept
+    weights = _inside(manifest, f"{job_id}/weights")
+    weights.mkdir(parents=True, exist_ok=True)
+    partial = weights / f"{fmt}.part"
+    name = _safe_id("file", backend.download_weights(job_id, fmt, partial, on_progress=on_bytes))
+    relative = f"{job_id}/weights/{name}"
+    archive = _inside(manifest, relative)
+    partial.replace(archive)
+    size, sha256 = archive.stat().st_size, file_sha256(archive)
+    folder = unpack_weights(archive, weights / fmt)
+    manifest.record(job_id, relative, size, sha256, source)
+    if folder is not None:
+        manifest.describe_job(job_id, weights={fmt: {"archive": relative, "folder": f"{job_id}/weights/{fmt}"}})
+    return ExportStep(job_id, relative, size, verified=False)
+
+
+def unpack_weights(archive: Path, folder: Path) -> Path | None:
+    """Unpack a weights archive (.tar.zst as Together sends, .tar.gz or .tar) into `folder`, members that would
+    land outside it refused (tarfile's `data` filter); None for a file that is not an archive."""
+    import shutil
+    import tarfile
+
+    name = archive.name.lower()
+    if not name.endswith((".tar.zst", ".tzst", ".tar.gz", ".tgz", ".tar")):
+        return None
+    temp = folder.with_name(folder.name + ".unpacking")
+    shutil.rmtree(temp, ignore_errors=True)
+    temp.mkdir(parents=True)
+    with archive.open("rb") as raw:
+        if name.endswith((".tar.zst", ".tzst")):
+            try:
+                import zstandard
+            except ImportError:
+                raise UsageError(
+                    f"{archive} is a zstd archive: unpacking it needs zstandard", hint="pip install 'ftcli[together]'"
+                ) from None
+            with (
+                zstandard.ZstdDecompressor().stream_reader(raw) as stream,
+                tarfile.open(fileobj=stream, mode="r|") as tar,
+            ):
+                tar.extractall(temp, filter="data")
+        else:
+            with tarfile.open(fileobj=raw, mode="r:*") as tar:
+                tar.extractall(temp, filter="data")
+    # An archive of one folder (Together packs the model's folder): that folder is the model
+    entries = list(temp.iterdir())
+    inner = entries[0] if len(entries) == 1 and entries[0].is_dir() else temp
+    shutil.rmtree(folder, ignore_errors=True)
+    inner.rename(folder)
+    shutil.rmtree(temp, ignore_errors=True)
+    return folder
 
 
 # Ids come from the backend and become folder and file names: only plain names, never a path ("../x", "/etc").

@@ -4,10 +4,10 @@ status (Together's `pending`, `completed`, …) is kept beside OpenAI's in `back
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from ftcli.service.jobs import JobRequest
     from ftcli.service.ledger import Ledger
 
-ProgressCallback = Callable[[int], None]  # bytes sent since the last call
+ProgressCallback = Callable[[int], None]  # bytes sent (or received) since the last call
+WeightsFormat = Literal["adapter", "merged"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,10 @@ class Backend(Protocol):
         """The backend's own price for the job, where it quotes one."""
         ...
 
+    def trainable_models(self) -> list[str]:
+        """The base models this backend can fine-tune."""
+        ...
+
     def list_jobs(self, *, limit: int = 20) -> list[FineTuningJob]: ...
 
     def get_job(self, job_id: str) -> FineTuningJob: ...
@@ -72,3 +77,24 @@ class Backend(Protocol):
     def pause_job(self, job_id: str) -> FineTuningJob: ...
 
     def resume_job(self, job_id: str) -> FineTuningJob: ...
+
+    # -- leaving the backend (`ftcli export`) ----------------------------------------------------------------
+
+    def iter_jobs(self, job_ids: list[str] | None = None) -> Iterator[FineTuningJob]:
+        """Every job (all pages), or the named ones."""
+        ...
+
+    def all_events(self, job_id: str) -> list[FineTuningJobEvent]:
+        """Every event of a job (all pages), oldest first."""
+        ...
+
+    def file_name(self, file_id: str) -> str: ...
+
+    def file_content(self, file_id: str) -> bytes: ...
+
+    def download_weights(
+        self, job_id: str, fmt: WeightsFormat, partial: Path, *, on_progress: ProgressCallback | None = None
+    ) -> str:
+        """Stream a fine-tuned model's weights into `partial`, continuing from the bytes already there when the
+        backend can; returns the file's name. Backends that keep weights to themselves refuse (UsageError)."""
+        ...

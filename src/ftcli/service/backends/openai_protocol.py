@@ -4,11 +4,13 @@ service/files.py; this binds them to one client."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ftcli.service import files, jobs
-from ftcli.service.backends.base import PriceEstimate, ProgressCallback
+from ftcli.service.backends.base import PriceEstimate, ProgressCallback, WeightsFormat
+from ftcli.service.errors import UsageError, translate
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -47,6 +49,17 @@ class OpenAIBackend:
     def price_estimate(self, request: jobs.JobRequest) -> PriceEstimate | None:  # noqa: ARG002 (the interface)
         return None  # OpenAI quotes no price through its API: `check` estimates from the catalog
 
+    def trainable_models(self) -> list[str]:
+        """OpenAI's and Azure's: the catalog's (the API doesn't say which models take fine-tuning); another server's
+        (`ftcli serve`): the models it lists that are not fine-tuned ones."""
+        if self.kind in ("openai", "azure"):
+            from ftcli.data.catalog import load_catalog
+
+            return sorted(load_catalog().models)
+        from ftcli.service.models import list_models
+
+        return [model.id for model in list_models(self.client) if not model.fine_tuned]
+
     def list_jobs(self, *, limit: int = 20) -> list[FineTuningJob]:
         return jobs.list_jobs(self.client, limit=limit)
 
@@ -67,3 +80,47 @@ class OpenAIBackend:
 
     def resume_job(self, job_id: str) -> FineTuningJob:
         return jobs.resume_job(self.client, job_id)
+
+    def iter_jobs(self, job_ids: list[str] | None = None) -> Iterator[FineTuningJob]:
+        if job_ids:
+            for job_id in job_ids:
+                yield self.get_job(job_id)
+            return
+        yield from self._paged(self.client.fine_tuning.jobs.list, limit=100)  # the SDK pages through them all
+
+    def all_events(self, job_id: str) -> list[FineTuningJobEvent]:
+        events = list(self._paged(self.client.fine_tuning.jobs.list_events, job_id, limit=100))
+        events.reverse()  # oldest first
+        return events
+
+    def file_name(self, file_id: str) -> str:
+        return str(self._request(self.client.files.retrieve, file_id).filename or "")
+
+    def file_content(self, file_id: str) -> bytes:
+        return bytes(self._request(self.client.files.content, file_id).read())
+
+    def download_weights(
+        self, job_id: str, fmt: WeightsFormat, partial: Path, *, on_progress: ProgressCallback | None = None
+    ) -> str:
+        del partial, on_progress  # nothing is downloaded from these backends
+        if self.kind == "compatible":
+            hint = "for a model of `ftcli serve`: ftcli models export MODEL --out DIR"
+        else:
+            hint = "export its data and re-train elsewhere: ftcli train --from-export OUT/<job-id> --backend local"
+        raise UsageError(f"{self.kind} does not let the weights of {job_id} ({fmt}) leave it", hint=hint)
+
+    def _paged(self, method: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        import openai
+
+        try:
+            yield from method(*args, **kwargs)
+        except openai.OpenAIError as exc:
+            raise translate(exc) from None
+
+    def _request(self, method: Any, *args: Any) -> Any:
+        import openai
+
+        try:
+            return method(*args)
+        except openai.OpenAIError as exc:
+            raise translate(exc) from None

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftcli.service.backends.base import PriceEstimate, ProgressCallback
+from ftcli.service.backends.base import PriceEstimate, ProgressCallback, WeightsFormat
 from ftcli.service.errors import AuthError, BackendError, FtcliError, NotFound, UsageError, translate
 from ftcli.service.jobs import JobRequest
 from ftcli.service.settings import TOGETHER_KEY_ENV
@@ -149,7 +150,10 @@ class TogetherBackend:
         return None
 
     def price_estimate(self, request: JobRequest) -> PriceEstimate | None:
-        body = {key: value for key, value in create_body(request).items() if key in ESTIMATE_FIELDS}
+        """Together's quote, once the job is checked against the model's limits (an error names the setting)."""
+        full = create_body(request)
+        self._check_limits(full)
+        body = {key: value for key, value in full.items() if key in ESTIMATE_FIELDS}
         answer = self._call("post", "/fine-tunes/estimate-price", body=body)
         if not isinstance(answer, dict) or answer.get("estimated_total_price") is None:
             return None
@@ -160,6 +164,17 @@ class TogetherBackend:
             allowed=answer.get("allowed_to_proceed") is not False,
             details=answer,
         )
+
+    def _check_limits(self, body: dict[str, Any]) -> None:
+        model = str(body["model"])
+        try:
+            limits = self._call("get", "/fine-tunes/models/limits", options={"params": {"model_name": model}})
+        except NotFound:
+            raise UsageError(
+                f"Together does not fine-tune {model}", hint="see `ftcli models --trainable` with this backend"
+            ) from None
+        for problem in limit_problems(body, limits if isinstance(limits, dict) else {}):
+            raise UsageError(f"{model} on Together: {problem}")
 
     def list_jobs(self, *, limit: int = 20) -> list[FineTuningJob]:
         listed = self._call("get", "/fine-tunes").get("data") or []
@@ -200,7 +215,66 @@ class TogetherBackend:
     def resume_job(self, job_id: str) -> FineTuningJob:
         raise UsageError("Together can't pause or resume a job", hint=f"{job_id} runs until it ends or is cancelled")
 
-    def supported_models(self) -> list[str]:
+    # -- leaving Together (`ftcli export`) ------------------------------------------------------------------
+
+    def iter_jobs(self, job_ids: list[str] | None = None) -> Iterator[FineTuningJob]:
+        if job_ids:
+            yield from (self.get_job(job_id) for job_id in job_ids)
+        else:
+            yield from self.list_jobs(limit=1 << 30)  # Together lists every job in one answer
+
+    def all_events(self, job_id: str) -> list[FineTuningJobEvent]:
+        return self.list_events(job_id, limit=1 << 30)
+
+    def file_name(self, file_id: str) -> str:
+        return file_object(self._call("get", f"/files/{_id(file_id)}")).filename
+
+    def file_content(self, file_id: str) -> bytes:
+        response = self._raw(f"/files/{_id(file_id)}/content")
+        try:
+            return bytes(response.read())
+        finally:
+            response.close()
+
+    def download_weights(
+        self, job_id: str, fmt: WeightsFormat, partial: Path, *, on_progress: ProgressCallback | None = None
+    ) -> str:
+        """`/finetune/download` streamed into `partial`; a cut download continues with a Range request (started
+        over when Together answers the whole file instead)."""
+        import httpx2
+
+        have = partial.stat().st_size if partial.exists() else 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        response = self._raw("/finetune/download", params={"ft_id": _id(job_id), "checkpoint": fmt}, headers=headers)
+        try:
+            if response.status_code == 416:  # nothing past what we have: it was complete
+                return _download_name(response, job_id, fmt)
+            resumed = response.status_code == 206
+            with partial.open("ab" if resumed else "wb") as sink:
+                try:
+                    for block in response.iter_bytes():  # as they arrive: a cut keeps every byte received
+                        sink.write(block)
+                        if on_progress:
+                            on_progress(len(block))
+                except httpx2.HTTPError:
+                    raise BackendError(
+                        f"the download of {job_id}'s weights was cut after {sink.tell():,} bytes",
+                        hint="run the same export again: it continues where it stopped",
+                    ) from None
+            return _download_name(response, job_id, fmt)
+        finally:
+            response.close()
+
+    def _raw(self, path: str, *, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Any:
+        """A streamed response (not parsed as JSON), errors translated."""
+        import httpx2
+
+        options: dict[str, Any] = {"headers": {"X-Stainless-Raw-Response": "stream", **(headers or {})}}
+        if params:
+            options["params"] = params
+        return self._call("get", path, cast_to=httpx2.Response, options=options)
+
+    def trainable_models(self) -> list[str]:
         models = self._call("get", "/fine-tunes/models/supported").get("models") or []
         return [str(m) for m in models]
 
@@ -209,8 +283,9 @@ class TogetherBackend:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         import openai
 
+        kwargs.setdefault("cast_to", object)
         try:
-            return getattr(self.client, method)(path, cast_to=object, **kwargs)
+            return getattr(self.client, method)(path, **kwargs)
         except openai.OpenAIError as exc:
             error = translate(exc)
             if isinstance(error, AuthError):
@@ -271,6 +346,33 @@ def create_body(request: JobRequest) -> dict[str, Any]:
     if request.validation_file and "n_evals" not in body:
         body["n_evals"] = 1  # Together evaluates only when asked; OpenAI reports a validation loss by default
     return body
+
+
+def limit_problems(body: dict[str, Any], limits: dict[str, Any]) -> list[str]:
+    """What in a create request breaks the model's limits (`/fine-tunes/models/limits`), each naming its setting."""
+    problems = []
+    lora = body.get("training_type", {}).get("type") == "Lora"
+    kind = _mapping(limits.get("lora_training" if lora else "full_training"))
+    dpo = body.get("training_method", {}).get("method") == "dpo"
+    checks: list[tuple[str, Any, Any, Any]] = [
+        ("n_epochs", body.get("n_epochs"), 1, limits.get("max_num_epochs")),
+        ("n_evals", body.get("n_evals"), 0, limits.get("max_num_evals")),
+        ("batch_size", body.get("batch_size"), kind.get("min_batch_size"),
+         kind.get("max_batch_size_dpo" if dpo else "max_batch_size")),
+        ("lora_rank", body.get("training_type", {}).get("lora_r") if lora else None, 1, kind.get("max_rank")),
+        ("learning_rate", body.get("learning_rate"), limits.get("min_learning_rate"), limits.get("max_learning_rate")),
+    ]  # fmt: skip
+    for name, value, low, high in checks:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        numbers = [b for b in (low, high) if isinstance(b, int | float)]
+        if len(numbers) == 2 and numbers[0] > numbers[1]:
+            continue  # limits that contradict themselves say nothing
+        if isinstance(low, int | float) and value < low:
+            problems.append(f"{name} {value:g} is below its minimum {low:g}")
+        if isinstance(high, int | float) and value > high:
+            problems.append(f"{name} {value:g} is above its maximum {high:g}")
+    return problems
 
 
 # -- Together's objects as the openai SDK's -------------------------------------------------------------------
@@ -407,6 +509,18 @@ def _epoch(value: Any) -> int:
         except ValueError:
             return 0
     return 0
+
+
+def _download_name(response: Any, job_id: str, fmt: str) -> str:
+    """The file name Together gives (Content-Disposition), reduced to a plain name; else one of ours."""
+    import re
+
+    disposition = response.headers.get("content-disposition", "")
+    found = re.search(r'filename\*?=(?:UTF-8\'\')?"?([^";]+)"?', disposition)
+    name = Path(found[1]).name if found else ""
+    if not name or name.startswith(".") or not re.fullmatch(r"[A-Za-z0-9_.+-]{1,200}", name):
+        name = f"{job_id}-{fmt}.tar.zst"
+    return name
 
 
 def _id(job_id: str) -> str:

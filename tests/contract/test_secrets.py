@@ -138,3 +138,41 @@ def _assert_nowhere(run: Runner, root: Path) -> None:
             content = path.read_bytes()
             for fragment in FRAGMENTS:
                 assert fragment.encode() not in content, f"{path} holds the key"
+
+
+TOGETHER_CANARY = "tgp_v1_ftcliCanary9d8e7f6a5b4c3d2e1f0"
+TOGETHER_FRAGMENTS = (TOGETHER_CANARY, "9d8e7f6a5b4c", "ftcliCanary")
+
+
+def test_no_command_prints_or_writes_togethers_key(together_url: str, tmp_path: Path) -> None:
+    """The same canary hunt on the Together backend (issue 15), against Steady serving Together's spec."""
+    run = Runner(tmp_path)
+    run.env["TOGETHER_API_KEY"] = TOGETHER_CANARY
+    data = tmp_path / "train.jsonl"
+    data.write_text(_lines(12))
+    assert run("profile", "add", "tg", "--kind", "together", "--base-url", together_url) == 0
+    profile = ["--profile", "tg"]
+    model = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
+    for args in (
+        ("upload", str(data)),
+        ("--json", "train", "--file", str(data), "--model", model, "--yes"),
+        ("status",),
+        ("--json", "status", "ft-0123", "--events", "--checkpoints"),
+        ("cancel", "ft-0123", "--yes"),
+        ("pause", "ft-0123"),
+        ("chat", "--model", "acme/legal", "--no-stream", "hello"),
+        ("--json", "models", "--trainable"),
+        ("export", "--out", "exported", "--job", "ft-0123", "--weights", "adapter"),
+    ):
+        assert run(*profile, *args) in (0, 1, 2, 3)
+    assert run("profile", "add", "closed", "--kind", "together", "--base-url", "http://127.0.0.1:9/v1") == 0
+    assert run("--json", "--profile", "closed", "status") != 0  # the error must not show the key either
+    for command, output in run.outputs:
+        for fragment in TOGETHER_FRAGMENTS:
+            assert fragment not in output, f"`ftcli {command}` printed the key"
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            for fragment in TOGETHER_FRAGMENTS:
+                assert fragment.encode() not in path.read_bytes(), f"{path} holds the key"
+    reached = [command for command, output in run.outputs if "ft-" in output or "file-" in output]
+    assert len(reached) >= 3, run.outputs

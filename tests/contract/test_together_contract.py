@@ -167,6 +167,9 @@ def test_the_cli_drives_together_through_a_profile(together_url: str, tmp_path: 
     assert (
         bases.exit_code == 0 and json.loads(bases.stdout) and all(isinstance(m, str) for m in json.loads(bases.stdout))
     )
+    exported = ftcli("--profile", "tg", "--json", "export", "--out", str(tmp_path / "out"), "--job", "ft-0123")
+    assert exported.exit_code == 0 and json.loads(exported.stdout)["jobs"] == 1, exported.output
+    assert len(list((tmp_path / "out").glob("*/job.json"))) == 1  # named by the id Together answered with
     answered = ftcli("--profile", "tg", "--json", "chat", "--model", "acme/Llama-3.1-8B-legal-ft", "民法典第一条？")
     assert answered.exit_code == 0, answered.output  # Together's OpenAI-compatible chat, with the same client
 

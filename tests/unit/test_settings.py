@@ -85,3 +85,24 @@ def test_an_empty_openai_base_url_variable_means_openai(monkeypatch) -> None:  #
     )
     with make_client(settings) as client:
         assert str(client.base_url) == "https://api.openai.com/v1/"
+
+
+def test_together_with_its_key_alone_or_through_a_profile(tmp_path: Path) -> None:
+    store = ProfileStore(tmp_path / "c.toml")
+    env = {"TOGETHER_API_KEY": "tgp_v1_unitTestKey", "OPENAI_API_KEY": "sk-other"}
+    alone = resolve_settings(profile="together", env=env, store=store)  # `--backend together`, no such profile
+    assert (alone.kind, alone.base_url, alone.api_key) == (
+        "together",
+        "https://api.together.xyz/v1",
+        env["TOGETHER_API_KEY"],
+    )
+    store.add(Profile(name="tg", kind="together", api_key_env="MY_TG"))
+    named = resolve_settings(profile="tg", env={**env, "MY_TG": "tgp_v1_fromProfile"}, store=store)
+    assert (named.kind, named.base_url, named.api_key) == (
+        "together",
+        "https://api.together.xyz/v1",
+        "tgp_v1_fromProfile",
+    )
+    with pytest.raises(UsageError, match="no API key for Together"):
+        make_client(resolve_settings(profile="together", env={}, store=store))
+    assert "tgp_v1_unitTestKey" not in redact("rejected tgp_v1_unitTestKey")

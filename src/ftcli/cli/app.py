@@ -39,6 +39,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "chat": ("ftcli.cli.chat", "chat", "Talk to a model; --compare two; --eval on held-out examples."),
     "models": ("ftcli.cli.models", "app", "Models with their base and shutdown day; `models export` their files."),
     "export": ("ftcli.cli.export", "export", "Bring jobs, data and results out of a backend; golden answers."),
+    "eval": (
+        "ftcli.cli.eval",
+        "eval_command",
+        "Is the new model as good as the old one? Graders, intervals, a CI gate.",
+    ),
     "serve": ("ftcli.cli.serve", "serve", "The private local backend: OpenAI's API with LoRA training here."),
     "profile": ("ftcli.cli.profile", "app", "Named connection profiles (OpenAI, Azure, local, any base URL)."),
 }

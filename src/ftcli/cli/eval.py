@@ -1,0 +1,167 @@
+"""`ftcli eval DATA --model M [--model M2 …]`: is the new model as good as the old one? Every model answers every
+case of DATA (chat JSONL or `export --golden` answers), graders score the answers against the references, and the
+report compares the models. Exit 0, or 1 when a model falls below a `--min-score`, 2 on bad usage or data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ftcli.cli.context import AppContext, app_context
+from ftcli.cli.emit import emit
+from ftcli.cli.output import stderr
+from ftcli.service.errors import UsageError
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+
+    from ftcli.service.eval_run import ModelSpec
+
+
+def eval_command(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Argument(help="Chat JSONL: the last assistant message of each line is the reference.")],
+    model: Annotated[
+        list[str],
+        typer.Option(
+            "--model",
+            "-m",
+            help="A model to evaluate (repeatable; the first is the baseline). PROFILE:MODEL asks it on that "
+            "profile's backend, e.g. local:ft:… or openai:ft:gpt-4.1-mini-…",
+        ),
+    ],
+    grader: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grader",
+            "-g",
+            help="exact, normalised-exact, chrf, rouge-l, json, json-schema, tool-calls, length-ratio (repeatable or "
+            "comma-separated; default: normalised-exact, chrf, rouge-l, tool-calls).",
+        ),
+    ] = None,
+    min_score: Annotated[
+        list[str] | None,
+        typer.Option(help="grader=S: exit 1 when any model's mean on that grader is below S (for CI; repeatable)."),
+    ] = None,
+    schema: Annotated[Path | None, typer.Option(help="JSON Schema for the json-schema grader.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write report.html and cases.csv here.")] = None,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="Sampling temperature.")] = 0.0,
+    max_tokens: Annotated[int | None, typer.Option(min=1, help="Longest answer, in tokens.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed, where the backend takes one.")] = None,
+    parallel: Annotated[int, typer.Option(min=1, max=64, help="Requests in flight per model.")] = 4,
+) -> None:
+    """Evaluate models on reference answers: graders, 95 % intervals, wins/ties/losses, a CI gate (--min-score).
+    Answers are cached per model and settings: a rerun asks only what is missing. With --json: one document."""
+    import json
+
+    from ftcli.data.eval.cases import read_cases
+    from ftcli.data.eval.graders import DEFAULT_GRADERS
+    from ftcli.data.eval.graders import grader as find_grader
+    from ftcli.render.eval import report_view
+    from ftcli.service.eval_run import Sampling, parse_model, run_eval
+    from ftcli.service.ledger import data_dir
+    from ftcli.service.profiles import ProfileStore
+
+    app = app_context(ctx)
+    names = [n.strip() for value in grader or DEFAULT_GRADERS for n in value.split(",") if n.strip()]
+    graders = [find_grader(name) for name in dict.fromkeys(names)]
+    thresholds = _thresholds(min_score)
+    options: dict[str, Any] = {}
+    if schema is not None:
+        try:
+            options["schema"] = json.loads(schema.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--schema {schema}: not a readable JSON file ({exc})") from None
+    cases, problems = read_cases(data)
+    for problem in problems[:20] if not app.json else ():
+        stderr().print(f"[yellow]warning:[/] {data}:{problem.line}: {problem.message} (skipped)", highlight=False)
+    profiles = {p.name for p in ProfileStore.default().list()}
+    specs = [parse_model(text, profiles) for text in model]
+    with _progress(app, len(cases) * len(specs)) as advance:
+        report = run_eval(
+            cases,
+            problems,
+            specs,
+            graders,
+            data=str(data),
+            client_for=_clients(app),
+            cache_folder=data_dir() / "eval-cache",
+            sampling=Sampling(temperature, max_tokens, seed),
+            options=options,
+            thresholds=thresholds,
+            parallel=parallel,
+            on_answer=advance,
+        )
+    if out is not None:
+        _write(app, report, out)
+    emit(app, report.to_dict(), lambda: report_view(report))
+    raise typer.Exit(report.exit_code)
+
+
+def _thresholds(values: list[str] | None) -> dict[str, float]:
+    found = {}
+    for value in values or ():
+        name, sep, number = value.partition("=")
+        try:
+            found[name.strip()] = float(number)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise UsageError(f"--min-score {value!r}: expected grader=S", hint="--min-score chrf=0.6")
+    return found
+
+
+def _clients(app: AppContext) -> Any:
+    made: dict[str | None, tuple[OpenAI, str]] = {}
+
+    def client_for(spec: ModelSpec) -> tuple[OpenAI, str]:
+        if spec.profile not in made:
+            if spec.profile is None:
+                made[None] = (app.client(), app.settings().backend_id)
+            else:
+                from ftcli.service.client import make_client
+                from ftcli.service.settings import resolve_settings
+
+                settings = resolve_settings(profile=spec.profile)
+                made[spec.profile] = (make_client(settings), settings.backend_id)
+        return made[spec.profile]
+
+    return client_for
+
+
+def _progress(app: AppContext, total: int) -> Any:
+    from contextlib import contextmanager
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    @contextmanager
+    def bar() -> Any:
+        with Progress(
+            TextColumn("answers"), BarColumn(), MofNCompleteColumn(), console=stderr(), disable=app.json, transient=True
+        ) as progress:
+            task = progress.add_task("answers", total=total)
+            yield lambda: progress.advance(task)
+
+    return bar()
+
+
+def _write(app: AppContext, report: Any, out: Path) -> None:
+    """`--out`: the HTML report and one CSV row per case and model."""
+    import csv
+    import io
+
+    from ftcli.data.atomic import write_atomic
+    from ftcli.render.eval import report_html
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = report.rows()
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]) if rows else ["line"])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(out / "cases.csv", table.getvalue().encode())
+    write_atomic(out / "report.html", report_html(report).encode())
+    if not app.json:
+        stderr().print(f"report: {out / 'report.html'}, cases: {out / 'cases.csv'}", highlight=False)

@@ -1,0 +1,90 @@
+"""Eval cases from chat JSONL (a training or validation file, or the golden answers of `ftcli export --golden`):
+each record's messages before its last assistant message are the prompt, and that message (its text and its tool
+calls) is the reference. Lines that hold no usable case are reported with their line and why, as `check` does."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ftcli.data.errors import DataError
+from ftcli.data.formats.openai import record_kind
+from ftcli.data.rules.records import record_errors
+
+
+@dataclass(frozen=True, slots=True)
+class EvalCase:
+    line: int
+    prompt: list[dict[str, Any]]  # the messages before the reference
+    reference: str  # the reference answer's text ("" when it only calls tools)
+    reference_calls: list[dict[str, Any]] = field(default_factory=list)  # its tool calls: {"name", "arguments"}
+    tools: list[Any] | None = None
+
+    @property
+    def key(self) -> str:
+        """What an answer depends on (prompt and tools): the cache's key for one model and its settings."""
+        text = json.dumps([self.prompt, self.tools], ensure_ascii=False, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    line: int
+    message: str
+
+
+def read_cases(path: Path) -> tuple[list[EvalCase], list[Problem]]:
+    """Every usable case, and every line that isn't one (with its line number and the reason)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    cases: list[EvalCase] = []
+    problems: list[Problem] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            problems.append(Problem(number, f"not JSON ({exc})"))
+            continue
+        case = _case(record, number, problems)
+        if case is not None:
+            cases.append(case)
+    return cases, problems
+
+
+def _case(record: Any, number: int, problems: list[Problem]) -> EvalCase | None:
+    if not isinstance(record, dict) or record_kind(record) != "chat":
+        problems.append(Problem(number, "not a chat record (an object with 'messages')"))
+        return None
+    errors = record_errors(record, "chat")
+    if errors:
+        problems.append(Problem(number, f"{errors[0].code} {errors[0].message}"))
+        return None
+    messages = record["messages"]
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
+    if last is None or last == 0:
+        problems.append(Problem(number, "no assistant message after a prompt to compare against"))
+        return None
+    reference = messages[last]
+    content = reference.get("content")
+    calls = [_call(c) for c in reference.get("tool_calls") or [] if isinstance(c, dict)]
+    if not isinstance(content, str) and not calls:
+        problems.append(Problem(number, "the last assistant message has neither text nor tool calls"))
+        return None
+    prompt = [{k: v for k, v in m.items() if k != "weight"} for m in messages[:last]]
+    return EvalCase(number, prompt, content if isinstance(content, str) else "", calls, record.get("tools"))
+
+
+def _call(call: dict[str, Any]) -> dict[str, Any]:
+    function = call.get("function")
+    if not isinstance(function, dict):
+        function = {}
+    return {"name": function.get("name"), "arguments": function.get("arguments")}

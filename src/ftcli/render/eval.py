@@ -1,0 +1,138 @@
+"""`ftcli eval`'s views of one EvalReport: the rich tables (per model and grader: mean, 95 % interval, wins/ties/losses
+against the first model; the worst cases side by side with the reference) and a self-contained HTML report (no
+assets from anywhere, the serve page's colours)."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+ANSWER_CHARS = 160  # of an answer or reference shown in the terminal
+
+
+def report_view(report: Any) -> Group:
+    parts: list[Any] = [
+        Text(f"{report.data}: {len(report.cases)} cases, graders {', '.join(report.graders)}", style="bold")
+    ]
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("model", overflow="fold")
+    for name in report.graders:
+        table.add_column(name, justify="right")
+    for model in report.models:
+        cells = []
+        for name in report.graders:
+            result = model.results[name]
+            cells.append(_cell(result))
+        table.add_row(model.spec.label, *cells)
+    parts.append(table)
+    if len(report.models) > 1:
+        parts.append(Text(f"wins/ties/losses against {report.models[0].spec.label}, per case", style="dim"))
+    first_grader = report.graders[0]
+    for model in report.models:
+        worst = report.worst(model, first_grader)
+        if not worst:
+            continue
+        cases = Table(title=f"{model.spec.label}: lowest {first_grader}", show_edge=False, header_style="bold")
+        for column in ("line", first_grader, "reference", "answer"):
+            cases.add_column(column, overflow="fold")
+        for index in worst:
+            case = report.cases[index]
+            cases.add_row(
+                str(case.line),
+                f"{model.scores[first_grader][index]:.3f}",
+                _short(case.reference or _calls(case.reference_calls)),
+                _short(model.answers[index].text or _calls(list(model.answers[index].calls))),
+            )
+        parts.append(cases)
+    if report.problems:
+        parts.append(Text(f"{len(report.problems)} line(s) skipped:", style="yellow"))
+        parts += [Text(f"  line {p.line}: {p.message}", style="yellow") for p in report.problems[:10]]
+    for failure in report.failures():
+        parts.append(Text(f"below --min-score: {failure}", style="bold red"))
+    return Group(*parts)
+
+
+def _cell(result: Any) -> Text:
+    summary = result.summary
+    if summary.mean is None:
+        return Text("-", style="dim")
+    text = Text(f"{summary.mean:.3f} [{summary.low:.3f}–{summary.high:.3f}]")
+    if result.versus_first is not None:
+        versus = result.versus_first
+        text.append(f" {versus.wins}/{versus.ties}/{versus.losses}", style="cyan")
+    return text
+
+
+def _short(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= ANSWER_CHARS else flat[: ANSWER_CHARS - 1] + "…"
+
+
+def _calls(calls: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{c.get('name')}({c.get('arguments')})" for c in calls)
+
+
+def report_html(report: Any) -> str:
+    """The whole report as one HTML page: the summary table, then every case with each model's answer."""
+    e = html.escape
+    head = "".join(f"<th>{e(name)}</th>" for name in report.graders)
+    rows = []
+    for model in report.models:
+        cells = []
+        for name in report.graders:
+            result = model.results[name]
+            summary = result.summary
+            value = "-" if summary.mean is None else f"{summary.mean:.3f} [{summary.low:.3f}–{summary.high:.3f}]"
+            if result.versus_first is not None:
+                v = result.versus_first
+                value += f" <span class=wtl>{v.wins}/{v.ties}/{v.losses}</span>"
+            cells.append(f"<td>{value}</td>")
+        rows.append(f"<tr><th scope=row>{e(model.spec.label)}</th>{''.join(cells)}</tr>")
+    cases = []
+    for index, case in enumerate(report.cases):
+        prompt = e(str(case.prompt[-1].get("content") or "")) if case.prompt else ""
+        answers = "".join(
+            f"<div class=answer><h4>{e(m.spec.label)}</h4><p>{e(_answer_text(m.answers[index]))}</p>"
+            f"<p class=scores>{e(', '.join(f'{g} {_score(m.scores[g][index])}' for g in report.graders))}</p></div>"
+            for m in report.models
+        )
+        cases.append(
+            f"<section class=case id=line-{case.line}><h3>line {case.line}</h3><p class=prompt>{prompt}</p>"
+            f"<div class=answers><div class='answer reference'><h4>reference</h4>"
+            f"<p>{e(case.reference or _calls(case.reference_calls))}</p></div>{answers}</div></section>"
+        )
+    failures = "".join(f"<li>{e(f)}</li>" for f in report.failures())
+    return f"""<!doctype html>
+<html lang=en><head><meta charset=utf-8><title>ftcli eval: {e(report.data)}</title>
+<meta name=viewport content="width=device-width, initial-scale=1">
+<style>
+body{{font:14px/1.5 system-ui,sans-serif;margin:0;background:#0f1115;color:#e6e6e6}}
+main{{max-width:1200px;margin:auto;padding:24px}}h1{{font-size:20px}}
+table{{border-collapse:collapse;margin:12px 0}}
+th,td{{padding:6px 12px;border-bottom:1px solid #2a2f3a;text-align:right}}
+th[scope=row]{{text-align:left}}.wtl{{color:#6cc5ff}}.fail{{color:#ff6b6b}}
+.case{{border:1px solid #2a2f3a;border-radius:8px;padding:12px;margin:12px 0}}.prompt{{color:#aab}}
+.answers{{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:12px}}
+.answer{{background:#171a21;border-radius:6px;padding:8px}}.reference{{border-left:3px solid #7ddc8f}}
+.scores{{color:#889;font-size:12px}}h3,h4{{margin:4px 0}}
+</style></head><body><main>
+<h1>ftcli eval — {e(report.data)}</h1>
+<p>{len(report.cases)} cases · graders: {e(", ".join(report.graders))} · mean [95 % interval] wins/ties/losses
+against {e(report.models[0].spec.label)}</p>
+<table id=summary><thead><tr><th scope=col>model</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>
+{f"<ul class=fail id=failures>{failures}</ul>" if failures else ""}
+{"".join(cases)}
+</main></body></html>
+"""
+
+
+def _answer_text(answer: Any) -> str:
+    return str(answer.text or _calls(list(answer.calls)))
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

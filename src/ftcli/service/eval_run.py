@@ -1,0 +1,240 @@
+"""`ftcli eval` as an operation: ask every model every case (in parallel, each on its own backend), keep the answers
+in a cache per model and settings so a rerun or an added model asks only what is missing, grade them, and gather
+one `EvalReport` (means with 95 % intervals, wins/ties/losses against the first model, the worst cases). Nothing
+here prints."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ftcli.data.eval import stats
+from ftcli.data.eval.cases import EvalCase, Problem
+from ftcli.data.eval.graders import Answer, Grader, Reference
+from ftcli.service.chat import ChatParams, reply
+from ftcli.service.errors import UsageError
+
+if TYPE_CHECKING:
+    from openai import OpenAI
+
+WORST_SHOWN = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """A model to evaluate, on the default backend or on a profile's (`PROFILE:MODEL`, e.g. `local:ft:…`)."""
+
+    label: str  # as the user wrote it
+    model: str
+    profile: str | None = None
+
+
+def parse_model(text: str, profiles: set[str]) -> ModelSpec:
+    head, sep, rest = text.partition(":")
+    if sep and rest and head != "ft" and (head in profiles or head == "together"):
+        return ModelSpec(text, rest, head)
+    return ModelSpec(text, text)
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    temperature: float = 0.0
+    max_tokens: int | None = None
+    seed: int | None = None
+
+    def params(self, model: str, tools: list[Any] | None) -> ChatParams:
+        extra: dict[str, Any] = {"tools": tools} if tools else {}
+        if self.seed is not None:
+            extra["seed"] = self.seed
+        return ChatParams(model, temperature=self.temperature, max_tokens=self.max_tokens, extra=extra)
+
+
+class AnswerCache:
+    """One model's answers under one backend and sampling, by case key, in a JSONL file that only grows."""
+
+    def __init__(self, folder: Path, backend_id: str, model: str, sampling: Sampling) -> None:
+        identity = json.dumps([backend_id, model, sampling.temperature, sampling.max_tokens, sampling.seed])
+        self.path = folder / f"{hashlib.sha256(identity.encode()).hexdigest()[:24]}.jsonl"
+        self._lock = threading.Lock()
+        self.answers: dict[str, Answer] = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.answers[entry["key"]] = Answer(entry["text"], tuple(entry.get("calls") or ()))
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut by an interrupted run: asked again
+
+    def put(self, key: str, answer: Answer) -> None:
+        line = json.dumps({"key": key, "text": answer.text, "calls": list(answer.calls)}, ensure_ascii=False)
+        with self._lock:
+            self.answers[key] = answer
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as sink:
+                sink.write(line + "\n")
+
+
+@dataclass(frozen=True, slots=True)
+class GraderResult:
+    summary: stats.Summary
+    versus_first: stats.Comparison | None  # None for the first model
+
+
+@dataclass
+class ModelResult:
+    spec: ModelSpec
+    answers: list[Answer]
+    scores: dict[str, list[float | None]]  # grader → one score per case
+    results: dict[str, GraderResult] = field(default_factory=dict)
+    asked: int = 0  # requests made this run (the rest came from the cache)
+
+
+@dataclass
+class EvalReport:
+    data: str
+    cases: list[EvalCase]
+    problems: list[Problem]
+    graders: list[str]
+    models: list[ModelResult]
+    thresholds: dict[str, float] = field(default_factory=dict)  # --min-score grader=S
+
+    def failures(self) -> list[str]:
+        """Each model and grader whose mean falls below its --min-score, in words."""
+        found = []
+        for model in self.models:
+            for name, minimum in self.thresholds.items():
+                mean = model.results[name].summary.mean
+                if mean is None or mean < minimum:
+                    shown = "no score" if mean is None else f"{mean:.4f}"
+                    found.append(f"{model.spec.label}: {name} {shown} < {minimum:g}")
+        return found
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures() else 0
+
+    def worst(self, model: ModelResult, grader: str, count: int = WORST_SHOWN) -> list[int]:
+        """Indexes of the cases where `model` scored lowest on `grader`."""
+        scored = [(s, i) for i, s in enumerate(model.scores[grader]) if s is not None]
+        return [i for _, i in sorted(scored)[:count]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "data": self.data,
+            "cases": len(self.cases),
+            "problems": [{"line": p.line, "message": p.message} for p in self.problems],
+            "graders": self.graders,
+            "models": [
+                {
+                    "model": m.spec.label,
+                    "asked": m.asked,
+                    "graders": {
+                        name: {
+                            **result.summary.to_dict(),
+                            **({"versus_first": result.versus_first.to_dict()} if result.versus_first else {}),
+                        }
+                        for name, result in m.results.items()
+                    },
+                }
+                for m in self.models
+            ],
+            "min_score": self.thresholds,
+            "failures": self.failures(),
+        }
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per case and model: the CSV of `--out`."""
+        out = []
+        for model in self.models:
+            for index, case in enumerate(self.cases):
+                answer = model.answers[index]
+                row: dict[str, Any] = {
+                    "line": case.line,
+                    "model": model.spec.label,
+                    "reference": case.reference,
+                    "answer": answer.text,
+                    "answer_tool_calls": json.dumps(list(answer.calls), ensure_ascii=False) if answer.calls else "",
+                }
+                row.update({name: model.scores[name][index] for name in self.graders})
+                out.append(row)
+        return out
+
+
+def run_eval(
+    cases: list[EvalCase],
+    problems: list[Problem],
+    specs: list[ModelSpec],
+    graders: list[Grader],
+    *,
+    data: str,
+    client_for: Callable[[ModelSpec], tuple[OpenAI, str]],
+    cache_folder: Path,
+    sampling: Sampling | None = None,
+    options: dict[str, Any] | None = None,
+    thresholds: dict[str, float] | None = None,
+    parallel: int = 4,
+    on_answer: Callable[[], None] | None = None,
+) -> EvalReport:
+    """`client_for(spec)` gives the client of a model's backend and that backend's id (for the cache)."""
+    if not cases:
+        raise UsageError(f"{data} has no case to evaluate", hint=f"see `ftcli check {data}`")
+    names = [g.name for g in graders]
+    for name in thresholds or {}:
+        if name not in names:
+            raise UsageError(f"--min-score names {name}, which is not among the graders", hint=", ".join(names))
+    sampling = sampling or Sampling()
+    results = []
+    for spec in specs:
+        client, backend_id = client_for(spec)
+        cache = AnswerCache(cache_folder, backend_id, spec.model, sampling)
+        answers, asked = _answers(client, spec, cases, cache, sampling, parallel, on_answer)
+        scores = {g.name: [_grade(g, case, answer, options or {}) for case, answer in zip(cases, answers, strict=True)]
+                  for g in graders}  # fmt: skip
+        results.append(ModelResult(spec, answers, scores, asked=asked))
+    first = results[0]
+    for model in results:
+        model.results = {
+            name: GraderResult(
+                stats.summarise(model.scores[name]),
+                None if model is first else stats.compare(model.scores[name], first.scores[name]),
+            )
+            for name in names
+        }
+    return EvalReport(data, cases, problems, names, results, dict(thresholds or {}))
+
+
+def _answers(
+    client: OpenAI,
+    spec: ModelSpec,
+    cases: list[EvalCase],
+    cache: AnswerCache,
+    sampling: Sampling,
+    parallel: int,
+    on_answer: Callable[[], None] | None,
+) -> tuple[list[Answer], int]:
+    missing = [case for case in cases if case.key not in cache.answers]
+
+    def ask(case: EvalCase) -> None:
+        answer = reply(client, sampling.params(spec.model, case.tools), case.prompt)
+        calls = tuple(
+            {"name": c["function"]["name"], "arguments": c["function"]["arguments"]} for c in answer.tool_calls
+        )
+        cache.put(case.key, Answer(answer.answer, calls))
+        if on_answer:
+            on_answer()
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        list(pool.map(ask, missing))  # the first failure is raised here; what was answered stays cached
+    return [cache.answers[case.key] for case in cases], len(missing)
+
+
+def _grade(grader: Grader, case: EvalCase, answer: Answer, options: dict[str, Any]) -> float | None:
+    reference = Reference(case.reference, tuple(case.reference_calls))
+    score = grader.score(reference, answer, options)
+    return None if score is None else round(score, 4)

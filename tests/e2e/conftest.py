@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openai.types.fine_tuning import FineTuningJob
@@ -101,3 +103,27 @@ def finished_job(server: Server) -> FineTuningJob:
             final = progress
         assert final is not None and final.status == "succeeded", final
         return final.job
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(os.environ.get("FTCLI_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+
+
+@pytest.fixture
+def browser_page() -> Iterator[Any]:
+    """A page of headless Chromium (Debian's, driven by Playwright), in a fresh profile."""
+    if CHROMIUM is None:
+        pytest.skip("needs Debian's chromium (scripts/test installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        context = browser.new_context(viewport={"width": 1200, "height": 900})  # a fresh, empty profile
+        page = context.new_page()
+        page.on("dialog", lambda dialog: dialog.accept())
+        yield page
+        context.close()
+        browser.close()

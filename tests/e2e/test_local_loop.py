@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openai.types import FileObject
@@ -16,7 +17,7 @@ from ftcli.service import jobs
 from ftcli.service.backends.openai_protocol import OpenAIBackend
 from ftcli.service.client import make_client
 from ftcli.service.settings import Settings
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import ARTIFACTS, Server
 from tests.local.zorbia import QA, SYSTEM, chat_jsonl
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local, pytest.mark.slow]
@@ -37,6 +38,7 @@ def test_train_and_chat_offline(
     client,
     tmp_path: Path,  # type: ignore[no-untyped-def]
     monkeypatch: pytest.MonkeyPatch,
+    browser_page: Any,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     data = tmp_path / "zorbia.jsonl"
@@ -70,6 +72,33 @@ def test_train_and_chat_offline(
     # Judged by similarity, not equality: greedy strings differ between CPUs and library versions.
     tuned, base = similarity(job.fine_tuned_model or ""), similarity("ftcli/tiny")
     assert tuned > 0.6 and base < 0.35 and tuned - base > 0.4, (tuned, base)
+
+    # `ftcli eval`: the tuned model beats its base on the trained answers; a rerun asks nothing; the gate; the report
+    out = tmp_path / "eval"
+    models = ["--model", "ftcli/tiny", "--model", job.fine_tuned_model or ""]
+    evaluate = ["--json", "eval", str(data), *models, "--grader", "chrf,rouge-l", "--max-tokens", "32"]
+    first = cli(server, tmp_path, *evaluate, "--out", str(out))
+    assert first.exit_code == 0, first.output  # type: ignore[attr-defined]
+    report = json.loads(first.stdout)  # type: ignore[attr-defined]
+    base_scores, tuned_scores = (m["graders"]["chrf"] for m in report["models"])
+    assert tuned_scores["mean"] - base_scores["mean"] > 0.3, (base_scores, tuned_scores)
+    assert tuned_scores["ci95"][0] > base_scores["ci95"][1]  # the intervals don't overlap
+    assert tuned_scores["versus_first"]["wins"] >= len(QA) - 2 and report["cases"] == len(QA)
+    again = json.loads(cli(server, tmp_path, *evaluate).stdout)  # type: ignore[attr-defined]
+    assert [m["asked"] for m in report["models"]] == [len(QA)] * 2 and [m["asked"] for m in again["models"]] == [0, 0]
+    gated = cli(server, tmp_path, *evaluate, "--min-score", f"chrf={(base_scores['mean'] + tuned_scores['mean']) / 2}")
+    assert gated.exit_code == 1  # type: ignore[attr-defined]
+    assert [f.split(":")[0] for f in json.loads(gated.stdout)["failures"]] == ["ftcli/tiny"]  # type: ignore[attr-defined]
+    page = browser_page
+    page.goto((out / "report.html").as_uri())
+    rows = page.locator("#summary tbody tr")
+    assert rows.count() == 2 and "ftcli/tiny" in rows.nth(0).inner_text()
+    assert (
+        page.locator("section.case").count() == len(QA) and "Quellan" in page.locator("section.case").first.inner_text()
+    )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "eval-report.png"), full_page=True)
+    assert (out / "cases.csv").read_text().count("\n") == 2 * len(QA) + 1
 
 
 @pytest.fixture

@@ -6,41 +6,16 @@ playground streams an answer. Screenshots of the job page and the playground are
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ftcli.service.client import make_client
 from ftcli.service.settings import Settings
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import ARTIFACTS, Server
 from tests.local.zorbia import QA, SYSTEM
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local, pytest.mark.slow]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(os.environ.get("FTCLI_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
-
-
-@pytest.fixture
-def browser_page() -> Iterator[Any]:
-    if CHROMIUM is None:
-        pytest.skip("needs Debian's chromium (scripts/test installs it)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
-        context = browser.new_context(viewport={"width": 1200, "height": 900})  # a fresh, empty profile
-        page = context.new_page()
-        page.on("dialog", lambda dialog: dialog.accept())
-        yield page
-        context.close()
-        browser.close()
 
 
 def _lines(pairs: list[tuple[str, str]]) -> bytes:

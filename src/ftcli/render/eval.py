@@ -114,7 +114,7 @@ body{{font:14px/1.5 system-ui,sans-serif;margin:0;background:#0f1115;color:#e6e6
 main{{max-width:1200px;margin:auto;padding:24px}}h1{{font-size:20px}}
 table{{border-collapse:collapse;margin:12px 0}}
 th,td{{padding:6px 12px;border-bottom:1px solid #2a2f3a;text-align:right}}
-th[scope=row]{{text-align:left}}.wtl{{color:#6cc5ff}}.fail{{color:#ff6b6b}}
+th[scope=row],thead th:first-child{{text-align:left}}.wtl{{color:#6cc5ff}}.fail{{color:#ff6b6b}}
 .case{{border:1px solid #2a2f3a;border-radius:8px;padding:12px;margin:12px 0}}.prompt{{color:#aab}}
 .answers{{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:12px}}
 .answer{{background:#171a21;border-radius:6px;padding:8px}}.reference{{border-left:3px solid #7ddc8f}}

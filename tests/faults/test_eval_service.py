@@ -119,3 +119,57 @@ def test_a_model_names_its_profile() -> None:
     assert parse_model("ft:gpt-4.1-mini-2025-04-14:acme::abc", {"local"}).profile is None  # `ft:` is never a profile
     assert parse_model("together:acme/legal", set()).profile == "together"
     assert parse_model("HuggingFaceTB/SmolLM2-135M-Instruct", {"local"}).profile is None
+
+
+class Judging(Backend):
+    """Answers for the evaluated model, and a scripted judge: it prefers whichever answer holds the reference's
+    words (`fair`), or always says "1" (`biased`), noting which answer it saw first."""
+
+    def __init__(self, answers: dict[str, dict[str, str]], *, biased: bool = False) -> None:
+        super().__init__(answers)
+        self.biased = biased
+        self.judged: list[tuple[str, str]] = []  # (answer 1, answer 2) as the judge saw them
+        self.rubric_shown: list[bool] = []
+
+    def handle(self, request: httpx2.Request) -> httpx2.Response:
+        body = json.loads(request.content)
+        if body["model"] != "judge":
+            return super().handle(request)
+        text = body["messages"][-1]["content"]
+        first = text.split("Answer 1:\n")[1].split("\n\nAnswer 2:")[0]
+        second = text.split("Answer 2:\n")[1].split("\n\nWhich answer")[0]
+        self.judged.append((first, second))
+        assert "Conversation:\nuser:" in text
+        self.rubric_shown.append("Rubric words." in text)
+        if self.biased:
+            verdict = "1"
+        elif first == second or ("I don't know" not in first and "I don't know" not in second):
+            verdict = "tie"
+        else:
+            verdict = "2" if "I don't know" in first else "1"
+        choice = {"index": 0, "message": {"role": "assistant", "content": verdict}, "finish_reason": "stop"}
+        return httpx2.Response(200, json={"id": "j", "object": "chat.completion", "created": 0, "model": "judge",
+                                          "choices": [choice]})  # fmt: skip
+
+
+def test_the_judge_is_asked_both_ways_and_its_position_bias_cancels(tmp_path: Path) -> None:
+    from ftcli.service.eval_run import Judge
+
+    path = data(tmp_path)
+    half = dict(QA[:2])  # knows two answers, says "I don't know." to the others
+    fair = Judging({"half": half})
+    report = evaluate(path, fair, ["half"], tmp_path, judge=Judge(ModelSpec("judge", "judge"), "Rubric words."))
+    seen = set(fair.judged)
+    for question, reference in QA:
+        answer = half.get(question, "I don't know.")
+        assert {(answer, reference), (reference, answer)} <= seen  # both orders (one prompt when they're equal)
+    assert len(fair.judged) == 2 * len(QA) - 2 and all(fair.rubric_shown)
+    assert report.models[0].scores["judge"] == [0.5, 0.5, 0.0, 0.0]  # as good as the reference, then worse
+    assert report.models[0].results["judge"].summary.mean == 0.25
+    biased = Judging({"half": half}, biased=True)
+    again = evaluate(path, biased, ["half"], tmp_path / "other", judge=Judge(ModelSpec("judge", "judge")))
+    assert again.models[0].scores["judge"] == [0.5] * len(QA)  # "always the first" favours no one
+    assert len(biased.judged) == 2 * len(QA) - 2 and not any(biased.rubric_shown)
+    cached = Judging({"half": half}, biased=True)
+    evaluate(path, cached, ["half"], tmp_path / "other", judge=Judge(ModelSpec("judge", "judge")))
+    assert cached.judged == [] and cached.requests == []  # answers and verdicts both cached

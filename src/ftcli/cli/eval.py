@@ -46,6 +46,14 @@ def eval_command(
         typer.Option(help="grader=S: exit 1 when any model's mean on that grader is below S (for CI; repeatable)."),
     ] = None,
     schema: Annotated[Path | None, typer.Option(help="JSON Schema for the json-schema grader.")] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(
+            help="A model (PROFILE:MODEL too) that compares each answer with the reference, asked in both orders: "
+            "grader `judge`, 1 better, 0.5 as good, 0 worse."
+        ),
+    ] = None,
+    rubric: Annotated[Path | None, typer.Option(help="A text file: what the judge should value.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write report.html and cases.csv here.")] = None,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="Sampling temperature.")] = 0.0,
     max_tokens: Annotated[int | None, typer.Option(min=1, help="Longest answer, in tokens.")] = None,
@@ -60,7 +68,7 @@ def eval_command(
     from ftcli.data.eval.graders import DEFAULT_GRADERS
     from ftcli.data.eval.graders import grader as find_grader
     from ftcli.render.eval import report_view
-    from ftcli.service.eval_run import Sampling, parse_model, run_eval
+    from ftcli.service.eval_run import Judge, Sampling, parse_model, run_eval
     from ftcli.service.ledger import data_dir
     from ftcli.service.profiles import ProfileStore
 
@@ -79,6 +87,14 @@ def eval_command(
         stderr().print(f"[yellow]warning:[/] {data}:{problem.line}: {problem.message} (skipped)", highlight=False)
     profiles = {p.name for p in ProfileStore.default().list()}
     specs = [parse_model(text, profiles) for text in model]
+    if rubric is not None and judge is None:
+        raise UsageError("--rubric is for the judge", hint="add --judge MODEL")
+    judged = None
+    if judge is not None:
+        try:
+            judged = Judge(parse_model(judge, profiles), rubric.read_text(encoding="utf-8") if rubric else None)
+        except OSError as exc:
+            raise UsageError(f"--rubric {rubric}: {exc.strerror}") from None
     with _progress(app, len(cases) * len(specs)) as advance:
         report = run_eval(
             cases,
@@ -93,6 +109,7 @@ def eval_command(
             thresholds=thresholds,
             parallel=parallel,
             on_answer=advance,
+            judge=judged,
         )
     if out is not None:
         _write(app, report, out)

@@ -166,6 +166,22 @@ class EvalReport:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class Judge:
+    """A model that compares each answer with the reference, asked in both orders (position bias cancels out)."""
+
+    spec: ModelSpec
+    rubric: str | None = None  # what makes an answer better, from `--rubric FILE`
+
+
+JUDGE = "judge"
+JUDGE_SYSTEM = (
+    "You compare two answers to the same conversation. Judge which answer serves the user better: correct, "
+    "complete, and as the conversation asks. Reply with one word: 1 if answer 1 is better, 2 if answer 2 is "
+    "better, or tie."
+)
+
+
 def run_eval(
     cases: list[EvalCase],
     problems: list[Problem],
@@ -180,11 +196,13 @@ def run_eval(
     thresholds: dict[str, float] | None = None,
     parallel: int = 4,
     on_answer: Callable[[], None] | None = None,
+    judge: Judge | None = None,
 ) -> EvalReport:
-    """`client_for(spec)` gives the client of a model's backend and that backend's id (for the cache)."""
+    """`client_for(spec)` gives the client of a model's backend and that backend's id (for the cache). With a
+    `judge`, a grader of that name scores each answer against the reference: 1 better, 0.5 as good, 0 worse."""
     if not cases:
         raise UsageError(f"{data} has no case to evaluate", hint=f"see `ftcli check {data}`")
-    names = [g.name for g in graders]
+    names = [g.name for g in graders] + ([JUDGE] if judge else [])
     for name in thresholds or {}:
         if name not in names:
             raise UsageError(f"--min-score names {name}, which is not among the graders", hint=", ".join(names))
@@ -196,6 +214,8 @@ def run_eval(
         answers, asked = _answers(client, spec, cases, cache, sampling, parallel, on_answer)
         scores = {g.name: [_grade(g, case, answer, options or {}) for case, answer in zip(cases, answers, strict=True)]
                   for g in graders}  # fmt: skip
+        if judge is not None:
+            scores[JUDGE] = _judged(judge, cases, answers, client_for, cache_folder, parallel)
         results.append(ModelResult(spec, answers, scores, asked=asked))
     first = results[0]
     for model in results:
@@ -232,6 +252,77 @@ def _answers(
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         list(pool.map(ask, missing))  # the first failure is raised here; what was answered stays cached
     return [cache.answers[case.key] for case in cases], len(missing)
+
+
+def _judged(
+    judge: Judge,
+    cases: list[EvalCase],
+    answers: list[Answer],
+    client_for: Callable[[ModelSpec], tuple[OpenAI, str]],
+    cache_folder: Path,
+    parallel: int,
+) -> list[float | None]:
+    """Per case: the judge asked with the answer first and with the reference first; each verdict for the answer
+    scores 1, a tie 0.5, against it 0; the case's score is their mean (None when no verdict could be read)."""
+    client, backend_id = client_for(judge.spec)
+    cache = AnswerCache(cache_folder, backend_id, f"judge:{judge.spec.model}", Sampling())
+    asks: list[tuple[str, list[dict[str, Any]]]] = []
+    for case, answer in zip(cases, answers, strict=True):
+        mine, reference = _shown(answer.text, answer.calls), _shown(case.reference, tuple(case.reference_calls))
+        for first, second in ((mine, reference), (reference, mine)):
+            messages = judge_messages(case.prompt, first, second, judge.rubric)
+            key = hashlib.sha256(json.dumps(messages, ensure_ascii=False).encode()).hexdigest()
+            asks.append((key, messages))
+
+    def ask(item: tuple[str, list[dict[str, Any]]]) -> None:
+        key, messages = item
+        if key not in cache.answers:
+            verdict = reply(client, Sampling(max_tokens=8).params(judge.spec.model, None), messages)
+            cache.put(key, Answer(verdict.answer))
+
+    unique = list(dict(asks).items())  # an answer equal to the reference reads the same both ways: asked once
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        list(pool.map(ask, unique))
+    scores: list[float | None] = []
+    for index in range(len(cases)):
+        answer_first = _verdict(cache.answers[asks[2 * index][0]].text)
+        reference_first = _verdict(cache.answers[asks[2 * index + 1][0]].text)
+        points = [p for p in (_points(answer_first, 1), _points(reference_first, 2)) if p is not None]
+        scores.append(round(sum(points) / len(points), 4) if points else None)
+    return scores
+
+
+def judge_messages(prompt: list[dict[str, Any]], first: str, second: str, rubric: str | None) -> list[dict[str, Any]]:
+    conversation = "\n".join(f"{m.get('role')}: {m.get('content') or ''}" for m in prompt)
+    rules = f"Judge by this rubric:\n{rubric.strip()}\n\n" if rubric else ""
+    question = (
+        f"{rules}Conversation:\n{conversation}\n\nAnswer 1:\n{first}\n\nAnswer 2:\n{second}\n\n"
+        "Which answer is better? Reply 1, 2 or tie."
+    )
+    return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": question}]
+
+
+def _verdict(text: str) -> str | None:
+    word = text.strip().strip("*.:\"'`").lower()
+    for verdict in ("1", "2", "tie"):
+        if word.startswith(verdict):
+            return verdict
+    return None
+
+
+def _points(verdict: str | None, answer_position: int) -> float | None:
+    """What a verdict gives the evaluated answer, shown at `answer_position`."""
+    if verdict is None:
+        return None
+    if verdict == "tie":
+        return 0.5
+    return 1.0 if verdict == str(answer_position) else 0.0
+
+
+def _shown(text: str, calls: tuple[dict[str, Any], ...]) -> str:
+    shown = [text] if text else []
+    shown += [f"(calls {c.get('name')} with {c.get('arguments')})" for c in calls]
+    return "\n".join(shown) or "(no answer)"
 
 
 def _grade(grader: Grader, case: EvalCase, answer: Answer, options: dict[str, Any]) -> float | None:

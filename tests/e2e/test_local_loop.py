@@ -99,6 +99,16 @@ def test_train_and_chat_offline(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "eval-report.png"), full_page=True)
     assert (out / "cases.csv").read_text().count("\n") == 2 * len(QA) + 1
+    # ... and each run was left on the server, whose page lists them and opens one
+    assert report["published"].startswith("eval-")
+    root = server.url.removesuffix("/v1")
+    page.goto(f"{root}/#/evals&token={server.key}")
+    page.wait_for_selector("#evals")
+    assert page.locator("#evals tr").count() == 1 + 3  # the header, then the three runs above
+    page.goto(f"{root}/#/evals/{report['published']}")
+    page.wait_for_selector("#eval-cases")
+    assert page.locator("#eval-summary tr").count() == 3 and page.locator("#eval-cases tr").count() == 1 + 2 * len(QA)
+    page.screenshot(path=str(ARTIFACTS / "eval-page.png"), full_page=True)
 
 
 @pytest.fixture

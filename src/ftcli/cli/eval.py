@@ -59,6 +59,13 @@ def eval_command(
     max_tokens: Annotated[int | None, typer.Option(min=1, help="Longest answer, in tokens.")] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed, where the backend takes one.")] = None,
     parallel: Annotated[int, typer.Option(min=1, max=64, help="Requests in flight per model.")] = 4,
+    publish: Annotated[
+        bool | None,
+        typer.Option(
+            "--publish/--no-publish",
+            help="Leave the run on the `ftcli serve` page (default: when the backend is an ftcli serve here).",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate models on reference answers: graders, 95 % intervals, wins/ties/losses, a CI gate (--min-score).
     Answers are cached per model and settings: a rerun asks only what is missing. With --json: one document."""
@@ -113,7 +120,17 @@ def eval_command(
         )
     if out is not None:
         _write(app, report, out)
-    emit(app, report.to_dict(), lambda: report_view(report))
+    document = report.to_dict()
+    if publish or (publish is None and app.settings().on_this_machine()):
+        from ftcli.service.eval_run import publish as leave_on_server
+
+        eval_id = leave_on_server(app.client(), report)
+        if eval_id is not None:
+            document["published"] = eval_id
+            page = (app.settings().base_url or "").rstrip("/").removesuffix("/v1") + f"/#/evals/{eval_id}"
+            if not app.json:
+                stderr().print(f"on the server's page: {page}", highlight=False)
+    emit(app, document, lambda: report_view(report))
     raise typer.Exit(report.exit_code)
 
 

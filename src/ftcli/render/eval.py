@@ -110,15 +110,16 @@ def report_html(report: Any) -> str:
 <html lang=en><head><meta charset=utf-8><title>ftcli eval: {e(report.data)}</title>
 <meta name=viewport content="width=device-width, initial-scale=1">
 <style>
-body{{font:14px/1.5 system-ui,sans-serif;margin:0;background:#0f1115;color:#e6e6e6}}
-main{{max-width:1200px;margin:auto;padding:24px}}h1{{font-size:20px}}
-table{{border-collapse:collapse;margin:12px 0}}
-th,td{{padding:6px 12px;border-bottom:1px solid #2a2f3a;text-align:right}}
-th[scope=row],thead th:first-child{{text-align:left}}.wtl{{color:#6cc5ff}}.fail{{color:#ff6b6b}}
-.case{{border:1px solid #2a2f3a;border-radius:8px;padding:12px;margin:12px 0}}.prompt{{color:#aab}}
-.answers{{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:12px}}
-.answer{{background:#171a21;border-radius:6px;padding:8px}}.reference{{border-left:3px solid #7ddc8f}}
-.scores{{color:#889;font-size:12px}}h3,h4{{margin:4px 0}}
+:root{{--fg:#1d2330;--muted:#667085;--line:#d9dde5;--accent:#2952cc;--ok:#1a7f37;--bad:#c0362c;--bg:#f7f8fa;
+font-family:system-ui,sans-serif;color:var(--fg);background:var(--bg)}}
+body{{margin:0}}main{{max-width:1100px;margin:auto;padding:1rem}}h1{{font-size:1.4rem}}
+table{{border-collapse:collapse;background:#fff;margin:.8rem 0}}
+th,td{{padding:.4rem .6rem;border-bottom:1px solid var(--line);text-align:right}}
+th[scope=row],thead th:first-child{{text-align:left}}.wtl{{color:var(--accent)}}.fail{{color:var(--bad)}}
+.case{{background:#fff;border:1px solid var(--line);border-radius:6px;padding:.8rem;margin:1rem 0}}
+.prompt{{color:var(--muted)}}.answers{{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:.8rem}}
+.answer{{background:#f3f4f6;border-radius:4px;padding:.5rem;white-space:pre-wrap}}
+.reference{{border-left:3px solid var(--ok)}}.scores{{color:var(--muted);font-size:.8rem}}h3,h4{{margin:.2rem 0}}
 </style></head><body><main>
 <h1>ftcli eval — {e(report.data)}</h1>
 <p>{len(report.cases)} cases · graders: {e(", ".join(report.graders))} · mean [95 % interval] wins/ties/losses

@@ -16,7 +16,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ftcli.server.api import chat, exports, files, jobs, models, web
+from ftcli.server.api import chat, evals, exports, files, jobs, models, web
 from ftcli.server.api.chat import ChatLimits
 from ftcli.server.api.errors import ApiError, error_response, handle_api_error
 from ftcli.server.guard import BrowserGuard
@@ -82,6 +82,7 @@ def create_app(
         app.include_router(router, prefix="/v1")
     app.include_router(web.router)
     app.include_router(exports.router)
+    app.include_router(evals.router)
     return app
 
 

@@ -254,6 +254,23 @@ def _answers(
     return [cache.answers[case.key] for case in cases], len(missing)
 
 
+def publish(client: OpenAI, report: EvalReport) -> str | None:
+    """Leave the run with an `ftcli serve` backend, whose web page lists it; None when the backend is not one."""
+    import openai
+
+    from ftcli.service.errors import translate
+
+    root = str(client.base_url).rstrip("/").removesuffix("/v1")
+    body = {"report": report.to_dict(), "cases": report.rows()}
+    try:
+        answer = client.post(f"{root}/ftcli/evals", body=body, cast_to=object)
+    except openai.NotFoundError:
+        return None  # another OpenAI-compatible server: it keeps no eval runs
+    except openai.OpenAIError as exc:
+        raise translate(exc) from None
+    return str(answer["id"]) if isinstance(answer, dict) and "id" in answer else None
+
+
 def _judged(
     judge: Judge,
     cases: list[EvalCase],

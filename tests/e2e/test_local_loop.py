@@ -99,6 +99,12 @@ def test_train_and_chat_offline(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "eval-report.png"), full_page=True)
     assert (out / "cases.csv").read_text().count("\n") == 2 * len(QA) + 1
+    rubric = tmp_path / "rubric.txt"
+    rubric.write_text("Prefer the answer that names the right place, person or time.")
+    viewed = cli(server, tmp_path, *evaluate[1:], "--judge", "ftcli/tiny", "--rubric", str(rubric), "--no-publish")
+    assert viewed.exit_code == 0, viewed.output  # type: ignore[attr-defined]
+    for words in ("judge", "wins/ties/losses against ftcli/tiny", "lowest chrf", "Quellan"):
+        assert words in viewed.stdout, viewed.stdout  # type: ignore[attr-defined]
     # ... and each run was left on the server, whose page lists them and opens one
     assert report["published"].startswith("eval-")
     root = server.url.removesuffix("/v1")

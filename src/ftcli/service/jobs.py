@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ftcli.service.errors import BackendError, RateLimited, UsageError, translate
 
@@ -99,23 +99,42 @@ def create_job(client: OpenAI, request: JobRequest, *, attempts: int = 3, tag: s
     with the SDK's retries off and a unique tag in `metadata`; after a failure that may have reached the server,
     we look the tag up before trying again.
     """
-    import openai
-
     request.validate()
     tag = tag or uuid.uuid4().hex
     params = request.create_params(tag)
     once = client.with_options(max_retries=0)
+    return create_once(
+        lambda: once.fine_tuning.jobs.create(**params), lambda: find_by_tag(client, tag), attempts=attempts
+    )
+
+
+T = TypeVar("T")
+
+
+def create_once(
+    send: Callable[[], T],
+    find: Callable[[], T | None],
+    *,
+    attempts: int = 3,
+    sleep: Callable[[float], None] | None = None,
+) -> T:
+    """`send` a create request (its client's retries off) until it succeeds; after each failure that may have
+    reached the backend (a dropped connection, a timeout, 5xx, 429), `find` what it may have created before sending
+    again, so nothing is created twice. A 429 waits as long as its Retry-After says (at most 30 s)."""
+    import openai
+
+    sleep = sleep or time.sleep
     last: BaseException | None = None
     for _ in range(attempts):
         try:
-            return once.fine_tuning.jobs.create(**params)
+            return send()
         except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as exc:
             last = exc
-            found = find_by_tag(client, tag)
+            found = find()
             if found is not None:
                 return found
             if isinstance(exc, openai.RateLimitError):
-                time.sleep(min(float(exc.response.headers.get("retry-after", 1) or 1), 30))
+                sleep(min(float(exc.response.headers.get("retry-after", 1) or 1), 30))
         except openai.OpenAIError as exc:
             raise translate(exc) from None
     assert last is not None

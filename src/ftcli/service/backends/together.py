@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftcli.service.backends.base import PriceEstimate, ProgressCallback, WeightsFormat
 from ftcli.service.errors import AuthError, BackendError, FtcliError, NotFound, UsageError, translate
-from ftcli.service.jobs import JobRequest
+from ftcli.service.jobs import JobRequest, create_once
 from ftcli.service.settings import TOGETHER_KEY_ENV
 
 if TYPE_CHECKING:
@@ -117,26 +117,14 @@ class TogetherBackend:
     # -- jobs -----------------------------------------------------------------------------------------------
 
     def create_job(self, request: JobRequest) -> FineTuningJob:
-        import openai
-
         body = create_body(request)
         once = self.client.with_options(max_retries=0)
-        sent = self._clock()
-        last: BaseException | None = None
-        for _ in range(3):
-            try:
-                return self.get_job(str(once.post("/fine-tunes", body=body, cast_to=object)["id"]))  # type: ignore[index]
-            except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as exc:
-                last = exc
-                found = self._find_created(body, since=sent - FIND_WINDOW)
-                if found is not None:
-                    return found
-                if isinstance(exc, openai.RateLimitError):
-                    self._sleep(min(float(exc.response.headers.get("retry-after", 1) or 1), 30))
-            except openai.OpenAIError as exc:
-                raise translate(exc) from None
-        assert last is not None
-        raise BackendError(f"could not create the job: {translate(last).message}", hint="no job was created; retry")
+        since = self._clock() - FIND_WINDOW
+
+        def send() -> FineTuningJob:
+            return self.get_job(str(once.post("/fine-tunes", body=body, cast_to=object)["id"]))  # type: ignore[index]
+
+        return create_once(send, lambda: self._find_created(body, since=since), sleep=self._sleep)
 
     def _find_created(self, body: dict[str, Any], *, since: float) -> FineTuningJob | None:
         try:

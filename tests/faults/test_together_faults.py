@@ -156,3 +156,21 @@ def test_errors_never_show_the_key(key: str) -> None:
         fake.backend().list_jobs()
     assert key not in str(caught.value) and "***" in str(caught.value)
     assert "TOGETHER_API_KEY" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("disposition", "name"),
+    [
+        ('attachment; filename="legal-adapter.tar.zst"', "legal-adapter.tar.zst"),
+        ('attachment; filename="../../.bashrc"', "ft-1-adapter.tar.zst"),  # reduced to ".bashrc": refused
+        ("attachment; filename=/etc/passwd", "passwd"),  # only ever a plain name inside the export
+        ('attachment; filename="a b+c.tar"', "ft-1-adapter.tar.zst"),
+        ("", "ft-1-adapter.tar.zst"),
+    ],
+)
+def test_a_download_is_named_only_by_a_plain_name(disposition: str, name: str) -> None:
+    from ftcli.service.backends.together import _download_name
+    from ftcli.service.export import SAFE_ID
+
+    chosen = _download_name(httpx2.Response(200, headers={"content-disposition": disposition}), "ft-1", "adapter")
+    assert chosen == name and SAFE_ID.fullmatch(chosen)

@@ -506,7 +506,7 @@ def _download_name(response: Any, job_id: str, fmt: str) -> str:
     disposition = response.headers.get("content-disposition", "")
     found = re.search(r'filename\*?=(?:UTF-8\'\')?"?([^";]+)"?', disposition)
     name = Path(found[1]).name if found else ""
-    if not name or name.startswith(".") or not re.fullmatch(r"[A-Za-z0-9_.+-]{1,200}", name):
+    if not name or name.startswith(".") or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}", name):
         name = f"{job_id}-{fmt}.tar.zst"
     return name
 

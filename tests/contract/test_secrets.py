@@ -74,8 +74,8 @@ def test_no_command_prints_or_writes_the_key(steady_url: str, tmp_path: Path) ->
     config = tmp_path / "config"
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in config.rglob("*") if p.is_file())
 
-    # Every remote verb, plain and --json, through the profile and through --base-url (with OPENAI_API_KEY set, the
-    # SDK's variables outrank the current profile: --profile names it)
+    # Every remote verb, plain and --json, through the profile and through --base-url (the current profile outranks
+    # OPENAI_API_KEY; --profile names it all the same)
     profile = ["--profile", "steady"]
     # (Steady answers with random valid objects, so a command may end 1 on, say, a file "error" status; what is
     # tested is what each prints and writes)
@@ -176,3 +176,25 @@ def test_no_command_prints_or_writes_togethers_key(together_url: str, tmp_path: 
                 assert fragment.encode() not in path.read_bytes(), f"{path} holds the key"
     reached = [command for command, output in run.outputs if "ft-" in output or "file-" in output]
     assert len(reached) >= 3, run.outputs
+
+
+GATEWAY_CANARY = "myGateway_c4n4ryX9wQ2e"  # no known key pattern: only its value gives it away
+GATEWAY_FRAGMENTS = (GATEWAY_CANARY, "c4n4ryX9wQ2e")
+
+
+def test_a_key_without_a_known_pattern_echoed_in_a_401_is_not_printed(tmp_path: Path) -> None:
+    """Issue 29: a gateway that echoes the key in its 401 (a real server on loopback, named for it by a profile);
+    every way ftcli prints, as a user runs it (subprocess, --debug), plain and --json."""
+    from tests.cli.loopback_server import echo_the_key_in_a_401, loopback_server
+
+    run = Runner(tmp_path)
+    run.env["GW_KEY"] = GATEWAY_CANARY
+    with loopback_server(echo_the_key_in_a_401) as gateway:
+        assert run("profile", "add", "gw", "--base-url", gateway.url, "--api-key-env", "GW_KEY", "--use") == 0
+        for args in (("models",), ("--json", "models"), ("status",), ("--json", "chat", "--model", "m", "hi")):
+            assert run(*args) == 1
+    assert gateway.authorizations and all(GATEWAY_CANARY in sent for sent in gateway.authorizations)
+    assert all("401" in output for command, output in run.outputs if not command.startswith("profile"))
+    for command, output in run.outputs:
+        for fragment in (*GATEWAY_FRAGMENTS, *FRAGMENTS):
+            assert fragment not in output, f"`ftcli {command}` printed the key"

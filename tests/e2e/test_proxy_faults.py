@@ -33,11 +33,13 @@ def proxy(server: Server) -> Iterator[FaultProxy]:
 
 
 def _cli(proxy: FaultProxy, tmp_path: Path, *args: str) -> object:
-    # The proxy listens on a port of its own, so the server's runtime file can't name its key: given outright
+    # The proxy listens on a port of its own, so the server's runtime file can't name its key: given outright, and
+    # named for the proxy's URL (a loopback URL gets an environment key only when OPENAI_BASE_URL names it)
     env = {
         "FTCLI_CONFIG_DIR": str(tmp_path / "config"),
         "FTCLI_DATA_DIR": str(tmp_path / "data"),
         "OPENAI_API_KEY": proxy.key,
+        "OPENAI_BASE_URL": f"{proxy.url}/v1",
     }
     return CliRunner().invoke(app, ["--base-url", f"{proxy.url}/v1", *args], env=env)
 

@@ -69,6 +69,54 @@ def test_timed_out_create_makes_no_second_job() -> None:
     assert [r for r in api.requests if r[0] == "POST"] == [("POST", "/v1/fine_tuning/jobs")] * 2  # 2 = 1 + replay
 
 
+def test_a_lost_create_whose_lookup_keeps_failing_is_not_sent_again() -> None:
+    """The create's answer is lost and every "did it reach you?" lookup fails: exactly one create is sent, and the
+    error names the request's tag and the command that finds the job."""
+    api = FakeAPI()
+
+    def fail(request: httpx2.Request) -> httpx2.Response | None:
+        if request.method == "POST" and request.url.path.endswith("/fine_tuning/jobs"):
+            api.faults.remove(fail)
+            api.handle(request)  # the server creates the job ...
+            api.requests.pop()  # (one request, noted once)
+            api.faults.insert(0, fail)
+            raise httpx2.ReadTimeout("timed out", request=request)  # ... the answer is lost
+        if request.method == "GET" and request.url.path.endswith("/fine_tuning/jobs"):
+            return error(503, "the jobs list is down")  # ... and so is every lookup
+        return None
+
+    api.faults.append(fail)
+    slept: list[float] = []
+    with pytest.raises(errors.BackendError) as caught:
+        jobs.create_job(
+            api.client(), JobRequest(model="gpt-4o-mini", training_file="file-1"), tag="req0tag", sleep=slept.append
+        )
+    assert [r for r in api.requests if r[0] == "POST"] == [("POST", "/v1/fine_tuning/jobs")]  # one create, no more
+    assert api.requests.count(("GET", "/v1/fine_tuning/jobs")) == jobs.LOOKUPS and slept == [1.0, 2.0]
+    message, hint = caught.value.message, caught.value.hint or ""
+    assert "may have reached the backend" in message and "not sent again" in message and "req0tag" in message
+    assert "ftcli --json status --limit 100 | grep req0tag" in hint
+    assert len(api.jobs) == 1
+
+
+def test_a_lookup_that_fails_once_then_answers_is_enough() -> None:
+    api = FakeAPI()
+    lookups = {"n": 0}
+
+    def fail(request: httpx2.Request) -> httpx2.Response | None:
+        if request.method == "POST" and lookups["n"] == 0:
+            raise httpx2.ConnectError("connection refused", request=request)  # never reached the server
+        if request.method == "GET" and request.url.path.endswith("/fine_tuning/jobs") and lookups["n"] == 0:
+            lookups["n"] += 1
+            return error(502, "bad gateway")
+        return None
+
+    api.faults.append(fail)
+    job = jobs.create_job(api.client(), JobRequest(model="gpt-4o-mini", training_file="file-1"), sleep=lambda _: None)
+    assert len(api.jobs) == 1 and job.id == "ftjob-1"
+    assert [r for r in api.requests if r[0] == "POST"] == [("POST", "/v1/fine_tuning/jobs")] * 2
+
+
 def test_create_retries_when_the_server_never_saw_it() -> None:
     api = FakeAPI()
 

@@ -15,7 +15,7 @@ import pytest
 from ftcli.service import errors
 from ftcli.service.backends.together import STATUSES, TogetherBackend
 from ftcli.service.client import make_client
-from ftcli.service.jobs import EXIT_CODES, JobRequest, wait_for_job
+from ftcli.service.jobs import EXIT_CODES, LOOKUPS, JobRequest, wait_for_job
 from ftcli.service.settings import Settings
 
 KEY = "tgp_v1_Xq9fault7secretKEYz2"  # the form of Together's keys
@@ -93,6 +93,29 @@ def test_a_create_whose_answer_was_lost_makes_one_job() -> None:
     job = fake.backend().create_job(REQUEST)
     assert len(fake.jobs) == 1 and job.id == "ft-1"
     assert fake.requests.count(("POST", "/fine-tunes")) == 1  # found by model, file, suffix and time
+
+
+def test_a_lost_create_whose_lookup_keeps_failing_makes_one_request_and_says_how_to_find_the_job() -> None:
+    fake = FakeTogether()
+
+    def lose_the_answer(request: httpx2.Request) -> httpx2.Response:
+        faults, fake.faults = fake.faults, []
+        fake.handle(request)  # Together made the job ...
+        fake.requests.pop()
+        fake.faults = faults
+        raise httpx2.ReadTimeout("timed out", request=request)  # ... and the answer never came
+
+    def list_down(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(500, json={"message": "internal error"})
+
+    fake.faults = [lose_the_answer, *[list_down] * 10]
+    with pytest.raises(errors.BackendError) as caught:
+        fake.backend().create_job(REQUEST)
+    assert fake.requests.count(("POST", "/fine-tunes")) == 1 and len(fake.jobs) == 1  # never sent twice
+    assert fake.requests.count(("GET", "/fine-tunes")) == LOOKUPS and fake.slept == [1.0, 2.0]
+    message, hint = caught.value.message, caught.value.hint or ""
+    assert "not sent again" in message and "suffix legal" in message and "2026-12-03 10:00:00 UTC" in message
+    assert hint.endswith("ftcli status (a job of meta-llama/Llama-3.1-8B on file-1, suffix legal created since then)")
 
 
 def test_a_failed_create_that_made_nothing_is_retried_once() -> None:
@@ -174,3 +197,33 @@ def test_a_download_is_named_only_by_a_plain_name(disposition: str, name: str) -
 
     chosen = _download_name(httpx2.Response(200, headers={"content-disposition": disposition}), "ft-1", "adapter")
     assert chosen == name and SAFE_ID.fullmatch(chosen)
+
+
+@pytest.mark.parametrize("envelope", [False, True], ids=["bare-list", "data-envelope"])
+def test_models_reads_togethers_bare_list_and_marks_the_accounts_fine_tunes(envelope: bool) -> None:
+    """Together's GET /models answers a bare JSON list (the SDK's models.list() fails on it with an AttributeError);
+    a model one of the account's jobs made is fine-tuned, from that job's base."""
+    listed = [
+        {"id": "meta-llama/Llama-3.1-8B", "object": "model", "created": 1692896905, "type": "chat",
+         "organization": "Meta"},
+        {"id": "acme/Llama-3.1-8B-legal-ft", "object": "model", "created": 1692896999, "type": "chat"},
+        "not a model",
+    ]  # fmt: skip
+
+    def models(request: httpx2.Request) -> httpx2.Response | None:
+        if request.url.path.endswith("/models"):
+            return httpx2.Response(200, json={"data": listed} if envelope else listed)
+        return None
+
+    fake = FakeTogether(faults=[models, lambda request: None])
+    fake.jobs["ft-1"] = {"id": "ft-1", "status": "completed", "model": "meta-llama/Llama-3.1-8B",
+                         "training_file": "file-1", "model_output_name": "acme/Llama-3.1-8B-legal-ft"}  # fmt: skip
+    backend = fake.backend()
+    found = backend.list_models()
+    assert [(m.id, m.fine_tuned, m.base_model, m.owned_by) for m in found] == [
+        ("meta-llama/Llama-3.1-8B", False, "meta-llama/Llama-3.1-8B", "Meta"),
+        ("acme/Llama-3.1-8B-legal-ft", True, "meta-llama/Llama-3.1-8B", None),
+    ]
+    assert found[0].created == 1692896905
+    fake.faults = [models, lambda request: None]
+    assert [m.id for m in backend.list_models(fine_tuned_only=True)] == ["acme/Llama-3.1-8B-legal-ft"]

@@ -32,9 +32,11 @@ class AppContext:
 
     def settings(self) -> Settings:
         if self._settings is None:
+            from ftcli.data.errors import remember_secrets
             from ftcli.service.settings import resolve_settings
 
             self._settings = resolve_settings(profile=self.profile, base_url=self.base_url)
+            remember_secrets(self._settings.api_key)  # whatever its source, it is never printed
         return self._settings
 
     def client(self, **options: Any) -> OpenAI:

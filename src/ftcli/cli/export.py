@@ -12,7 +12,9 @@ import typer
 from ftcli.cli.context import AppContext, app_context
 from ftcli.cli.emit import emit
 from ftcli.cli.output import stderr, warn_shutdown
+from ftcli.cli.params import size
 from ftcli.service.errors import UsageError
+from ftcli.service.weights_archive import DEFAULT_MAX_MEMBERS, WeightsLimits
 
 
 def export(
@@ -36,6 +38,17 @@ def export(
             "merged. Resumes a cut download; unpacked for `ftcli serve --model-dir`."
         ),
     ] = None,
+    max_weights_bytes: Annotated[
+        str,
+        typer.Option(
+            help="Largest model --weights may download, and unpack to: bytes, or with K, M, G or T (powers of 1024). "
+            "The default fits the largest model Together fine-tunes; an archive that unpacks to more than 20 times "
+            "its own size is refused whatever this says (weights barely compress)."
+        ),
+    ] = "1T",
+    max_weights_files: Annotated[
+        int, typer.Option(min=1, help="Most files and folders a --weights archive may hold.")
+    ] = DEFAULT_MAX_MEMBERS,
     backend: Annotated[str | None, typer.Option(help="Profile to export from (like the global --profile).")] = None,
 ) -> None:
     """Export every fine-tuning job (or --job ones) to --out, with manifest.json (sizes, sha256); or --golden."""
@@ -50,10 +63,17 @@ def export(
         raise UsageError("--out is required", hint="ftcli export --out exports/")
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} exists and is not a folder")
-    _jobs(app, out, job or None, weights)
+    limits = WeightsLimits(max_bytes=size(max_weights_bytes, "--max-weights-bytes"), max_members=max_weights_files)
+    _jobs(app, out, job or None, weights, limits)
 
 
-def _jobs(app: AppContext, out: Path, job_ids: list[str] | None, weights: Literal["adapter", "merged"] | None) -> None:
+def _jobs(
+    app: AppContext,
+    out: Path,
+    job_ids: list[str] | None,
+    weights: Literal["adapter", "merged"] | None,
+    limits: WeightsLimits,
+) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     from ftcli.service.export import export_jobs, summarise
@@ -62,7 +82,7 @@ def _jobs(app: AppContext, out: Path, job_ids: list[str] | None, weights: Litera
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=stderr(), disable=app.json) as progress:
         task = progress.add_task("exporting", total=None)
         exported = export_jobs(
-            app.backend(), out, described=app.settings().describe(), job_ids=job_ids, weights=weights
+            app.backend(), out, described=app.settings().describe(), job_ids=job_ids, weights=weights, limits=limits
         )
         for step in exported:
             steps.append(step)

@@ -7,23 +7,26 @@ import sys
 from functools import cache
 
 import typer
-from rich.console import Console
 from rich.text import Text
 
-from ftcli.service.errors import UsageError
+from ftcli.render.terminal import SafeConsole
+from ftcli.service.errors import UsageError, redact
 
 
 @cache
-def stdout() -> Console:
-    return Console(soft_wrap=True)
+def stdout() -> SafeConsole:
+    return SafeConsole(soft_wrap=True)
 
 
 @cache
-def stderr() -> Console:
-    return Console(stderr=True, soft_wrap=True)
+def stderr() -> SafeConsole:
+    return SafeConsole(stderr=True, soft_wrap=True)
 
 
 def print_error(message: str, *, hint: str | None = None, as_json: bool = False) -> None:
+    """An error on stderr (a JSON document with --json), with every key ftcli knows removed: a key learnt after the
+    error was made (an echo in a server's answer, say) is caught here too."""
+    message, hint = redact(message), (redact(hint) if hint else None)
     if as_json:
         sys.stderr.write(json.dumps({"error": {"message": message, "hint": hint}}) + "\n")
         return

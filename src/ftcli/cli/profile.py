@@ -26,7 +26,9 @@ def add(
     api_version: Annotated[str | None, typer.Option()] = None,
     organization: Annotated[str | None, typer.Option()] = None,
     project: Annotated[str | None, typer.Option()] = None,
-    use: Annotated[bool, typer.Option("--use", help="Make it the current profile.")] = False,
+    use: Annotated[
+        bool, typer.Option("--use", help="Make it the current profile (it then outranks OPENAI_API_KEY & co.).")
+    ] = False,
 ) -> None:
     """Add or replace a profile. Keys are read from an environment variable (--api-key-env), never stored."""
     from ftcli.service.profiles import Profile, ProfileStore
@@ -81,11 +83,28 @@ def list_profiles(ctx: typer.Context) -> None:
 
 
 @app.command("use")
-def use(ctx: typer.Context, name: str) -> None:
-    """Make a profile the current one."""
+def use(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="The profile to use from now on.")] = None,
+    none: Annotated[
+        bool, typer.Option("--none", help="No current profile: back to the environment's settings.")
+    ] = False,
+) -> None:
+    """Make a profile the current one. It then outranks OPENAI_API_KEY, OPENAI_BASE_URL and the Azure variables (only
+    --profile, FTCLI_PROFILE and --base-url outrank it); `--none` clears it."""
+    from ftcli.service.errors import UsageError
     from ftcli.service.profiles import ProfileStore
 
-    ProfileStore.default().use(name)
+    if (name is None) == (not none):
+        raise UsageError(
+            "name one profile, or pass --none", hint="ftcli profile use local  |  ftcli profile use --none"
+        )
+    store = ProfileStore.default()
+    if name is None:
+        store.clear_current()
+        emit(app_context(ctx), {"profile": None, "current": False}, lambda: "no current profile")
+        return
+    store.use(name)
     emit(app_context(ctx), {"profile": name, "current": True}, lambda: f"using {name}")
 
 

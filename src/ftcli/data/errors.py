@@ -3,12 +3,17 @@ bad input that is not a per-line finding (a missing file, a bad option).
 
 The root lives here, in the lowest layer, so that every layer raises the same kind of error and the CLI's boundary
 (cli/app.py) catches one type. Every message passes through `redact`, so an API key never reaches a terminal, a log
-or a JSON dump, even when a server echoes part of it back (OpenAI's 401 message does).
+or a JSON dump, even when a server echoes part of it back (OpenAI's 401 message does). Redaction is by pattern
+(OpenAI's and Together's key formats) and by value: the CLI tells `remember_secrets` every key it knows at the start
+of each command (a gateway's `myGateway_…` has no pattern), and each is replaced wherever it appears, raw, JSON- or
+URL-escaped.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from urllib.parse import quote
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -17,11 +22,26 @@ EXIT_USAGE = 2
 _KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_*\-]{3,}|tgp_v\d+_[A-Za-z0-9_\-]{8,}|[A-Fa-f0-9]{32,})")
 
 
+MIN_SECRET_LENGTH = 6  # shorter values would blank ordinary words; a key that short is no secret anyway
+_known_secrets: set[str] = set()
+
+
+def remember_secrets(*secrets: str | None) -> None:
+    """Add keys to those `redact` removes from every text, for the rest of this process (or until `forget_secrets`)."""
+    _known_secrets.update(s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH)
+
+
+def forget_secrets() -> None:
+    """Drop the remembered keys (each CLI invocation starts afresh; in-process callers run several)."""
+    _known_secrets.clear()
+
+
 def redact(text: str, *secrets: str | None) -> str:
-    """Remove anything that looks like an API key, and the given secrets, from `text`."""
-    for secret in secrets:
-        if secret and len(secret) >= 6:
-            text = text.replace(secret, "***")
+    """Remove anything that looks like an API key, every remembered key, and the given secrets, from `text`."""
+    values = _known_secrets.union(s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH)
+    for secret in sorted(values, key=len, reverse=True):  # longest first: a key that contains another goes whole
+        for form in dict.fromkeys((secret, json.dumps(secret)[1:-1], quote(secret, safe=""))):
+            text = text.replace(form, "***")
     return _KEY_LIKE.sub("***", text)
 
 

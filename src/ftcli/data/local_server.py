@@ -2,13 +2,19 @@
 its runtime files: one file per port, 0600, in a 0700 folder. `ftcli serve` makes a new random key at every start
 (unless given one); ftcli's commands find it here, so nothing changes for the user, while another user of the
 machine (who can reach 127.0.0.1 too, but can't read this folder) gets 401.
+
+Loopback is not private on a shared machine: another user can listen on a port first. `listener_uids` reads who
+owns the listening sockets of a port (Linux's /proc/net/tcp and tcp6), so a client can refuse to talk to another
+user's server before it sends a key or any data.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,6 +22,8 @@ from urllib.parse import urlsplit
 from ftcli.data.atomic import write_atomic
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+PROC_NET = Path("/proc/net")
+_TCP_LISTEN = "0A"  # the `st` column of /proc/net/tcp for a listening socket (include/net/tcp_states.h)
 
 
 def runtime_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -62,15 +70,78 @@ def key_for(base_url: str | None, env: Mapping[str, str] | None = None) -> str |
 
 def announcement(base_url: str | None, env: Mapping[str, str] | None = None) -> dict[str, object] | None:
     """The runtime file of the server at `base_url` on this machine: base_url, api_key, pid, data_dir."""
-    host = urlsplit(base_url or "").hostname or ""
     port = _port(base_url or "")
-    if port is None or not (host in LOOPBACK or host.startswith("127.")):
+    if port is None or not is_loopback_url(base_url):
         return None
     try:
         record = json.loads(_file(port, env).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
+
+
+def published_keys(env: Mapping[str, str] | None = None) -> list[str]:
+    """The keys of every runtime file in this user's folder (ftcli redacts each from what it prints)."""
+    keys: list[str] = []
+    with contextlib.suppress(OSError):
+        for path in sorted(runtime_dir(env).glob("server-*.json")):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                key = json.loads(path.read_text(encoding="utf-8")).get("api_key")
+                if isinstance(key, str) and key:
+                    keys.append(key)
+    return keys
+
+
+def is_loopback_url(url: str | None) -> bool:
+    """Whether `url` names this machine: localhost, a 127/8 or ::1 address, or the unspecified address (0.0.0.0 and
+    :: reach local listeners too). Names that resolve to loopback through /etc/hosts are not looked up."""
+    try:
+        host = (urlsplit(url or "").hostname or "").rstrip(".").lower()
+    except ValueError:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified
+
+
+def listener_uids(port: int, net_dir: Path = PROC_NET) -> set[int] | None:
+    """The uids that own a socket listening on `port` on a loopback or wildcard address, from Linux's
+    /proc/net/tcp and tcp6; None where those files don't exist (not Linux): the caller can't tell."""
+    tables = [net_dir / "tcp", net_dir / "tcp6"]
+    if not any(table.exists() for table in tables):
+        return None
+    owners: set[int] = set()
+    for table in tables:
+        try:
+            rows = table.read_text(encoding="ascii", errors="replace").splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            columns = row.split()
+            # sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+            if len(columns) < 8 or columns[3] != _TCP_LISTEN:
+                continue
+            address, _, port_hex = columns[1].rpartition(":")
+            with contextlib.suppress(ValueError):
+                if int(port_hex, 16) == port and _reaches_loopback(address):
+                    owners.add(int(columns[7]))
+    return owners
+
+
+def _reaches_loopback(hex_address: str) -> bool:
+    """A /proc/net address (hex, each 32-bit word in host byte order) on loopback or the wildcard address."""
+    raw = bytes.fromhex(hex_address)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4)) if sys.byteorder == "little" else raw
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(words)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified
 
 
 def _port(base_url: str) -> int | None:

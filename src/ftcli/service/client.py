@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from ftcli.data.local_server import key_for
 from ftcli.service.errors import UsageError
+from ftcli.service.loopback import refuse_foreign_listener
 from ftcli.service.settings import Settings
 
 if TYPE_CHECKING:
@@ -15,6 +16,9 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = 60.0
 OPENAI_URL = "https://api.openai.com/v1"
 LOCAL_PLACEHOLDER_KEY = "ftcli-local"  # sent to servers that need no key (the SDK insists on one)
+# `ftcli serve` on this machine: a server that is up answers, however slowly (a first chat on a busy CPU loads the
+# model, then generates), and one that died closes the connection at once; so the wait for an answer is long
+LOCAL_READ_TIMEOUT = 3600.0
 
 
 def make_client(
@@ -26,6 +30,7 @@ def make_client(
 ) -> OpenAI:
     import openai
 
+    refuse_foreign_listener(settings.azure_endpoint or settings.base_url)  # another user's port gets nothing
     if settings.kind == "azure":
         if not settings.azure_endpoint:
             raise UsageError("Azure needs an endpoint", hint="set AZURE_OPENAI_ENDPOINT or use an azure profile")
@@ -49,6 +54,9 @@ def make_client(
             )
         # `ftcli serve` on this machine leaves its per-start key for this user's commands (data/local_server.py)
         key = (key_for(settings.base_url) if settings.on_this_machine() else None) or LOCAL_PLACEHOLDER_KEY
+    waits: float | openai.Timeout = timeout
+    if settings.on_this_machine():  # only the wait for an answer: connecting and sending keep the usual timeout
+        waits = openai.Timeout(timeout, read=max(timeout, LOCAL_READ_TIMEOUT))
     return openai.OpenAI(
         api_key=key,
         # Explicit: the settings already read OPENAI_BASE_URL; the SDK would read it again, even when empty.
@@ -56,6 +64,6 @@ def make_client(
         organization=settings.organization,
         project=settings.project,
         max_retries=max_retries,
-        timeout=timeout,
+        timeout=waits,
         http_client=http_client,
     )

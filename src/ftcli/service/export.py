@@ -24,6 +24,7 @@ from ftcli.data.convert.writer import write_bytes_atomic
 from ftcli.data.digests import file_sha256
 from ftcli.service.errors import BackendError, UsageError
 from ftcli.service.results import decode_result_file
+from ftcli.service.weights_archive import WeightsLimits, unpack_weights
 
 if TYPE_CHECKING:
     from ftcli.service.backends.base import Backend, ProgressCallback, WeightsFormat
@@ -95,15 +96,19 @@ def export_jobs(
     job_ids: list[str] | None = None,
     weights: WeightsFormat | None = None,
     on_bytes: ProgressCallback | None = None,
+    limits: WeightsLimits | None = None,
 ) -> Iterator[ExportStep]:
     """Export every job (or the named ones), yielding each artifact as it is fetched or verified; with `weights`,
-    each finished job's model too, where the backend gives it out (Together)."""
+    each finished job's model too, where the backend gives it out (Together), within `limits`."""
+    if weights is not None:
+        backend.check_weights(weights)  # before anything is fetched
     folder.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(folder, described)
     for job in backend.iter_jobs(job_ids):
         yield from _export_job(backend, manifest, job)
         if weights is not None and job.status == "succeeded":
-            yield _fetch_weights(backend, manifest, _safe_id("job", job.id), weights, on_bytes)
+            job_id = _safe_id("job", job.id)
+            yield _fetch_weights(backend, manifest, job_id, weights, on_bytes, limits or WeightsLimits())
 
 
 def summarise(folder: Path, steps: list[ExportStep]) -> ExportSummary:
@@ -163,10 +168,16 @@ def _fetch_file(backend: Backend, manifest: Manifest, job_id: str, file_id: str,
 
 
 def _fetch_weights(
-    backend: Backend, manifest: Manifest, job_id: str, fmt: WeightsFormat, on_bytes: ProgressCallback | None
+    backend: Backend,
+    manifest: Manifest,
+    job_id: str,
+    fmt: WeightsFormat,
+    on_bytes: ProgressCallback | None,
+    limits: WeightsLimits,
 ) -> ExportStep:
     """A finished job's model (`weights/<name>`), streamed to a `.part` file that a later run continues, checked
-    by sha256 once whole, and unpacked beside it (`weights/<fmt>/`) for `ftcli serve --model-dir`."""
+    by sha256 once whole, and unpacked beside it (`weights/<fmt>/`) for `ftcli serve --model-dir`. An archive the
+    unpacking refuses (service/weights_archive) is deleted too: nothing of it stays."""
     source = f"weights ({fmt})"
     for relative, entry in manifest.data["jobs"].get(job_id, {}).get("artifacts", {}).items():
         if entry.get("source") == source and (kept := _verified(manifest, job_id, relative)) is not None:
@@ -174,53 +185,21 @@ def _fetch_weights(
     weights = _inside(manifest, f"{job_id}/weights")
     weights.mkdir(parents=True, exist_ok=True)
     partial = weights / f"{fmt}.part"
-    name = _safe_id("file", backend.download_weights(job_id, fmt, partial, on_progress=on_bytes))
+    fetched = backend.download_weights(job_id, fmt, partial, on_progress=on_bytes, max_bytes=limits.max_bytes)
+    name = _safe_id("file", fetched)
     relative = f"{job_id}/weights/{name}"
     archive = _inside(manifest, relative)
     partial.replace(archive)
     size, sha256 = archive.stat().st_size, file_sha256(archive)
-    folder = unpack_weights(archive, weights / fmt)
+    try:
+        folder = unpack_weights(archive, weights / fmt, limits)
+    except BackendError:
+        archive.unlink(missing_ok=True)
+        raise
     manifest.record(job_id, relative, size, sha256, source)
     if folder is not None:
         manifest.describe_job(job_id, weights={fmt: {"archive": relative, "folder": f"{job_id}/weights/{fmt}"}})
     return ExportStep(job_id, relative, size, verified=False)
-
-
-def unpack_weights(archive: Path, folder: Path) -> Path | None:
-    """Unpack a weights archive (.tar.zst as Together sends, .tar.gz or .tar) into `folder`, members that would
-    land outside it refused (tarfile's `data` filter); None for a file that is not an archive."""
-    import shutil
-    import tarfile
-
-    name = archive.name.lower()
-    if not name.endswith((".tar.zst", ".tzst", ".tar.gz", ".tgz", ".tar")):
-        return None
-    temp = folder.with_name(folder.name + ".unpacking")
-    shutil.rmtree(temp, ignore_errors=True)
-    temp.mkdir(parents=True)
-    with archive.open("rb") as raw:
-        if name.endswith((".tar.zst", ".tzst")):
-            try:
-                import zstandard
-            except ImportError:
-                raise UsageError(
-                    f"{archive} is a zstd archive: unpacking it needs zstandard", hint="pip install 'ftcli[together]'"
-                ) from None
-            with (
-                zstandard.ZstdDecompressor().stream_reader(raw) as stream,
-                tarfile.open(fileobj=stream, mode="r|") as tar,
-            ):
-                tar.extractall(temp, filter="data")
-        else:
-            with tarfile.open(fileobj=raw, mode="r:*") as tar:
-                tar.extractall(temp, filter="data")
-    # An archive of one folder (Together packs the model's folder): that folder is the model
-    entries = list(temp.iterdir())
-    inner = entries[0] if len(entries) == 1 and entries[0].is_dir() else temp
-    shutil.rmtree(folder, ignore_errors=True)
-    inner.rename(folder)
-    shutil.rmtree(temp, ignore_errors=True)
-    return folder
 
 
 # Ids come from the backend and become folder and file names: only plain names, never a path ("../x", "/etc").

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ftcli.service.errors import BackendError, RateLimited, UsageError, translate
+from ftcli.service.errors import BackendError, FtcliError, RateLimited, UsageError, translate
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -92,35 +92,53 @@ _OPTION_OF = {
 }
 
 
-def create_job(client: OpenAI, request: JobRequest, *, attempts: int = 3, tag: str | None = None) -> FineTuningJob:
+def create_job(
+    client: OpenAI,
+    request: JobRequest,
+    *,
+    attempts: int = 3,
+    tag: str | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> FineTuningJob:
     """Create a job exactly once, even across timeouts and retries.
 
     The SDK retries POSTs without an idempotency key, so a timed-out create may still have made a job. We send
     with the SDK's retries off and a unique tag in `metadata`; after a failure that may have reached the server,
-    we look the tag up before trying again.
+    we look the tag up before trying again (and stop, naming the tag, when the lookup itself keeps failing).
     """
     request.validate()
     tag = tag or uuid.uuid4().hex
     params = request.create_params(tag)
     once = client.with_options(max_retries=0)
     return create_once(
-        lambda: once.fine_tuning.jobs.create(**params), lambda: find_by_tag(client, tag), attempts=attempts
+        lambda: once.fine_tuning.jobs.create(**params),
+        lambda: find_by_tag(client, tag),
+        attempts=attempts,
+        sleep=sleep,
+        request=f"request id {tag} (metadata {REQUEST_TAG})",
+        finder=f"ftcli --json status --limit 100 | grep {tag}",
     )
 
 
 T = TypeVar("T")
+LOOKUPS = 3  # tries of "did my create reach the backend?" before giving up without sending again
 
 
 def create_once(
     send: Callable[[], T],
     find: Callable[[], T | None],
     *,
+    request: str,
+    finder: str,
     attempts: int = 3,
     sleep: Callable[[float], None] | None = None,
 ) -> T:
     """`send` a create request (its client's retries off) until it succeeds; after each failure that may have
     reached the backend (a dropped connection, a timeout, 5xx, 429), `find` what it may have created before sending
-    again, so nothing is created twice. A 429 waits as long as its Retry-After says (at most 30 s)."""
+    again, so nothing is created twice. `find` answers None when it looked and found nothing, and raises when it
+    could not look: after LOOKUPS such failures this stops with a BackendError naming `request` (what identifies it)
+    and `finder` (the command that finds the job), and sends nothing more. A 429 waits as long as its Retry-After
+    says (at most 30 s)."""
     import openai
 
     sleep = sleep or time.sleep
@@ -130,7 +148,7 @@ def create_once(
             return send()
         except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as exc:
             last = exc
-            found = find()
+            found = _look_up(find, sleep, request=request, finder=finder, cause=translate(exc))
             if found is not None:
                 return found
             if isinstance(exc, openai.RateLimitError):
@@ -142,13 +160,34 @@ def create_once(
     raise BackendError(f"could not create the job: {error.message}", hint="no job was created; retry")
 
 
-def find_by_tag(client: OpenAI, tag: str) -> FineTuningJob | None:
+def _look_up(
+    find: Callable[[], T | None], sleep: Callable[[float], None], *, request: str, finder: str, cause: FtcliError
+) -> T | None:
+    """`find`, tried LOOKUPS times (1 s, then 2 s apart) while it fails; then a refusal to go on blind."""
     import openai
 
-    try:
-        page = client.fine_tuning.jobs.list(metadata={REQUEST_TAG: tag}, limit=5)
-    except openai.OpenAIError:
-        return None
+    failure: FtcliError | None = None
+    for attempt in range(LOOKUPS):
+        try:
+            return find()
+        except openai.OpenAIError as exc:
+            failure = translate(exc)
+        except FtcliError as exc:
+            failure = exc
+        if attempt + 1 < LOOKUPS:
+            sleep(float(2**attempt))
+    assert failure is not None
+    raise BackendError(
+        f"the create request failed ({cause.message}) but may have reached the backend, and looking for the job it "
+        f"may have made failed {LOOKUPS} times ({failure.message}); not sent again, so that no second job is made "
+        f"({request})",
+        hint=f"see whether it was created before training again: {finder}",
+    )
+
+
+def find_by_tag(client: OpenAI, tag: str) -> FineTuningJob | None:
+    """The job created with this request tag; None when there is none, an FtcliError when the lookup fails."""
+    page = _call(client.fine_tuning.jobs.list, metadata={REQUEST_TAG: tag}, limit=5)
     return next((job for job in page.data if (job.metadata or {}).get(REQUEST_TAG) == tag), None)
 
 

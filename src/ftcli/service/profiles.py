@@ -6,6 +6,10 @@
     base_url = "http://127.0.0.1:8765/v1"
 
 A profile may hold a key (`api_key`) or, better, name the variable to read it from (`api_key_env`).
+
+The current profile outranks the SDK's environment variables (service/settings.py), so a profile becomes current
+only when asked (`profile add --use`, `profile use`), never as a side effect of adding the first one, and
+`profile use --none` clears it.
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ class ProfileStore:
         profiles = dict(data.get("profiles", {}))  # type: ignore[call-overload]
         profiles[profile.name] = {k: v for k, v in asdict(profile).items() if k != "name" and v is not None}
         data["profiles"] = profiles
-        if make_current or not data.get("current"):
+        if make_current:
             data["current"] = profile.name
         self._save(data)
 
@@ -93,6 +97,12 @@ class ProfileStore:
         data = self._load()
         data["current"] = name
         self._save(data)
+
+    def clear_current(self) -> None:
+        """No current profile: commands go where the flags and the environment say."""
+        data = self._load()
+        if data.pop("current", None) is not None:
+            self._save(data)
 
     def remove(self, name: str) -> None:
         data = self._load()

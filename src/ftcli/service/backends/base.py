@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ftcli.service.files import UploadResult
     from ftcli.service.jobs import JobRequest
     from ftcli.service.ledger import Ledger
+    from ftcli.service.models import ModelView
 
 ProgressCallback = Callable[[int], None]  # bytes sent (or received) since the last call
 WeightsFormat = Literal["adapter", "merged"]
@@ -62,6 +63,10 @@ class Backend(Protocol):
         """The base models this backend can fine-tune."""
         ...
 
+    def list_models(self, *, fine_tuned_only: bool = False) -> list[ModelView]:
+        """The models this backend serves (`ftcli models`), with their base model and shutdown date."""
+        ...
+
     def list_jobs(self, *, limit: int = 20) -> list[FineTuningJob]: ...
 
     def get_job(self, job_id: str) -> FineTuningJob: ...
@@ -92,9 +97,20 @@ class Backend(Protocol):
 
     def file_content(self, file_id: str) -> bytes: ...
 
+    def check_weights(self, fmt: WeightsFormat) -> None:
+        """Refuse (UsageError) up front where this backend never gives out a model's weights."""
+        ...
+
     def download_weights(
-        self, job_id: str, fmt: WeightsFormat, partial: Path, *, on_progress: ProgressCallback | None = None
+        self,
+        job_id: str,
+        fmt: WeightsFormat,
+        partial: Path,
+        *,
+        on_progress: ProgressCallback | None = None,
+        max_bytes: int | None = None,
     ) -> str:
         """Stream a fine-tuned model's weights into `partial`, continuing from the bytes already there when the
-        backend can; returns the file's name. Backends that keep weights to themselves refuse (UsageError)."""
+        backend can; returns the file's name. Refused (and `partial` removed) as soon as the file would pass
+        `max_bytes` or the free space. Backends that keep weights to themselves refuse (UsageError)."""
         ...

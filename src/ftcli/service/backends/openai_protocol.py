@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ftcli.service import files, jobs
 from ftcli.service.backends.base import PriceEstimate, ProgressCallback, WeightsFormat
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
     from ftcli.service.ledger import Ledger
+    from ftcli.service.models import ModelView
 
 
 class OpenAIBackend:
@@ -60,6 +61,11 @@ class OpenAIBackend:
 
         return [model.id for model in list_models(self.client) if not model.fine_tuned]
 
+    def list_models(self, *, fine_tuned_only: bool = False) -> list[ModelView]:
+        from ftcli.service.models import list_models
+
+        return list_models(self.client, fine_tuned_only=fine_tuned_only)
+
     def list_jobs(self, *, limit: int = 20) -> list[FineTuningJob]:
         return jobs.list_jobs(self.client, limit=limit)
 
@@ -99,15 +105,24 @@ class OpenAIBackend:
     def file_content(self, file_id: str) -> bytes:
         return bytes(self._request(self.client.files.content, file_id).read())
 
-    def download_weights(
-        self, job_id: str, fmt: WeightsFormat, partial: Path, *, on_progress: ProgressCallback | None = None
-    ) -> str:
-        del partial, on_progress  # nothing is downloaded from these backends
+    def check_weights(self, fmt: WeightsFormat) -> NoReturn:
         if self.kind == "compatible":
             hint = "for a model of `ftcli serve`: ftcli models export MODEL --out DIR"
         else:
             hint = "export its data and re-train elsewhere: ftcli train --from-export OUT/<job-id> --backend local"
-        raise UsageError(f"{self.kind} does not let the weights of {job_id} ({fmt}) leave it", hint=hint)
+        raise UsageError(f"{self.kind} does not let a fine-tuned model's weights ({fmt}) leave it", hint=hint)
+
+    def download_weights(
+        self,
+        job_id: str,
+        fmt: WeightsFormat,
+        partial: Path,
+        *,
+        on_progress: ProgressCallback | None = None,
+        max_bytes: int | None = None,
+    ) -> str:
+        del job_id, partial, on_progress, max_bytes  # nothing is downloaded from these backends
+        self.check_weights(fmt)
 
     def _paged(self, method: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
         import openai

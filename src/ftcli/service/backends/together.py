@@ -9,7 +9,8 @@ documents are the same on every backend; Together's own status stays in `backend
 
 One job per request: Together's create takes no metadata to tag a request with, so after a failure that may have
 reached it, the jobs list is searched for one with the same model, training file and suffix, created since the
-request was sent, before trying again.
+request was sent, before trying again; when the list itself can't be read, nothing is sent again
+(service/jobs.create_once).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftcli.service.backends.base import PriceEstimate, ProgressCallback, WeightsFormat
-from ftcli.service.errors import AuthError, BackendError, FtcliError, NotFound, UsageError, translate
+from ftcli.service.errors import AuthError, BackendError, NotFound, UsageError, translate
 from ftcli.service.jobs import JobRequest, create_once
 from ftcli.service.settings import TOGETHER_KEY_ENV
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
     from ftcli.service.files import UploadResult
     from ftcli.service.ledger import Ledger
+    from ftcli.service.models import ModelView
 
 # Together's job statuses → OpenAI's; the original is kept in the job's `backend_status`.
 STATUSES = {
@@ -124,13 +126,21 @@ class TogetherBackend:
         def send() -> FineTuningJob:
             return self.get_job(str(once.post("/fine-tunes", body=body, cast_to=object)["id"]))  # type: ignore[index]
 
-        return create_once(send, lambda: self._find_created(body, since=since), sleep=self._sleep)
+        sent_at = dt.datetime.fromtimestamp(since + FIND_WINDOW, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        suffix = f", suffix {body['suffix']}" if body.get("suffix") else " (no suffix)"
+        return create_once(
+            send,
+            lambda: self._find_created(body, since=since),
+            sleep=self._sleep,
+            request=f"a job of {body['model']} on {body['training_file']}{suffix}, sent at {sent_at}; Together "
+            "takes no request id",
+            finder=f"ftcli status (a job of {body['model']} on {body['training_file']}{suffix} created since then)",
+        )
 
     def _find_created(self, body: dict[str, Any], *, since: float) -> FineTuningJob | None:
-        try:
-            listed = self._call("get", "/fine-tunes").get("data") or []
-        except FtcliError:
-            return None
+        """The job a failed create made (same model, training file and suffix, created since it was sent); None
+        when there is none, an FtcliError when the jobs can't be listed."""
+        listed = self._call("get", "/fine-tunes").get("data") or []
         for raw in listed:
             same = all(raw.get(key) == body.get(key) for key in ("model", "training_file", "suffix"))
             if same and _epoch(raw.get("created_at")) >= since:
@@ -224,12 +234,24 @@ class TogetherBackend:
         finally:
             response.close()
 
+    def check_weights(self, fmt: WeightsFormat) -> None:
+        """Together gives out both: the adapter and the merged model."""
+
     def download_weights(
-        self, job_id: str, fmt: WeightsFormat, partial: Path, *, on_progress: ProgressCallback | None = None
+        self,
+        job_id: str,
+        fmt: WeightsFormat,
+        partial: Path,
+        *,
+        on_progress: ProgressCallback | None = None,
+        max_bytes: int | None = None,
     ) -> str:
         """`/finetune/download` streamed into `partial`; a cut download continues with a Range request (started
-        over when Together answers the whole file instead)."""
+        over when Together answers the whole file instead). Checked against `max_bytes` and the free space before a
+        byte is written (by its Content-Length), and counted while it streams."""
         import httpx2
+
+        from ftcli.service.weights_archive import BYTES_FLAG, ensure_free_space
 
         have = partial.stat().st_size if partial.exists() else 0
         headers = {"Range": f"bytes={have}-"} if have else {}
@@ -238,10 +260,29 @@ class TogetherBackend:
             if response.status_code == 416:  # nothing past what we have: it was complete
                 return _download_name(response, job_id, fmt)
             resumed = response.status_code == 206
+            start = have if resumed else 0
+            length = response.headers.get("content-length", "")
+            coming = int(length) if length.isdigit() else None
+
+            def too_big(total: int) -> BackendError:
+                partial.unlink(missing_ok=True)
+                return BackendError(
+                    f"{job_id}'s weights are over {max_bytes:,} bytes ({total:,} or more); download stopped, "
+                    "nothing kept",
+                    hint=f"if the model is that large, raise {BYTES_FLAG}",
+                )
+
+            if coming is not None:
+                if max_bytes is not None and start + coming > max_bytes:
+                    raise too_big(start + coming)
+                ensure_free_space(partial.parent, coming, f"the download of {job_id}'s weights")
             with partial.open("ab" if resumed else "wb") as sink:
                 try:
                     for block in response.iter_bytes():  # as they arrive: a cut keeps every byte received
                         sink.write(block)
+                        if max_bytes is not None and (total := sink.tell()) > max_bytes:
+                            sink.close()
+                            raise too_big(total)
                         if on_progress:
                             on_progress(len(block))
                 except httpx2.HTTPError:
@@ -265,6 +306,38 @@ class TogetherBackend:
     def trainable_models(self) -> list[str]:
         models = self._call("get", "/fine-tunes/models/supported").get("models") or []
         return [str(m) for m in models]
+
+    def list_models(self, *, fine_tuned_only: bool = False) -> list[ModelView]:
+        """Together's `GET /models`, a bare JSON list (which the `openai` SDK's `models.list()` can't read), read
+        as plain JSON. A model is fine-tuned when one of the account's jobs made it (its `model_output_name`); its
+        base model is that job's."""
+        from ftcli.service.models import ModelView, shutdown_of
+
+        answer = self._call("get", "/models")
+        listed = answer if isinstance(answer, list) else _mapping(answer).get("data") or []
+        made_from = {job.fine_tuned_model: job.model for job in self.list_jobs(limit=1 << 30) if job.fine_tuned_model}
+        views = []
+        for raw in listed:
+            if not isinstance(raw, dict) or not raw.get("id"):
+                continue
+            model_id = str(raw["id"])
+            fine_tuned = model_id in made_from
+            if fine_tuned_only and not fine_tuned:
+                continue
+            date, source = shutdown_of(model_id)
+            created = raw.get("created")
+            views.append(
+                ModelView(
+                    model_id,
+                    str(raw["organization"]) if raw.get("organization") else None,
+                    int(created) if isinstance(created, int | float) else None,
+                    made_from.get(model_id, model_id),
+                    fine_tuned,
+                    date,
+                    source,
+                )
+            )
+        return views
 
     # -- transport ------------------------------------------------------------------------------------------
 

@@ -59,7 +59,7 @@ def test_a_cross_site_text_plain_post_creates_no_job(http: httpx2.Client, upload
         assert http.post(route, content="{}", headers={"content-type": "text/plain"}).status_code == 415
     assert len(http.get("/fine_tuning/jobs").json()["data"]) == before
     bad = http.post("/fine_tuning/jobs", content="{not json", headers={"content-type": "application/json"})
-    assert bad.status_code == 400 and bad.json()["error"]["message"] == "the request body is not valid JSON"
+    assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("the request body is not valid JSON")
 
 
 def test_a_cross_site_upload_is_refused_and_stores_nothing(server: Server, http: httpx2.Client) -> None:

@@ -33,14 +33,85 @@ def test_env_openai_and_azure(tmp_path: Path) -> None:
 def test_precedence_flags_profile_env(tmp_path: Path) -> None:
     store = ProfileStore(tmp_path / "c.toml")
     store.add(Profile(name="local", base_url="http://127.0.0.1:9/v1", api_key_env="LOCAL_KEY"))
-    env = {"OPENAI_API_KEY": "sk-env", "LOCAL_KEY": "k-local"}
-    assert resolve_settings(env=env, store=store).api_key == "sk-env"  # env beats the current profile
+    env = {"OPENAI_API_KEY": "sk-env", "LOCAL_KEY": "k-local", "FTCLI_RUNTIME_DIR": str(tmp_path / "runtime")}
+    assert store.current_name() is None  # adding a profile doesn't make it current: only --use does
+    assert resolve_settings(env=env, store=store).api_key == "sk-env"  # no current profile: the environment
+    store.use("local")
+    current = resolve_settings(env=env, store=store)  # the current profile beats the environment
+    assert (current.base_url, current.api_key, current.profile) == ("http://127.0.0.1:9/v1", "k-local", "local")
+    store.clear_current()
+    assert store.current_name() is None and resolve_settings(env=env, store=store).api_key == "sk-env"
     chosen = resolve_settings(profile="local", env=env, store=store)
     assert (chosen.base_url, chosen.api_key, chosen.profile) == ("http://127.0.0.1:9/v1", "k-local", "local")
     flagged = resolve_settings(profile="local", base_url="http://127.0.0.1:7/v1", env=env, store=store)
     assert flagged.base_url == "http://127.0.0.1:7/v1"
+    assert flagged.api_key is None  # the profile's key was named for port 9, and port 7 is anyone's to take
+    given = resolve_settings(profile="local", base_url="http://127.0.0.1:7/v1", api_key="k-flag", env=env, store=store)
+    assert given.api_key == "k-flag"  # a key given with the URL goes to it
     with pytest.raises(UsageError, match="no profile named"):
         resolve_settings(profile="nope", env=env, store=store)
+
+
+def test_an_environment_key_goes_to_a_loopback_url_only_when_named_for_it(tmp_path: Path) -> None:
+    store = ProfileStore(tmp_path / "c.toml")
+    runtime = {"FTCLI_RUNTIME_DIR": str(tmp_path / "runtime")}
+    env = {"OPENAI_API_KEY": "sk-env-0123456789", **runtime}
+    for url in ("http://127.0.0.1:8765/v1", "http://localhost:8765/v1", "http://[::1]:8765/v1", "http://0.0.0.0:80"):
+        assert resolve_settings(base_url=url, env=env, store=store).api_key is None, url
+    remote = resolve_settings(base_url="https://gateway.example/v1", env=env, store=store)
+    assert remote.api_key == "sk-env-0123456789"  # not this machine: the user's gateway, as before
+    named = {**env, "OPENAI_BASE_URL": "http://127.0.0.1:8765/v1/"}
+    assert resolve_settings(env=named, store=store).api_key == "sk-env-0123456789"
+    assert resolve_settings(base_url="http://127.0.0.1:8765/v1", env=named, store=store).api_key == "sk-env-0123456789"
+    for other in ("http://127.0.0.1:8766/v1", "http://localhost:8765/v1", "https://127.0.0.1:8765/v1"):
+        assert resolve_settings(base_url=other, env=named, store=store).api_key is None, other
+
+
+def test_the_own_servers_runtime_key_beats_the_environment_but_not_a_profile_named_for_it(tmp_path: Path) -> None:
+    from ftcli.data.local_server import publish
+
+    store = ProfileStore(tmp_path / "c.toml")
+    runtime = {"FTCLI_RUNTIME_DIR": str(tmp_path / "runtime")}
+    url = "http://127.0.0.1:8765/v1"
+    publish(url, "per-start-key-0123", data_dir=tmp_path, env=runtime)
+    env = {"OPENAI_API_KEY": "sk-env-0123456789", **runtime}
+    assert resolve_settings(base_url=url, env=env, store=store).api_key == "per-start-key-0123"
+    named = {**env, "OPENAI_BASE_URL": url}  # even an environment key named for the URL: the server's own wins
+    assert resolve_settings(env=named, store=store).api_key == "per-start-key-0123"
+    store.add(Profile(name="openai", kind="openai", api_key_env="OPENAI_API_KEY"), make_current=True)
+    assert resolve_settings(base_url=url, env=env, store=store).api_key == "per-start-key-0123"
+    store.add(Profile(name="mine", base_url=url, api_key_env="MINE"), make_current=True)
+    assert resolve_settings(env={**env, "MINE": "k-mine-0123"}, store=store).api_key == "k-mine-0123"
+    assert resolve_settings(base_url=url, api_key="k-flag", env=env, store=store).api_key == "k-flag"
+
+
+def test_known_keys_are_every_key_variable_profile_and_runtime_file(tmp_path: Path) -> None:
+    from ftcli.data.local_server import publish
+    from ftcli.service.settings import known_keys
+
+    store = ProfileStore(tmp_path / "c.toml")
+    runtime = {"FTCLI_RUNTIME_DIR": str(tmp_path / "runtime")}
+    publish("http://127.0.0.1:8765/v1", "per-start-key", data_dir=tmp_path, env=runtime)
+    store.add(Profile(name="gw", base_url="https://gw.example/v1", api_key_env="GW_KEY"))
+    store.add(Profile(name="stored", base_url="https://x.example/v1", api_key="stored-key"))
+    env = {
+        **runtime,
+        "OPENAI_API_KEY": "k-openai",
+        "AZURE_OPENAI_API_KEY": "k-azure",
+        "TOGETHER_API_KEY": "k-together",
+        "GW_KEY": "myGateway_k",
+        "UNRELATED": "not-a-key",
+    }
+    assert set(known_keys(env, store)) == {
+        "k-openai",
+        "k-azure",
+        "k-together",
+        "myGateway_k",
+        "stored-key",
+        "per-start-key",
+    }
+    (tmp_path / "c.toml").write_text("not [ toml")
+    assert "k-openai" in known_keys(env, store)  # a broken config still leaves the variables' keys known
 
 
 def test_settings_never_show_the_key() -> None:
@@ -62,6 +133,10 @@ def test_profile_commands_and_file_mode(tmp_path: Path) -> None:
         ("local", True),
         ("openai", False),
     ]
+    cleared = runner.invoke(app, ["profile", "use", "--none", "--json"], env=env)
+    assert cleared.exit_code == 0 and __import__("json").loads(cleared.stdout) == {"profile": None, "current": False}
+    assert ProfileStore(config).current_name() is None
+    assert runner.invoke(app, ["profile", "use"], env=env).exit_code == 2  # a name or --none
     assert runner.invoke(app, ["profile", "use", "openai"], env=env).exit_code == 0
     assert runner.invoke(app, ["profile", "remove", "local"], env=env).exit_code == 0
     missing = runner.invoke(app, ["profile", "use", "local"], env=env)

@@ -14,7 +14,8 @@ import typer
 from typer._click.core import Command, Context
 from typer._click.exceptions import UsageError as ClickUsageError
 from typer._click.formatting import HelpFormatter
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
+from typer.exceptions import TyperException
 
 from ftcli import __version__
 from ftcli.cli.context import AppContext
@@ -22,7 +23,9 @@ from ftcli.data.errors import FtcliError, redact
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70  # a bug in ftcli (sysexits' EX_SOFTWARE): docs/json.md
 JSON_REQUESTED = "ftcli.json"
+HELP_OPTION_NAMES = ["-h", "--help"]
 
 # Every command: where it lives and its line in `ftcli --help`. Commands load only when used, so starting ftcli
 # (and `ftcli --help`) never imports the others (rich tables, the SDK, the data core).
@@ -49,6 +52,54 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# The end of each command's --help: one or two commands to copy (by command path; every command and sub-command has
+# some: tests/cli/test_help.py walks them all).
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "convert": (
+        "ftcli convert alpaca.json -o train.jsonl --split 0.1 --dedup",
+        "ftcli convert faq.csv -o faq.jsonl --map user=question --map assistant=answer",
+    ),
+    "check": ("ftcli check train.jsonl --model gpt-4.1-mini", "ftcli check train.jsonl --format github --strict"),
+    "rules": ("ftcli rules", "ftcli rules FT104"),
+    "upload": ("ftcli upload train.jsonl",),
+    "train": (
+        "ftcli train --file train.jsonl --model gpt-4.1-mini-2025-04-14 --suffix legal --wait",
+        "ftcli --base-url http://127.0.0.1:8765/v1 train --file train.jsonl --model smollm2-135m --yes",
+    ),
+    "status": ("ftcli status", "ftcli status ftjob-abc123 --events --wait"),
+    "cancel": ("ftcli cancel ftjob-abc123 --yes",),
+    "pause": ("ftcli pause ftjob-abc123",),
+    "resume": ("ftcli resume ftjob-abc123",),
+    "chat": (
+        'ftcli chat --model ft:gpt-4.1-mini-2025-04-14:acme:legal:abc123 "How long is a probation period?"',
+        "ftcli chat --model ft:gpt-4.1-mini-2025-04-14:acme:legal:abc123 --compare gpt-4.1-mini < prompts.txt",
+    ),
+    "models": ("ftcli models --fine-tuned", "ftcli models --trainable"),
+    "models export": (
+        "ftcli models export ft:HuggingFaceTB/SmolLM2-135M-Instruct:local:legal:ftjob-abc123 --out legal-adapter",
+        "ftcli models export ft:HuggingFaceTB/SmolLM2-135M-Instruct:local:legal:ftjob-abc123 --out legal "
+        "--format merged",
+    ),
+    "export": (
+        "ftcli export --out exports/",
+        "ftcli export --golden prompts.jsonl --model ft:gpt-4.1-mini-2025-04-14:acme:legal:abc123 -o golden.jsonl",
+    ),
+    "eval": (
+        "ftcli eval held-out.jsonl --model gpt-4.1-mini --model ft:gpt-4.1-mini-2025-04-14:acme:legal:abc123",
+        "ftcli eval golden.jsonl --model ft:gpt-4.1-mini-2025-04-14:acme:legal:abc123 --min-score chrf=0.6 -o report",
+    ),
+    "serve": ("ftcli serve", "ftcli serve --port 8765 --open"),
+    "profile": ("ftcli profile add local --base-url http://127.0.0.1:8765/v1 --use", "ftcli profile list"),
+    "profile add": (
+        "ftcli profile add local --base-url http://127.0.0.1:8765/v1 --use",
+        "ftcli profile add tg --kind together --api-key-env TOGETHER_API_KEY",
+    ),
+    "profile list": ("ftcli profile list",),
+    "profile use": ("ftcli profile use local", "ftcli profile use --none"),
+    "profile remove": ("ftcli profile remove local",),
+}
+
+
 @cache
 def load_command(name: str) -> Command:
     """The click command for `name`, built by Typer from its function (or sub-app) on first use."""
@@ -58,11 +109,27 @@ def load_command(name: str) -> Command:
         command: Command = typer.main.get_group(target)
         command.help = command.help or short
     else:
-        single = typer.Typer(rich_markup_mode="rich", pretty_exceptions_enable=False)
+        # no --install-completion on each command: completion is the root's (`ftcli --install-completion`)
+        single = typer.Typer(rich_markup_mode="rich", pretty_exceptions_enable=False, add_completion=False)
         single.command(name)(target)
         command = typer.main.get_command(single)
     command.name = name
+    _finish_help(command, name)
     return command
+
+
+def _finish_help(command: Command, path: str) -> None:
+    """The help of a command and its sub-commands: examples at the end, and no `<bool>` after a flag (a flag takes
+    no value; the help option included, which click makes on first use, so it is made here)."""
+    from rich.markup import escape
+
+    command.epilog = "Examples:\n" + "\n".join(f"  {escape(line)}" for line in EXAMPLES.get(path, ()))
+    help_option = command.get_help_option(Context(command, help_option_names=HELP_OPTION_NAMES))
+    for param in [*command.params, help_option]:
+        if isinstance(param, TyperOption) and param.is_flag:
+            param.metavar = ""
+    for sub_name, sub_command in getattr(command, "commands", {}).items():
+        _finish_help(sub_command, f"{path} {sub_name}")
 
 
 class _LazyCommands(Mapping[str, Command]):
@@ -109,9 +176,10 @@ class FtcliGroup(TyperGroup):
         from ftcli.cli.output import print_error
 
         try:
+            _remember_known_keys(ctx)
             return super().invoke(ctx)
         except FtcliError as exc:  # the one root: data, service and CLI errors, each with its exit code
-            print_error(redact(exc.message), hint=exc.hint, as_json=_json_mode(ctx))
+            print_error(redact(exc.message), hint=_hint(exc, ctx), as_json=_json_mode(ctx))
             raise typer.Exit(exc.exit_code) from None
         except ClickUsageError as exc:
             if not _json_mode(ctx):
@@ -130,6 +198,58 @@ class FtcliGroup(TyperGroup):
         except KeyboardInterrupt:
             print_error("interrupted", as_json=_json_mode(ctx))
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as exc:  # a bug: one line that says so, the traceback only with --debug
+            if _is_click_control(exc):
+                raise  # typer.Exit, Abort and click's own errors are how commands end, not bugs
+            debug = isinstance(ctx.obj, AppContext) and ctx.obj.debug
+            if debug:
+                import traceback
+
+                sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+            first_line = next(iter(str(exc).splitlines()), "")[:300]
+            what = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+            again = "the traceback is above" if debug else "rerun with --debug for the traceback"
+            print_error(f"internal error, a bug in ftcli ({what}); {again}", as_json=_json_mode(ctx))
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def _hint(exc: FtcliError, ctx: Context) -> str | None:
+    """The error's hint; for a 401 from a loopback URL the environment's key was kept from, why and what to do."""
+    settings = ctx.obj._settings if isinstance(ctx.obj, AppContext) else None
+    if settings is not None and settings.key_withheld:
+        from ftcli.service.errors import AuthError
+        from ftcli.service.settings import WITHHELD_HINT
+
+        if isinstance(exc, AuthError):
+            return WITHHELD_HINT
+    return exc.hint
+
+
+def _is_click_control(exc: Exception) -> bool:
+    control: tuple[type[BaseException], ...] = (TyperException, typer.Exit, typer.Abort)
+    click = sys.modules.get("click")  # the real click, if something (uvicorn) loaded it
+    if click is not None:
+        control += (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort)
+    return isinstance(exc, control)
+
+
+def _remember_known_keys(ctx: Context) -> None:
+    """Every key ftcli knows, for `redact` (data/errors.py) to remove from all it prints: the key variables, the
+    profiles' keys, the runtime files' keys, and a command's `--api-key` / `--api-key-env` (`ftcli serve`)."""
+    import os
+
+    from ftcli.data.errors import forget_secrets, remember_secrets
+    from ftcli.service.settings import known_keys
+
+    forget_secrets()
+    given: list[str | None] = []
+    words = [*getattr(ctx, "_protected_args", []), *ctx.args]
+    for index, word in enumerate(words):
+        name, equals, value = word.partition("=")
+        if name in ("--api-key", "--api-key-env"):
+            value = value if equals else (words[index + 1] if index + 1 < len(words) else "")
+            given.append(value if name == "--api-key" else os.environ.get(value))
+    remember_secrets(*known_keys(), *given)
 
 
 def json_flag_first(args: list[str]) -> list[str]:
@@ -152,7 +272,7 @@ app = typer.Typer(
     name="ftcli",
     help="Fine-tune chat models on your own data: convert, check, upload, train, status, chat.",
     no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": HELP_OPTION_NAMES},
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )

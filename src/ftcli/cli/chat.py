@@ -12,6 +12,7 @@ import typer
 from ftcli.cli.context import AppContext, app_context
 from ftcli.cli.emit import emit
 from ftcli.cli.output import stderr, warn_shutdown
+from ftcli.render.terminal import printable
 from ftcli.service.chat import ChatParams
 from ftcli.service.errors import StreamInterrupted, UsageError
 
@@ -90,14 +91,14 @@ def _answer(app: AppContext, params: ChatParams, messages: list[dict[str, Any]],
     if not stream:
         answer = service.complete(client, params, messages, calls)
         if answer or not calls:
-            sys.stdout.write(answer + "\n")
+            sys.stdout.write(printable(answer) + "\n")
         _print_calls(calls)
         return answer
     parts: list[str] = []
     try:
         for delta in service.stream(client, params, messages, calls):
             parts.append(delta)
-            sys.stdout.write(delta)
+            sys.stdout.write(printable(delta))
             sys.stdout.flush()
     except StreamInterrupted:
         sys.stdout.write("\n")
@@ -111,7 +112,8 @@ def _answer(app: AppContext, params: ChatParams, messages: list[dict[str, Any]],
 def _print_calls(calls: list[dict[str, Any]]) -> None:
     for call in calls:
         function = call.get("function") or {}
-        sys.stdout.write(f"→ tool call {function.get('name')}({function.get('arguments', '')})  [{call.get('id')}]\n")
+        line = f"→ tool call {function.get('name')}({function.get('arguments', '')})  [{call.get('id')}]"
+        sys.stdout.write(printable(line) + "\n")
 
 
 def _load_tools(path: Path) -> list[Any]:
@@ -135,10 +137,13 @@ def _load_tools(path: Path) -> list[Any]:
 
 
 def _repl(app: AppContext, params: ChatParams, messages: list[dict[str, Any]]) -> None:
+    from rich.text import Text
+
     console = stderr()
     console.print(
         f"chatting with {params.model}; /system TEXT, /reset, /save FILE, /exit. End a line with \\ to continue it.",
         highlight=False,
+        markup=False,
     )
     base = list(messages)
     while True:
@@ -162,7 +167,7 @@ def _repl(app: AppContext, params: ChatParams, messages: list[dict[str, Any]]) -
             Path(rest or "chat.jsonl").write_text(
                 json.dumps({"messages": messages}, ensure_ascii=False) + "\n", encoding="utf-8"
             )
-            console.print(f"saved to {rest or 'chat.jsonl'}", highlight=False)
+            console.print(f"saved to {rest or 'chat.jsonl'}", highlight=False, markup=False)
             continue
         if not text.strip():
             continue
@@ -171,7 +176,7 @@ def _repl(app: AppContext, params: ChatParams, messages: list[dict[str, Any]]) -
             answer = _answer(app, params, messages, stream=True)
         except StreamInterrupted as exc:
             answer = exc.partial
-            console.print(f"[yellow]{exc.message}[/]; kept what arrived")
+            console.print(Text.assemble((exc.message, "yellow"), "; kept what arrived"))
         messages.append({"role": "assistant", "content": answer})
 
 
@@ -180,6 +185,7 @@ def _compare(
 ) -> None:
     """Answer each prompt with both models; show them side by side (JSON with --json)."""
     from rich.table import Table
+    from rich.text import Text
 
     from ftcli.service.chat import complete
 
@@ -198,9 +204,11 @@ def _compare(
         )
 
     def table() -> Table:
-        view = Table("prompt", left.model, right.model, show_lines=True)
+        view = Table(show_lines=True)
+        for header in ("prompt", left.model, right.model):
+            view.add_column(Text(header))
         for row in rows:
-            view.add_row(row["prompt"], row[left.model], row[right.model])
+            view.add_row(Text(row["prompt"]), Text(row[left.model]), Text(row[right.model]))
         return view
 
     emit(app, rows, table)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftcli.cli.output import stdout
+from ftcli.render.terminal import printable
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 JSON_SCHEMA_VERSION = 1
 
 View = Callable[[], "RenderableType | str | None"]
+# json.dumps escapes C0 but writes DEL and C1 as they are; they occur only inside strings, where a \u escape is the
+# same text for a parser and nothing a terminal acts on when a person reads the document
+_JSON_ESCAPES = {code: f"\\u{code:04x}" for code in range(0x7F, 0xA0)}
 
 
 class SecondDocument(RuntimeError):
@@ -62,13 +66,14 @@ def emit(app: AppContext, result: Any, view: View | None = None) -> None:
         if app.emitted:
             raise SecondDocument("a command wrote two JSON documents")
         app.emitted = True
-        sys.stdout.write(json.dumps(jsonable(result), ensure_ascii=False, indent=2) + "\n")
+        document = json.dumps(jsonable(result), ensure_ascii=False, indent=2)
+        sys.stdout.write(document.translate(_JSON_ESCAPES) + "\n")
         sys.stdout.flush()
         return
     rendered = view() if view is not None else None
     if rendered is None:
         return
     if isinstance(rendered, str):
-        sys.stdout.write(rendered + "\n")
+        sys.stdout.write(printable(rendered) + "\n")
     else:
         stdout().print(rendered)

@@ -71,6 +71,8 @@ def eval_command(
     Answers are cached per model and settings: a rerun asks only what is missing. With --json: one document."""
     import json
 
+    from rich.text import Text
+
     from ftcli.data.eval.cases import read_cases
     from ftcli.data.eval.graders import DEFAULT_GRADERS
     from ftcli.data.eval.graders import grader as find_grader
@@ -91,7 +93,7 @@ def eval_command(
             raise UsageError(f"--schema {schema}: not a readable JSON file ({exc})") from None
     cases, problems = read_cases(data)
     for problem in problems[:20] if not app.json else ():
-        stderr().print(f"[yellow]warning:[/] {data}:{problem.line}: {problem.message} (skipped)", highlight=False)
+        stderr().print(Text.assemble(("warning:", "yellow"), f" {data}:{problem.line}: {problem.message} (skipped)"))
     profiles = {p.name for p in ProfileStore.default().list()}
     specs = [parse_model(text, profiles) for text in model]
     if rubric is not None and judge is None:
@@ -129,7 +131,7 @@ def eval_command(
             document["published"] = eval_id
             page = (app.settings().base_url or "").rstrip("/").removesuffix("/v1") + f"/#/evals/{eval_id}"
             if not app.json:
-                stderr().print(f"on the server's page: {page}", highlight=False)
+                stderr().print(f"on the server's page: {page}", highlight=False, markup=False)
     emit(app, document, lambda: report_view(report))
     raise typer.Exit(report.exit_code)
 
@@ -183,19 +185,11 @@ def _progress(app: AppContext, total: int) -> Any:
 
 def _write(app: AppContext, report: Any, out: Path) -> None:
     """`--out`: the HTML report and one CSV row per case and model."""
-    import csv
-    import io
-
     from ftcli.data.atomic import write_atomic
-    from ftcli.render.eval import report_html
+    from ftcli.render.eval import cases_csv, report_html
 
     out.mkdir(parents=True, exist_ok=True)
-    rows = report.rows()
-    table = io.StringIO()
-    writer = csv.DictWriter(table, fieldnames=list(rows[0]) if rows else ["line"])
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(out / "cases.csv", table.getvalue().encode())
+    write_atomic(out / "cases.csv", cases_csv(report.rows()).encode())
     write_atomic(out / "report.html", report_html(report).encode())
     if not app.json:
-        stderr().print(f"report: {out / 'report.html'}, cases: {out / 'cases.csv'}", highlight=False)
+        stderr().print(f"report: {out / 'report.html'}, cases: {out / 'cases.csv'}", highlight=False, markup=False)

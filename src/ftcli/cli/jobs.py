@@ -32,7 +32,7 @@ def status(
     ] = False,
     limit: Annotated[int, typer.Option(min=1, max=100, help="Jobs to list.")] = 20,
     results: Annotated[Path | None, typer.Option(help="Save the job's result CSV (decoded) to this path.")] = None,
-    plot: Annotated[Path | None, typer.Option(help="Draw the loss curve to a PNG (needs ftcli[plot]).")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Draw the loss curve to a PNG (needs ftcli\\[plot]).")] = None,
     web: Annotated[bool, typer.Option("--web", help="Print the job's page on `ftcli serve`'s web app.")] = False,
 ) -> None:
     """Recent jobs, or one job's status, model, trained tokens, hyperparameters and error in plain words.
@@ -65,7 +65,7 @@ def status(
             if not downloaded:
                 raise UsageError(f"{job_id} has no result files yet")
             write_atomic(results, [downloaded[0][1]])
-            stderr().print(f"saved {downloaded[0][0]} to {results}", highlight=False)
+            stderr().print(f"saved {downloaded[0][0]} to {results}", highlight=False, markup=False)
         if not points and downloaded:
             points = results_module.loss_from_csv(downloaded[0][1])
     if plot is not None:
@@ -100,7 +100,7 @@ def _plot(points: list[Any], output: Path, *, title: str) -> None:
         plot_loss(points, output, title=title)
     except ImportError:
         raise UsageError("--plot needs matplotlib", hint="pip install 'ftcli[plot]'") from None
-    stderr().print(f"loss curve saved to {output}", highlight=False)
+    stderr().print(f"loss curve saved to {output}", highlight=False, markup=False)
 
 
 def web_url(base_url: str | None, job_id: str | None) -> str:

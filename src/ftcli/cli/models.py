@@ -36,10 +36,9 @@ def models(
         return
     from ftcli.data import clock
     from ftcli.render.models import models_table
-    from ftcli.service.models import list_models
 
     context = app_context(ctx)
-    found = list_models(context.client(), fine_tuned_only=fine_tuned)
+    found = context.backend().list_models(fine_tuned_only=fine_tuned)  # Together's list is not OpenAI's
     today = clock.today()
     rows = [{**dataclasses.asdict(m), "days_left": m.days_left(today)} for m in found]
     emit(context, rows, lambda: models_table(found, today))
@@ -66,9 +65,9 @@ def export(
 
     def view() -> str:
         console = stderr()
-        console.print(f"exported {model} as {fmt} to {result.folder}; serve it with:", highlight=False)
+        console.print(f"exported {model} as {fmt} to {result.folder}; serve it with:", highlight=False, markup=False)
         for command in result.serve:
-            console.print(f"  {command}", highlight=False, soft_wrap=True)
+            console.print(f"  {command}", highlight=False, soft_wrap=True, markup=False)
         return result.folder
 
     emit(context, result, view)

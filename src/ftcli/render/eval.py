@@ -4,22 +4,30 @@ assets from anywhere, the serve page's colours)."""
 
 from __future__ import annotations
 
+import csv
 import html
+import io
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ftcli.render.terminal import WholeTable
+
 ANSWER_CHARS = 160  # of an answer or reference shown in the terminal
+# A spreadsheet reads a cell that starts with one of these as a formula (`=HYPERLINK(…)`, `+cmd|…`, `@SUM(…)`): such a
+# cell of text gets a leading ' (OWASP's advice on CSV injection), which spreadsheets show as plain text
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def report_view(report: Any) -> Group:
     parts: list[Any] = [
         Text(f"{report.data}: {len(report.cases)} cases, graders {', '.join(report.graders)}", style="bold")
     ]
-    table = Table(show_edge=False, header_style="bold")
-    table.add_column("model", overflow="fold")
+    table = WholeTable(show_edge=False, header_style="bold")
+    table.add_whole_column("model", [model.spec.label for model in report.models])
     for name in report.graders:
         table.add_column(name, justify="right")
     for model in report.models:
@@ -27,7 +35,7 @@ def report_view(report: Any) -> Group:
         for name in report.graders:
             result = model.results[name]
             cells.append(_cell(result))
-        table.add_row(model.spec.label, *cells)
+        table.add_row(Text(model.spec.label), *cells)
     parts.append(table)
     if len(report.models) > 1:
         parts.append(Text(f"wins/ties/losses against {report.models[0].spec.label}, per case", style="dim"))
@@ -36,7 +44,8 @@ def report_view(report: Any) -> Group:
         worst = report.worst(model, first_grader)
         if not worst:
             continue
-        cases = Table(title=f"{model.spec.label}: lowest {first_grader}", show_edge=False, header_style="bold")
+        title = Text(f"{model.spec.label}: lowest {first_grader}", style="italic")
+        cases = Table(title=title, show_edge=False, header_style="bold")
         for column in ("line", first_grader, "reference", "answer"):
             cases.add_column(column, overflow="fold")
         for index in worst:
@@ -44,8 +53,8 @@ def report_view(report: Any) -> Group:
             cases.add_row(
                 str(case.line),
                 f"{model.scores[first_grader][index]:.3f}",
-                _short(case.reference or _calls(case.reference_calls)),
-                _short(model.answers[index].text or _calls(list(model.answers[index].calls))),
+                Text(_short(case.reference or _calls(case.reference_calls))),
+                Text(_short(model.answers[index].text or _calls(list(model.answers[index].calls)))),
             )
         parts.append(cases)
     if report.problems:
@@ -74,6 +83,20 @@ def _short(text: str) -> str:
 
 def _calls(calls: list[dict[str, Any]]) -> str:
     return "; ".join(f"{c.get('name')}({c.get('arguments')})" for c in calls)
+
+
+def cases_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """The per-case CSV of `eval --out`: one row per case and model, text cells safe to open in a spreadsheet
+    (numbers, scores among them, stay numbers)."""
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]) if rows else ["line"])
+    writer.writeheader()
+    writer.writerows({key: _spreadsheet_text(value) for key, value in row.items()} for row in rows)
+    return table.getvalue()
+
+
+def _spreadsheet_text(value: Any) -> Any:
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
 
 
 def report_html(report: Any) -> str:

@@ -6,9 +6,12 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+
+from ftcli.render.terminal import WholeTable
 
 _STATUS_STYLE = {
     "succeeded": "green",
@@ -43,34 +46,42 @@ def when(timestamp: int | None) -> str:
 
 
 def jobs_table(jobs: Sequence[Any]) -> Table:
-    table = Table("job", "status", "model", "fine-tuned model", "trained tokens", "created", show_edge=False)
-    for job in jobs:
+    tokens = [f"{job.trained_tokens:,}" if job.trained_tokens else "-" for job in jobs]
+    table = WholeTable(show_edge=False)
+    table.add_whole_column("job", [job.id for job in jobs])
+    table.add_whole_column("status", [str(job.status) for job in jobs])
+    table.add_whole_column("model", [job.model for job in jobs])
+    table.add_whole_column("fine-tuned model", [job.fine_tuned_model or "-" for job in jobs])
+    table.add_whole_column("trained tokens", tokens, justify="right")
+    table.add_column("created")  # the one column that wraps
+    for job, trained in zip(jobs, tokens, strict=True):
         table.add_row(
-            job.id,
+            Text(job.id),
             status_text(str(job.status)),
-            job.model,
-            job.fine_tuned_model or "-",
-            f"{job.trained_tokens:,}" if job.trained_tokens else "-",
+            Text(job.model),
+            Text(job.fine_tuned_model or "-"),
+            trained,
             when(job.created_at),
         )
     return table
 
 
 def job_details(job: Any, *, estimate_tokens: int | None = None) -> RenderableType:
+    names = [job.id, job.model, job.fine_tuned_model or "-", job.training_file, job.validation_file or "-"]
     table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("job", job.id)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(min_width=max(cell_len(name) for name in names))  # ids and model names stay on one line
+    table.add_row("job", Text(job.id))
     table.add_row("status", status_text(str(job.status)))
-    table.add_row("base model", job.model)
-    table.add_row("fine-tuned model", job.fine_tuned_model or "-")
+    table.add_row("base model", Text(job.model))
+    table.add_row("fine-tuned model", Text(job.fine_tuned_model or "-"))
     trained = f"{job.trained_tokens:,}" if job.trained_tokens else "-"
     if estimate_tokens:
         trained += f" (estimated {estimate_tokens:,})"
     table.add_row("trained tokens", trained)
-    table.add_row("training file", job.training_file)
-    table.add_row("validation file", job.validation_file or "-")
-    table.add_row("hyperparameters", _hyperparameters(job))
+    table.add_row("training file", Text(job.training_file))
+    table.add_row("validation file", Text(job.validation_file or "-"))
+    table.add_row("hyperparameters", Text(_hyperparameters(job)))
     table.add_row("created", when(job.created_at))
     table.add_row("finished", when(job.finished_at))
     if getattr(job, "estimated_finish", None):
@@ -102,18 +113,28 @@ def _hyperparameters(job: Any) -> str:
 
 
 def events_table(events: Sequence[Any]) -> Table:
-    table = Table("time", "level", "message", show_edge=False)
+    table = Table(show_edge=False)
+    table.add_column("time", no_wrap=True)
+    table.add_column("level", no_wrap=True)
+    table.add_column("message")
     for event in events:
-        table.add_row(when(event.created_at), event.level, event.message)
+        table.add_row(when(event.created_at), Text(event.level), Text(event.message))
     return table
 
 
 def checkpoints_table(checkpoints: Sequence[Any]) -> Table:
-    table = Table("step", "checkpoint model", "train loss", "valid loss", show_edge=False)
+    table = WholeTable(show_edge=False)
+    table.add_column("step", justify="right")
+    table.add_whole_column("checkpoint model", [cp.fine_tuned_model_checkpoint for cp in checkpoints])
+    table.add_column("train loss", justify="right")
+    table.add_column("valid loss", justify="right")
     for cp in checkpoints:
         metrics = cp.metrics
         table.add_row(
-            str(cp.step_number), cp.fine_tuned_model_checkpoint, _num(metrics.train_loss), _num(metrics.valid_loss)
+            str(cp.step_number),
+            Text(cp.fine_tuned_model_checkpoint),
+            _num(metrics.train_loss),
+            _num(metrics.valid_loss),
         )
     return table
 

@@ -9,6 +9,8 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from ftcli.render.terminal import WholeTable
+
 
 def days_left_text(days: int | None) -> Text:
     if days is None:
@@ -21,16 +23,16 @@ def days_left_text(days: int | None) -> Text:
 
 def models_table(models: Sequence[Any], today: dt.date | None = None) -> Table:
     """Rows of `service.models.ModelView`."""
-    table = Table(show_edge=False, header_style="bold")
-    for column in ("model", "base model", "owner", "shutdown", "left"):
-        table.add_column(column, overflow="fold")
-    for model in sorted(models, key=lambda m: (m.shutdown_date or dt.date.max, m.id)):
+    rows = sorted(models, key=lambda m: (m.shutdown_date or dt.date.max, m.id))
+    bases = [model.base_model if model.fine_tuned else "" for model in rows]
+    left = [days_left_text(model.days_left(today)) for model in rows]
+    table = WholeTable(show_edge=False, header_style="bold")
+    table.add_whole_column("model", [model.id for model in rows])
+    table.add_whole_column("base model", bases)
+    table.add_column("owner")
+    table.add_column("shutdown")
+    table.add_whole_column("left", [text.plain for text in left])
+    for model, base, days in zip(rows, bases, left, strict=True):
         shutdown = f"{model.shutdown_date} ({model.shutdown_source})" if model.shutdown_date else "-"
-        table.add_row(
-            model.id,
-            model.base_model if model.fine_tuned else "",
-            model.owned_by or "",
-            shutdown,
-            days_left_text(model.days_left(today)),
-        )
+        table.add_row(Text(model.id), Text(base), Text(model.owned_by or ""), shutdown, days)
     return table

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
-from rich.table import Table
+from typing import Any
 
-from ftcli.data.rules.registry import PROFILES, RULES
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from ftcli.data.rules.registry import PROFILES, RULES, Rule, matches
 
 GROUPS = {
     "FT0": "Bytes and JSON",
@@ -22,6 +26,37 @@ def rules_table() -> Table:
     for rule in RULES.values():
         view.add_row(rule.code, rule.name, rule.severity.value, rule.why)
     return view
+
+
+def rule_document(rule: Rule) -> dict[str, Any]:
+    """One rule as `ftcli rules` lists it, with its group, where the docs describe it, and the check profiles that
+    leave it out."""
+    group = GROUPS.get(rule.code[:3], "")
+    return {
+        "code": rule.code,
+        "name": rule.name,
+        "severity": rule.severity.value,
+        "why": rule.why,
+        "status": rule.status,
+        "group": group,
+        "docs": f"docs/rules.md#{rule.code[:3].lower()}xx-{'-'.join(group.lower().replace(',', '').split())}",
+        "left_out_by": [profile.name for profile in PROFILES.values() if matches(rule.code, profile.ignore)],
+    }
+
+
+def rule_view(rule: Rule) -> Group:
+    document = rule_document(rule)
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    table.add_row("severity", f"{document['severity']} by default ({document['status']})")
+    table.add_row("group", f"{rule.code[:3]}xx: {document['group']}")
+    table.add_row("why", document["why"])
+    if document["left_out_by"]:
+        table.add_row("left out by", ", ".join(f"the {name} profile" for name in document["left_out_by"]))
+    table.add_row("use", f"ftcli check FILE --select {rule.code} (or --ignore {rule.code}, --ignore {rule.name})")
+    table.add_row("docs", document["docs"])
+    return Group(Text.assemble((rule.code, "bold"), " ", (rule.name, "cyan")), table)
 
 
 def rules_markdown() -> str:

@@ -30,6 +30,9 @@ class Exported:
     id: str
     folder: Path
     files: list[dict[str, Any]]  # name, bytes, sha256
+    # the base an adapter needs: its name and the folder this server loads it from, for commands that work offline
+    # on this machine (None for an export built before ftcli recorded it)
+    base: dict[str, str] | None = None
 
 
 def export_model(store: Store, model_id: str, fmt: ExportFormat) -> Exported:
@@ -51,11 +54,17 @@ def export_model(store: Store, model_id: str, fmt: ExportFormat) -> Exported:
             {"name": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path)}
             for path in sorted(temp.iterdir())
         ]
-        (temp / MANIFEST).write_text(json.dumps({"model": model_id, "format": fmt, "files": files}, indent=1))
+        manifest = {
+            "model": model_id,
+            "format": fmt,
+            "files": files,
+            "base": {"name": canonical_name(row["base"]), "folder": str(base)},
+        }
+        (temp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         shutil.rmtree(folder, ignore_errors=True)
         temp.rename(folder)
-    listed = json.loads((folder / MANIFEST).read_text())["files"]
-    return Exported(export_id, folder, listed)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    return Exported(export_id, folder, manifest["files"], manifest.get("base"))
 
 
 def export_file(store: Store, export_id: str, name: str) -> Path | None:

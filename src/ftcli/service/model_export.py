@@ -5,11 +5,13 @@ appears only when complete (a temp folder beside it, renamed), and an existing o
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from shlex import quote
 from typing import TYPE_CHECKING, Any, Literal
 
 from ftcli.service.errors import BackendError, NotFound, UsageError, translate
@@ -65,7 +67,8 @@ def export_model(
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
-    return ModelExport(model, fmt, str(out), list(listing["files"]), serve_commands(model, fmt, out))
+    serve = serve_commands(model, fmt, out, listing.get("base"))
+    return ModelExport(model, fmt, str(out), list(listing["files"]), serve)
 
 
 def _download(
@@ -97,17 +100,40 @@ def _download(
         raise BackendError(f"{name} arrived damaged (sha256 differs from the backend's)", hint="run the export again")
 
 
-def serve_commands(model: str, fmt: ExportFormat, folder: Path) -> list[str]:
+def _python_literal(path: Path) -> str:
+    """A path as a Python string literal (JSON's double-quoted string is one), for a `python -c` command."""
+    return json.dumps(str(path))
+
+
+def serve_commands(model: str, fmt: ExportFormat, folder: Path, base: dict[str, Any] | None = None) -> list[str]:
+    """Commands that serve the export. An adapter needs its base: where the server's base folder is on this machine
+    (ftcli/tiny, a converted GGUF, a model folder, the Hugging Face cache) they load it from there with
+    HF_HUB_OFFLINE=1, so nothing is looked up on the Hub; otherwise they name the base as the job did. A merged
+    export holds everything itself."""
     parts = model.split(":")
-    base = parts[1] if model.startswith("ft:") and len(parts) > 1 else "BASE_MODEL"
     name = (parts[3] if len(parts) > 3 and parts[3] else "ftcli-model").lower()
-    if fmt == "adapter":
+    here = folder.resolve()
+    offline = "HF_HUB_OFFLINE=1 "
+    if fmt == "merged":
+        load = f"from transformers import AutoModelForCausalLM as M; M.from_pretrained({_python_literal(here)})"
         return [
-            f"vllm serve {base} --enable-lora --lora-modules {name}={folder}",
-            f"python -c 'from peft import AutoPeftModelForCausalLM as M; M.from_pretrained(\"{folder}\")'",
+            f"{offline}vllm serve {quote(str(here))}",
+            f"ollama create {quote(name)} -f {quote(str(here / 'Modelfile'))}",
+            f"{offline}python -c {quote(load)}",
         ]
+    base_folder = Path(str(base["folder"])) if base and base.get("folder") else None
+    if base_folder is not None and (base_folder / "config.json").is_file():
+        load = (
+            "from transformers import AutoModelForCausalLM as M; from peft import PeftModel as P; "
+            f"P.from_pretrained(M.from_pretrained({_python_literal(base_folder)}), {_python_literal(here)})"
+        )
+        return [
+            f"{offline}vllm serve {quote(str(base_folder))} --enable-lora --lora-modules {quote(f'{name}={here}')}",
+            f"{offline}python -c {quote(load)}",
+        ]
+    named = str(base["name"]) if base and base.get("name") else parts[1] if model.startswith("ft:") else "BASE_MODEL"
+    load = f"from peft import AutoPeftModelForCausalLM as M; M.from_pretrained({_python_literal(here)})"
     return [
-        f"vllm serve {folder}",
-        f"ollama create {name} -f {folder / 'Modelfile'}",
-        f"python -c 'from transformers import AutoModelForCausalLM as M; M.from_pretrained(\"{folder}\")'",
+        f"vllm serve {quote(named)} --enable-lora --lora-modules {quote(f'{name}={here}')}",
+        f"python -c {quote(load)}",
     ]

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from ftcli.server.api.bodies import read_request
 from ftcli.server.api.errors import ApiError, not_found
 from ftcli.server.exports import UnknownModel, export_file, export_model
-from ftcli.server.protocol.exports import CreateExport, ExportedFile, ExportObject
+from ftcli.server.protocol.exports import CreateExport, ExportBase, ExportedFile, ExportObject
 from ftcli.server.store import Store
 
 router = APIRouter(prefix="/ftcli/exports")
@@ -28,7 +28,8 @@ async def create_export(request: Request) -> ExportObject:
     except (OSError, ValueError) as exc:
         raise ApiError(500, f"the export failed: {exc}", kind="server_error", code="export_failed") from None
     files = [ExportedFile.model_validate(f) for f in exported.files]
-    return ExportObject(id=exported.id, model=body.model, format=body.format, files=files)
+    base = ExportBase.model_validate(exported.base) if exported.base else None
+    return ExportObject(id=exported.id, model=body.model, format=body.format, files=files, base=base)
 
 
 @router.get("/{export_id}/{name}")

@@ -18,9 +18,15 @@ class ExportedFile(Response):
     sha256: str
 
 
+class ExportBase(Response):
+    name: str  # as the job named it (a Hugging Face id, ftcli/tiny, a folder)
+    folder: str  # where the server loads it from, on the server's machine
+
+
 class ExportObject(Response):
     id: str
     object: Literal["ftcli.model.export"] = "ftcli.model.export"
     model: str
     format: Literal["adapter", "merged"]
     files: list[ExportedFile]
+    base: ExportBase | None = None

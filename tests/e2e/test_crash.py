@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from ftcli.data.local_server import announcement
 from ftcli.service.client import make_client
 from ftcli.service.settings import Settings
 from tests.e2e.conftest import Server, start_server, stop_server
@@ -127,3 +130,108 @@ def _upload_slowly(server: Server, started: threading.Event) -> None:
     headers = {"content-type": "multipart/form-data; boundary=b", **server.auth}
     with contextlib.suppress(httpx2.HTTPError):  # the server is killed mid-body: the client sees the connection drop
         httpx2.post(f"{server.url}/files", content=_slow_body(400, started), headers=headers, timeout=60)
+
+
+STOP_BOUND = 15.0  # seconds; the target is 5 (server/stopping.py), the bound leaves room for a busy machine
+LONG_CHAT = {
+    "model": "ftcli/tiny",
+    "messages": [{"role": "user", "content": "Tell me everything."}],
+    "max_tokens": 2000,
+    "min_tokens": 2000,  # no early end of answer: seconds of generating on any CPU
+}
+
+
+def _chats_in_flight(server: Server, count: int) -> list[int | None]:
+    """Start `count` long non-streaming chats whose clients stay connected; returns a list that gets each one's
+    status code when (if ever) it is answered."""
+    answers: list[int | None] = [None] * count
+
+    def ask(index: int) -> None:
+        with contextlib.suppress(httpx2.HTTPError):  # the server stops mid-answer: the connection drops
+            answers[index] = httpx2.post(
+                f"{server.url}/chat/completions", json=LONG_CHAT, headers=server.auth, timeout=600
+            ).status_code
+
+    for index in range(count):
+        threading.Thread(target=ask, args=(index,), daemon=True).start()
+    return answers
+
+
+def _stop_timed(server: Server, stop_signal: signal.Signals) -> float:
+    started = time.monotonic()
+    server.process.send_signal(stop_signal)
+    try:
+        server.process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        raise AssertionError(f"ftcli serve was still running 120 s after {stop_signal.name}") from None
+    elapsed = time.monotonic() - started
+    logging.getLogger(__name__).info("ftcli serve ended %.2f s after %s", elapsed, stop_signal.name)  # -o log_cli=true
+    return elapsed
+
+
+@pytest.mark.skipif(not Path("/proc").exists(), reason="reads process parents from /proc")
+def test_sigterm_stops_a_busy_server_within_seconds_and_the_job_resumes(tmp_path: Path) -> None:
+    """Issue 29.10: SIGTERM reached a server generating a non-streaming answer and it took five minutes to exit.
+    Here it is training a job and generating two long answers whose clients wait: it ends within seconds all the
+    same, leaves no training process behind, and the job resumes from its checkpoint at the next start."""
+    data_dir = tmp_path / "server"
+    server = start_server(data_dir)
+    lines = "".join(
+        json.dumps({"messages": [SYSTEM, {"role": "user", "content": q}, {"role": "assistant", "content": a}]}) + "\n"
+        for q, a in QA[:4]
+    ).encode()
+    try:
+        with make_client(Settings(kind="compatible", base_url=server.url), max_retries=0) as sdk:
+            file = sdk.files.create(file=("z.jsonl", lines), purpose="fine-tune")
+            job = sdk.fine_tuning.jobs.create(
+                model="ftcli/tiny", training_file=file.id, hyperparameters={"n_epochs": 50, "batch_size": 1}
+            )
+            _wait(lambda: len(sdk.fine_tuning.jobs.checkpoints.list(job.id).data) >= 1, 180, "a checkpoint")
+            sdk.chat.completions.create(model="ftcli/tiny", messages=[SYSTEM], max_tokens=1)  # type: ignore[list-item]  # loaded
+            answers = _chats_in_flight(server, 2)
+            time.sleep(2)  # both sent: one generating, one waiting for the model
+            assert sdk.fine_tuning.jobs.retrieve(job.id).status == "running" and answers == [None, None]
+            workers = _children(server.process.pid)
+            assert workers
+        elapsed = _stop_timed(server, signal.SIGTERM)
+        assert elapsed < STOP_BOUND, f"ftcli serve took {elapsed:.1f} s to stop"
+        assert answers.count(200) < len(answers), answers  # it did not wait for every answer to finish
+        _wait(lambda: not any(_alive(pid) for pid in workers), 10, "the training process to exit")
+        assert announcement(server.url) is None  # its runtime file (the key) is gone
+    finally:
+        if server.process.poll() is None:
+            stop_server(server)
+
+    restarted = start_server(data_dir)
+    try:
+        with make_client(Settings(kind="compatible", base_url=restarted.url), max_retries=0) as sdk:
+
+            def messages() -> list[str]:
+                return [e.message for e in sdk.fine_tuning.jobs.list_events(job.id, limit=1000)]
+
+            _wait(lambda: any(m.startswith("Resuming from epoch ") for m in messages()), 120, "the job to resume")
+            assert any("server restarted during training" in m for m in messages())
+            assert not any("stopped unexpectedly" in m for m in messages())  # stopped, not failed
+            resumed = next(m for m in messages() if m.startswith("Resuming from epoch "))
+            assert int(resumed.split()[-1]) >= 1  # from its checkpoint, not from scratch
+            assert sdk.fine_tuning.jobs.retrieve(job.id).status == "running"
+            sdk.fine_tuning.jobs.cancel(job.id)  # its training to the end is test_kill_9_…'s business
+    finally:
+        stop_server(restarted)
+
+
+def test_ctrl_c_stops_a_server_generating_within_seconds(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "server")
+    try:
+        with make_client(Settings(kind="compatible", base_url=server.url), max_retries=0) as sdk:
+            sdk.chat.completions.create(model="ftcli/tiny", messages=[SYSTEM], max_tokens=1)  # type: ignore[list-item]
+        answers = _chats_in_flight(server, 2)
+        time.sleep(2)
+        assert answers == [None, None]
+        elapsed = _stop_timed(server, signal.SIGINT)
+        assert elapsed < STOP_BOUND, f"ftcli serve took {elapsed:.1f} s to stop"
+        assert answers.count(200) < len(answers), answers
+    finally:
+        if server.process.poll() is None:
+            stop_server(server)

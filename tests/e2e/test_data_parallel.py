@@ -114,7 +114,8 @@ def test_a_second_machine_joins_a_job_with_the_command_its_event_shows(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    args = ("--processes", "1", "--nodes", "2", "--rendezvous", f"127.0.0.1:{port}")
+    rendezvous = ("--nodes", "2", "--rendezvous", f"127.0.0.1:{port}", "--allow-unauthenticated-rendezvous")
+    args = ("--processes", "1", *rendezvous)
     server = start_server(tmp_path, args=args)
     joined: subprocess.Popen[bytes] | None = None
     try:

@@ -4,13 +4,16 @@ hold, folders of the machine named as models, and deleted data left on the disk.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import httpx2
 import pytest
 
-from tests.e2e.conftest import Server
+from ftcli.data.local_server import runtime_dir
+from tests.e2e.conftest import Server, start_server, stop_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local]
 SIXTEEN_MIB = 16 * 1024 * 1024
@@ -72,3 +75,30 @@ def test_a_deleted_file_leaves_no_bytes_on_the_disk(http: httpx2.Client, server:
     assert on_disk()  # the second file still holds the same bytes
     http.delete(f"/files/{second}")
     assert not on_disk()
+
+
+def test_serve_open_never_puts_the_key_on_a_command_line(tmp_path: Path) -> None:
+    """`serve --open` (issue 29.4): the browser was started with `…/#token=KEY` in its argv, which every user sees in
+    `ps`. Now its argv holds the path of a 0600 file in the private runtime folder that redirects to the page."""
+    record = tmp_path / "browser-argv"
+    browser = tmp_path / "browser"
+    browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$0" "$@" > "{record}.tmp" && mv "{record}.tmp" "{record}"\n')
+    browser.chmod(0o755)
+    server = start_server(tmp_path / "open", env={"BROWSER": str(browser)}, args=("--open",))
+    try:
+        deadline = time.monotonic() + 30
+        while not record.exists():
+            assert time.monotonic() < deadline, "the browser was not started"
+            time.sleep(0.1)
+        argv = record.read_text().splitlines()
+        assert not any(server.key in arg for arg in argv), argv
+        assert len(argv) == 2 and argv[1].startswith("file://"), argv
+        opened = Path(unquote(urlsplit(argv[1]).path))
+        assert opened.parent == runtime_dir() and opened.stat().st_mode & 0o777 == 0o600
+        page = f"http://127.0.0.1:{urlsplit(server.url).port}/#token={server.key}"
+        text = opened.read_text()
+        assert f'<meta http-equiv="refresh" content="0;url={page}">' in text
+        assert f'window.location.replace("{page}")' in text
+    finally:
+        stop_server(server)
+    assert not opened.exists()  # removed with the server's runtime file

@@ -4,9 +4,13 @@ reach outside the data directory."""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import socket
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +21,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from ftcli.cli.app import app as cli_app  # noqa: E402
 from ftcli.server.app import create_app  # noqa: E402
+from ftcli.server.guard import FailedKeys  # noqa: E402
 from ftcli.server.store import Store  # noqa: E402
 
 pytestmark = [pytest.mark.local]
@@ -244,3 +249,170 @@ def test_a_chat_may_not_name_a_folder_outside_the_model_roots_and_a_broken_model
         broken = ask(str(root / "broken"))
         assert broken["status"] == "500" and broken["code"] == "model_load_failed"
         assert "could not be loaded" in broken["message"]
+
+
+# --- a server other machines can reach (`serve --host 0.0.0.0`): long keys, a cleartext warning, slowed guesses ---
+
+NETWORK_KEY = "k" * 32
+
+
+@pytest.fixture
+def serve_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    """`ftcli serve ARGS` in this process up to the point it would start listening: uvicorn's run is replaced by
+    one that records the sockets it was given (and closes them). Returns the CliRunner result; `.sockets` and
+    `.app_options` (what create_app was given) say what would have been served."""
+    import uvicorn
+
+    import ftcli.server.app as server_app
+
+    for name in ("FTCLI_MODEL_ROOTS", "FTCLI_MODEL_DIRS", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))  # serve sets them for its process: restored after
+    served: dict[str, Any] = {}
+
+    def run(_server: Any, sockets: list[socket.socket] | None = None) -> None:
+        served["sockets"] = [s.getsockname() for s in sockets or []]
+        for sock in sockets or []:
+            sock.close()
+
+    real_create_app = server_app.create_app
+
+    def create_app(*args: Any, **options: Any) -> Any:
+        served["app_options"] = options
+        return real_create_app(*args, **options)
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    monkeypatch.setattr(server_app, "create_app", create_app)
+
+    def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
+        environment = {"FTCLI_SERVER_API_KEY": "", "FTCLI_CONFIG_DIR": str(tmp_path), **(env or {})}
+        served.clear()
+        result = CliRunner().invoke(cli_app, [*args, "--data-dir", str(tmp_path / "d")], env=environment)
+        result.served = dict(served)  # type: ignore[attr-defined]
+        return result
+
+    return invoke
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.20", "::"])
+def test_serve_on_the_network_refuses_short_keys(host: str, serve_cli: Callable[..., Any]) -> None:
+    result = serve_cli("serve", "--host", host, env={"FTCLI_SERVER_API_KEY": "k" * 31})
+    assert result.exit_code == 2, result.output
+    assert f"refusing to listen on {host} with a key of 31 characters" in result.stderr
+    assert "32 characters or more" in result.stderr and "Traceback" not in result.output
+    assert not result.served  # refused before anything was bound
+
+
+def test_serve_on_the_network_warns_that_http_is_cleartext(serve_cli: Callable[..., Any]) -> None:
+    result = serve_cli("serve", "--host", "0.0.0.0", "--port", str(_free_port()), "--api-key", NETWORK_KEY)
+    assert result.exit_code == 0, result.output
+    assert "plain HTTP" in result.stderr and "unencrypted" in result.stderr
+    local = serve_cli("serve", "--port", str(_free_port()))
+    assert local.exit_code == 0, local.output
+    assert "plain HTTP" not in local.stderr  # loopback: nothing crosses a network
+
+
+def test_repeated_wrong_keys_from_one_address_are_slowed_down(data_dir: Path) -> None:
+    clock = _Clock()
+    keys = FailedKeys(free=5, clock=clock)
+    app = create_app(data_dir, api_key=NETWORK_KEY, host="0.0.0.0", failed_keys=keys)
+    with TestClient(app, base_url="http://10.0.0.2:8765", client=("10.0.0.9", 50000)) as client:
+        wrong, right = {"authorization": "Bearer guess"}, {"authorization": f"Bearer {NETWORK_KEY}"}
+        assert [client.get("/v1/files", headers=wrong).status_code for _ in range(6)] == [401] * 6
+        slowed = client.get("/v1/files", headers=right)  # even the right key waits: a guesser learns nothing
+        assert slowed.status_code == 429 and slowed.headers["retry-after"] == "1"
+        assert slowed.json()["error"]["code"] == "rate_limit_exceeded" and NETWORK_KEY not in slowed.text
+        clock.now += 1
+        assert client.get("/v1/files", headers=wrong).status_code == 401
+        assert client.get("/v1/files", headers=right).headers["retry-after"] == "2"  # twice as long
+        clock.now += 2
+        assert client.get("/v1/files", headers=right).status_code == 200
+        assert client.get("/v1/files", headers=wrong).status_code == 401  # counted afresh after a right key
+    with TestClient(app, base_url="http://10.0.0.2:8765", client=("10.0.0.7", 50000)) as other:
+        assert other.get("/v1/files", headers=right).status_code == 200  # another address is not slowed down
+
+
+def test_network_servers_slow_down_guesses_by_default_and_loopback_ones_dont(data_dir: Path) -> None:
+    for host, slowed in (("0.0.0.0", True), ("127.0.0.1", False)):
+        app = create_app(data_dir, api_key=NETWORK_KEY, host=host)
+        with TestClient(app, base_url="http://127.0.0.1:8765") as client:
+            codes = {client.get("/v1/files", headers={"authorization": "Bearer guess"}).status_code for _ in range(8)}
+        assert (429 in codes) is slowed, (host, codes)  # on loopback every local user is 127.0.0.1: no lock-outs
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --- a port already taken (issue 29.12) ---
+
+
+def test_serve_on_a_busy_port_says_which_port_and_what_to_do(serve_cli: Callable[..., Any]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = serve_cli("serve", "--port", str(port))
+        assert result.exit_code == 2 and f"port {port} on 127.0.0.1 is already in use" in result.stderr
+        assert "--port" in result.stderr and "stop the server that listens there" in result.stderr
+        assert "Errno" not in result.output and "Traceback" not in result.output
+        as_json = serve_cli("--json", "serve", "--port", str(port))
+        assert as_json.exit_code == 2 and as_json.stdout == ""
+        error = json.loads(as_json.stderr)["error"]
+        assert f"port {port} on 127.0.0.1 is already in use" in error["message"] and "--port" in error["hint"]
+    free = serve_cli("serve", "--port", str(port))  # once it is free again
+    assert free.exit_code == 0 and free.served["sockets"] == [("127.0.0.1", port)]
+
+
+# --- several machines: the rendezvous has no authentication (issue 29.6) ---
+
+
+def test_several_nodes_need_the_explicit_opt_in(serve_cli: Callable[..., Any]) -> None:
+    rendezvous = f"127.0.0.1:{_free_port()}"
+    result = serve_cli("serve", "--port", str(_free_port()), "--nodes", "2", "--rendezvous", rendezvous)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "refusing --nodes 2: the rendezvous of a job trained on several machines has no authentication" in (
+        result.stderr
+    )
+    assert f"whoever reaches {rendezvous} can join the job" in result.stderr
+    assert "--allow-unauthenticated-rendezvous" in result.stderr and "private network" in result.stderr
+    assert not result.served
+
+
+def test_with_the_opt_in_node_0_binds_the_named_address_and_warns(serve_cli: Callable[..., Any]) -> None:
+    from ftcli.server.runner import Cluster
+
+    port = _free_port()
+    args = ("--nodes", "2", "--rendezvous", f"127.0.0.1:{port}", "--allow-unauthenticated-rendezvous")
+    result = serve_cli("serve", "--port", str(_free_port()), *args)
+    assert result.exit_code == 0, result.output
+    assert "warning: the rendezvous of a job trained on several machines has no authentication" in result.stderr
+    cluster = result.served["app_options"]["cluster"]
+    assert cluster == Cluster(nodes=2, host="127.0.0.1", port=port)
+    node_0 = cluster.torchrun(0, 1, "/data", "ftjob-1")
+    assert node_0[1:3] == ["-m", "ftcli.server.rendezvous"]  # torchrun, with the store bound to the address
+    assert node_0[node_0.index("--master_addr") + 1] == "127.0.0.1"
+    assert node_0[node_0.index("--master_port") + 1] == str(port)
+    node_1 = cluster.torchrun(1, 1, "/data", "ftjob-1")
+    assert node_1[1:3] == ["-m", "torch.distributed.run"]  # the others only connect to it
+    help_text = CliRunner().invoke(cli_app, ["serve", "--help"], env={"COLUMNS": "200"}).output
+    assert "--allow-unauthenticated-rendezvous" in help_text and "no authentication" in " ".join(help_text.split())
+
+
+def test_a_rendezvous_address_this_machine_cant_listen_on_is_refused_at_start(serve_cli: Callable[..., Any]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        rendezvous = f"127.0.0.1:{taken.getsockname()[1]}"
+        args = ("--nodes", "2", "--rendezvous", rendezvous, "--allow-unauthenticated-rendezvous")
+        result = serve_cli("serve", "--port", str(_free_port()), *args)
+    assert result.exit_code == 2 and f"--rendezvous {rendezvous}: can't listen there" in result.stderr

@@ -27,3 +27,16 @@ def key_json(value: str, option: str) -> tuple[str, object]:
         return key, json.loads(rest)
     except ValueError:
         return key, rest
+
+
+SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def size(value: str, option: str) -> int:
+    """`8G`, `500M`, `64K`, `2T` (powers of 1024, a trailing B allowed) or plain bytes; more than zero."""
+    text = value.strip().upper().removesuffix("B") or "?"
+    factor = SIZE_UNITS.get(text[-1], 1)
+    number = text[:-1] if text[-1] in SIZE_UNITS else text
+    if not number.isdigit() or int(number) == 0:
+        raise UsageError(f"{option} {value!r} is not a size", hint="e.g. 2T, 8G, 500M, 64K or a number of bytes")
+    return int(number) * factor

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ftcli.cli.context import AppContext
 from ftcli.cli.emit import emit
-from ftcli.cli.output import stderr
+from ftcli.cli.output import print_error, stderr
 from ftcli.service.files import ProgressCallback
 from ftcli.service.manifest import estimated_tokens, record_job_state
 from ftcli.service.training import UploadProgress
@@ -46,7 +46,7 @@ def follow(app: AppContext, job_id: str) -> int:
             last = progress
             for event in progress.new_events:
                 if event.type != "metrics" and not app.json:
-                    console.print(f"{view.when(event.created_at)}  {event.message}", highlight=False)
+                    console.print(f"{view.when(event.created_at)}  {event.message}", highlight=False, markup=False)
             if progress.step is not None and not app.json:
                 eta = view.when(progress.job.estimated_finish) if progress.job.estimated_finish else "-"
                 loss = f"{progress.train_loss:.4f}" if progress.train_loss is not None else "-"
@@ -55,7 +55,11 @@ def follow(app: AppContext, job_id: str) -> int:
                     console.print(f"[dim]{line}[/]", highlight=False)
                     shown = line
     except KeyboardInterrupt:
-        console.print(f"detached; the job goes on. Re-attach with `ftcli status {job_id} --wait`", highlight=False)
+        again = f"ftcli status {job_id} --wait"
+        if app.json:  # stdout stays empty (no document); stderr gets the error object scripts parse
+            print_error(f"interrupted: stopped following {job_id}; the job goes on", hint=again, as_json=True)
+        else:
+            console.print(f"detached; the job goes on. Re-attach with `{again}`", highlight=False, markup=False)
         return 130
     assert last is not None
     record_job_state(last.job)  # the run manifest, if this job has one, learns how it ended

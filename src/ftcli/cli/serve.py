@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import html
+import json
 import os
 import secrets
+import socket
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,15 +17,31 @@ import typer
 from ftcli.cli.context import app_context
 from ftcli.cli.emit import emit
 from ftcli.cli.output import stderr
-from ftcli.data.local_server import publish, withdraw
+from ftcli.cli.params import size
+from ftcli.data.atomic import write_atomic
+from ftcli.data.local_server import announcement, publish, runtime_dir, withdraw
 from ftcli.service.errors import UsageError
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MIN_NETWORK_KEY = 32  # characters of a key that guards a server other machines can reach
+CLEARTEXT_WARNING = (
+    "warning: ftcli serve speaks plain HTTP: on {host} the key, the training data and the answers cross the network "
+    "unencrypted; use it on a private network only, or put a TLS proxy or an SSH tunnel in front"
+)
+RENDEZVOUS_RISK = (
+    "the rendezvous of a job trained on several machines has no authentication: whoever reaches {address} can join "
+    "the job, read and poison its gradients"
+)
 
 
 def serve(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback needs an API key.")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to bind. Anything but loopback needs an API key of 32 characters or more, and speaks "
+            "plain HTTP over the network (a private network, or a TLS proxy in front)."
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8765,
     data_dir: Annotated[
         Path | None, typer.Option(help="Where files, jobs and models live (default: the user's data directory).")
@@ -55,7 +76,12 @@ def serve(
         ),
     ] = None,
     open_page: Annotated[
-        bool, typer.Option("--open", help="Open the web page (jobs, files, playground) in your browser.")
+        bool,
+        typer.Option(
+            "--open",
+            help="Open the web page (jobs, files, playground) in your browser, through a private file that redirects "
+            "to it: the key never appears on a command line.",
+        ),
     ] = False,
     max_tokens: Annotated[int, typer.Option(min=1, help="Most tokens one chat answer may ask for.")] = 4096,
     max_prompt_tokens: Annotated[
@@ -76,17 +102,30 @@ def serve(
         typer.Option(
             min=1,
             help="Machines each job trains on (torchrun's rendezvous at --rendezvous); this one is node 0, and each "
-            "job's events show the command that joins another. The data folder must be shared between them.",
+            "job's events show the command that joins another. The data folder must be shared between them. "
+            "The rendezvous has no authentication: see --allow-unauthenticated-rendezvous.",
         ),
     ] = 1,
     rendezvous: Annotated[
         str | None,
-        typer.Option(help="HOST:PORT of this machine, as the other nodes reach it (with --nodes 2 or more)."),
+        typer.Option(
+            help="HOST:PORT of this machine, as the other nodes reach it (with --nodes 2 or more); the rendezvous "
+            "listens on HOST's address only."
+        ),
     ] = None,
+    allow_unauthenticated_rendezvous: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unauthenticated-rendezvous",
+            help="Needed with --nodes 2 or more. WARNING: torch's rendezvous asks nobody for a key: whoever reaches "
+            "--rendezvous can join a job, read and poison its gradients. Only on a private network, or behind a "
+            "firewall that admits the other nodes alone.",
+        ),
+    ] = False,
 ) -> None:
     """Serve files, fine-tuning jobs, chat completions and models on OpenAI's protocol, training with LoRA here.
     With --json: one document with the URLs and the data folder once it is listening; logs go to stderr."""
-    upload_limit = _size(max_upload)
+    upload_limit = size(max_upload, "--max-upload")
     roots = [root.expanduser().resolve() for root in model_root or []]
     for root in roots:
         if not root.is_dir():
@@ -110,18 +149,28 @@ def serve(
 
         from ftcli.server.api.chat import ChatLimits
         from ftcli.server.app import create_app
+        from ftcli.server.stopping import GRACE_SECONDS, ExitDeadline
     except ImportError:
         raise UsageError(
             "the local backend needs its extra",
             hint="pip install 'ftcli[local]' (install torch==2.13.0 or another CPU/CUDA build first)",
         ) from None
+    from ftcli.server.guard import is_loopback
     from ftcli.service.ledger import data_dir as user_data_dir
 
     api_key = api_key or os.environ.get(api_key_env) or None
-    if host not in LOOPBACK and not api_key:
+    on_network = not is_loopback(host)
+    if on_network and not api_key:
         raise UsageError(
             f"refusing to listen on {host} without an API key",
             hint=f"set {api_key_env} or pass --api-key, or bind 127.0.0.1",
+        )
+    if on_network and api_key and len(api_key) < MIN_NETWORK_KEY:
+        raise UsageError(
+            f"refusing to listen on {host} with a key of {len(api_key)} characters: whoever reaches the port could "
+            f"guess a short one",
+            hint=f"use {MIN_NETWORK_KEY} characters or more, e.g. from: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'",
         )
     # No key given: a new random one for this start, left for this user's ftcli commands in a runtime file that other
     # users can't read (data/local_server.py), and handed to the page through the URL's fragment (never sent).
@@ -132,7 +181,8 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     base_url = f"http://{shown}:{port}/v1"
     page = f"http://{shown}:{port}/" + (f"#token={key}" if made_key else "")
-    cluster = _cluster(nodes, rendezvous, parallel_jobs)
+    cluster = _cluster(nodes, rendezvous, parallel_jobs, allowed=allow_unauthenticated_rendezvous)
+    listeners = _listen(host, port, base_url)  # before anything else starts: a port taken is a plain usage error
     server_app = create_app(
         folder,
         host=host,
@@ -170,18 +220,111 @@ def serve(
                 highlight=False,
             )
             if open_page:
-                import webbrowser
-
-                webbrowser.open(page)
+                opener = _open_in_browser(page, port)
+                runtime_file.extend([opener] if opener else [])
             emit(app, {"base_url": base_url, "web": page, "data_dir": str(folder), "key_file": _shown(key_file)})
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            deadline.arm(sig)
+            super().handle_exit(sig, frame)
 
         async def shutdown(self, sockets: list[Any] | None = None) -> None:
             # here, not after run(): uvicorn ends by raising the signal it caught again, which ends the process
-            for path in runtime_file:
-                withdraw(path)
+            _remove(runtime_file)
             await super().shutdown(sockets)
 
-    Announced(uvicorn.Config(server_app, host=host, port=port, log_level="warning")).run()
+    def before_exit() -> None:
+        server_app.state.runner.kill_now()
+        _remove(runtime_file)
+
+    if on_network:
+        stderr().print(CLEARTEXT_WARNING.format(host=host), highlight=False)
+    if cluster is not None:
+        risk = RENDEZVOUS_RISK.format(address=rendezvous)
+        stderr().print(f"warning: {risk}; keep it on a private network or behind a firewall", highlight=False)
+    deadline = ExitDeadline(before_exit)
+    config = uvicorn.Config(server_app, log_level="warning", timeout_graceful_shutdown=GRACE_SECONDS)
+    Announced(config).run(sockets=listeners)
+
+
+def _listen(host: str, port: int, base_url: str) -> list[socket.socket]:
+    """Bound sockets for uvicorn, one per address of `host` (as asyncio would bind them), or a usage error that
+    says what to do: a port already taken, an address that isn't this machine's."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise UsageError(f"--host {host} is not an address of this machine ({exc.strerror})") from None
+    listeners: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(addresses):
+            listener = socket.socket(family, kind, proto)
+            listeners.append(listener)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listener.bind(address)
+    except OSError as exc:
+        for listener in listeners:
+            listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise UsageError(f"port {port} on {host} is already in use{_holder(base_url)}", hint=(
+                f"pick another port with --port (e.g. --port {port + 1}), or stop the server that listens there"
+            )) from None  # fmt: skip
+        raise UsageError(f"can't listen on {host} port {port}: {exc.strerror or exc}") from None
+    return listeners
+
+
+def _holder(base_url: str) -> str:
+    """`by ftcli serve (pid N)` when this user's runtime file names a live process on that port."""
+    record = announcement(base_url)
+    pid = record.get("pid") if record else None
+    if not isinstance(pid, int):
+        return ""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return ""
+    except PermissionError:
+        pass
+    return f" by ftcli serve (pid {pid})"
+
+
+def _open_in_browser(page: str, port: int) -> Path | None:
+    """Open the page through a file that redirects to it, as Jupyter does: a browser's command line, which every user
+    of the machine can read in `ps`, then holds the file's path, and the key stays in the file, 0600 in this user's
+    private runtime folder. Returns the file (removed at shutdown)."""
+    import webbrowser
+
+    target = runtime_dir() / f"server-{port}-open.html"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        target.parent.chmod(0o700)
+        write_atomic(target, _redirect_page(page).encode("utf-8"), private=True)
+    except OSError as exc:
+        stderr().print(f"warning: could not write the page to open ({exc}); open {page} yourself", highlight=False)
+        return None
+    # in a thread: a browser command that waits for the browser must not hold up the server
+    threading.Thread(target=webbrowser.open, args=(target.as_uri(),), name="ftcli-open-page", daemon=True).start()
+    return target
+
+
+def _redirect_page(url: str) -> str:
+    shown = html.escape(url, quote=True)
+    script = json.dumps(url).replace("<", "\\u003c")
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f'<meta http-equiv="refresh" content="0;url={shown}"><title>ftcli</title></head>\n'
+        f'<body><p>Opening <a href="{shown}">the ftcli page</a>…</p>'
+        f"<script>window.location.replace({script})</script></body></html>\n"
+    )
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        if path.suffix == ".json":
+            withdraw(path)  # only if still this process's
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _publish(base_url: str, api_key: str, folder: Path) -> Path | None:
@@ -196,18 +339,8 @@ def _shown(path: Path | None) -> str | None:
     return str(path) if path else None
 
 
-def _size(text: str) -> int:
-    """`8G`, `500M`, `64K` or plain bytes."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    value = text.strip().upper().removesuffix("B") or "?"
-    factor = units.get(value[-1], 1)
-    number = value[:-1] if value[-1] in units else value
-    if not number.isdigit() or int(number) == 0:
-        raise UsageError(f"--max-upload {text!r} is not a size", hint="e.g. 8G, 500M, 64K or a number of bytes")
-    return int(number) * factor
-
-
-def _cluster(nodes: int, rendezvous: str | None, parallel_jobs: int) -> Any:
+def _cluster(nodes: int, rendezvous: str | None, parallel_jobs: int, *, allowed: bool) -> Any:
+    from ftcli.server.rendezvous import listen
     from ftcli.server.runner import Cluster
 
     if nodes == 1:
@@ -217,6 +350,20 @@ def _cluster(nodes: int, rendezvous: str | None, parallel_jobs: int) -> Any:
     host, _, port = (rendezvous or "").rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError("--nodes needs --rendezvous HOST:PORT", hint="this machine's address as the others reach it")
+    if not allowed:
+        raise UsageError(
+            f"refusing --nodes {nodes}: {RENDEZVOUS_RISK.format(address=rendezvous)}",
+            hint="on a private network, or behind a firewall that admits only the other nodes to that port, "
+            "add --allow-unauthenticated-rendezvous",
+        )
     if parallel_jobs != 1:
         raise UsageError("jobs trained on several machines run one at a time", hint="drop --parallel-jobs")
-    return Cluster(nodes=nodes, host=host.strip("[]"), port=int(port))
+    cluster = Cluster(nodes=nodes, host=host.strip("[]"), port=int(port))
+    try:  # each job's node 0 listens there (server/rendezvous.py): say now if it can't
+        listen(cluster.host, cluster.port).close()
+    except OSError as exc:
+        raise UsageError(
+            f"--rendezvous {rendezvous}: can't listen there ({exc.strerror or exc})",
+            hint="name this machine's address as the other nodes reach it, and a free port",
+        ) from None
+    return cluster

@@ -8,6 +8,7 @@ process fails its job with an event that says so; after a server restart, interr
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shlex
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,14 +28,20 @@ ACTIVE = ("validating_files", "queued", "running")
 @dataclass(frozen=True, slots=True)
 class Cluster:
     """Several machines training each job together (`ftcli serve --nodes M --rendezvous HOST:PORT`): torchrun's
-    static rendezvous, this server's machine node 0; the others join a job with the command its event shows."""
+    static rendezvous, this server's machine node 0; the others join a job with the command its event shows.
+
+    The rendezvous store has no authentication: whoever reaches HOST:PORT can join the job (`serve` asks for
+    --allow-unauthenticated-rendezvous). Node 0 runs torchrun through server/rendezvous.py, so the store listens on
+    HOST's address only, not on every interface as torchrun's own does."""
 
     nodes: int
     host: str
     port: int
 
     def torchrun(self, node_rank: int, processes: int, data_dir: str, job_id: str) -> list[str]:
-        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(self.nodes)]
+        """The command of node `node_rank` (node 0 is this machine's: it hosts the rendezvous store)."""
+        launcher = "ftcli.server.rendezvous" if node_rank == 0 else "torch.distributed.run"
+        command = [sys.executable, "-m", launcher, "--nnodes", str(self.nodes)]
         command += ["--node_rank", str(node_rank), "--nproc_per_node", str(processes)]
         command += ["--master_addr", self.host, "--master_port", str(self.port)]
         return [*command, "-m", "ftcli.server.worker", data_dir, job_id]
@@ -72,17 +80,36 @@ class JobRunner:
         self._thread = threading.Thread(target=self._loop, name="ftcli-job-runner", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 1.0) -> None:
+        """Stop the runner and its job processes, in `grace` seconds and one more at most: a job that was training
+        stays `running` in the store and resumes from its last checkpoint at the next start, as after a crash."""
         self._stop.set()
         if self._thread:
-            self._thread.join(timeout=5)
-        with self._lock:
-            for job_id, process in self.processes.items():
+            self._thread.join(timeout=0.5)
+        # A tick still running (a long file check) holds the lock: don't wait for it; it reaps nothing once stopped.
+        locked = self._lock.acquire(timeout=0.5)
+        try:
+            processes = list(self.processes.items())
+            for job_id, process in processes:
                 job = self.store.job(job_id)
                 if job is None or job["status"] in ACTIVE:
-                    process.terminate()  # resumed from its last checkpoint at the next start
-                process.join(timeout=10)  # a finished job's processes are only exiting: let them
+                    process.terminate()
+            deadline = time.monotonic() + grace
+            for _job_id, process in processes:  # a finished job's processes are only exiting: let them, briefly
+                process.join(timeout=max(0.0, deadline - time.monotonic()))
+                if process.is_alive():
+                    process.kill()
             self.processes.clear()
+        finally:
+            if locked:
+                self._lock.release()
+
+    def kill_now(self) -> None:
+        """Kill every job process at once, without waiting (the server's process is about to end: server/stopping.py);
+        their jobs resume at the next start."""
+        for process in list(self.processes.values()):
+            with contextlib.suppress(Exception):
+                process.kill()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.poll):
@@ -95,13 +122,15 @@ class JobRunner:
 
     def tick(self) -> None:
         with self._lock:
+            if self._stop.is_set():  # stopping: a process ended by stop() is not a failure of its job
+                return
             self._reap()
             for job in reversed(self.store.jobs()):  # oldest first
                 if job["status"] == "validating_files":
                     self._validate(job)
             running = len(self.processes)
             for job in reversed(self.store.jobs()):
-                if running >= self.parallel:
+                if running >= self.parallel or self._stop.is_set():
                     break
                 if job["status"] == "queued" and job["id"] not in self.processes:
                     self._launch(job["id"])
@@ -233,6 +262,10 @@ class _DataParallel:
     def terminate(self) -> None:
         if self.is_alive():
             os.killpg(self.process.pid, signal.SIGTERM)  # the launcher and every rank
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
     def join(self, timeout: float | None = None) -> None:
         try:

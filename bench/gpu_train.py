@@ -80,10 +80,12 @@ def random_base(shape: str) -> Path:
 
 
 def run_ftcli(base: Path, data: list[dict[str, Any]], quantization: str, epochs: int) -> dict[str, Any]:
+    from ftcli.server.protocol.hyperparameters import parse
     from ftcli.server.training import train_lora
 
     start = time.perf_counter()
-    requested = {"n_epochs": epochs, "batch_size": 8, "quantization": quantization, "max_seq_length": ROW, **LORA}
+    asked = {"n_epochs": epochs, "batch_size": 8, "quantization": quantization, "max_seq_length": ROW, **LORA}
+    requested = parse("supervised", asked)
     hyper, result = train_lora(base, "bench", data, output=WORK / "gpu-ftcli-run", seed=0, requested=requested)
     return _figures(
         start, result.trained_tokens, {"precision": hyper.precision, "checkpointing": hyper.gradient_checkpointing}

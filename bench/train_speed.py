@@ -83,10 +83,12 @@ def run_ftcli(
 ) -> dict[str, Any]:
     import torch
 
+    from ftcli.server.protocol.hyperparameters import parse
     from ftcli.server.training import train_lora
 
     start = time.perf_counter()
-    _, result = train_lora(base, name, data, output=WORK / "ftcli-run", seed=0, requested=hyper)
+    requested = parse("supervised", hyper)
+    _, result = train_lora(base, name, data, output=WORK / "ftcli-run", seed=0, requested=requested)
     memory = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
     return {"seconds": time.perf_counter() - start, "trained_tokens": result.trained_tokens, "gpu_mb": memory}
 

@@ -4,6 +4,7 @@ its progress reported, and the job started once with its run manifest; bad data 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,9 +12,10 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from ftcli.data.hyperparameters import InvalidHyperparameter
 from ftcli.service.backends.openai_protocol import OpenAIBackend
 from ftcli.service.client import make_client
-from ftcli.service.errors import CheckFailed
+from ftcli.service.errors import CheckFailed, UsageError
 from ftcli.service.ledger import Ledger
 from ftcli.service.manifest import RunManifest
 from ftcli.service.settings import Settings
@@ -86,3 +88,93 @@ def test_an_uploaded_file_id_is_used_as_it_is(fake: FakeAPI, client: object) -> 
     assert (prepared.training.file_id, prepared.training.report) == ("file-abc", None)
     assert prepared.validation is not None and prepared.validation.file_id == "file-def"
     assert fake.requests == []
+
+
+# -- hyperparameters a backend doesn't take: refused before anything is sent (issue 29, point 9) -------------------
+
+
+def _with_h(data: Path, method: str = "sft", **extra: object) -> TrainingOptions:
+    return TrainingOptions(model="ftcli/tiny", file=str(data), method=method, extra_hyperparameters=dict(extra))
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ({"bogus": 1}, 'unknown hyperparameter "bogus" for supervised training; it takes n_epochs, batch_size'),
+        ({"lora_rank": "abc"}, "lora_rank must be 'auto' or an integer from 1 to 1024, got \"abc\""),
+        ({"lora_rank": 10**12}, "an integer from 1 to 1024"),
+        ({"stop_at_loss": float("nan")}, "got NaN"),
+    ],
+)
+def test_ftcli_serves_hyperparameters_are_checked_against_its_schema_before_the_upload(
+    fake: FakeAPI, client: object, write_jsonl: Callable[..., Path], extra: dict[str, object], says: str
+) -> None:
+    data = write_jsonl([qa(i) for i in range(12)])
+    backend = OpenAIBackend(client, kind="compatible")  # type: ignore[arg-type]
+    with pytest.raises(InvalidHyperparameter, match=re.escape(says)) as refused:
+        prepare(backend, _with_h(data, **extra), ftcli_server=True)
+    assert refused.value.exit_code == 2
+    assert fake.requests == []  # nothing uploaded, no job
+
+
+def test_ftcli_serves_bounds_hold_for_the_options_too_and_a_good_request_goes_through(
+    fake: FakeAPI, client: object, write_jsonl: Callable[..., Path]
+) -> None:
+    data = write_jsonl([qa(i) for i in range(12)])
+    backend = OpenAIBackend(client, kind="compatible")  # type: ignore[arg-type]
+    too_many = TrainingOptions(model="ftcli/tiny", file=str(data), n_epochs=51)
+    with pytest.raises(InvalidHyperparameter, match="n_epochs must be"):
+        prepare(backend, too_many, ftcli_server=True)
+    with pytest.raises(InvalidHyperparameter, match='"packing" for dpo training'):
+        prepare(backend, _with_h(data, "dpo", packing=False), ftcli_server=True)
+    assert fake.requests == []
+    prepared = prepare(backend, _with_h(data, lora_rank=8, packing=False), ftcli_server=True)
+    assert prepared.request.extra_hyperparameters == {"lora_rank": 8, "packing": False}
+    assert prepared.request.training_file == prepared.training.file_id != ""
+
+
+def test_another_compatible_servers_own_keys_are_its_business(
+    fake: FakeAPI, client: object, write_jsonl: Callable[..., Path]
+) -> None:
+    data = write_jsonl([qa(i) for i in range(12)])
+    prepared = prepare(OpenAIBackend(client, kind="compatible"), _with_h(data, warmup_steps=10))  # type: ignore[arg-type]
+    assert prepared.request.extra_hyperparameters == {"warmup_steps": 10}
+
+
+@pytest.mark.parametrize(("kind", "name"), [("openai", "OpenAI"), ("azure", "Azure OpenAI")])
+def test_openai_and_azure_take_no_hyperparameter_beyond_their_options(
+    fake: FakeAPI, client: object, write_jsonl: Callable[..., Path], kind: str, name: str
+) -> None:
+    data = write_jsonl([qa(i) for i in range(12)])
+    options = TrainingOptions(model="gpt-4.1-mini-2025-04-14", file=str(data), extra_hyperparameters={"bogus": 1})
+    with pytest.raises(UsageError, match=f"^{name} takes no hyperparameter bogus$") as refused:
+        prepare(OpenAIBackend(client, kind=kind), options)  # type: ignore[arg-type]
+    assert refused.value.hint == (
+        "it takes n_epochs, batch_size, learning_rate_multiplier, set with --epochs, --batch-size, --lr-multiplier"
+    )
+    assert fake.requests == []
+
+
+def test_together_refuses_what_it_lacks_before_the_upload(
+    fake: FakeAPI, client: object, write_jsonl: Callable[..., Path]
+) -> None:
+    from ftcli.service.backends.together import TogetherBackend
+
+    data = write_jsonl([qa(i) for i in range(12)])
+    options = TrainingOptions(model="meta-llama/x", file=str(data), extra_hyperparameters={"bogus": 1})
+    with pytest.raises(UsageError, match="Together has no setting bogus") as refused:
+        prepare(TogetherBackend(client), options)  # type: ignore[arg-type]
+    assert refused.value.hint is not None and "lora_rank" in refused.value.hint  # the names it takes
+    assert fake.requests == []
+
+
+def test_an_ftcli_serve_is_known_by_the_runtime_file_it_left(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ftcli.data.local_server import publish
+    from ftcli.service.training import is_ftcli_server
+
+    monkeypatch.setenv("FTCLI_RUNTIME_DIR", str(tmp_path / "runtime"))
+    publish("http://127.0.0.1:48765/v1", "key-0123456789", data_dir=tmp_path)
+    assert is_ftcli_server(Settings(kind="compatible", base_url="http://127.0.0.1:48765/v1"))
+    assert not is_ftcli_server(Settings(kind="compatible", base_url="http://127.0.0.1:48766/v1"))  # another port
+    assert not is_ftcli_server(Settings(kind="compatible", base_url="http://gpu-box:48765/v1"))
+    assert not is_ftcli_server(Settings(kind="openai"))

@@ -23,9 +23,20 @@ TURING = Machine(cuda=True, bf16=False, bitsandbytes=True)
 
 
 def test_precision_follows_the_machine() -> None:
-    assert hardware.precision(CPU) == "fp32"
-    assert hardware.precision(AMPERE) == "bf16"
-    assert hardware.precision(TURING) == "fp16"  # Accelerate scales the loss
+    assert hardware.precision("auto", CPU) == "fp32"
+    assert hardware.precision("auto", AMPERE) == "bf16"
+    assert hardware.precision(None, TURING) == "fp16"  # Accelerate scales the loss
+
+
+def test_a_precision_asked_for_is_honoured_where_the_machine_computes_in_it() -> None:
+    assert hardware.precision("fp32", AMPERE) == "fp32" and hardware.precision("fp32", CPU) == "fp32"
+    assert hardware.precision("fp16", AMPERE) == "fp16" and hardware.precision("bf16", AMPERE) == "bf16"
+    with pytest.raises(UnsupportedSetting, match="'fp16' needs a CUDA GPU"):
+        hardware.precision("fp16", CPU)
+    with pytest.raises(UnsupportedSetting, match="'bf16' needs a GPU that computes in bfloat16"):
+        hardware.precision("bf16", TURING)
+    with pytest.raises(UnsupportedSetting, match="must be one of"):
+        hardware.precision("fp8", AMPERE)
 
 
 def test_gradient_checkpointing_is_on_for_bases_over_a_billion_parameters() -> None:
@@ -70,6 +81,7 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _train(base: Path, out: Path, **requested: Any) -> tuple[Any, Any, list[str], list[float]]:
+    from ftcli.server.protocol.hyperparameters import SupervisedHyperparameters
     from ftcli.server.training import train_lora
 
     warnings: list[str] = []
@@ -80,7 +92,7 @@ def _train(base: Path, out: Path, **requested: Any) -> tuple[Any, Any, list[str]
         chat_records()[:6],
         output=out,
         seed=5,
-        requested={"n_epochs": 1, "batch_size": 2, **requested},
+        requested=SupervisedHyperparameters(**{"n_epochs": 1, "batch_size": 2, **requested}),
         on_step=lambda m: losses.append(m.train_loss),
         on_warning=warnings.append,
     )
@@ -208,7 +220,18 @@ def test_qlora_trains_a_four_bit_base_on_a_gpu(tiny_base: Path, tmp_path: Path) 
         (["--nodes", "2"], "--nodes needs --rendezvous HOST:PORT"),
         (["--nodes", "2", "--rendezvous", "head"], "--nodes needs --rendezvous HOST:PORT"),
         (["--rendezvous", "head:29500"], "--rendezvous is for a job trained on several machines"),
-        (["--nodes", "2", "--rendezvous", "head:29500", "--parallel-jobs", "2"], "run one at a time"),
+        (
+            [
+                "--nodes",
+                "2",
+                "--rendezvous",
+                "head:29500",
+                "--allow-unauthenticated-rendezvous",
+                "--parallel-jobs",
+                "2",
+            ],
+            "run one at a time",
+        ),
     ],
 )
 def test_serve_refuses_an_incomplete_multi_machine_setup(args: list[str], says: str, tmp_path: Path) -> None:

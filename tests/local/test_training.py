@@ -15,6 +15,7 @@ pytestmark = [pytest.mark.local, pytest.mark.slow]
 from ftcli.data.chat_template import IGNORE, encode_chat  # noqa: E402
 from ftcli.data.local_bases import TINY_NAME, build_tiny_tokenizer  # noqa: E402
 from ftcli.server.inference import ModelCache  # noqa: E402
+from ftcli.server.protocol.hyperparameters import DpoHyperparameters, SupervisedHyperparameters  # noqa: E402
 from ftcli.server.tiny import ensure_tiny  # noqa: E402
 from ftcli.server.training import Hyperparameters, train_lora  # noqa: E402
 from tests.local.zorbia import QA, SYSTEM, chat_records  # noqa: E402
@@ -82,19 +83,25 @@ def test_lora_makes_trained_answers_far_more_likely_than_the_base(tiny_base: Pat
         examples,
         output=tmp_path / "run",
         seed=1,
-        requested={"n_epochs": 100, "batch_size": 4},
+        requested=SupervisedHyperparameters(n_epochs=50, batch_size=2),  # at most 50 epochs: OpenAI's bound
         on_step=lambda m: steps.append(m.train_loss),
         on_checkpoint=lambda epoch, path, m: checkpoints.append(epoch),
     )
-    asked = Hyperparameters.resolve({"n_epochs": 100, "batch_size": 4}, n_examples=10, base=TINY_NAME)
+    asked = Hyperparameters.resolve(SupervisedHyperparameters(n_epochs=50, batch_size=2), n_examples=10, base=TINY_NAME)
     # what depends on the base and the machine is settled once the base is loaded: tiny's context, a CPU
     assert hyper == replace(asked, max_seq_length=2048, gradient_checkpointing=False, precision="fp32")
-    assert result.steps == 300 and len(steps) == 300 and result.stopped_early is None
-    # Loss bound: the last epochs' mean is a fraction of the first step's (here about 1/6; 1/3 holds anywhere)
-    assert sum(steps[-9:]) / 9 < steps[0] / 3, (steps[0], steps[-9:])
-    assert checkpoints == list(range(1, 101))
+    # ... and the job reports every setting as it trained with it, in the method's schema (a valid request again)
+    assert hyper.trained_with() == SupervisedHyperparameters(
+        n_epochs=50, batch_size=2, learning_rate_multiplier=1.0, lora_rank=32, lora_alpha=64, lora_dropout=0.0,
+        max_seq_length=2048, gradient_checkpointing=False, quantization="none", precision="fp32", fsdp=False,
+        packing=True,
+    )  # fmt: skip
+    assert result.steps == 250 and len(steps) == 250 and result.stopped_early is None
+    # Loss bound: the last epochs' mean is a fraction of the first step's (1/3 holds anywhere)
+    assert sum(steps[-10:]) / 10 < steps[0] / 3, (steps[0], steps[-10:])
+    assert checkpoints == list(range(1, 51))
     kept = sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith("checkpoint"))
-    assert kept == ["checkpoint-epoch-100", "checkpoint-epoch-98", "checkpoint-epoch-99"]
+    assert kept == ["checkpoint-epoch-48", "checkpoint-epoch-49", "checkpoint-epoch-50"]
     assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").exists()
 
     cache = ModelCache()
@@ -157,7 +164,7 @@ def test_training_stops_once_the_loss_is_low_enough(tiny_base: Path, tmp_path: P
         examples,
         output=tmp_path / "run",
         seed=2,
-        requested={"n_epochs": 50, "batch_size": 2, "stop_at_loss": 2.5},
+        requested=SupervisedHyperparameters(n_epochs=50, batch_size=2, stop_at_loss=2.5),
         on_step=lambda m: epochs[-1].append(m.train_loss),
         on_checkpoint=lambda epoch, path, m: epochs.append([]),
     )
@@ -192,8 +199,7 @@ def test_dpo_moves_the_model_towards_preferred_answers(tiny_base: Path, tmp_path
         pairs,
         output=tmp_path / "dpo",
         seed=3,
-        requested={"n_epochs": 15, "batch_size": 2, "beta": 0.5},
-        method="dpo",
+        requested=DpoHyperparameters(n_epochs=15, batch_size=2, beta=0.5),
         on_step=lambda m: seen.append((m.train_loss, m.train_mean_token_accuracy)),
     )
     assert hyper.beta == 0.5 and result.steps == 75 and len(seen) == 75
@@ -271,7 +277,7 @@ def test_training_is_deterministic_with_a_seed(tiny_base: Path, tmp_path: Path) 
             examples,
             output=tmp_path / name,
             seed=seed,
-            requested={"n_epochs": 2, "batch_size": 2},
+            requested=SupervisedHyperparameters(n_epochs=2, batch_size=2),
             on_step=lambda m: losses.append(m.train_loss),
         )
         return losses, (tmp_path / name / "adapter" / "adapter_model.safetensors").read_bytes()

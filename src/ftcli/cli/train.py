@@ -13,6 +13,7 @@ from ftcli.cli.emit import emit
 from ftcli.cli.output import confirm, stderr, warn_shutdown
 from ftcli.cli.params import key_json, key_values
 from ftcli.cli.progress import follow, upload_bar
+from ftcli.data import hyperparameters
 
 if TYPE_CHECKING:
     from ftcli.service.training import PreparedJob
@@ -49,8 +50,9 @@ def train(
         typer.Option(
             "--hyperparameter",
             "-H",
-            help="A backend's own hyperparameter as key=value (JSON value), repeatable; ftcli serve takes lora_rank, "
-            "lora_alpha, lora_dropout, packing and stop_at_loss.",
+            help="A backend's own hyperparameter as key=value (JSON value), repeatable; refused before anything is "
+            f"sent if the backend doesn't take it. ftcli serve: {hyperparameters.help_text()}; each also auto. "
+            "Together: its own fields (lora_rank, train_on_inputs, learning_rate, …). OpenAI and Azure: none.",
         ),
     ] = None,
 ) -> None:
@@ -76,7 +78,13 @@ def train(
         extra_hyperparameters=dict(key_json(h, "--hyperparameter") for h in hyperparameter or ()),
     )
     backend_ = app.backend()
-    prepared = training.prepare(backend_, options, ledger=app.ledger(), progress=upload_bar(app))
+    prepared = training.prepare(
+        backend_,
+        options,
+        ledger=app.ledger(),
+        progress=upload_bar(app),
+        ftcli_server=training.is_ftcli_server(app.settings()),
+    )
     warn_shutdown(model)
     _confirm(prepared, yes=yes)
     job = training.start(backend_, prepared, described=app.settings().describe())

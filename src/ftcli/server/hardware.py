@@ -1,8 +1,8 @@
 """What a training job asks of the machine, decided in one place: the numeric precision (bf16 where the GPU has it,
-else fp16 with loss scaling, fp32 on a CPU), gradient checkpointing (on for bases over 1B parameters), QLoRA's 4-bit
-loading (CUDA and bitsandbytes only, refused clearly elsewhere), the longest sequence trained, and what to tell the
-user when the GPU runs out of memory. The decisions are plain functions of what the machine has, so CPU tests can
-check them for any GPU."""
+else fp16 with loss scaling, fp32 on a CPU; or the one the job asks for, where the machine computes in it), gradient
+checkpointing (on for bases over 1B parameters), QLoRA's 4-bit loading (CUDA and bitsandbytes only, refused clearly
+elsewhere), the longest sequence trained, and what to tell the user when the GPU runs out of memory. The decisions are
+plain functions of what the machine has, so CPU tests can check them for any GPU."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any, Literal
 from ftcli.data.local_bases import default_max_seq_length
 
 Precision = Literal["bf16", "fp16", "fp32"]
+PRECISIONS: tuple[Precision, ...] = ("bf16", "fp16", "fp32")
 Quantization = Literal["none", "4bit"]
 QUANTIZATIONS: tuple[Quantization, ...] = ("none", "4bit")
 CHECKPOINTING_ABOVE = 1_000_000_000  # parameters: above this, activations are recomputed instead of kept
@@ -41,11 +42,24 @@ class Machine:
         )
 
 
-def precision(machine: Machine) -> Precision:
-    """Mixed precision for Accelerate: bf16 where supported, fp16 (Accelerate scales the loss) on older GPUs."""
-    if not machine.cuda:
-        return "fp32"
-    return "bf16" if machine.bf16 else "fp16"
+def precision(setting: Any, machine: Machine) -> Precision:
+    """Mixed precision for Accelerate. `auto` (or unset): bf16 where supported, fp16 (Accelerate scales the loss) on
+    older GPUs, fp32 on a CPU; a precision asked for must be one the machine computes in."""
+    if setting in (None, "auto"):
+        if not machine.cuda:
+            return "fp32"
+        return "bf16" if machine.bf16 else "fp16"
+    if setting not in PRECISIONS:
+        raise UnsupportedSetting(f"precision must be one of {', '.join(PRECISIONS)}, got {setting!r}")
+    if setting == "fp16" and not machine.cuda:
+        raise UnsupportedSetting("precision 'fp16' needs a CUDA GPU, and this server has none: use 'fp32' or 'auto'")
+    if setting == "bf16" and not machine.bf16:
+        raise UnsupportedSetting(
+            "precision 'bf16' needs a GPU that computes in bfloat16 (Ampere or later), and this server has none: "
+            "use 'auto'"
+        )
+    chosen: Precision = setting
+    return chosen
 
 
 def gradient_checkpointing(setting: Any, parameters: int) -> bool:

@@ -11,13 +11,22 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ftcli.data.estimate import default_epochs
 from ftcli.server import hardware
 from ftcli.server.chat_tokens import group_by_length, shuffled_batches
 from ftcli.server.hardware import Machine
 from ftcli.server.objectives import Dpo, Objective, Supervised
+from ftcli.server.protocol.hyperparameters import (
+    AUTO,
+    Auto,
+    DpoHyperparameters,
+    MethodName,
+    SupervisedHyperparameters,
+    TrainingHyperparameters,
+    parse,
+)
 from ftcli.server.weights import save_pretrained_atomically
 
 # Per-base defaults: (learning rate, LoRA rank, LoRA alpha). The tiny base needs a higher rate and rank to learn
@@ -26,6 +35,7 @@ BASE_DEFAULTS = {"ftcli/tiny": (2e-3, 32, 64)}
 DEFAULT_BASE = (2e-4, 16, 32)
 MAX_GRAD_NORM = 1.0
 KEEP_CHECKPOINTS = 3  # like OpenAI: the last three epochs
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +47,14 @@ class LoraSettings:
 
 @dataclass(frozen=True, slots=True)
 class Hyperparameters:
-    """What the job asked for, resolved: the job reports these values back."""
+    """What the job asked for (server/protocol/hyperparameters.py), resolved: the job reports these values back."""
 
     n_epochs: int
     batch_size: int
     learning_rate_multiplier: float
     learning_rate: float
     lora: LoraSettings = field(default_factory=LoraSettings)
+    method: MethodName = "supervised"
     beta: float | None = None  # DPO only: how far the policy may move from the reference (OpenAI's default 0.1)
     # ftcli's own: stop after the first epoch whose mean training loss is at most this (n_epochs is then a ceiling),
     # so a run reaches the same quality on a slower or different CPU instead of the same step count
@@ -55,41 +66,64 @@ class Hyperparameters:
     max_seq_length: int | None = None  # longer examples are truncated (default: the model's context, at most 4096)
     quantization: str = "none"  # "4bit": QLoRA (CUDA and bitsandbytes)
     gradient_checkpointing: bool | None = None  # None: on for bases over 1B parameters
-    precision: str | None = None  # bf16, fp16 or fp32, from the machine
+    precision: str | None = None  # bf16, fp16 or fp32: asked for, or from the machine
     # ftcli's own: shard the base's weights across the job's processes (`serve --processes N`) with PyTorch's FSDP2,
     # for a base that doesn't fit one GPU; off: each process holds the whole model (data parallelism)
     fsdp: bool = False
 
     @classmethod
-    def resolve(
-        cls, requested: dict[str, Any], *, n_examples: int, base: str, method: str = "supervised"
-    ) -> Hyperparameters:
-        def pick(key: str, default: Any) -> Any:
-            value = requested.get(key, "auto")
-            return default if value in (None, "auto") else value
+    def resolve(cls, requested: TrainingHyperparameters, *, n_examples: int, base: str) -> Hyperparameters:
+        """Every "auto" made a value: OpenAI's rules for epochs and batch size, the base's LoRA defaults; what
+        depends on the loaded model and the machine stays None until `settle`."""
+
+        def pick(value: T | Auto, default: T) -> T:
+            return default if value == AUTO else value
 
         rate, rank, alpha = BASE_DEFAULTS.get(base, DEFAULT_BASE)
-        multiplier = float(pick("learning_rate_multiplier", 1.0))
-        batch = int(pick("batch_size", max(1, min(8, n_examples // 8 or 1))))
-        lora = LoraSettings(
-            rank=int(pick("lora_rank", rank)),
-            alpha=int(pick("lora_alpha", alpha)),
-            dropout=float(pick("lora_dropout", 0.0)),
-        )
+        multiplier = float(pick(requested.learning_rate_multiplier, 1.0))
+        dpo = requested if isinstance(requested, DpoHyperparameters) else None
+        supervised = requested if isinstance(requested, SupervisedHyperparameters) else None
         return cls(
-            n_epochs=int(pick("n_epochs", default_epochs(n_examples))),
-            batch_size=batch,
+            n_epochs=pick(requested.n_epochs, default_epochs(n_examples)),
+            batch_size=pick(requested.batch_size, max(1, min(8, n_examples // 8 or 1))),
             learning_rate_multiplier=multiplier,
             learning_rate=rate * multiplier,
-            lora=lora,
-            beta=float(pick("beta", 0.1)) if method == "dpo" else None,
-            stop_at_loss=float(requested["stop_at_loss"]) if requested.get("stop_at_loss") is not None else None,
-            packing=bool(pick("packing", True)) and method != "dpo",
-            max_seq_length=int(requested["max_seq_length"]) if requested.get("max_seq_length") is not None else None,
-            quantization=str(pick("quantization", "none")),
-            gradient_checkpointing=pick("gradient_checkpointing", None),
-            fsdp=bool(pick("fsdp", False)),
+            lora=LoraSettings(
+                rank=pick(requested.lora_rank, rank),
+                alpha=pick(requested.lora_alpha, alpha),
+                dropout=float(pick(requested.lora_dropout, 0.0)),
+            ),
+            method=requested.method,
+            beta=float(pick(dpo.beta, 0.1)) if dpo else None,
+            stop_at_loss=pick(requested.stop_at_loss, None),
+            packing=pick(supervised.packing, True) if supervised else False,
+            max_seq_length=pick(requested.max_seq_length, None),
+            quantization=pick(requested.quantization, "none"),
+            gradient_checkpointing=pick(requested.gradient_checkpointing, None),
+            precision=pick(requested.precision, None),
+            fsdp=pick(requested.fsdp, False),
         )
+
+    def trained_with(self) -> TrainingHyperparameters:
+        """What the job reports: the method's own model with every setting the value it trained with (a reported
+        job's hyperparameters are a valid request for the same training)."""
+        values: dict[str, Any] = {
+            "n_epochs": self.n_epochs,
+            "batch_size": self.batch_size,
+            "learning_rate_multiplier": self.learning_rate_multiplier,
+            "lora_rank": self.lora.rank,
+            "lora_alpha": self.lora.alpha,
+            "lora_dropout": self.lora.dropout,
+            "max_seq_length": self.max_seq_length,
+            "gradient_checkpointing": self.gradient_checkpointing,
+            "quantization": self.quantization,
+            "precision": self.precision,
+            "fsdp": self.fsdp,
+        }
+        values.update({"beta": self.beta} if self.method == "dpo" else {"packing": self.packing})
+        if self.stop_at_loss is not None:  # unset: none asked for, every epoch ran (nothing to report)
+            values["stop_at_loss"] = self.stop_at_loss
+        return parse(self.method, values)
 
     def settle(self, model: Any, machine: Machine) -> Hyperparameters:
         """The settings that depend on the loaded base and the machine, made concrete."""
@@ -98,7 +132,7 @@ class Hyperparameters:
             self,
             max_seq_length=hardware.max_seq_length(self.max_seq_length, context if isinstance(context, int) else None),
             gradient_checkpointing=hardware.gradient_checkpointing(self.gradient_checkpointing, model.num_parameters()),
-            precision=hardware.precision(machine),
+            precision=hardware.precision(self.precision, machine),
         )
 
 
@@ -142,14 +176,13 @@ def train_lora(
     *,
     output: Path,
     seed: int,
-    requested: dict[str, Any],
+    requested: TrainingHyperparameters,
     validation: list[dict[str, Any]] | None = None,
     on_step: Callable[[StepMetrics], None] | None = None,
     on_checkpoint: Callable[[int, Path, StepMetrics], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     start_epoch: int = 0,
     resume_adapter: Path | None = None,
-    method: str = "supervised",
     on_warning: Callable[[str], None] | None = None,
     on_info: Callable[[str], None] | None = None,
 ) -> tuple[Hyperparameters, TrainingResult]:
@@ -160,7 +193,7 @@ def train_lora(
 
     torch.manual_seed(seed)
     machine = Machine.this_one()
-    hyper = Hyperparameters.resolve(requested, n_examples=len(examples), base=base_name, method=method)
+    hyper = Hyperparameters.resolve(requested, n_examples=len(examples), base=base_name)
     hyper = replace(hyper, quantization=hardware.quantization(hyper.quantization, machine))  # refused before loading
     model, tokenizer = load_base(base_path, four_bit=hyper.quantization == "4bit")
     hyper = hyper.settle(model, machine)
@@ -182,7 +215,7 @@ def train_lora(
     length = hyper.max_seq_length
     objective: Objective = (
         Dpo(tokenizer, hyper.beta or 0.1, max_length=length)
-        if method == "dpo"
+        if hyper.method == "dpo"
         else Supervised(tokenizer, packing=hyper.packing, max_length=length)
     )
     objective.device = accelerator.device

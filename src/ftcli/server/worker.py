@@ -8,10 +8,13 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ftcli.server.bases import fine_tuned_name, resolve_base
 from ftcli.server.store import Store, now
+
+if TYPE_CHECKING:
+    from ftcli.server.protocol.hyperparameters import TrainingHyperparameters
 
 
 def read_examples(store: Store, file_id: str) -> list[dict[str, Any]]:
@@ -47,6 +50,7 @@ def exit_with_parent(poll: float = 0.5) -> None:
 
 
 def run_job(data_dir: str, job_id: str) -> None:
+    from ftcli.server.protocol.hyperparameters import JOB_LEVEL, InvalidHyperparameter, parse
     from ftcli.server.training import KEEP_CHECKPOINTS, StepMetrics, train_lora
 
     exit_with_parent()
@@ -55,7 +59,12 @@ def run_job(data_dir: str, job_id: str) -> None:
     job = store.job(job_id)
     assert job is not None
     kind = job["method"]["type"]
-    requested = dict(job["method"].get(kind, {}).get("hyperparameters") or {})
+    try:
+        requested = parse(kind, job["method"].get(kind, {}).get("hyperparameters") or {})
+    except InvalidHyperparameter as exc:  # a job stored before its hyperparameters were checked on creation
+        if main:
+            _fail(store, job_id, "invalid_hyperparameters", exc.message)
+        raise SystemExit(1) from None
     output = Path(data_dir) / "runs" / job_id
     last = next(iter(store.checkpoints(job_id)), None)
     resume = Path(last["path"]) if last and Path(last["path"]).exists() else None
@@ -111,7 +120,6 @@ def run_job(data_dir: str, job_id: str) -> None:
             on_checkpoint=on_checkpoint,
             start_epoch=int(start_epoch),
             resume_adapter=resume,
-            method=kind,
             on_warning=lambda message: store.add_event(job_id, message, level="warn"),
             on_info=lambda message: store.add_event(job_id, message),
         )
@@ -131,20 +139,7 @@ def run_job(data_dir: str, job_id: str) -> None:
     model_id = fine_tuned_name(job["model"], job.get("user_provided_suffix"), job_id)
     store.add_model(model_id, base=job["model"], adapter=output / "adapter", job_id=job_id)
     results_id = _save_results(store, job_id)
-    resolved = {
-        "n_epochs": hyper.n_epochs,
-        "batch_size": hyper.batch_size,
-        "learning_rate_multiplier": hyper.learning_rate_multiplier,
-    }
-    method = dict(job["method"])
-    beta = {"beta": hyper.beta} if hyper.beta is not None else {}
-    own = {  # ftcli's own settings as the job trained with them (decided with the model and the machine)
-        "max_seq_length": hyper.max_seq_length,
-        "quantization": hyper.quantization,
-        "gradient_checkpointing": hyper.gradient_checkpointing,
-        "precision": hyper.precision,
-    }
-    method[kind] = {"hyperparameters": {**requested, **resolved, **beta, **own}}
+    trained = hyper.trained_with().given()  # every setting as the job trained with it (its model, the machine)
     store.add_event(job_id, f"New fine-tuned model created: {model_id}")
     store.update_job(
         job_id,
@@ -153,14 +148,14 @@ def run_job(data_dir: str, job_id: str) -> None:
         finished_at=now(),
         trained_tokens=result.trained_tokens,
         result_files=[results_id],
-        hyperparameters=resolved,
-        method=method,
+        hyperparameters={key: trained[key] for key in JOB_LEVEL},
+        method={"type": kind, kind: {"hyperparameters": trained}},
         estimated_finish=None,
     )
     store.add_event(job_id, "The job has successfully completed")
 
 
-def _failure(exc: BaseException, requested: dict[str, Any]) -> tuple[str, str]:
+def _failure(exc: BaseException, requested: TrainingHyperparameters) -> tuple[str, str]:
     """(code, message) of a job that failed: out of GPU memory and a setting the machine can't honour are told
     plainly, with what to change; anything else names the error (its traceback goes to the server's log)."""
     from ftcli.server import hardware
@@ -169,10 +164,10 @@ def _failure(exc: BaseException, requested: dict[str, Any]) -> tuple[str, str]:
         return "invalid_hyperparameters", str(exc)
     if hardware.is_out_of_memory(exc):
         message = hardware.out_of_memory(
-            batch_size=requested.get("batch_size"),
-            seq_length=requested.get("max_seq_length"),
-            quantized=requested.get("quantization") == "4bit",
-            checkpointing=bool(requested.get("gradient_checkpointing")),
+            batch_size=requested.batch_size,
+            seq_length=requested.max_seq_length,
+            quantized=requested.quantization == "4bit",
+            checkpointing=requested.gradient_checkpointing is True,
         )
         return "out_of_memory", message
     return "server_error", f"training failed: {type(exc).__name__}: {exc}"[:1000]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftcli.data.convert.writer import write_bytes_atomic
 from ftcli.data.digests import file_sha256
+from ftcli.data.hyperparameters import all_openai_keys
 from ftcli.service.errors import BackendError, UsageError
 from ftcli.service.results import decode_result_file
 from ftcli.service.weights_archive import WeightsLimits, unpack_weights
@@ -284,7 +285,7 @@ class ExportedJob:
 
 # What each kind of backend accepts: OpenAI and Azure take OpenAI's hyperparameters within its bounds; other
 # OpenAI-compatible servers (ftcli's own included) also take the rest (e.g. lora_rank).
-OPENAI_HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier", "beta")
+OPENAI_HYPERPARAMETERS = all_openai_keys()  # n_epochs, batch_size, learning_rate_multiplier, beta
 OPENAI_MAX_EPOCHS = 50
 
 

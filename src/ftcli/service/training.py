@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ftcli.data import hyperparameters
 from ftcli.data.check.engine import CheckOptions
 from ftcli.service.errors import UsageError
 from ftcli.service.files import ProgressCallback, check_before_upload
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from ftcli.service.backends.base import Backend, PriceEstimate
     from ftcli.service.export import ExportedJob
     from ftcli.service.ledger import Ledger
+    from ftcli.service.settings import Settings
 
 # Called as a local file starts uploading: a context around the upload that takes byte counts (a progress bar).
 UploadProgress = Callable[[Path], AbstractContextManager[ProgressCallback | None]]
@@ -76,9 +78,11 @@ def prepare(
     *,
     ledger: Ledger | None = None,
     progress: UploadProgress | None = None,
+    ftcli_server: bool = False,
 ) -> PreparedJob:
-    """Everything before the job is created: files checked (errors refuse) and uploaded, the request validated,
-    and the backend's own price asked for where it quotes one."""
+    """Everything before the job is created: the request validated and its hyperparameters checked against what
+    the backend takes (`ftcli_server`: the backend is an `ftcli serve`, whose schema is known), then files checked
+    (errors refuse) and uploaded, and the backend's own price asked for where it quotes one."""
     options, exported = _with_export(options, backend.kind)
     if options.file is None:
         raise UsageError("--file is required", hint="or --from-export OUT/<job-id> to re-train an exported job")
@@ -95,12 +99,9 @@ def prepare(
     def resolve(value: str) -> TrainingFile:
         return _resolve_file(backend, value, counting, ledger, progress)
 
-    training = resolve(options.file)
-    validation = resolve(options.validation_file) if options.validation_file else None
     request = JobRequest(
         model=options.model,
-        training_file=training.file_id,
-        validation_file=validation.file_id if validation else None,
+        training_file="",  # known once uploaded: nothing is sent before the request is known to be acceptable
         method=method,
         n_epochs=options.n_epochs,
         batch_size=options.batch_size,
@@ -112,7 +113,42 @@ def prepare(
         extra_hyperparameters=dict(options.extra_hyperparameters),
     )
     request.validate()
+    check_hyperparameters(request, backend.kind, ftcli_server=ftcli_server)
+    training = resolve(options.file)
+    validation = resolve(options.validation_file) if options.validation_file else None
+    request = replace(
+        request, training_file=training.file_id, validation_file=validation.file_id if validation else None
+    )
     return PreparedJob(request, training, validation, exported, quote=backend.price_estimate(request))
+
+
+def is_ftcli_server(settings: Settings) -> bool:
+    """Whether the backend is an `ftcli serve` of this user on this machine (it left its runtime file): its
+    hyperparameters' schema is then known here. (Another machine's ftcli serve refuses bad ones itself, with a 400
+    naming the field.)"""
+    from ftcli.data.local_server import announcement
+
+    return settings.kind == "compatible" and announcement(settings.base_url) is not None
+
+
+def check_hyperparameters(request: JobRequest, backend_kind: str, *, ftcli_server: bool = False) -> None:
+    """Refuse, before anything is sent, hyperparameters the backend doesn't take, naming those it does: OpenAI and
+    Azure take only OpenAI's own (set with options, not -H); Together's mapping refuses names it lacks; an ftcli serve
+    checks every value against its schema (data/hyperparameters.py). Another compatible server's are its business."""
+    method = "dpo" if request.method == "dpo" else "supervised"
+    if backend_kind == "together":
+        from ftcli.service.backends.together import create_body
+
+        create_body(request)  # the wire mapping, pure: refuses a setting Together lacks, listing the ones it takes
+    elif backend_kind in ("openai", "azure") and request.extra_hyperparameters:
+        name = "OpenAI" if backend_kind == "openai" else "Azure OpenAI"
+        options = "--epochs, --batch-size, --lr-multiplier" + (", --beta" if method == "dpo" else "")
+        raise UsageError(
+            f"{name} takes no hyperparameter {', '.join(sorted(request.extra_hyperparameters))}",
+            hint=f"it takes {', '.join(hyperparameters.openai_keys(method))}, set with {options}",
+        )
+    elif ftcli_server:
+        hyperparameters.parse(method, request.create_params(tag="")["method"][method]["hyperparameters"])
 
 
 def start(backend: Backend, prepared: PreparedJob, *, described: dict[str, str | None]) -> FineTuningJob:

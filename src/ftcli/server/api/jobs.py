@@ -11,6 +11,7 @@ from ftcli.server.api.bodies import read_request
 from ftcli.server.api.errors import ApiError, not_found
 from ftcli.server.bases import UnknownBase, require_base
 from ftcli.server.protocol.common import CursorPage, Page
+from ftcli.server.protocol.hyperparameters import METHODS, InvalidHyperparameter, TrainingHyperparameters, parse
 from ftcli.server.protocol.jobs import Checkpoint, CreateJob, FineTuningJob, JobEvent
 from ftcli.server.runner import JobRunner
 from ftcli.server.store import Store, new_id, now
@@ -40,17 +41,7 @@ async def create_job(request: Request) -> FineTuningJob:
     for key, file_id in (("training_file", body.training_file), ("validation_file", body.validation_file)):
         if file_id and store.file(file_id) is None:
             raise ApiError(400, f"{key} {file_id} does not exist", param=key)
-    method = body.method or {
-        "type": "supervised",
-        "supervised": {"hyperparameters": body.hyperparameters or {}},
-    }
-    if method.get("type") not in ("supervised", "dpo"):
-        raise ApiError(400, "the local backend trains supervised (sft) and dpo jobs", param="method.type")
-    hyperparameters = method.setdefault(method["type"], {}).setdefault("hyperparameters", {}) or {}
-    _check_hyperparameters(hyperparameters)
-    for key, value in request.app.state.lora_defaults.items():
-        hyperparameters.setdefault(key, value)
-    method[method["type"]]["hyperparameters"] = hyperparameters
+    method, requested = _method(body, request.app.state.lora_defaults)
     job = FineTuningJob(
         id=new_id("ftjob"),
         created_at=now(),
@@ -58,7 +49,7 @@ async def create_job(request: Request) -> FineTuningJob:
         training_file=body.training_file,
         validation_file=body.validation_file,
         status="validating_files",
-        hyperparameters=hyperparameters,
+        hyperparameters=requested.given(),
         method=method,
         seed=body.seed or 0,
         metadata=body.metadata,
@@ -69,44 +60,37 @@ async def create_job(request: Request) -> FineTuningJob:
     return job
 
 
-# OpenAI's bounds (its OpenAPI spec); the local backend keeps them so a job that runs here would run there too.
-BOUNDS = {
-    "n_epochs": (int, 1, 50),
-    "batch_size": (int, 1, 256),
-    "learning_rate_multiplier": (float, 0.0, None),
-    "beta": (float, 0.0, 2.0),
-    # ftcli's own (OpenAI has no such setting): stop once an epoch's mean training loss is at most this
-    "stop_at_loss": (float, 0.0, None),
-    "max_seq_length": (int, 16, 1 << 20),  # tokens per example; longer ones are truncated (a warning event)
-}
-
-
-def _check_hyperparameters(hyperparameters: dict[str, Any]) -> None:
-    for switch in ("packing", "gradient_checkpointing", "fsdp"):
-        if hyperparameters.get(switch, "auto") not in ("auto", None, True, False):
-            raise ApiError(400, f"{switch} must be 'auto', true or false", param=f"hyperparameters.{switch}")
-    if hyperparameters.get("fsdp") is True and hyperparameters.get("quantization") == "4bit":
-        raise ApiError(
-            400,
-            "fsdp and quantization '4bit' can't be combined here: QLoRA fits a base of up to 8B parameters on one "
-            "24 GB GPU; FSDP shards a larger base across the GPUs of `ftcli serve --processes N`",
-            param="hyperparameters.fsdp",
-        )
-    if hyperparameters.get("quantization", "none") not in ("none", None, "auto"):
-        try:  # 4-bit needs this machine's CUDA GPU and bitsandbytes: refused now, not after the job was queued
-            hardware.quantization(hyperparameters["quantization"], hardware.Machine.this_one())
-        except hardware.UnsupportedSetting as exc:
-            raise ApiError(400, str(exc), param="hyperparameters.quantization") from None
-    for key, (kind, low, high) in BOUNDS.items():
-        value = hyperparameters.get(key, "auto")
-        if value == "auto" or value is None:
-            continue
-        numeric = isinstance(value, int | float) and not isinstance(value, bool)
-        if not numeric or (kind is int and value != int(value)):
-            raise ApiError(400, f"{key} must be 'auto' or a {kind.__name__}", param=f"hyperparameters.{key}")
-        if value < low or (kind is float and value <= low) or (high is not None and value > high):
-            bounds = f"between {low} and {high}" if high is not None else f"above {low}"
-            raise ApiError(400, f"{key} must be {bounds}, got {value}", param=f"hyperparameters.{key}")
+def _method(body: CreateJob, server_defaults: dict[str, Any]) -> tuple[dict[str, Any], TrainingHyperparameters]:
+    """The job's `method` (from the deprecated top-level `hyperparameters` when it names none), its hyperparameters
+    checked against the method's schema with the server's LoRA defaults filling what the request leaves unset; and
+    the typed hyperparameters. A refusal is a 400 naming the field where the request put it."""
+    if body.method is None:
+        kind: Any = "supervised"
+        section: Any = {"hyperparameters": body.hyperparameters}
+        where = "hyperparameters"
+    else:
+        kind = body.method.get("type")
+        section = body.method.get(kind) if isinstance(kind, str) else None
+        where = f"method.{kind}.hyperparameters"
+    if not isinstance(kind, str) or kind not in METHODS:
+        raise ApiError(400, "the local backend trains supervised (sft) and dpo jobs", param="method.type")
+    if not isinstance(section, dict | None):
+        raise ApiError(400, f"method.{kind} must be an object", param=f"method.{kind}")
+    given = (section or {}).get("hyperparameters")
+    if not isinstance(given, dict | None):
+        raise ApiError(400, f"{where} must be an object", param=where)
+    try:
+        requested = parse(kind, {**server_defaults, **(given or {})})
+    except InvalidHyperparameter as exc:
+        raise ApiError(400, exc.message, param=f"{where}.{exc.key}" if exc.key else where) from None
+    if requested.quantization == "4bit" or requested.precision in ("bf16", "fp16"):
+        machine = hardware.Machine.this_one()  # (imports torch: only for a setting that depends on the machine)
+        for key, honour in (("quantization", hardware.quantization), ("precision", hardware.precision)):
+            try:  # refused now, not after the job was queued
+                honour(getattr(requested, key), machine)
+            except hardware.UnsupportedSetting as exc:
+                raise ApiError(400, str(exc), param=f"{where}.{key}") from None
+    return {"type": kind, kind: {"hyperparameters": requested.given()}}, requested
 
 
 @router.get("")

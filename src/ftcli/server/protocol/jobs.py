@@ -26,6 +26,8 @@ class FineTuningJob(Response):
     fine_tuned_model: str | None = None
     finished_at: int | None = None
     error: JobError | None = None
+    # what the job asked for, then (once it succeeded) what it trained with: OpenAI's three here, every setting of
+    # the method's schema (protocol/hyperparameters.py) in `method`; plain dicts, as older jobs stored them
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     method: dict[str, Any]
     organization_id: str = "local"
@@ -74,8 +76,9 @@ class Checkpoint(Response):
 
 
 class CreateJob(Request):
-    """Lenient as OpenAI: `method` and the deprecated top-level `hyperparameters` are kept as given and judged by
-    the router against OpenAI's bounds."""
+    """Lenient as OpenAI about fields it doesn't know. `method` and the deprecated top-level `hyperparameters` are
+    judged by the router against the method's schema (protocol/hyperparameters.py): OpenAI's bounds for OpenAI's
+    own fields, ftcli serve's for the rest, unknown keys refused."""
 
     model: str
     training_file: str
@@ -83,5 +86,5 @@ class CreateJob(Request):
     hyperparameters: dict[str, Any] | None = None
     method: dict[str, Any] | None = None
     suffix: str | None = Field(default=None, max_length=64)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=2_147_483_647)  # OpenAI's bounds (torch takes 64 bits)
     metadata: dict[str, str] | None = None

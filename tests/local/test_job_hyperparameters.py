@@ -1,0 +1,179 @@
+"""ftcli serve judges a job's hyperparameters by the method's schema (server/protocol/hyperparameters.py): the review's
+bad inputs (a LoRA rank that made the worker allocate 768 TB, `n_epochs: 1e400`, negative values, strings, unknown
+keys) are 400s in OpenAI's envelope naming the field, and no job is made; a finished job reports every setting it
+trained with in the same schema, and its object stays valid against OpenAI's spec."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the local backend needs the `local` extra (scripts/test installs it)")
+pytest.importorskip("torch", reason="the local backend needs the `local` extra (scripts/test installs it)")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from ftcli.server.app import create_app  # noqa: E402
+from ftcli.server.protocol.hyperparameters import SupervisedHyperparameters, TrainingHyperparameters  # noqa: E402
+from ftcli.server.store import Store  # noqa: E402
+from tests.local.zorbia import QA, chat_jsonl  # noqa: E402
+from tests.openai_spec import Exchange, violations  # noqa: E402
+
+pytestmark = [pytest.mark.local]
+LOCAL = "http://127.0.0.1:8765"
+JOBS = "/v1/fine_tuning/jobs"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def client(data_dir: Path) -> TestClient:
+    return TestClient(create_app(data_dir, lora_defaults={"lora_rank": 4}), base_url=LOCAL)  # no runner: no training
+
+
+@pytest.fixture
+def file_id(client: TestClient) -> str:
+    uploaded = client.post("/v1/files", files={"file": ("z.jsonl", chat_jsonl(QA[:4]).encode())},
+                           data={"purpose": "fine-tune"})  # fmt: skip
+    return str(uploaded.json()["id"])
+
+
+def _raw(client: TestClient, text: str) -> Any:
+    """A body sent as written: `1e400` is a JSON number that Python reads as infinity."""
+    return client.post(JOBS, content=text.encode(), headers={"content-type": "application/json"})
+
+
+def _spec_valid(response: Any, method: str, path: str) -> None:
+    exchange = Exchange(method, path, response.status_code, "application/json", response.content)
+    assert violations(exchange) == []
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "key", "says"),
+    [
+        ('{"lora_rank": 1000000000000}', "lora_rank", "lora_rank must be 'auto' or an integer from 1 to 1024"),
+        ('{"n_epochs": 1e400}', "n_epochs", "n_epochs must be 'auto' or an integer from 1 to 50, got Infinity"),
+        ('{"learning_rate_multiplier": -0.5}', "learning_rate_multiplier", "a number above 0, at most 10"),
+        ('{"batch_size": -3}', "batch_size", "an integer from 1 to 256, got -3"),
+        ('{"lora_rank": "abc"}', "lora_rank", 'got "abc"'),
+        ('{"lora_dropout": "0.1"}', "lora_dropout", 'got "0.1"'),
+        ('{"bogus": 1}', "bogus", 'unknown hyperparameter "bogus" for supervised training; it takes n_epochs'),
+        ('{"fsdp": "yes"}', "fsdp", "fsdp must be 'auto' or true or false"),
+        ('{"max_seq_length": 8}', "max_seq_length", "from 16 to 1048576"),
+    ],
+)
+def test_bad_hyperparameters_are_400s_naming_the_field_and_make_no_job(
+    client: TestClient, file_id: str, hyperparameters: str, key: str, says: str
+) -> None:
+    method = f'{{"type": "supervised", "supervised": {{"hyperparameters": {hyperparameters}}}}}'
+    for body, where in (
+        (f'{{"model": "ftcli/tiny", "training_file": "{file_id}", "method": {method}}}', "method.supervised."),
+        (f'{{"model": "ftcli/tiny", "training_file": "{file_id}", "hyperparameters": {hyperparameters}}}', ""),
+    ):
+        refused = _raw(client, body)
+        assert refused.status_code == 400, refused.text
+        error = refused.json()["error"]
+        assert error["param"] == f"{where}hyperparameters.{key}" and says in error["message"]
+        assert error["type"] == "invalid_request_error"
+        _spec_valid(refused, "POST", JOBS)
+    assert client.get(JOBS).json()["data"] == []
+
+
+def test_dpo_takes_its_own_keys_and_refuses_supervised_ones(client: TestClient, file_id: str) -> None:
+    def create(hyperparameters: dict[str, Any]) -> Any:
+        method = {"type": "dpo", "dpo": {"hyperparameters": hyperparameters}}
+        return client.post(JOBS, json={"model": "ftcli/tiny", "training_file": file_id, "method": method})
+
+    refused = create({"packing": False}).json()["error"]
+    assert refused["param"] == "method.dpo.hyperparameters.packing" and "it takes" in refused["message"]
+    assert "beta" in refused["message"] and "packing" not in refused["message"].split("it takes")[1]
+    assert create({"beta": 0}).json()["error"]["param"] == "method.dpo.hyperparameters.beta"
+    made = create({"beta": 0.2, "n_epochs": 2.0})
+    assert made.status_code == 200  # a whole float is its integer
+    assert made.json()["method"]["dpo"]["hyperparameters"] == {"beta": 0.2, "n_epochs": 2, "lora_rank": 4}
+
+
+def test_a_method_section_or_hyperparameters_that_are_not_objects_are_refused(client: TestClient, file_id: str) -> None:
+    for method, param in (
+        ({"type": "dpo", "dpo": "x"}, "method.dpo"),
+        ({"type": "supervised", "supervised": {"hyperparameters": [1]}}, "method.supervised.hyperparameters"),
+        ({"type": "reinforcement"}, "method.type"),
+    ):
+        refused = client.post(JOBS, json={"model": "ftcli/tiny", "training_file": file_id, "method": method})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == param
+
+
+def test_a_seed_past_openais_bound_is_refused(client: TestClient, file_id: str) -> None:
+    refused = client.post(JOBS, json={"model": "ftcli/tiny", "training_file": file_id, "seed": 2**70})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "seed"
+
+
+def test_a_precision_the_machine_lacks_is_refused_at_creation(
+    client: TestClient, file_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ftcli.server import hardware
+
+    cpu = hardware.Machine(cuda=False, bf16=False, bitsandbytes=False)
+    monkeypatch.setattr(hardware.Machine, "this_one", classmethod(lambda cls: cpu))
+    body = {"model": "ftcli/tiny", "training_file": file_id, "hyperparameters": {"precision": "fp16"}}
+    refused = client.post(JOBS, json=body).json()["error"]
+    assert refused["param"] == "hyperparameters.precision" and "'fp16' needs a CUDA GPU" in refused["message"]
+    body["hyperparameters"] = {"precision": "fp32"}
+    assert client.post(JOBS, json=body).status_code == 200
+
+
+def test_a_finished_job_reports_every_setting_it_trained_with(
+    client: TestClient, file_id: str, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ftcli.server import training, worker
+
+    def trained(*args: Any, requested: TrainingHyperparameters, **_: Any) -> Any:
+        """train_lora's answer without the training: the request resolved and settled as on this CPU."""
+        hyper = training.Hyperparameters.resolve(requested, n_examples=len(args[2]), base=args[1])
+        settled = replace(hyper, max_seq_length=2048, gradient_checkpointing=False, precision="fp32")
+        return settled, training.TrainingResult(trained_tokens=100, steps=2)
+
+    monkeypatch.setattr(training, "train_lora", trained)
+    monkeypatch.setattr(worker, "exit_with_parent", lambda: None)
+    monkeypatch.setattr(worker, "resolve_base", lambda *_: tmp_path)
+    method = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2, "stop_at_loss": 0.5}}}
+    job_id = client.post(JOBS, json={"model": "ftcli/tiny", "training_file": file_id, "method": method}).json()["id"]
+    worker.run_job(str(data_dir), job_id)
+
+    got = client.get(f"{JOBS}/{job_id}")
+    _spec_valid(got, "GET", f"{JOBS}/{job_id}")
+    job = got.json()
+    assert job["status"] == "succeeded"
+    reported = job["method"]["supervised"]["hyperparameters"]
+    assert reported == {
+        "n_epochs": 2, "batch_size": 1, "learning_rate_multiplier": 1.0, "lora_rank": 4, "lora_alpha": 64,
+        "lora_dropout": 0.0, "stop_at_loss": 0.5, "max_seq_length": 2048, "gradient_checkpointing": False,
+        "quantization": "none", "precision": "fp32", "fsdp": False, "packing": True,
+    }  # fmt: skip
+    assert SupervisedHyperparameters.model_validate(reported).given() == reported  # a valid request again
+    assert job["hyperparameters"] == {"n_epochs": 2, "batch_size": 1, "learning_rate_multiplier": 1.0}
+
+
+def test_a_stored_job_with_a_key_no_longer_taken_fails_in_words(
+    data_dir: Path, file_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ftcli.server import worker
+
+    monkeypatch.setattr(worker, "exit_with_parent", lambda: None)
+    store = Store(data_dir, clean=False)
+    store.save_job({"id": "ftjob-old", "status": "queued", "created_at": 0, "model": "ftcli/tiny", "seed": 1,
+                    "training_file": file_id, "validation_file": None,
+                    "method": {"type": "supervised", "supervised": {"hyperparameters": {"bogus": 1}}}})  # fmt: skip
+    with pytest.raises(SystemExit):
+        worker.run_job(str(data_dir), "ftjob-old")
+    job = store.job("ftjob-old")
+    assert job is not None and job["status"] == "failed" and job["error"]["code"] == "invalid_hyperparameters"
+    assert 'unknown hyperparameter "bogus"' in job["error"]["message"]
+    assert json.dumps(job["error"]).count("Traceback") == 0

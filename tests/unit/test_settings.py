@@ -143,6 +143,16 @@ def test_profile_commands_and_file_mode(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "no profile named" in missing.stderr
 
 
+def test_profile_list_shows_names_and_urls_as_written_not_as_markup(tmp_path: Path) -> None:
+    env = {"FTCLI_CONFIG_DIR": str(tmp_path), "COLUMNS": "200"}
+    runner = CliRunner()
+    odd = "http://127.0.0.1:9/v1?[/x][link=http://evil]"
+    assert runner.invoke(app, ["profile", "add", "odd", "--base-url", odd], env=env).exit_code == 0
+    listed = runner.invoke(app, ["profile", "list"], env=env)
+    assert listed.exit_code == 0 and "Traceback" not in listed.output, listed.output
+    assert odd in listed.stdout
+
+
 def test_no_key_for_openai_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app, ["status"], env={"FTCLI_CONFIG_DIR": str(tmp_path), "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}

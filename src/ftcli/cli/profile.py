@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ftcli.cli.context import app_context
 from ftcli.cli.emit import emit
@@ -70,12 +71,10 @@ def list_profiles(ctx: typer.Context) -> None:
     def table() -> Table:
         view = Table("", "name", "kind", "url", "key from", show_edge=False)
         for row in rows:
+            # Text, not markup: a name or URL holding `[/x]` is shown as written
             view.add_row(
                 "*" if row["current"] else "",
-                str(row["name"]),
-                str(row["kind"]),
-                str(row["url"]),
-                str(row["key_from"] or "-"),
+                *(Text(str(row[key] or "-")) for key in ("name", "kind", "url", "key_from")),
             )
         return view
 

@@ -3,6 +3,7 @@ opened by id; an id that isn't one of the server's is 404, never a path; a body 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,3 +50,31 @@ def test_only_the_servers_own_ids_open_a_run(client: TestClient, attack: str) ->
 def test_a_body_that_is_not_a_report_is_refused(client: TestClient) -> None:
     assert client.post("/ftcli/evals", json={"cases": []}).status_code == 400
     assert client.post("/ftcli/evals", content=b"report", headers={"content-type": "text/plain"}).status_code == 415
+
+
+def test_a_run_is_deleted_by_its_id(client: TestClient, tmp_path: Path) -> None:
+    """`DELETE /ftcli/evals/{id}` (the page's delete button): the run's file goes, and it is gone from the list."""
+    kept = client.post("/ftcli/evals", json={"report": REPORT, "cases": ROWS}).json()["id"]
+    gone = client.post("/ftcli/evals", json={"report": REPORT, "cases": ROWS}).json()["id"]
+    deleted = client.delete(f"/ftcli/evals/{gone}")
+    assert deleted.status_code == 200 and deleted.json() == {"id": gone, "object": "ftcli.eval", "deleted": True}
+    assert [run["id"] for run in client.get("/ftcli/evals").json()["data"]] == [kept]
+    assert client.get(f"/ftcli/evals/{gone}").status_code == 404
+    assert not (tmp_path / "data" / "evals" / f"{gone}.json").exists()
+    again = client.delete(f"/ftcli/evals/{gone}")
+    assert again.status_code == 404 and again.json()["error"]["code"] == "eval_not_found"
+
+
+@pytest.mark.parametrize("attack", ["..%2F..%2Fetc%2Fpasswd", "eval-../../x", "eval-0000"])
+def test_only_the_servers_own_ids_delete_a_run(client: TestClient, attack: str) -> None:
+    assert client.delete(f"/ftcli/evals/{attack}").status_code == 404
+
+
+def test_a_run_damaged_on_disk_leaves_the_list_working_and_can_be_deleted(client: TestClient, tmp_path: Path) -> None:
+    good = client.post("/ftcli/evals", json={"report": REPORT, "cases": ROWS}).json()["id"]
+    damaged = "eval-00000000000000ff"
+    (tmp_path / "data" / "evals" / f"{damaged}.json").write_text(json.dumps({"id": damaged, "cases": "abc"}))
+    assert [run["id"] for run in client.get("/ftcli/evals").json()["data"]] == [good]
+    opened = client.get(f"/ftcli/evals/{damaged}")
+    assert opened.status_code == 500 and opened.json()["error"]["code"] == "eval_damaged"
+    assert client.delete(f"/ftcli/evals/{damaged}").status_code == 200

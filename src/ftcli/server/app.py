@@ -18,8 +18,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ftcli.server.api import chat, evals, exports, files, jobs, models, web
 from ftcli.server.api.chat import ChatLimits
-from ftcli.server.api.errors import ApiError, error_response, handle_api_error
-from ftcli.server.guard import BrowserGuard
+from ftcli.server.api.errors import ApiError, error_response, handle_api_error, handle_unexpected
+from ftcli.server.guard import BrowserGuard, FailedKeys, is_loopback
 from ftcli.server.inference import ModelCache
 from ftcli.server.limits import MAX_JSON_BODY, BodyLimit, ChatSlots
 from ftcli.server.runner import Cluster, JobRunner
@@ -41,9 +41,12 @@ def create_app(
     chat_limits: ChatLimits | None = None,
     chat_slots: ChatSlots | None = None,
     max_json_bytes: int = MAX_JSON_BODY,
+    failed_keys: FailedKeys | None = None,
 ) -> FastAPI:
     """`lora_defaults`: the server's own lora_rank / lora_alpha / lora_dropout for jobs that don't set them (else
-    per-base defaults apply); written into each job's hyperparameters, so the job reports what it trained with."""
+    per-base defaults apply); written into each job's hyperparameters, so the job reports what it trained with.
+    `failed_keys`: how repeated wrong keys are slowed down; by default on any host but loopback (where every local
+    user shares 127.0.0.1, and one could lock the others out)."""
     store = Store(data_dir)
     runner = JobRunner(store, parallel=parallel_jobs, processes=processes_per_job, cluster=cluster)
 
@@ -60,6 +63,7 @@ def create_app(
     app.state.chat_limits = chat_limits or ChatLimits()
     app.state.chat_slots = chat_slots or ChatSlots()
     app.add_exception_handler(ApiError, handle_api_error)
+    app.add_exception_handler(Exception, handle_unexpected)  # the safety net: a 500 in the envelope, no traceback
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -76,7 +80,10 @@ def create_app(
     # A plain ASGI middleware (not @app.middleware): it passes receive and send straight through, so a streamed
     # answer still hears its client leave (see api/chat.py's _until_disconnected).
     app.add_middleware(BodyLimit, upload_limit=max_upload_bytes, json_limit=max_json_bytes)
-    app.add_middleware(Gatekeeper, guard=BrowserGuard(host), api_key=api_key)  # the outer one: refuses first
+    if failed_keys is None and not is_loopback(host):
+        failed_keys = FailedKeys()
+    # the outer one: refuses first
+    app.add_middleware(Gatekeeper, guard=BrowserGuard(host), api_key=api_key, failed_keys=failed_keys)
 
     for router in (files.router, jobs.router, chat.router, models.router):
         app.include_router(router, prefix="/v1")
@@ -88,11 +95,14 @@ def create_app(
 
 class Gatekeeper:
     """Before any route: a rebound or cross-site request is refused (server/guard.py), then a missing or wrong
-    bearer key when the server has one (compared in constant time). The page itself holds no data: it asks for the
+    bearer key when the server has one (compared in constant time), and a client that sent too many wrong keys
+    waits (429 with Retry-After) before its next one is looked at. The page itself holds no data: it asks for the
     key and sends it with every API call it makes."""
 
-    def __init__(self, app: ASGIApp, *, guard: BrowserGuard, api_key: str | None) -> None:
-        self.app, self.guard, self.api_key = app, guard, api_key
+    def __init__(
+        self, app: ASGIApp, *, guard: BrowserGuard, api_key: str | None, failed_keys: FailedKeys | None = None
+    ) -> None:
+        self.app, self.guard, self.api_key, self.failed_keys = app, guard, api_key, failed_keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -105,8 +115,21 @@ class Gatekeeper:
             return
         page = scope["method"] == "GET" and scope["path"] == web.PAGE_PATH
         if self.api_key is not None and not page:
+            client = scope["client"][0] if scope.get("client") else None
+            wait = self.failed_keys.retry_after(client) if self.failed_keys is not None else None
+            if wait is not None:
+                message = f"Too many incorrect API keys from this address: retry in {wait} s"
+                refusal = error_response(
+                    429, message, kind="requests", code="rate_limit_exceeded", headers={"Retry-After": str(wait)}
+                )
+                await refusal(scope, receive, send)
+                return
             scheme, _, given = headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.api_key.encode()):
+                if self.failed_keys is not None:
+                    self.failed_keys.failed(client)
                 await error_response(401, "Incorrect API key provided", code="invalid_api_key")(scope, receive, send)
                 return
+            if self.failed_keys is not None:
+                self.failed_keys.succeeded(client)
         await self.app(scope, receive, send)

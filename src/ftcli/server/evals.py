@@ -11,21 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from ftcli.data.atomic import write_atomic
+from ftcli.server.protocol.evals import EvalReport
 
 KEEP = 200  # runs listed (older files stay on disk)
 EVAL_ID = re.compile(r"eval-[0-9a-f]{16}")
 
 
-def save_eval(data_dir: Path, report: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+def save_eval(data_dir: Path, report: EvalReport, rows: list[dict[str, Any]]) -> dict[str, Any]:
     folder = data_dir / "evals"
     folder.mkdir(parents=True, exist_ok=True)
     record = {
         "id": f"eval-{secrets.token_hex(8)}",
         "created_at": int(time.time()),
-        "data": str(report.get("data") or ""),
-        "cases": int(report.get("cases") or 0),
-        "models": [m for m in report.get("models") or [] if isinstance(m, dict)],
-        "failures": [str(f) for f in report.get("failures") or []],
+        **report.model_dump(mode="json"),
         "rows": rows,
     }
     write_atomic(folder / f"{record['id']}.json", json.dumps(record, ensure_ascii=False).encode())
@@ -46,6 +44,17 @@ def load_eval(data_dir: Path, eval_id: str) -> dict[str, Any] | None:
     if not EVAL_ID.fullmatch(eval_id):
         return None
     return _read(data_dir / "evals" / f"{eval_id}.json")
+
+
+def delete_eval(data_dir: Path, eval_id: str) -> bool:
+    """Removes a run's file; False when no run has this id."""
+    if not EVAL_ID.fullmatch(eval_id):
+        return False
+    try:
+        (data_dir / "evals" / f"{eval_id}.json").unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _read(path: Path) -> dict[str, Any] | None:

@@ -51,9 +51,12 @@ class ModelCache:
 class Sampling:
     max_tokens: int = 256
     min_tokens: int = 0  # vLLM's extension: no end of answer before this many tokens
-    temperature: float = 0.0  # 0: greedy, deterministic
-    top_p: float = 1.0
+    temperature: float = 0.0  # 0 (below GREEDY_BELOW): greedy, deterministic
+    top_p: float = 1.0  # 0: only the most likely token (greedy)
     seed: int | None = None
+    stop: tuple[str, ...] = ()  # the answer ends before the first of these (not included)
+    presence_penalty: float = 0.0  # OpenAI's: subtracted from the logit of every token already generated
+    frequency_penalty: float = 0.0  # OpenAI's: subtracted once per time a token was already generated
 
 
 def prompt_ids(loaded: LoadedModel, messages: list[dict[str, Any]], tools: list[Any] | None = None) -> Any:
@@ -69,9 +72,16 @@ def generate_stream(
     stop: threading.Event | None = None,
 ) -> Iterator[str]:
     """Yield text deltas as tokens are produced (transformers' own generate + streamer, in a thread). Generation
-    ends at the next token once `stop` is set (a client that left) or this iterator is closed."""
+    ends at the next token once `stop` is set (a client that left), this iterator is closed, or a stop sequence
+    appears (the text yielded ends before it)."""
     import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+    from transformers import (
+        LogitsProcessor,
+        LogitsProcessorList,
+        StoppingCriteria,
+        StoppingCriteriaList,
+        TextIteratorStreamer,
+    )
 
     abandoned = stop or threading.Event()
 
@@ -80,6 +90,12 @@ def generate_stream(
             return torch.full((input_ids.shape[0],), abandoned.is_set(), dtype=torch.bool, device=input_ids.device)
 
     inputs = prompt_ids(loaded, messages, tools)
+    prompt_length = int(inputs["input_ids"].shape[1])
+
+    class Penalties(LogitsProcessor):
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            return penalized(scores, input_ids[:, prompt_length:], sampling)
+
     streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
     options: dict[str, Any] = {
         "max_new_tokens": sampling.max_tokens,
@@ -91,7 +107,9 @@ def generate_stream(
         # not held for tokens nobody reads
         "stopping_criteria": StoppingCriteriaList([WhenAbandoned()]),
     }
-    if sampling.temperature > 0:
+    if sampling.presence_penalty or sampling.frequency_penalty:
+        options["logits_processor"] = LogitsProcessorList([Penalties()])
+    if sampling.temperature >= GREEDY_BELOW and sampling.top_p > 0:
         options.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
     else:
         options.update(do_sample=False)
@@ -110,14 +128,47 @@ def generate_stream(
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
     try:
-        for delta in streamer:
-            if delta:
-                yield delta
+        yield from _until_stop_sequence((delta for delta in streamer if delta), sampling.stop)
     finally:
         abandoned.set()
     worker.join()
     if errors:
         raise errors[0]
+
+
+GREEDY_BELOW = 1e-6  # a lower temperature is greedy decoding (its limit), without logits divided into infinity
+
+
+def penalized(scores: Any, generated: Any, sampling: Sampling) -> Any:
+    """OpenAI's presence and frequency penalties on the next token's logits: each token already generated (in
+    `generated`, the answer's ids so far) loses `presence_penalty` once and `frequency_penalty` per time it came."""
+    import torch
+
+    counts = torch.zeros_like(scores).scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+    return scores - counts * sampling.frequency_penalty - (counts > 0).to(scores.dtype) * sampling.presence_penalty
+
+
+def _until_stop_sequence(deltas: Iterator[str], stops: tuple[str, ...]) -> Iterator[str]:
+    """The deltas up to the first stop sequence; the last few characters are held back while they could still
+    begin one, so no part of a stop sequence is ever sent."""
+    if not stops:
+        yield from deltas
+        return
+    held_back = max(len(s) for s in stops) - 1
+    held = ""
+    for delta in deltas:
+        held += delta
+        found = [index for index in (held.find(s) for s in stops) if index >= 0]
+        if found:
+            if min(found):
+                yield held[: min(found)]
+            return
+        ready = len(held) - held_back
+        if ready > 0:
+            yield held[:ready]
+            held = held[ready:]
+    if held:
+        yield held
 
 
 def count_tokens(loaded: LoadedModel, messages: list[dict[str, Any]], tools: list[Any] | None = None) -> int:

@@ -8,6 +8,7 @@ few run at once and the rest wait without a thread, so a flood of chats can't st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -44,22 +45,34 @@ class BodyLimit:
             return
         upload = _is_upload(scope["method"], scope["path"])
         limit = self.upload_limit + MULTIPART_OVERHEAD if upload else self.json_limit
-        declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        declared = declared_length(scope)
+        if declared is not None and declared > limit:
             await _too_large(limit)(scope, receive, send)
             return
-        received = 0
+        await self.app(scope, limited_receive(receive, limit), send)
 
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise BodyTooLarge(limit)  # answered in OpenAI's envelope by the app's HTTPException handler
-            return message
 
-        await self.app(scope, counted, send)
+def declared_length(scope: Scope) -> int | None:
+    """The request's `Content-Length`, when it sends one."""
+    declared = Headers(scope=scope).get("content-length", "")
+    return int(declared) if declared.isdigit() else None
+
+
+def limited_receive(receive: Receive, limit: int, error: Callable[[], Exception] | None = None) -> Receive:
+    """`receive` that counts the body's bytes as they arrive and raises once they pass `limit` (by default
+    BodyTooLarge, answered in OpenAI's envelope by the app's HTTPException handler): nothing past it is read."""
+    received = 0
+
+    async def counted() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise error() if error is not None else BodyTooLarge(limit)
+        return message
+
+    return counted
 
 
 def _too_large(limit: int) -> JSONResponse:

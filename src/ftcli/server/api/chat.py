@@ -9,14 +9,15 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from ftcli.server.api.bodies import read_request
+from ftcli.server.api.bodies import documented_body, read_request
 from ftcli.server.api.errors import ApiError, envelope
 from ftcli.server.bases import UnknownBase, resolve_base, served_adapter
 from ftcli.server.limits import ChatSlots
@@ -24,6 +25,7 @@ from ftcli.server.protocol.chat import (
     AssistantMessage,
     ChatChunk,
     ChatCompletion,
+    ChatMessage,
     ChatRequest,
     Choice,
     ChunkChoice,
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from ftcli.server.inference import LoadedModel, ModelCache
 
 router = APIRouter()
+T = TypeVar("T")
 
 
 def _resolve(store: Store, model: str) -> tuple[Path, Path | None]:
@@ -55,7 +58,7 @@ def _resolve(store: Store, model: str) -> tuple[Path, Path | None]:
         ) from None
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, openapi_extra=documented_body(ChatRequest))
 async def chat_completions(request: Request) -> ChatCompletion | StreamingResponse:
     body = await read_request(request, ChatRequest)
     slots: ChatSlots = request.app.state.chat_slots
@@ -73,37 +76,51 @@ async def chat_completions(request: Request) -> ChatCompletion | StreamingRespon
 
 
 async def _answer(request: Request, body: ChatRequest) -> ChatCompletion | StreamingResponse:
-    from ftcli.server.inference import Sampling, count_text_tokens, count_tokens, finish_reason, generate_stream
+    from ftcli.server.inference import Sampling, count_text_tokens, finish_reason, generate_stream
 
     store: Store = request.app.state.store
     limits: ChatLimits = request.app.state.chat_limits
+    _check_supported(body)
     max_tokens = _max_tokens(body, limits)
-    # Loading (and, the first time, building or converting) a model and generating are blocking work: in a
-    # worker thread, so one request can't stall the event loop for the others.
+    min_tokens = _whole_number(body.min_tokens, "min_tokens", 0, max_tokens, default=0)
+    plain = [_message(m) for m in body.messages]
+    tools: list[Any] | None = list(body.tools) if body.tools else None
+    _check_prompt_size(plain, tools, limits)  # cheap, before anything is tokenized
+    # Loading (and, the first time, building or converting) a model, tokenizing and generating are blocking work:
+    # in a worker thread, so one request (a huge prompt, a long answer) can't stall the event loop for the others.
     base, adapter = await run_in_threadpool(_resolve, store, body.model)
     loaded = await run_in_threadpool(_load, request.app.state.models, body.model, base, adapter)
-    min_tokens = _whole_number(body.min_tokens, "min_tokens", 0, max_tokens, default=0)
     sampling = Sampling(
         max_tokens=max_tokens,
         min_tokens=min_tokens,
         temperature=body.temperature or 0.0,
-        top_p=body.top_p or 1.0,
+        top_p=1.0 if body.top_p is None else body.top_p,
         seed=body.seed,
+        stop=body.stop_sequences,
+        presence_penalty=body.presence_penalty or 0.0,
+        frequency_penalty=body.frequency_penalty or 0.0,
     )
-    plain = [_message(m) for m in body.messages]
-    tools: list[Any] | None = list(body.tools) if body.tools else None
-    prompt_tokens = count_tokens(loaded, plain, tools)
+    prompt_tokens = await run_in_threadpool(_count_prompt, loaded, plain, tools)
     _check_prompt_length(prompt_tokens, max_tokens, loaded, limits)
     prompt = _Prompt(plain, tools, calls_wanted=tools is not None and body.tool_choice != "none")
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    stop = threading.Event()  # set when the client leaves: generation ends at its next token
     if body.stream:
         include_usage = bool((body.stream_options or {}).get("include_usage"))
-        stop = threading.Event()
         usage_of_prompt = prompt_tokens if include_usage else None  # counted once, above
         chunks = _sse(loaded, prompt, sampling, body.model, completion_id, created, usage_of_prompt, stop)
         return _Streamed(_until_disconnected(chunks, stop), media_type="text/event-stream")
-    generated = await run_in_threadpool(lambda: "".join(generate_stream(loaded, plain, sampling, tools)))
-    completion_tokens = count_text_tokens(loaded, generated)
+
+    def whole_answer() -> tuple[str, int]:
+        try:
+            generated = "".join(generate_stream(loaded, plain, sampling, tools, stop))
+        except Exception as exc:  # noqa: BLE001 (as a stream reports it: in the envelope, without a traceback)
+            raise ApiError(
+                500, f"generation failed: {type(exc).__name__}", kind="server_error", code="generation_failed"
+            ) from None
+        return generated, count_text_tokens(loaded, generated)
+
+    generated, completion_tokens = await _unless_disconnected(request, whole_answer, stop)
     text, calls = split_tool_calls(generated) if prompt.calls_wanted else (generated, [])
     message = AssistantMessage(
         content=text if text or not calls else None,
@@ -117,6 +134,18 @@ async def _answer(request: Request, body: ChatRequest) -> ChatCompletion | Strea
         choices=[Choice(finish_reason=finish, message=message)],
         usage=Usage.of(prompt_tokens, completion_tokens),
     )
+
+
+def _check_supported(body: ChatRequest) -> None:
+    """Fields within OpenAI's bounds that this server can't honour are refused, not answered as if they were."""
+    if body.n is not None and body.n > 1:
+        raise ApiError(400, "this server generates one choice per request: n must be 1", param="n", code=UNSUPPORTED)
+    if body.logprobs or body.top_logprobs:
+        param = "logprobs" if body.logprobs else "top_logprobs"
+        raise ApiError(400, "this server does not return log probabilities", param=param, code=UNSUPPORTED)
+
+
+UNSUPPORTED = "unsupported_value"  # OpenAI's code for a value a model doesn't support
 
 
 class _Streamed(StreamingResponse):
@@ -153,6 +182,15 @@ class ChatLimits:
     max_prompt_tokens: int = 16384  # tokens of the rendered prompt (and never past the model's context)
     default_max_tokens: int = 256
 
+    @property
+    def max_prompt_characters(self) -> int:
+        """A prompt longer than this can't fit `max_prompt_tokens` with any real tokenizer: refused by its size,
+        without tokenizing (which takes a worker thread for seconds on megabytes of text)."""
+        return self.max_prompt_tokens * CHARACTERS_PER_TOKEN
+
+
+CHARACTERS_PER_TOKEN = 32  # far past any tokenizer's average (about 4 for English text, 3 for code)
+
 
 def _max_tokens(body: ChatRequest, limits: ChatLimits) -> int:
     key, value = (
@@ -173,6 +211,33 @@ def _whole_number(value: int | None, key: str, low: int, high: int, *, default: 
     return value
 
 
+def _check_prompt_size(messages: list[dict[str, Any]], tools: list[Any] | None, limits: ChatLimits) -> None:
+    size = len(json.dumps([messages, tools], ensure_ascii=False))
+    if size > limits.max_prompt_characters:
+        raise ApiError(
+            400,
+            f"the messages and tools hold {size:,} characters; this server takes at most "
+            f"{limits.max_prompt_characters:,} ({limits.max_prompt_tokens:,} prompt tokens)",
+            param="messages",
+            code="context_length_exceeded",
+        )
+
+
+def _count_prompt(loaded: LoadedModel, messages: list[dict[str, Any]], tools: list[Any] | None) -> int:
+    """The prompt's tokens (blocking: run in a worker thread). Messages the model's chat template can't render
+    (roles out of order, a shape it doesn't know) are the request's fault: a 400."""
+    from ftcli.server.inference import count_tokens
+
+    try:
+        return count_tokens(loaded, messages, tools)
+    except Exception as exc:  # noqa: BLE001 (jinja's TemplateError and whatever a template's code raises)
+        raise ApiError(
+            400,
+            f"the messages can't be rendered by this model's chat template: {type(exc).__name__}: {exc}"[:500],
+            param="messages",
+        ) from None
+
+
 def _check_prompt_length(prompt_tokens: int, max_tokens: int, loaded: Any, limits: ChatLimits) -> None:
     context = getattr(loaded.model.config, "max_position_embeddings", None)
     allowed = (
@@ -188,13 +253,11 @@ def _check_prompt_length(prompt_tokens: int, max_tokens: int, loaded: Any, limit
         )
 
 
-def _message(message: dict[str, Any]) -> dict[str, Any]:
-    """What the chat template needs; content parts (`[{"type": "text", ...}]`) joined into text."""
-    kept: dict[str, Any] = {
-        k: message[k] for k in ("role", "content", "tool_calls", "tool_call_id", "name") if k in message
-    }
-    if isinstance(kept.get("content"), list):
-        kept["content"] = "".join(p.get("text", "") for p in kept["content"] if isinstance(p, dict))
+def _message(message: ChatMessage) -> dict[str, Any]:
+    """What the chat template needs (the fields the client sent); content parts joined into text."""
+    kept: dict[str, Any] = message.model_dump(exclude_unset=True)
+    if isinstance(message.content, list):
+        kept["content"] = "".join(part.text for part in message.content if part.type == "text")
     return kept
 
 
@@ -203,6 +266,30 @@ class _Prompt:
     messages: list[dict[str, Any]]
     tools: list[Any] | None  # rendered into the prompt as in training
     calls_wanted: bool  # parse tool calls out of the answer (tools offered, tool_choice not "none")
+
+
+async def _unless_disconnected(request: Request, work: Callable[[], T], stop: threading.Event) -> T:
+    """`work` in a worker thread while the client is listened to: when it leaves, `stop` is set, so a whole
+    (non-streamed) answer stops generating at its next token, as an abandoned stream does (_until_disconnected),
+    instead of holding the model and keeping the server from stopping."""
+
+    async def listen() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass  # the body was read already: nothing but the disconnect is left to hear
+        stop.set()
+
+    failure: Exception | None = None
+    async with anyio.create_task_group() as listening:
+        listening.start_soon(listen)
+        try:
+            result = await run_in_threadpool(work)
+        except Exception as exc:  # raised below, as it is (inside the group it would come out as an ExceptionGroup)
+            failure = exc
+        finally:
+            listening.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return result
 
 
 async def _until_disconnected(chunks: Iterator[bytes], stop: threading.Event) -> AsyncIterator[bytes]:

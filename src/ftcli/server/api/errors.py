@@ -51,3 +51,9 @@ def error_response(
 async def handle_api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     return error_response(exc.status, exc.message, kind=exc.kind, param=exc.param, code=exc.code)
+
+
+async def handle_unexpected(_request: Request, _exc: Exception) -> JSONResponse:
+    """The safety net behind every route: an exception nobody expected is a 500 in OpenAI's envelope, its traceback
+    only in the server's log (Starlette logs it after this answer), never in the response."""
+    return error_response(500, "the server failed to answer this request", kind="server_error", code="server_error")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as StarletteUploadFile
 
-from ftcli.server.api.bodies import read_request
+from ftcli.server.api.bodies import documented_body, read_request
 from ftcli.server.api.errors import ApiError, not_found
+from ftcli.server.limits import MULTIPART_OVERHEAD, declared_length, limited_receive
 from ftcli.server.protocol.common import CursorPage
 from ftcli.server.protocol.files import (
     CompleteUpload,
@@ -60,16 +62,25 @@ def create_file(request: Request, file: Annotated[UploadFile, File()], purpose: 
     return FileObject.from_row(row)
 
 
+# OpenAI's bounds for this list (its spec: 1 to 10,000, by default 10,000); a cursor is one of this server's ids
+FILES_LIMIT = 10_000
+FILE_ID = r"^file-[0-9a-f]{24}$"
+
+
 @router.get("/files")
 def list_files(
-    request: Request, purpose: str | None = None, limit: int = 10000, order: str = "desc", after: str | None = None
+    request: Request,
+    purpose: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=FILES_LIMIT)] = FILES_LIMIT,
+    order: Literal["asc", "desc"] = "desc",
+    after: Annotated[str | None, Query(pattern=FILE_ID)] = None,
 ) -> CursorPage[FileObject]:
     rows = _store(request).files(ascending=order == "asc")
     files = [FileObject.from_row(r) for r in rows if purpose is None or r["purpose"] == purpose]
     if after is not None:
         ids = [f.id for f in files]
         files = files[ids.index(after) + 1 :] if after in ids else []
-    page = files[: max(1, min(limit, 10000))]
+    page = files[:limit]
     first, last = (page[0].id, page[-1].id) if page else ("", "")
     return CursorPage(data=page, first_id=first, last_id=last, has_more=len(files) > len(page))
 
@@ -104,7 +115,7 @@ def file_content(request: Request, file_id: str) -> FileResponse:
     return FileResponse(store.blob_path(row["sha256"]), media_type="application/octet-stream")  # streamed
 
 
-@router.post("/uploads")
+@router.post("/uploads", openapi_extra=documented_body(CreateUpload))
 async def create_upload(request: Request) -> UploadObject:
     body = await read_request(request, CreateUpload)
     if body.bytes > request.app.state.max_upload_bytes:
@@ -132,29 +143,66 @@ def _pending(store: Store, upload_id: str) -> Any:
     return row
 
 
-@router.post("/uploads/{upload_id}/parts")
-def add_part(request: Request, upload_id: str, data: Annotated[UploadFile, File()]) -> UploadPart:
+# The form OpenAI's parts route takes (`data`: the part's bytes), declared by hand: the route parses it itself.
+PART_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["data"],
+                    "properties": {"data": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("/uploads/{upload_id}/parts", openapi_extra=PART_FORM)
+async def add_part(request: Request, upload_id: str) -> UploadPart:
     store = _store(request)
-    upload = _pending(store, upload_id)
-    declared, limit = int(upload["bytes"]), int(request.app.state.max_upload_bytes)
-    # A part is never larger than the whole upload, and all parts together hold at most twice what it declared: room
-    # to send each part once more when a response was lost, none to fill the disk through a 1-byte upload.
-    room = min(declared, 2 * declared - store.parts_bytes(upload_id))
-    part_id = new_id("part")
-    try:
-        size = store.put_part(upload_id, part_id, data.file, limit=min(room, limit))
-    except ValueError:
+    room, limit, declared = await run_in_threadpool(_room, store, upload_id, request.app.state.max_upload_bytes)
+
+    def too_large() -> ApiError:
         message = (
             f"the part is larger than the server's {limit:,}-byte limit"
             if limit < room
             else f"the parts go past the {declared:,} bytes upload {upload_id} declared"
         )
-        raise ApiError(413, message, param="data") from None
-    store.add_part_row(upload_id, part_id, size)
+        return ApiError(413, message, param="data", code="request_too_large")
+
+    # The form is read only as far as the part's room and the form's own boundaries: a larger part is refused
+    # before its bytes are spooled anywhere, not after (the app-wide limit is --max-upload, far more).
+    readable = min(room, limit) + MULTIPART_OVERHEAD
+    length = declared_length(request.scope)
+    if length is not None and length > readable:
+        raise too_large()
+    limited = Request(request.scope, limited_receive(request.receive, readable, too_large))
+    async with limited.form(max_files=1, max_fields=8) as form:
+        data = form.get("data")
+        if not isinstance(data, StarletteUploadFile):
+            raise ApiError(400, "data: the part's bytes, sent as a file field", param="data")
+        part_id = new_id("part")
+        try:
+            size = await run_in_threadpool(store.put_part, upload_id, part_id, data.file, limit=min(room, limit))
+        except ValueError:
+            raise too_large() from None
+    await run_in_threadpool(store.add_part_row, upload_id, part_id, size)
     return UploadPart(id=part_id, created_at=now(), upload_id=upload_id)
 
 
-@router.post("/uploads/{upload_id}/complete")
+def _room(store: Store, upload_id: str, max_upload: int) -> tuple[int, int, int]:
+    """(bytes the next part may hold, the server's limit, the bytes the upload declared). A part is never larger
+    than the whole upload, and all parts together hold at most twice what it declared: room to send each part once
+    more when a response was lost, none to fill the disk through a 1-byte upload."""
+    upload = _pending(store, upload_id)
+    declared = int(upload["bytes"])
+    return max(0, min(declared, 2 * declared - store.parts_bytes(upload_id))), int(max_upload), declared
+
+
+@router.post("/uploads/{upload_id}/complete", openapi_extra=documented_body(CompleteUpload))
 async def complete_upload(request: Request, upload_id: str) -> UploadObject:
     body = await read_request(request, CompleteUpload)
     return await run_in_threadpool(_complete, _store(request), upload_id, body, request.app.state.max_upload_bytes)

@@ -2,28 +2,62 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from ftcli.server.protocol.common import Request, Response
+from ftcli.server.protocol.common import ModelId, Request, Response
 
 FinishReason = Literal["stop", "length", "tool_calls"]
+INT64 = (-(2**63), 2**63 - 1)
+
+
+class ContentPart(Request):
+    type: str  # "text" parts are read; others (images, audio, files) are not for these models
+    text: str = ""
+
+
+class ChatMessage(Request):
+    role: Literal["developer", "system", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
 
 
 class ChatRequest(Request):
-    model: str
-    messages: list[dict[str, Any]] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, strict=True)
-    max_completion_tokens: int | None = Field(default=None, strict=True)
-    min_tokens: int | None = Field(default=None, strict=True)  # vLLM's extension
-    temperature: float | None = None
-    top_p: float | None = None
-    seed: int | None = None
-    stream: bool | None = None
+    """OpenAI's bounds for every sampling field (its OpenAPI spec): a value outside them is a 400 naming the field,
+    never a failure later in generation. Numbers are strict (no `"1"` for 1, no NaN or infinity)."""
+
+    model: ModelId
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, strict=True, ge=1)
+    max_completion_tokens: int | None = Field(default=None, strict=True, ge=1)
+    min_tokens: int | None = Field(default=None, strict=True, ge=0)  # vLLM's extension
+    temperature: float | None = Field(default=None, strict=True, ge=0, le=2, allow_inf_nan=False)
+    top_p: float | None = Field(default=None, strict=True, ge=0, le=1, allow_inf_nan=False)
+    n: int | None = Field(default=None, strict=True, ge=1, le=128)
+    seed: int | None = Field(default=None, strict=True, ge=INT64[0], le=INT64[1])
+    presence_penalty: float | None = Field(default=None, strict=True, ge=-2, le=2, allow_inf_nan=False)
+    frequency_penalty: float | None = Field(default=None, strict=True, ge=-2, le=2, allow_inf_nan=False)
+    stop: str | Annotated[list[str], Field(min_length=1, max_length=4)] | None = None  # up to 4 sequences
+    logprobs: bool | None = Field(default=None, strict=True)
+    top_logprobs: int | None = Field(default=None, strict=True, ge=0, le=20)
+    stream: bool | None = Field(default=None, strict=True)
     stream_options: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
+
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        if stop is not None and not all([stop] if isinstance(stop, str) else stop):
+            raise ValueError("a stop sequence must not be empty")  # it would end every answer at once
+        return stop
+
+    @property
+    def stop_sequences(self) -> tuple[str, ...]:
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
 
 
 class ToolCallFunction(Response):

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, ValidationError, model_serializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 
 class Response(BaseModel):
@@ -34,6 +42,15 @@ class Request(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
+
+def _printable(value: str) -> str:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("a model id has no control characters")  # a NUL would reach paths and file names
+    return value
+
+
+# A model's name, a Hugging Face id, or a folder under the server's model roots (at most a long path).
+ModelId = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_printable)]
 
 RequestT = TypeVar("RequestT", bound=Request)
 ItemT = TypeVar("ItemT", bound=BaseModel)

@@ -168,3 +168,33 @@ def test_the_bodies_of_the_json_routes_are_in_the_openapi_document(client: TestC
     chat = document["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert chat["properties"]["temperature"]["anyOf"][0] == {"maximum": 2.0, "minimum": 0.0, "type": "number"}
     assert "$ref" not in json.dumps(chat)  # nested models inlined: the document stands alone
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "param"),
+    [
+        ("/v1/fine_tuning/jobs", {"model": "/\u0000", "training_file": "file-x"}, "model"),
+        ("/v1/fine_tuning/jobs", {"model": "ftcli/tiny", "training_file": "file-\u001b]0;x"}, "training_file"),
+        ("/v1/fine_tuning/jobs", {"model": "", "training_file": "file-x"}, "model"),
+        ("/ftcli/exports", {"model": "a\u0000b"}, "model"),
+    ],
+)
+def test_a_job_or_export_naming_an_unprintable_id_is_a_400(
+    client: TestClient, route: str, body: dict[str, Any], param: str
+) -> None:
+    _refused(client.post(route, json=body), param=param)
+    assert client.get("/v1/fine_tuning/jobs").json()["data"] == []
+
+
+@pytest.mark.parametrize("path", ["/v1/fine_tuning/jobs", "/v1/fine_tuning/jobs/ftjob-x/events",
+                                  "/v1/fine_tuning/jobs/ftjob-x/checkpoints"])  # fmt: skip
+@pytest.mark.parametrize("limit", ["-1", "0", "10001"])
+def test_a_job_list_limit_out_of_bounds_is_a_400(client: TestClient, path: str, limit: str) -> None:
+    _refused(client.get(f"{path}?limit={limit}"), param="limit")
+
+
+def test_the_job_and_export_bodies_are_in_the_openapi_document_so_the_fuzz_covers_them(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for route in ("/v1/fine_tuning/jobs", "/ftcli/exports"):
+        schema = paths[route]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert "model" in schema["properties"], route

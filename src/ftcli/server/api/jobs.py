@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from ftcli.server import hardware
-from ftcli.server.api.bodies import read_request
+from ftcli.server.api.bodies import documented_body, read_request
 from ftcli.server.api.errors import ApiError, not_found
 from ftcli.server.bases import UnknownBase, require_base
 from ftcli.server.protocol.common import CursorPage, Page
@@ -17,6 +17,8 @@ from ftcli.server.runner import JobRunner
 from ftcli.server.store import Store, new_id, now
 
 router = APIRouter(prefix="/fine_tuning/jobs")
+# OpenAI's spec gives these lists no bounds; one page is at least one item and at most what a client can use
+Limit = Annotated[int, Query(ge=1, le=10_000)]
 
 
 def _state(request: Request) -> tuple[Store, JobRunner]:
@@ -30,7 +32,7 @@ def _job(store: Store, job_id: str) -> dict[str, Any]:
     return job
 
 
-@router.post("")
+@router.post("", openapi_extra=documented_body(CreateJob))
 async def create_job(request: Request) -> FineTuningJob:
     body = await read_request(request, CreateJob)
     store, _ = _state(request)
@@ -94,7 +96,7 @@ def _method(body: CreateJob, server_defaults: dict[str, Any]) -> tuple[dict[str,
 
 
 @router.get("")
-def list_jobs(request: Request, limit: int = 20, after: str | None = None) -> Page[FineTuningJob]:
+def list_jobs(request: Request, limit: Limit = 20, after: str | None = None) -> Page[FineTuningJob]:
     store, _ = _state(request)
     wanted = {k[len("metadata[") : -1]: v for k, v in request.query_params.items() if k.startswith("metadata[")}
     jobs = [j for j in store.jobs() if all((j.get("metadata") or {}).get(k) == v for k, v in wanted.items())]
@@ -134,7 +136,7 @@ def resume_job(request: Request, job_id: str) -> FineTuningJob:
 
 
 @router.get("/{job_id}/events")
-def list_events(request: Request, job_id: str, limit: int = 20, after: str | None = None) -> Page[JobEvent]:
+def list_events(request: Request, job_id: str, limit: Limit = 20, after: str | None = None) -> Page[JobEvent]:
     store, _ = _state(request)
     _job(store, job_id)
     events = store.events(job_id)  # newest first, as OpenAI
@@ -145,7 +147,7 @@ def list_events(request: Request, job_id: str, limit: int = 20, after: str | Non
 
 
 @router.get("/{job_id}/checkpoints")
-def list_checkpoints(request: Request, job_id: str, limit: int = 10) -> CursorPage[Checkpoint]:
+def list_checkpoints(request: Request, job_id: str, limit: Limit = 10) -> CursorPage[Checkpoint]:
     store, _ = _state(request)
     _job(store, job_id)
     rows = store.checkpoints(job_id)

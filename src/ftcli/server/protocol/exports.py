@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ftcli.server.protocol.common import Request, Response
+from ftcli.server.protocol.common import ModelId, Request, Response
 
 
 class CreateExport(Request):
-    model: str
+    model: ModelId
     format: Literal["adapter", "merged"] = "adapter"
 
 

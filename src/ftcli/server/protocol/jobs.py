@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ftcli.server.protocol.common import Request, Response
+from ftcli.server.protocol.common import ModelId, Request, Response
 
 
 class JobError(Response):
@@ -80,9 +80,9 @@ class CreateJob(Request):
     judged by the router against the method's schema (protocol/hyperparameters.py): OpenAI's bounds for OpenAI's
     own fields, ftcli serve's for the rest, unknown keys refused."""
 
-    model: str
-    training_file: str
-    validation_file: str | None = None
+    model: ModelId
+    training_file: ModelId  # an id: printable, bounded (the store looks it up)
+    validation_file: ModelId | None = None
     hyperparameters: dict[str, Any] | None = None
     method: dict[str, Any] | None = None
     suffix: str | None = Field(default=None, max_length=64)

@@ -131,3 +131,12 @@ def test_status_web_prints_the_jobs_page_on_the_local_backend(tmp_path: Path) ->
     assert result.exit_code == 0 and result.stdout.strip() == "http://127.0.0.1:8765/#/jobs/ftjob-abc"
     plain = CliRunner().invoke(app, ["status", "--web"], env=env)
     assert plain.exit_code == 2 and "--web needs a local backend" in plain.output
+
+
+def test_raw_data_on_stdin_gets_a_convert_command_that_reads_stdin() -> None:
+    rows = "".join(json.dumps({"instruction": f"q{i}", "input": "", "output": "a"}) + "\n" for i in range(3))
+    result = runner.invoke(app, ["check", "-", "--format", "json"], input=rows)
+    assert result.exit_code == 1
+    (finding,) = json.loads(result.stdout)["diagnostics"]
+    assert finding["code"] == "FT105" and finding["file"] == "<stdin>"
+    assert finding["fix"]["hint"] == "ftcli convert - -o converted.jsonl --preset alpaca"

@@ -133,7 +133,22 @@ def _codes(values: list[str] | None) -> tuple[str, ...]:
 
 
 def _renamed(report: Report, name: str) -> Report:
+    """The report of a spooled stdin, about `name`: a fix's `convert` command reads stdin too (`ftcli convert -`)."""
     import dataclasses
 
-    diagnostics = [dataclasses.replace(d, file=name if d.file == report.file else d.file) for d in report.diagnostics]
+    from ftcli.data.diagnostics import Fix
+    from ftcli.data.formats.raw import converted_name, shell_word
+
+    def command(fix: Fix | None) -> Fix | None:
+        if fix is None:
+            return None
+        hint = fix.hint.replace(shell_word(converted_name(report.file)), "converted.jsonl")
+        return dataclasses.replace(
+            fix, hint=hint.replace(f"ftcli convert {shell_word(report.file)} ", "ftcli convert - ")
+        )
+
+    diagnostics = [
+        dataclasses.replace(d, file=name if d.file == report.file else d.file, fix=command(d.fix))
+        for d in report.diagnostics
+    ]
     return dataclasses.replace(report, file=name, diagnostics=diagnostics)

@@ -5,7 +5,8 @@ a name; 3 more prime the reply (OpenAI cookbook, `num_tokens_from_messages`). Te
 as text; image parts are not counted (their cost depends on pixel size, which ftcli does not decode).
 Tool calls count their function name and arguments plus 3; `tools` definitions count as their JSON text
 (an estimate: OpenAI renders definitions in an internal format). Trained tokens are the tokens of assistant
-messages with weight ≠ 0 (content and tool calls), as the cookbook counts them.
+messages with weight ≠ 0 (content and tool calls), as the cookbook counts them, and their reasoning
+(`reasoning_content` or `reasoning`), which the model writes as well.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+from ftcli.data.formats.openai import REASONING_KEYS
 
 if TYPE_CHECKING:
     from ftcli.data.tokenizers import CountingEncoding
@@ -116,6 +119,8 @@ class TokenCounter:
         for key, value in message.items():
             if key == "content":
                 body += self._content(value)
+            elif key in REASONING_KEYS and isinstance(value, str):
+                body += self.count(value)  # the model writes its reasoning too: trained, and billed
             elif key in ("role", "name", "tool_call_id", "refusal") and isinstance(value, str):
                 total += self.count_repeated(value) + (TOKENS_PER_NAME if key == "name" else 0)
             elif key == "tool_calls" and isinstance(value, list):

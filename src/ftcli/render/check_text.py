@@ -18,7 +18,10 @@ def render_report(report: Report) -> RenderableType:
     parts: list[RenderableType] = [render_diagnostic(d) for d in report.diagnostics]
     if report.diagnostics:
         parts.append(Text())
-    parts += [_summary(report), _stats_table(report), *_histograms(report), _estimate(report), _verdict(report)]
+    parts.append(_summary(report))
+    if report.examples:  # a file of raw data has no examples: no statistics, no cost
+        parts += [_stats_table(report), *_histograms(report), _estimate(report)]
+    parts.append(_verdict(report))
     return Group(*parts)
 
 

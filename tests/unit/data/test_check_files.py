@@ -73,10 +73,18 @@ def test_legacy_file_is_recognised(datasets: Path) -> None:
     assert "101 of 101" in report.diagnostics[0].message
 
 
-def test_raw_chatlaw_file_is_not_chat_format(datasets: Path) -> None:
-    report = check_file(datasets / "chatlaw/demo_data_法律咨询.jsonl")
-    assert codes(report) == Counter({"FT110": 20})
-    assert report.exit_code() == 1
+def test_raw_chatlaw_file_gets_one_finding_with_the_exact_convert_command(datasets: Path) -> None:
+    source = datasets / "chatlaw/demo_data_法律咨询.jsonl"
+    report = check_file(source)
+    assert codes(report) == Counter({"FT105": 1})  # one finding for the file, not one per record
+    (finding,) = report.diagnostics
+    assert finding.line == 1 and "20 of 20 records" in finding.message and "ChatLaw" in finding.message
+    assert finding.fix is not None
+    assert (
+        finding.fix.hint
+        == f"ftcli convert {source} -o {source.with_name('demo_data_法律咨询.chat.jsonl')} --preset chatlaw"
+    )
+    assert report.exit_code() == 1 and report.examples == 0
 
 
 def test_same_diagnostics_in_one_process_and_many(tmp_path: Path) -> None:

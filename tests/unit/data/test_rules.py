@@ -14,6 +14,7 @@ from tests.conftest import chat
 OPTIONS = LintOptions(encoding="o200k_base", context_limit=200, expected_kind="chat")
 COUNTER = TokenCounter(get_counting_encoding("o200k_base"))
 S, U, A = ("system", "be brief"), ("user", "hi"), ("assistant", "hello")
+SM, UM = {"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}
 
 
 def line(value: object) -> bytes:
@@ -67,7 +68,32 @@ CASES: list[tuple[str, object, set[str]]] = [
     ("invalid json", '{"messages": [', {"FT002"}),
     ("not an object", "[1, 2]", {"FT100"}),
     ("legacy", {"prompt": "p", "completion": "c"}, {"FT102"}),
-    ("no messages key", {"text": "hello"}, {"FT110"}),
+    ("no messages key", {"question": "hello"}, {"FT110"}),
+    ("together plain text", {"text": "hello"}, {"FT106"}),
+    ("alpaca record", {"instruction": "i", "input": "", "output": "o"}, {"FT105"}),
+    ("kto record", {**chat(S, U, A), "label": False}, {"FT107"}),
+    ("llamafactory v1 parts", {"messages": [{"role": "user", "content": [{"type": "text", "value": "u"}]}]}, {"FT105"}),
+    ("empty user message", chat(S, ("user", ""), A), {"FT233"}),
+    ("blank user message", chat(S, ("user", " \n"), A), {"FT233"}),
+    ("placeholder", chat(S, U, ("assistant", "I am {{name}}.")), {"FT234"}),
+    ("code braces are no placeholder", chat(S, U, ("assistant", "run: {{ secrets.TOKEN }}")), set()),
+    ("reasoning", {"messages": [SM, UM, {"role": "assistant", "content": "4", "reasoning_content": "2+2"}]}, set()),
+    ("reasoning alias", {"messages": [SM, UM, {"role": "assistant", "content": "4", "reasoning": "2+2"}]}, set()),
+    (
+        "reasoning twice",
+        {"messages": [SM, UM, {"role": "assistant", "content": "4", "reasoning": "a", "reasoning_content": "a"}]},
+        {"FT208"},
+    ),  # fmt: skip
+    (
+        "reasoning not text",
+        {"messages": [SM, UM, {"role": "assistant", "content": "4", "reasoning_content": 1}]},
+        {"FT208"},
+    ),  # fmt: skip
+    (
+        "reasoning on a user",
+        {"messages": [SM, {**UM, "reasoning_content": "x"}, {"role": "assistant", "content": "a"}]},
+        {"FT208"},
+    ),
     ("messages not a list", {"messages": "hi"}, {"FT111"}),
     ("empty messages", {"messages": []}, {"FT111"}),
     ("unknown top-level key", {**chat(S, U, A), "extra": 1}, {"FT101"}),

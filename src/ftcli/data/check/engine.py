@@ -22,10 +22,10 @@ from ftcli.data.check.scan import CHUNK_BYTES, FileScan, scan_file
 from ftcli.data.diagnostics import Diagnostic, Finding, Severity
 from ftcli.data.errors import DataError
 from ftcli.data.estimate import estimate
-from ftcli.data.formats.openai import kind_of, method_of, record_kind
-from ftcli.data.local_bases import local_base
+from ftcli.data.formats.openai import REASONING_KEY, kind_of, method_of, record_kind
+from ftcli.data.local_bases import LocalBase, local_base
 from ftcli.data.rules import dataset
-from ftcli.data.rules.model import model_findings
+from ftcli.data.rules.model import model_findings, reasoning_not_trained
 from ftcli.data.rules.registry import PII_PREFIX, PROFILES, RULES, matches
 from ftcli.data.template_tokens import TemplateCounter
 from ftcli.data.tokenizers import CountingEngine, get_counting_encoding
@@ -91,7 +91,7 @@ def check_file(
     if train_path.stat().st_size > RELEASE_AFTER_BYTES:
         _release_memory()  # counting is done: give tiktoken's ~40 MB back (bpe-openai's tables are static)
 
-    findings = _file_level(train, val, info, method, options)
+    findings = _file_level(train, val, info, method, options, local)
     diagnostics = _stamp(findings, options)
     limit = info.training_context
     clipped = sum(min(n, limit) * count if limit else n * count for n, count in train.tokens.items())
@@ -126,21 +126,45 @@ def check_file(
 
 
 def _file_level(
-    train: FileScan, val: FileScan | None, info: ModelInfo, method: str, options: CheckOptions
+    train: FileScan,
+    val: FileScan | None,
+    info: ModelInfo,
+    method: str,
+    options: CheckOptions,
+    local: LocalBase | None = None,
 ) -> list[tuple[str, int | None, Finding]]:
-    train_findings = dataset.consistent_system(dataset.group_legacy(train.findings, train.records), train.examples)
+    train_findings = dataset.consistent_system(
+        dataset.group_unconverted(train.findings, train.records, train.path), train.examples
+    )
     out: list[tuple[str, int | None, Finding]] = [(train.path, line, f) for line, f in train_findings]
     out += [(train.path, line, f) for line, f in dataset.duplicates(train.columns, near=options.near_duplicates)]
     if len(train.tokens) or not train_findings:
         out += [(train.path, None, f) for f in dataset.too_few(train.examples)]
     if val is not None:
-        out += [(val.path, line, f) for line, f in dataset.group_legacy(val.findings, val.records)]
+        out += [(val.path, line, f) for line, f in dataset.group_unconverted(val.findings, val.records, val.path)]
         out += [(val.path, line, f) for line, f in dataset.overlap(train.columns, val.columns)]
     out += [
         (train.path, None, f)
         for f in model_findings(info, method, named=options.model is not None, today=options.today)
     ]
+    reasoning = train.reasoning_examples + (val.reasoning_examples if val else 0)
+    why = _reasoning_left_out(info, local)
+    if reasoning and why:
+        out.append((train.path, None, reasoning_not_trained(info.name, reasoning, why)))
     return out
+
+
+def _reasoning_left_out(info: ModelInfo, local: LocalBase | None) -> str | None:
+    """Why the model can't train on reasoning traces; None where it can, or where ftcli can't tell (a model it
+    doesn't know, as on Together, which trains them on its thinking models)."""
+    if local is not None:
+        template = getattr(local.tokenizer, "chat_template", None) or ""
+        if REASONING_KEY in template:
+            return None
+        return "its chat template has no place for reasoning (no reasoning_content in it)"
+    if info.known:
+        return "OpenAI's training format has no field for reasoning, so the traces would be refused or dropped"
+    return None
 
 
 def _stamp(findings: list[tuple[str, int | None, Finding]], options: CheckOptions) -> list[Diagnostic]:

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ftcli.data.diagnostics import Finding
-from ftcli.data.formats.openai import RecordKind, record_kind
+from ftcli.data.formats.openai import RecordKind, message_reasoning, record_kind
 from ftcli.data.rules import lines
 from ftcli.data.rules import tokens as token_rules
 from ftcli.data.rules.pii import might_contain_pii, scan_text
-from ftcli.data.rules.records import check_record, format_mismatch
+from ftcli.data.rules.placeholders import unfilled_placeholders
+from ftcli.data.rules.records import UNCONVERTED_CODES, check_record, format_mismatch
 from ftcli.data.tokens import ExampleCounter, ExampleTokens, iter_texts
 
 BOM = b"\xef\xbb\xbf"
@@ -45,6 +46,7 @@ class LineResult:
     near_hash: int = 0
     record: dict[str, Any] | None = None  # read but not yet counted (see count_line)
     kind: str = ""
+    reasoning: bool = False  # an assistant message carries reasoning
 
 
 def lint_line(raw: bytes, line_no: int, options: LintOptions, counter: ExampleCounter) -> LineResult:
@@ -98,7 +100,10 @@ def _lint_record(
     findings: list[Finding],
 ) -> LineResult:
     kind = record_kind(record)
+    before = len(findings)
     findings.extend(check_record(record, kind))
+    if any(f.code in UNCONVERTED_CODES for f in findings[before:]):
+        return LineResult(findings)  # raw data, not an example yet: one finding says how to convert it
     mismatch = format_mismatch(kind, options.expected_kind, method_given=options.method_given)
     if mismatch is not None:
         findings.append(mismatch)
@@ -116,9 +121,27 @@ def _lint_record(
                 findings.extend(token_rules.special_tokens(counter.special_tokens_in(value), path))
             if pii:
                 findings.extend(scan_text(value, path))
+    if "{{" in text:
+        findings.extend(unfilled_placeholders(record))
     stripped = raw.strip()
     near = _near_hash(stripped) if options.near_duplicates else 0
-    return LineResult(findings, exact_hash=_hash(stripped), near_hash=near, record=record, kind=kind)
+    reasoning = "reasoning" in text and _has_reasoning(record, kind)
+    return LineResult(
+        findings, exact_hash=_hash(stripped), near_hash=near, record=record, kind=kind, reasoning=reasoning
+    )
+
+
+def _has_reasoning(record: dict[str, Any], kind: str) -> bool:
+    if kind == "chat":
+        messages = record.get("messages")
+    else:
+        data = record.get("input")
+        messages = [*(data.get("messages") or () if isinstance(data, dict) else ()),
+                    *(record.get("preferred_output") or ()), *(record.get("non_preferred_output") or ())]  # fmt: skip
+    return any(
+        type(m) is dict and m.get("role") == "assistant" and message_reasoning(m) is not None
+        for m in (messages if isinstance(messages, list) else ())
+    )
 
 
 def _hash(data: bytes) -> int:

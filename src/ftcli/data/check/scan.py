@@ -36,6 +36,7 @@ class FileScan:
     trained: Counter[int] = field(default_factory=Counter)
     messages: Counter[int] = field(default_factory=Counter)
     largest: list[tuple[int, int]] = field(default_factory=list)  # (tokens, line), at most LARGEST_KEPT
+    reasoning_examples: int = 0  # examples whose assistant messages carry reasoning
 
     @property
     def examples(self) -> int:
@@ -53,6 +54,7 @@ class FileScan:
 
     def extend(self, other: FileScan) -> None:
         self.records += other.records
+        self.reasoning_examples += other.reasoning_examples
         self.findings.extend(other.findings)
         self.columns.extend(other.columns)
         self.tokens.update(other.tokens)
@@ -160,6 +162,7 @@ def _lint_chunk(path: Path, chunk: Chunk, options: LintOptions, counter: Example
             findings.extend((line_no, f) for f in result.findings)
         if result.tokens is not None:
             part.add(line_no, result.tokens, result.exact_hash, result.near_hash)
+            part.reasoning_examples += result.reasoning
     return part
 
 
@@ -191,4 +194,5 @@ def _json_document(path: Path) -> Finding | None:
     except ValueError:
         return None
     shape = f"a JSON array of {len(document)} records" if isinstance(document, list) else "one JSON document"
-    return lines.not_jsonl(str(path), shape)
+    first = document[0] if isinstance(document, list) and document else document
+    return lines.not_jsonl(str(path), shape, first)

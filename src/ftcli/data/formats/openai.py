@@ -20,10 +20,28 @@ MESSAGE_KEYS: dict[str, frozenset[str]] = {
     "system": frozenset({"role", "content", "name"}),
     "developer": frozenset({"role", "content", "name"}),
     "user": frozenset({"role", "content", "name"}),
-    "assistant": frozenset({"role", "content", "name", "weight", "tool_calls", "function_call", "refusal"}),
+    "assistant": frozenset(
+        {
+            "role",
+            "content",
+            "name",
+            "weight",
+            "tool_calls",
+            "function_call",
+            "refusal",
+            "reasoning_content",
+            "reasoning",
+        }
+    ),
     "tool": frozenset({"role", "content", "tool_call_id"}),
     "function": frozenset({"role", "content", "name"}),
 }
+# An assistant message's reasoning (chain of thought), apart from its answer in `content`. OpenAI's chat format has no
+# such field (its models keep their reasoning hidden); vLLM, SGLang and DeepSeek answer `reasoning_content`, which is
+# also the field Qwen3-style chat templates render inside <think>; Together's training files take `reasoning` or
+# `reasoning_content`. `convert` writes `reasoning_content`; `check` and the backends read either.
+REASONING_KEY = "reasoning_content"
+REASONING_KEYS = (REASONING_KEY, "reasoning")
 MAX_IMAGES_PER_EXAMPLE = 64
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 IMAGE_MEDIA_TYPES = ("data:image/jpeg;", "data:image/jpg;", "data:image/png;", "data:image/webp;")
@@ -39,11 +57,20 @@ def record_kind(record: dict[str, Any]) -> RecordKind:
     """The one place a record's format is told from its keys."""
     if "messages" in record:
         return "chat"
-    if not PREFERENCE_KEYS.isdisjoint(record):
-        return "preference"
+    if "preferred_output" in record or "non_preferred_output" in record or isinstance(record.get("input"), dict):
+        return "preference"  # any of the DPO keys; a string `input` is Alpaca's, not DPO's
     if not LEGACY_KEYS.isdisjoint(record):
         return "legacy"
     return "unknown"
+
+
+def message_reasoning(message: dict[str, Any]) -> str | None:
+    """The reasoning an assistant message carries, under either name (None when it has none)."""
+    for key in REASONING_KEYS:
+        value = message.get(key)
+        if isinstance(value, str):
+            return value
+    return None
 
 
 def method_of(kind: RecordKind) -> Method:

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from ftcli.data.columns import ExampleColumns
 from ftcli.data.diagnostics import Applicability, Finding, Fix
+from ftcli.data.formats.raw import converted_name, shell_word
+from ftcli.data.rules.records import CONVERT_PREFIX, UNCONVERTED_CODES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,20 +31,38 @@ def too_few(examples: int) -> Iterator[Finding]:
         )
 
 
-def group_legacy(findings: list[tuple[int | None, Finding]], records: int) -> list[tuple[int | None, Finding]]:
-    """A legacy file gets one FT102 (at its first such line) instead of one per record."""
-    legacy = [line for line, f in findings if f.code == "FT102"]
-    if len(legacy) < 2:
-        return findings
-    first = next(f for _, f in findings if f.code == "FT102")
-    grouped = Finding(
-        "FT102",
-        f"{len(legacy)} of {records} records are legacy prompt/completion, which current chat models do not accept",
-        fix=first.fix,
-    )
-    kept = [(line, f) for line, f in findings if f.code != "FT102"]
-    kept.append((legacy[0], grouped))
+def group_unconverted(
+    findings: list[tuple[int | None, Finding]], records: int, file: str
+) -> list[tuple[int | None, Finding]]:
+    """A file of raw records gets one finding per kind of record (at its first line) instead of one per record, its
+    fix naming the file itself: `ftcli convert data.json -o data.chat.jsonl --preset alpaca`."""
+    groups: dict[tuple[str, str], list[tuple[int | None, Finding]]] = {}
+    kept: list[tuple[int | None, Finding]] = []
+    for line, finding in findings:
+        if finding.code in UNCONVERTED_CODES:
+            key = (finding.code, finding.message if finding.code != "FT110" else "")
+            groups.setdefault(key, []).append((line, finding))
+        else:
+            kept.append((line, finding))
+    for (code, _), group in groups.items():
+        line, first = group[0]
+        message = first.message
+        if code == "FT102" and len(group) > 1:
+            message = (
+                f"{len(group)} of {records} records are legacy prompt/completion, which current chat models do not "
+                "accept"
+            )
+        elif code == "FT110" and len(group) > 1:
+            message = f"{len(group)} of {records} records have no 'messages' ({first.message.split('(', 1)[1]}"
+        elif len(group) > 1:
+            message = f"{len(group)} of {records} records: {message}"
+        fix = first.fix and Fix(_for_file(first.fix.hint, file), first.fix.applicability)
+        kept.append((line, Finding(code, message, path=first.path if len(group) == 1 else None, fix=fix)))
     return kept
+
+
+def _for_file(hint: str, file: str) -> str:
+    return hint.replace(CONVERT_PREFIX, f"ftcli convert {shell_word(file)} -o {shell_word(converted_name(file))}")
 
 
 def consistent_system(findings: list[tuple[int | None, Finding]], examples: int) -> list[tuple[int | None, Finding]]:

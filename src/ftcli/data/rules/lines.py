@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from pathlib import PurePath
 from typing import Any
 
 from ftcli.data.diagnostics import Applicability, Finding, Fix
+from ftcli.data.formats.raw import converted_name, detect_format, shell_word
 from ftcli.data.tokens import iter_texts
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -29,12 +29,18 @@ def byte_order_mark() -> Finding:
     )
 
 
-def not_jsonl(path: str, shape: str) -> Finding:
-    """A file-level finding: `shape` says what the file is ("one JSON document", "a JSON array of 3 records")."""
+def not_jsonl(path: str, shape: str, first: Any = None) -> Finding:
+    """A file-level finding: `shape` says what the file is ("one JSON document", "a JSON array of 3 records");
+    `first` is its first record, whose format names the convert preset."""
+    found = detect_format(first)
+    command = found.command(path, converted_name(path)) if found is not None else None
+    of = f"; its records are {found.description}" if found is not None and not found.ready else ""
     return Finding(
         "FT004",
-        f"the file is {shape} spread over lines, not JSONL (one record per line)",
-        fix=Fix(f"ftcli convert {path} -o {PurePath(path).stem}.converted.jsonl", Applicability.SAFE),
+        f"the file is {shape} spread over lines, not JSONL (one record per line){of}",
+        fix=Fix(
+            command or f"ftcli convert {shell_word(path)} -o {shell_word(converted_name(path))}", Applicability.SAFE
+        ),
     )
 
 

@@ -31,3 +31,15 @@ def model_findings(info: ModelInfo, method: str, *, named: bool, today: dt.date)
         yield Finding(
             "FT304", f"{info.name} {when}", fix=Fix("train on another backend: `ftcli train --backend local`")
         )
+
+
+def reasoning_not_trained(model: str, examples: int, why: str) -> Finding:
+    """FT320: the file carries reasoning traces the model named can't train on; `why` says what happens to them."""
+    return Finding(
+        "FT320",
+        f"{examples:,} example{'s' * (examples != 1)} carry reasoning, which {model} can't train on: {why}",
+        fix=Fix(
+            "train a base that renders reasoning (a Qwen3-style thinking model, locally or on Together), "
+            "or leave the reasoning out"
+        ),
+    )

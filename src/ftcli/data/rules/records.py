@@ -21,17 +21,30 @@ from ftcli.data.formats.openai import (
     PLAIN_ROLES,
     PREFERENCE_INPUT_KEYS,
     PREFERENCE_KEYS,
+    REASONING_KEYS,
     ROLES,
     RecordKind,
     record_kind,
 )
+from ftcli.data.formats.raw import LEGACY, SourceFormat, unconverted
 from ftcli.data.rules.lines import lone_surrogates
 from ftcli.data.rules.registry import RULES
 
 __all__ = ["check_record", "format_mismatch", "record_errors", "record_kind"]
 
 
+# A rule's fix names the file as FILE and the output as OUT.jsonl; the engine puts in the file's own name (dataset.py).
+FILE, OUTPUT = "FILE", "OUT.jsonl"
+CONVERT_PREFIX = f"ftcli convert {FILE} -o {OUTPUT}"
+UNCONVERTED_CODES = ("FT102", "FT105", "FT106", "FT107", "FT110")  # one finding per file (rules/dataset.py)
+
+
 def check_record(record: dict[str, Any], kind: RecordKind) -> Iterator[Finding]:
+    if kind in ("chat", "unknown"):
+        raw = unconverted(record)
+        if raw is not None:
+            yield unconverted_record(raw)
+            return
     if kind == "chat":
         yield from _unknown_keys(record, CHAT_KEYS, "")
         yield from check_chat(record, "")
@@ -41,7 +54,7 @@ def check_record(record: dict[str, Any], kind: RecordKind) -> Iterator[Finding]:
         yield Finding(
             "FT102",
             "prompt/completion records are not accepted by current chat models",
-            fix=Fix("ftcli convert FILE --preset prompt-completion -o chat.jsonl", Applicability.SAFE),
+            fix=Fix(LEGACY.command(FILE, OUTPUT) or "", Applicability.SAFE),
         )
     else:
         keys = ", ".join(sorted(record)[:5]) or "none"
@@ -49,8 +62,25 @@ def check_record(record: dict[str, Any], kind: RecordKind) -> Iterator[Finding]:
             "FT110",
             f"record has no 'messages' (keys: {keys})",
             path="messages",
-            fix=Fix("convert raw records with `ftcli convert --map user=FIELD --map assistant=FIELD`"),
+            fix=Fix(
+                f"{CONVERT_PREFIX} --map user=FIELD --map assistant=FIELD (a FIELD may be a template: '{{a}}\\n{{b}}')"
+            ),
         )
+
+
+def unconverted_record(raw: SourceFormat) -> Finding:
+    """FT105/FT106/FT107: a record of a dataset format that `convert` must turn into chat records first."""
+    if raw.name == "kto":
+        return Finding(
+            "FT107",
+            f"{raw.description}: as chat, the answers labelled false would be trained as targets",
+            fix=Fix(f"{raw.command(FILE, OUTPUT)} (pairs desirable and undesirable answers; --kto-to sft keeps only "
+                    "the desirable ones)"),
+        )  # fmt: skip
+    command = raw.command(FILE, OUTPUT)
+    if command is None:
+        return Finding("FT106" if raw.name == "text" else "FT105", f"{raw.description}: {raw.why_not}")
+    return Finding("FT105", f"{raw.description}, not chat records yet", fix=Fix(command, Applicability.SAFE))
 
 
 def check_chat(record: dict[str, Any], prefix: str) -> Iterator[Finding]:
@@ -75,9 +105,9 @@ def check_messages(messages: list[Any], path: str, *, conversation: bool = True)
     open_calls: dict[str, int] = {}  # tool_call id -> index of the assistant message that made it
     for index, message in enumerate(messages):
         # Fast path for the common plain message {role, content: non-empty text}: nothing else to check.
-        if type(message) is dict and len(message) == 2 and type(message.get("content")) is str:
+        if type(message) is dict and len(message) == 2 and type(content := message.get("content")) is str:
             role = message.get("role")
-            if role in PLAIN_ROLES and (message["content"] or role != "assistant"):
+            if role in PLAIN_ROLES and ((content and not content.isspace()) or role in ("system", "developer")):
                 roles.append(role)
                 continue
         mpath = f"{path}[{index}]"
@@ -90,7 +120,9 @@ def check_messages(messages: list[Any], path: str, *, conversation: bool = True)
             yield Finding("FT201", f"role is {shown}; expected one of {', '.join(sorted(ROLES))}", path=f"{mpath}.role")
             continue
         roles.append(role)
-        yield from _unknown_keys(message, MESSAGE_KEYS[role] | {"weight"}, f"{mpath}.")  # FT206 owns weight
+        # FT206 owns weight and FT208 reasoning, on every role
+        yield from _unknown_keys(message, MESSAGE_KEYS[role] | {"weight", *REASONING_KEYS}, f"{mpath}.")
+        yield from _check_reasoning(message, role, mpath)
         has_call = role == "assistant" and ("tool_calls" in message or "function_call" in message)
         yield from _check_content(message, role, mpath, optional=has_call or "refusal" in message)
         images += _count_images(message.get("content"))
@@ -102,6 +134,10 @@ def check_messages(messages: list[Any], path: str, *, conversation: bool = True)
             yield from _check_tool_calls(message, mpath, index, open_calls)
             if message.get("content") == "" and not has_call:
                 yield Finding("FT232", "assistant content is empty", path=f"{mpath}.content")
+        elif role == "user" and isinstance(message.get("content"), str) and not message["content"].strip():
+            yield Finding(
+                "FT233", "user message is empty: the answer after it answers nothing", path=f"{mpath}.content"
+            )
         elif role == "tool":
             call_id = message.get("tool_call_id")
             if not isinstance(call_id, str) or call_id not in open_calls:
@@ -196,6 +232,20 @@ def _count_images(content: Any) -> int:
     if not isinstance(content, list):
         return 0
     return sum(1 for part in content if isinstance(part, dict) and part.get("type") == "image_url")
+
+
+def _check_reasoning(message: dict[str, Any], role: str, mpath: str) -> Iterator[Finding]:
+    present = [key for key in REASONING_KEYS if key in message]
+    if not present:
+        return
+    if role != "assistant":
+        yield Finding("FT208", f"only assistant messages carry reasoning, not {role}", path=f"{mpath}.{present[0]}")
+    elif len(present) > 1:
+        yield Finding("FT208", f"both {' and '.join(present)}: give the reasoning once", path=f"{mpath}.{present[1]}")
+    elif not isinstance(message[present[0]], str):
+        yield Finding(
+            "FT208", f"reasoning must be a string, got {_type(message[present[0]])}", path=f"{mpath}.{present[0]}"
+        )
 
 
 def _check_weight(weight: Any, role: str, path: str) -> Iterator[Finding]:

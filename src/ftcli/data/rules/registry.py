@@ -62,6 +62,27 @@ RULES: dict[str, Rule] = _table(
     ),
     Rule("FT103", "mixed-formats", E, "All records in a file must use one format (chat or preference)."),
     Rule("FT104", "wrong-method-format", E, "The record format does not match the training method."),
+    Rule(
+        "FT105",
+        "raw-dataset",
+        E,
+        "The records are another dataset format (Alpaca, ShareGPT, ChatLaw, LLaMA-Factory v1, multimodal): "
+        "`ftcli convert` turns them into chat records first.",
+    ),
+    Rule(
+        "FT106",
+        "text-only-dataset",
+        E,
+        'Together\'s plain-text format {"text": …} has no roles: it trains only on Together, as it is; OpenAI and '
+        "local bases need chat records.",
+    ),
+    Rule(
+        "FT107",
+        "binary-feedback-label",
+        E,
+        "A true/false `label` (KTO data) marks answers as desirable or not; trained as chat, the undesirable answers "
+        "would be learned as targets.",
+    ),
     Rule("FT110", "missing-messages", E, "A chat example needs a `messages` list."),
     Rule("FT111", "empty-messages", E, "`messages` must be a non-empty list."),
     Rule("FT120", "invalid-tools", E, "`tools` must be a list of function definitions with a name."),
@@ -93,6 +114,13 @@ RULES: dict[str, Rule] = _table(
     Rule("FT206", "invalid-weight", E, "`weight` is 0 or 1 and only on assistant messages."),
     Rule("FT207", "invalid-name", E, "`name` must be a non-empty string."),
     Rule(
+        "FT208",
+        "invalid-reasoning",
+        E,
+        "An assistant message's reasoning is a string in `reasoning_content` (or `reasoning`, not both); other "
+        "roles have none.",
+    ),
+    Rule(
         "FT210",
         "invalid-tool-call",
         E,
@@ -116,6 +144,18 @@ RULES: dict[str, Rule] = _table(
     ),
     Rule("FT231", "missing-user-message", W, "An example without a user message rarely matches how the model is used."),
     Rule("FT232", "empty-assistant-content", W, "An empty assistant answer trains the model to say nothing."),
+    Rule(
+        "FT233",
+        "empty-prompt",
+        W,
+        "An empty user message trains an answer to nothing: the model learns to talk unasked.",
+    ),
+    Rule(
+        "FT234",
+        "unfilled-placeholder",
+        W,
+        "Text like {{name}} is a template placeholder left unfilled: the model learns the braces, not the name.",
+    ),
     # FT3xx: tokens and limits
     Rule(
         "FT301",
@@ -131,6 +171,13 @@ RULES: dict[str, Rule] = _table(
         "special-token",
         W,
         "Text like <|endoftext|> is a special token to the tokenizer and can break training.",
+    ),
+    Rule(
+        "FT320",
+        "reasoning-not-trained",
+        W,
+        "The model can't train on reasoning traces (OpenAI's format has no field for them; a local base's chat "
+        "template may have no place): the traces are left out or the file is refused.",
     ),
     # FT4xx: dataset level
     Rule("FT401", "too-few-examples", E, "OpenAI requires at least 10 training examples."),

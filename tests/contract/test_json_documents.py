@@ -69,7 +69,7 @@ def test_cancel_pause_resume(env: dict[str, str], verb: tuple[str, ...]) -> None
 
 def test_chat_one_answer_with_usage_and_finish_reason(env: dict[str, str]) -> None:
     for answer in documents(env, "chat", "--model", "gpt-4o-mini", "Is a verbal contract binding?"):
-        assert set(answer) == {"model", "answer", "tool_calls", "finish_reason", "usage"}
+        assert set(answer) == {"model", "answer", "tool_calls", "finish_reason", "usage", "reasoning"}
         assert isinstance(answer["answer"], str) and answer["model"]
         assert answer["usage"] is None or isinstance(
             answer["usage"]["total_tokens"], int

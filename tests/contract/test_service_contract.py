@@ -117,8 +117,8 @@ def test_models_with_shutdown_dates(client, exchanges) -> None:  # type: ignore[
 
 def test_export_and_golden_requests(client, exchanges, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from ftcli.service.backends.openai_protocol import OpenAIBackend
-    from ftcli.service.export import export_jobs
     from ftcli.service.golden import GoldenSettings, record_golden
+    from ftcli.service.job_export import export_jobs
 
     steps = list(
         export_jobs(OpenAIBackend(client), tmp_path / "out", described={"kind": "openai"}, job_ids=["ftjob-abc123"])

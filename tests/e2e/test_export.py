@@ -16,7 +16,7 @@ from ftcli.cli.app import app
 from ftcli.service.backends.openai_protocol import OpenAIBackend
 from ftcli.service.client import make_client
 from ftcli.service.errors import FtcliError
-from ftcli.service.export import export_jobs
+from ftcli.service.job_export import export_jobs
 from ftcli.service.settings import Settings
 from tests.e2e.conftest import Server
 from tests.local.zorbia import QA, chat_jsonl

@@ -20,7 +20,7 @@ from ftcli.cli.app import app
 from ftcli.service.backends.together import TogetherBackend
 from ftcli.service.client import make_client
 from ftcli.service.errors import BackendError
-from ftcli.service.export import export_jobs
+from ftcli.service.job_export import export_jobs
 from ftcli.service.settings import Settings
 from tests.e2e.conftest import start_server, stop_server
 from tests.local.zorbia import chat_jsonl

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from ftcli.cli import context
 from ftcli.cli.app import app
-from ftcli.service.evaluate import score
+from ftcli.service.eval_run import score
 from ftcli.service.results import decode_result_file, loss_from_csv
 from tests.faults.fakeapi import FakeAPI, job_object
 
@@ -115,3 +115,74 @@ def test_repl_system_multiline_save_reset(api: FakeAPI, tmp_path: Path, monkeypa
     assert second["messages"] == [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "again"}]
     saved = json.loads((tmp_path / "conv.jsonl").read_text())
     assert saved["messages"][-1] == {"role": "assistant", "content": "the answer"}
+
+
+# -- chat --eval and golden answers on the one eval engine, data/eval (issue 24, point 4) --------------------------
+
+
+def _example(question: str, answer: object, **assistant: object) -> str:
+    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer, **assistant}]
+    return json.dumps({"messages": messages}, ensure_ascii=False)
+
+
+def test_chat_eval_scores_with_the_graders_of_ftcli_eval(api: FakeAPI, tmp_path: Path) -> None:
+    from ftcli.data.eval.graders import GRADERS, Answer, Reference
+
+    answers = {"q1": "hello world", "q2": "试用期不超过六个月"}
+    api.answer = lambda body: answers[body["messages"][-1]["content"]]
+    held_out = tmp_path / "held_out.jsonl"
+    held_out.write_text(_example("q1", "Hello, World!") + "\n" + _example("q2", "试用期不得超过六个月。") + "\n")
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(
+        app, ["--json", "chat", "-m", "ft:x", "--eval", str(held_out), "--eval-output", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["exact"] for row in rows] == [True, False]  # punctuation and case don't count, as in `ftcli eval`
+    similarity = GRADERS["similarity"].score(Reference("试用期不得超过六个月。"), Answer("试用期不超过六个月"), {})
+    assert similarity is not None and rows[1]["similarity"] == round(similarity, 4)
+    summary = json.loads(result.stdout)
+    assert summary["exact_matches"] == 1 and summary["mean_similarity"] == round((1 + rows[1]["similarity"]) / 2, 4)
+
+
+@pytest.mark.parametrize(
+    ("second_line", "says"),
+    [
+        ("{not json", ":2: not JSON"),
+        (
+            _example(
+                "q2", None, tool_calls=[{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+            ),
+            ":2: the last assistant message has no text to compare against",
+        ),  # fmt: skip
+        (json.dumps({"messages": [{"role": "user", "content": "q2"}]}), ":2: FT204 no message has role 'assistant'"),
+    ],
+)
+def test_chat_eval_refuses_a_file_with_a_line_it_cannot_score_before_asking(
+    api: FakeAPI, tmp_path: Path, second_line: str, says: str
+) -> None:
+    held_out = tmp_path / "held_out.jsonl"
+    held_out.write_text(_example("q1", "a1") + "\n" + second_line + "\n")
+    result = CliRunner().invoke(app, ["chat", "--model", "ft:x", "--eval", str(held_out)])
+    assert result.exit_code == 2 and says in result.output, result.output
+    assert api.chat_requests == []
+
+
+def test_golden_prompts_are_read_by_the_eval_engine_and_a_bad_line_named(api: FakeAPI, tmp_path: Path) -> None:
+    api.answer = lambda body: "recorded"
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        _example("q1", "old answer") + "\n\n" + json.dumps({"messages": [{"role": "user", "content": "q2"}]}) + "\n"
+    )
+    result = CliRunner().invoke(app, ["export", "--golden", str(prompts), "--model", "ft:x", "--out", "g.jsonl"])
+    assert result.exit_code == 0, result.output
+    recorded = [json.loads(line)["messages"] for line in (tmp_path / "g.jsonl").read_text().splitlines()]
+    assert recorded == [
+        [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "recorded"}],  # up to the last user turn
+        [{"role": "user", "content": "q2"}, {"role": "assistant", "content": "recorded"}],
+    ]
+    prompts.write_text(_example("q1", "a1") + "\n" + json.dumps({"messages": [{"role": "system", "content": "s"}]}))
+    asked = len(api.chat_requests)
+    refused = CliRunner().invoke(app, ["export", "--golden", str(prompts), "--model", "ft:x", "--out", "h.jsonl"])
+    assert refused.exit_code == 2 and "prompts.jsonl:2: not a chat example with a user message" in refused.output
+    assert len(api.chat_requests) == asked and not (tmp_path / "h.jsonl").exists()

@@ -13,7 +13,8 @@ import httpx2
 import pytest
 
 from ftcli.service import errors
-from ftcli.service.backends.together import STATUSES, TogetherBackend
+from ftcli.service.backends.together import TogetherBackend
+from ftcli.service.backends.together_wire import STATUSES
 from ftcli.service.client import make_client
 from ftcli.service.jobs import EXIT_CODES, LOOKUPS, JobRequest, wait_for_job
 from ftcli.service.settings import Settings
@@ -192,10 +193,10 @@ def test_errors_never_show_the_key(key: str) -> None:
     ],
 )
 def test_a_download_is_named_only_by_a_plain_name(disposition: str, name: str) -> None:
-    from ftcli.service.backends.together import _download_name
-    from ftcli.service.export import SAFE_ID
+    from ftcli.service.backends.together_wire import download_name
+    from ftcli.service.job_export import SAFE_ID
 
-    chosen = _download_name(httpx2.Response(200, headers={"content-disposition": disposition}), "ft-1", "adapter")
+    chosen = download_name(httpx2.Response(200, headers={"content-disposition": disposition}), "ft-1", "adapter")
     assert chosen == name and SAFE_ID.fullmatch(chosen)
 
 

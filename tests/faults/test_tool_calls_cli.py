@@ -120,6 +120,7 @@ def test_chat_json_has_the_tool_calls(api: FakeAPI) -> None:
         "tool_calls": EXPECTED,
         "finish_reason": "tool_calls",
         "usage": None,
+        "reasoning": None,
     }
 
 

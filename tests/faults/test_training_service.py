@@ -16,10 +16,11 @@ from ftcli.data.hyperparameters import InvalidHyperparameter
 from ftcli.service.backends.openai_protocol import OpenAIBackend
 from ftcli.service.client import make_client
 from ftcli.service.errors import CheckFailed, UsageError
+from ftcli.service.jobs import JobRequest
 from ftcli.service.ledger import Ledger
 from ftcli.service.manifest import RunManifest
 from ftcli.service.settings import Settings
-from ftcli.service.training import TrainingOptions, prepare, start
+from ftcli.service.training import prepare, start
 from tests.conftest import qa
 from tests.faults.fakeapi import FakeAPI
 
@@ -54,7 +55,9 @@ def test_a_local_file_is_checked_uploaded_once_and_the_job_started_with_its_mani
     monkeypatch.chdir(tmp_path)  # run manifests go to ./.ftcli/runs
     data = write_jsonl([qa(i) for i in range(12)])
     ledger, seen = Ledger(tmp_path / "ledger.json"), {}
-    options = TrainingOptions(model="gpt-4.1-mini-2025-04-14", file=str(data), n_epochs=2, metadata={"team": "legal"})
+    options = JobRequest(
+        model="gpt-4.1-mini-2025-04-14", training_file=str(data), n_epochs=2, metadata={"team": "legal"}
+    )
     prepared = prepare(OpenAIBackend(client), options, ledger=ledger, progress=_progress(seen))  # type: ignore[arg-type]
     assert seen == {data.name: data.stat().st_size}  # every byte reported to the caller's progress
     assert prepared.report is not None and prepared.report.examples == 12
@@ -78,12 +81,12 @@ def test_a_file_with_errors_never_reaches_the_backend(
 ) -> None:
     data = write_jsonl([qa(1), "{not json", json.dumps({"messages": []})])
     with pytest.raises(CheckFailed, match="line 2"):
-        prepare(OpenAIBackend(client), TrainingOptions(model="gpt-4.1-mini-2025-04-14", file=str(data)))  # type: ignore[arg-type]
+        prepare(OpenAIBackend(client), JobRequest(model="gpt-4.1-mini-2025-04-14", training_file=str(data)))  # type: ignore[arg-type]
     assert fake.requests == []
 
 
 def test_an_uploaded_file_id_is_used_as_it_is(fake: FakeAPI, client: object) -> None:
-    options = TrainingOptions(model="gpt-4.1-mini-2025-04-14", file="file-abc", validation_file="file-def")
+    options = JobRequest(model="gpt-4.1-mini-2025-04-14", training_file="file-abc", validation_file="file-def")
     prepared = prepare(OpenAIBackend(client), options)  # type: ignore[arg-type]
     assert (prepared.training.file_id, prepared.training.report) == ("file-abc", None)
     assert prepared.validation is not None and prepared.validation.file_id == "file-def"
@@ -93,8 +96,8 @@ def test_an_uploaded_file_id_is_used_as_it_is(fake: FakeAPI, client: object) -> 
 # -- hyperparameters a backend doesn't take: refused before anything is sent (issue 29, point 9) -------------------
 
 
-def _with_h(data: Path, method: str = "sft", **extra: object) -> TrainingOptions:
-    return TrainingOptions(model="ftcli/tiny", file=str(data), method=method, extra_hyperparameters=dict(extra))
+def _with_h(data: Path, method: str = "sft", **extra: object) -> JobRequest:
+    return JobRequest(model="ftcli/tiny", training_file=str(data), method=method, extra_hyperparameters=dict(extra))
 
 
 @pytest.mark.parametrize(
@@ -122,7 +125,7 @@ def test_ftcli_serves_bounds_hold_for_the_options_too_and_a_good_request_goes_th
 ) -> None:
     data = write_jsonl([qa(i) for i in range(12)])
     backend = OpenAIBackend(client, kind="compatible")  # type: ignore[arg-type]
-    too_many = TrainingOptions(model="ftcli/tiny", file=str(data), n_epochs=51)
+    too_many = JobRequest(model="ftcli/tiny", training_file=str(data), n_epochs=51)
     with pytest.raises(InvalidHyperparameter, match="n_epochs must be"):
         prepare(backend, too_many, ftcli_server=True)
     with pytest.raises(InvalidHyperparameter, match='"packing" for dpo training'):
@@ -146,7 +149,7 @@ def test_openai_and_azure_take_no_hyperparameter_beyond_their_options(
     fake: FakeAPI, client: object, write_jsonl: Callable[..., Path], kind: str, name: str
 ) -> None:
     data = write_jsonl([qa(i) for i in range(12)])
-    options = TrainingOptions(model="gpt-4.1-mini-2025-04-14", file=str(data), extra_hyperparameters={"bogus": 1})
+    options = JobRequest(model="gpt-4.1-mini-2025-04-14", training_file=str(data), extra_hyperparameters={"bogus": 1})
     with pytest.raises(UsageError, match=f"^{name} takes no hyperparameter bogus$") as refused:
         prepare(OpenAIBackend(client, kind=kind), options)  # type: ignore[arg-type]
     assert refused.value.hint == (
@@ -161,7 +164,7 @@ def test_together_refuses_what_it_lacks_before_the_upload(
     from ftcli.service.backends.together import TogetherBackend
 
     data = write_jsonl([qa(i) for i in range(12)])
-    options = TrainingOptions(model="meta-llama/x", file=str(data), extra_hyperparameters={"bogus": 1})
+    options = JobRequest(model="meta-llama/x", training_file=str(data), extra_hyperparameters={"bogus": 1})
     with pytest.raises(UsageError, match="Together has no setting bogus") as refused:
         prepare(TogetherBackend(client), options)  # type: ignore[arg-type]
     assert refused.value.hint is not None and "lora_rank" in refused.value.hint  # the names it takes
@@ -178,3 +181,53 @@ def test_an_ftcli_serve_is_known_by_the_runtime_file_it_left(tmp_path: Path, mon
     assert not is_ftcli_server(Settings(kind="compatible", base_url="http://127.0.0.1:48766/v1"))  # another port
     assert not is_ftcli_server(Settings(kind="compatible", base_url="http://gpu-box:48765/v1"))
     assert not is_ftcli_server(Settings(kind="openai"))
+
+
+# -- one job request from `train`'s options to the backend (issue 24, point 2) -------------------------------------
+
+
+def _export(tmp_path: Path, data: Path, *, method: str = "dpo") -> Path:
+    """An exported job as `ftcli export` writes it: job.json, its training file, and the manifest's sha256 of it."""
+    import hashlib
+
+    folder = tmp_path / "export" / "ftjob-old"
+    (folder / "files").mkdir(parents=True)
+    copy = folder / "files" / "file-old-train.jsonl"
+    copy.write_bytes(data.read_bytes())
+    hyper = {"n_epochs": 3, "batch_size": 4, "learning_rate_multiplier": 2.0, "beta": 0.2, "lora_rank": 8}
+    job = {"id": "ftjob-old", "model": "gpt-4.1-mini-2025-04-14", "seed": 11, "user_provided_suffix": "old",
+           "method": {"type": method, method: {"hyperparameters": hyper}}}  # fmt: skip
+    (folder / "job.json").write_text(json.dumps(job))
+    artifact = {"bytes": copy.stat().st_size, "sha256": hashlib.sha256(copy.read_bytes()).hexdigest(),
+                "source": "file file-old (training_file)"}  # fmt: skip
+    jobs = {"ftjob-old": {"artifacts": {"ftjob-old/files/file-old-train.jsonl": artifact}}}
+    (folder.parent / "manifest.json").write_text(json.dumps({"format": 1, "backend": {"kind": "openai"}, "jobs": jobs}))
+    return folder
+
+
+def test_an_export_fills_only_what_the_request_leaves_unset(
+    fake: FakeAPI, client: object, write_jsonl: Callable[..., Path], tmp_path: Path
+) -> None:
+    preference = [
+        {"input": {"messages": [{"role": "user", "content": f"What is {i} plus {i}?"}]},
+         "preferred_output": [{"role": "assistant", "content": f"{2 * i}"}],
+         "non_preferred_output": [{"role": "assistant", "content": "no idea"}]}
+        for i in range(12)
+    ]  # fmt: skip
+    data = write_jsonl(preference)
+    folder = _export(tmp_path, data)
+    asked = JobRequest(model="gpt-4.1-mini-2025-04-14", batch_size=16, metadata={"team": "legal"})
+    prepared = prepare(OpenAIBackend(client), asked, from_export=folder)  # type: ignore[arg-type]
+    request = prepared.request
+    assert (request.method, request.n_epochs, request.batch_size) == ("dpo", 3, 16)  # the user's batch size wins
+    assert (request.learning_rate_multiplier, request.beta, request.seed, request.suffix) == (2.0, 0.2, 11, "old")
+    assert request.extra_hyperparameters == {}  # OpenAI takes no lora_rank: not carried over
+    assert request.metadata == {"team": "legal", "ftcli_retrain_of": "ftjob-old"}
+    assert fake.contents[request.training_file] == data.read_bytes()  # the export's data, uploaded
+    assert prepared.exported is not None and prepared.exported.job["id"] == "ftjob-old"
+
+
+def test_without_a_file_or_an_export_nothing_is_sent(fake: FakeAPI, client: object) -> None:
+    with pytest.raises(UsageError, match="--file is required"):
+        prepare(OpenAIBackend(client), JobRequest(model="gpt-4.1-mini-2025-04-14"))  # type: ignore[arg-type]
+    assert fake.requests == []

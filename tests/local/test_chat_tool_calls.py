@@ -61,7 +61,9 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Te
     monkeypatch.setattr(inference, "count_text_tokens", lambda _l, text: len(text.split()))
     monkeypatch.setattr(chat, "_resolve", lambda _store, _model: (Path("base"), None))
     app = create_app(tmp_path / "data")
-    loaded = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=2048)))
+    loaded = SimpleNamespace(
+        model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=2048)), thinking=False
+    )
     app.state.models = type("Models", (), {"get": staticmethod(lambda _base, _adapter: loaded)})()
     with TestClient(app, base_url="http://127.0.0.1:8765") as test_client:
         yield test_client, seen_tools

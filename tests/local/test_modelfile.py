@@ -14,7 +14,7 @@ pytest.importorskip("jinja2", reason="the local backend needs the `local` extra 
 pytestmark = [pytest.mark.local]
 
 from ftcli.data.local_bases import CHATML  # noqa: E402
-from ftcli.server.exports import modelfile  # noqa: E402
+from ftcli.server.model_export import modelfile  # noqa: E402
 
 LLAMA3 = (
     "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from functools import cache
@@ -280,12 +279,11 @@ app = typer.Typer(
 
 def _version(ctx: typer.Context, value: bool) -> None:
     if value:
-        from ftcli.cli.emit import JSON_SCHEMA_VERSION
+        from ftcli.cli.emit import JSON_SCHEMA_VERSION, emit
 
-        if ctx.meta.get(JSON_REQUESTED):
-            sys.stdout.write(json.dumps({"version": __version__, "json_schema": JSON_SCHEMA_VERSION}) + "\n")
-        else:
-            sys.stdout.write(f"ftcli {__version__}\n")
+        # parsed before the root's callback has made the AppContext: one made here carries --json
+        shown = AppContext(json=bool(ctx.meta.get(JSON_REQUESTED)))
+        emit(shown, {"version": __version__, "json_schema": JSON_SCHEMA_VERSION}, lambda: f"ftcli {__version__}")
         raise typer.Exit()
 
 

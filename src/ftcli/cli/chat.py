@@ -47,7 +47,8 @@ def chat(
     ] = None,
 ) -> None:
     """Talk to a model. Without a prompt and on a terminal: a REPL (/system TEXT, /reset, /save FILE, /exit).
-    With --json: the answer, model, tool calls, finish reason and usage as one document."""
+    A thinking model's reasoning is shown dim, on stderr, before its answer.
+    With --json: the answer, its reasoning, model, tool calls, finish reason and usage as one document."""
 
     app = app_context(ctx)
     warn_shutdown(model)
@@ -87,26 +88,54 @@ def _answer(app: AppContext, params: ChatParams, messages: list[dict[str, Any]],
     from ftcli.service import chat as service
 
     client = app.client()
-    calls: list[dict[str, Any]] = []
+    thinking = _Reasoning()
     if not stream:
-        answer = service.complete(client, params, messages, calls)
-        if answer or not calls:
-            sys.stdout.write(printable(answer) + "\n")
-        _print_calls(calls)
-        return answer
+        whole = service.reply(client, params, messages)
+        if whole.reasoning:
+            thinking.show(whole.reasoning)
+        thinking.end()
+        if whole.answer or not whole.tool_calls:
+            sys.stdout.write(printable(whole.answer) + "\n")
+        _print_calls(whole.tool_calls)
+        return whole.answer
+    calls: list[dict[str, Any]] = []
     parts: list[str] = []
     try:
-        for delta in service.stream(client, params, messages, calls):
+        for delta in service.stream(client, params, messages, calls, on_reasoning=thinking.show):
+            thinking.end()
             parts.append(delta)
             sys.stdout.write(printable(delta))
             sys.stdout.flush()
     except StreamInterrupted:
+        thinking.end()
         sys.stdout.write("\n")
         raise
+    thinking.end()
     if parts or not calls:
         sys.stdout.write("\n")
     _print_calls(calls)
     return "".join(parts)
+
+
+class _Reasoning:
+    """A thinking model's reasoning, shown apart from its answer: dim, on stderr (the answer alone goes to stdout,
+    where a pipe reads it), before the answer."""
+
+    def __init__(self) -> None:
+        self.shown = False
+        self.console = stderr()
+
+    def show(self, text: str) -> None:
+        from rich.text import Text
+
+        self.console.print(Text(text, style="dim"), end="", highlight=False)
+        self.shown = True
+
+    def end(self) -> None:
+        """The answer begins: the reasoning's last line ends, once."""
+        if self.shown:
+            self.console.print()
+            self.shown = False
 
 
 def _print_calls(calls: list[dict[str, Any]]) -> None:
@@ -216,12 +245,13 @@ def _compare(
 
 def _evaluate(app: AppContext, params: ChatParams, path: Path, output: Path) -> None:
     from ftcli.data.convert.writer import write_atomic
-    from ftcli.service.evaluate import evaluate, load_cases, summarise
+    from ftcli.data.eval.cases import text_cases
+    from ftcli.service.eval_run import score_answers, summarise_scores
 
-    cases = load_cases(path)
+    cases = text_cases(path)
     results = []
     console = stderr()
-    for result in evaluate(app.client(), params, cases):
+    for result in score_answers(app.client(), params, cases):
         results.append(result)
         if not app.json:
             console.print(
@@ -229,7 +259,7 @@ def _evaluate(app: AppContext, params: ChatParams, path: Path, output: Path) -> 
                 highlight=False,
             )
     write_atomic(output, (r.to_json() + "\n" for r in results))
-    summary = summarise(results)
+    summary = summarise_scores(results)
     data = {
         "model": params.model,
         "examples": summary.examples,

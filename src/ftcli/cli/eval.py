@@ -37,8 +37,8 @@ def eval_command(
         typer.Option(
             "--grader",
             "-g",
-            help="exact, normalised-exact, chrf, rouge-l, json, json-schema, tool-calls, length-ratio (repeatable or "
-            "comma-separated; default: normalised-exact, chrf, rouge-l, tool-calls).",
+            help="exact, normalised-exact, chrf, rouge-l, json, json-schema, tool-calls, similarity, length-ratio "
+            "(repeatable or comma-separated; default: normalised-exact, chrf, rouge-l, tool-calls).",
         ),
     ] = None,
     min_score: Annotated[

@@ -76,7 +76,7 @@ def _jobs(
 ) -> None:
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
-    from ftcli.service.export import export_jobs, summarise
+    from ftcli.service.job_export import export_jobs, summarise
 
     steps = []
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=stderr(), disable=app.json) as progress:

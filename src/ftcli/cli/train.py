@@ -59,14 +59,14 @@ def train(
     """Start a fine-tuning job (prints its id). Exit codes with --wait: 0 succeeded, 1 failed, 3 cancelled.
     With --json: the created job, or with --wait the finished one."""
     from ftcli.service import training
+    from ftcli.service.jobs import JobRequest
 
     app = app_context(ctx)
     app.use_backend(backend)
-    options = training.TrainingOptions(
+    request = JobRequest(
         model=model,
-        file=file,
+        training_file=file or "",
         validation_file=validation_file,
-        from_export=from_export,
         method=method,
         n_epochs=epochs,
         batch_size=batch_size,
@@ -80,7 +80,8 @@ def train(
     backend_ = app.backend()
     prepared = training.prepare(
         backend_,
-        options,
+        request,
+        from_export=from_export,
         ledger=app.ledger(),
         progress=upload_bar(app),
         ftcli_server=training.is_ftcli_server(app.settings()),

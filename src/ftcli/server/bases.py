@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from ftcli.data.local_bases import (
     is_path,
     smollm2_gguf,
 )
+from ftcli.server.file_lock import exclusive
 from ftcli.server.tiny import ensure_tiny
 from ftcli.server.weights import save_pretrained_atomically
 
@@ -182,9 +182,5 @@ def _ensure_from_gguf(gguf: Path, directory: Path) -> Path:
 def _exclusive(store: Path, name: str) -> Iterator[None]:
     """One builder at a time across processes (the server's chat and a job's worker may both need the base)."""
     store.mkdir(parents=True, exist_ok=True)
-    with open(store / f".{name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive(store / f".{name}.lock"):
+        yield

@@ -7,7 +7,6 @@ Append-only migrations: each entry runs once, in order, recorded in `PRAGMA user
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ftcli.data.digests import Digests
+from ftcli.server.file_lock import exclusive
 
 MIGRATIONS = [
     """
@@ -178,14 +178,9 @@ class Store:
 
     @contextmanager
     def _blobs_locked(self) -> Iterator[None]:
-        """One writer of blob rows at a time, across the server's threads and the jobs' worker processes (flock on
-        a lock file: each `open` is its own lock holder)."""
-        with open(self.data_dir / "blobs.lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        """One writer of blob rows at a time, across the server's threads and the jobs' worker processes."""
+        with exclusive(self.data_dir / "blobs.lock"):
+            yield
 
     # -- models -------------------------------------------------------------------------------------------
 

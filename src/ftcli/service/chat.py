@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ftcli.service.errors import BackendError, StreamInterrupted, translate
+from ftcli.service.errors import BackendError, StreamInterrupted, translate, translated
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -42,23 +42,32 @@ class Answer:
     tool_calls: list[ToolCall]
     finish_reason: str | None
     usage: dict[str, Any] | None  # prompt_tokens, completion_tokens, total_tokens, as the backend counted them
+    reasoning: str | None = None  # a thinking model's reasoning, apart from its answer (None: the backend sent none)
 
 
 def reply(client: OpenAI, params: ChatParams, messages: list[Message]) -> Answer:
     """The model's whole answer, with its tool calls, finish reason and token usage."""
-    import openai
-
-    try:
+    with translated():
         response = client.chat.completions.create(**params.request(messages))
-    except openai.OpenAIError as exc:
-        raise translate(exc) from None
     usage = response.usage.model_dump(mode="json", exclude_none=True) if response.usage else None
     choice = response.choices[0] if response.choices else None
     message = getattr(choice, "message", None)  # a backend may answer a choice without one: an empty answer
     if choice is None or message is None:
         return Answer(response.model or params.model, "", [], getattr(choice, "finish_reason", None), usage)
     calls = [call.model_dump(include={"id", "type", "function"}) for call in message.tool_calls or []]
-    return Answer(response.model or params.model, message.content or "", calls, choice.finish_reason, usage)
+    return Answer(
+        response.model or params.model, message.content or "", calls, choice.finish_reason, usage, reasoning_of(message)
+    )
+
+
+def reasoning_of(message: Any) -> str | None:
+    """The reasoning a message or stream delta carries apart from its answer: `reasoning_content` (vLLM, DeepSeek,
+    ftcli serve) or `reasoning` (OpenRouter); the SDK keeps such fields, which OpenAI's schema doesn't list."""
+    for key in ("reasoning_content", "reasoning"):
+        value = getattr(message, key, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def complete(client: OpenAI, params: ChatParams, messages: list[Message], calls: list[ToolCall] | None = None) -> str:
@@ -70,9 +79,14 @@ def complete(client: OpenAI, params: ChatParams, messages: list[Message], calls:
 
 
 def stream(
-    client: OpenAI, params: ChatParams, messages: list[Message], calls: list[ToolCall] | None = None
+    client: OpenAI,
+    params: ChatParams,
+    messages: list[Message],
+    calls: list[ToolCall] | None = None,
+    on_reasoning: Callable[[str], None] | None = None,
 ) -> Iterator[str]:
-    """Yield text deltas; tool calls, which arrive in pieces, are assembled and appended to `calls` at the end.
+    """Yield text deltas; tool calls, which arrive in pieces, are assembled and appended to `calls` at the end;
+    reasoning deltas (a thinking model's, before its answer) go to `on_reasoning`.
     If the connection drops mid-answer, raise StreamInterrupted with the partial text."""
     import httpx2
     import openai
@@ -85,6 +99,8 @@ def stream(
             for choice in chunk.choices:
                 for call in (choice.delta.tool_calls if choice.delta else None) or []:
                     _merge_call(pieces.setdefault(call.index, {}), call.model_dump(exclude_none=True))
+                if on_reasoning is not None and (thought := reasoning_of(choice.delta)):
+                    on_reasoning(thought)
                 delta = choice.delta.content if choice.delta else None
                 if delta:
                     received.append(delta)

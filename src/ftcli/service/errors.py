@@ -3,6 +3,9 @@ exceptions become them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from ftcli.data.errors import EXIT_FAILURE, EXIT_USAGE, FtcliError, redact
 
 __all__ = ["EXIT_FAILURE", "EXIT_USAGE", "FtcliError", "redact"]  # the root, re-exported for the service's users
@@ -48,6 +51,18 @@ class StreamInterrupted(FtcliError):
     def __init__(self, message: str, *, partial: str) -> None:
         super().__init__(message, hint="the text received so far was kept")
         self.partial = partial
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Around calls through the `openai` SDK: an exception of the SDK leaves as ftcli's (`translate`), without the
+    SDK's traceback; any other passes unchanged."""
+    import openai
+
+    try:
+        yield
+    except openai.OpenAIError as exc:
+        raise translate(exc) from None
 
 
 def translate(exc: BaseException) -> FtcliError:

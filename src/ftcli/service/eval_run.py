@@ -1,23 +1,24 @@
 """`ftcli eval` as an operation: ask every model every case (in parallel, each on its own backend), keep the answers
 in a cache per model and settings so a rerun or an added model asks only what is missing, grade them, and gather
-one `EvalReport` (means with 95 % intervals, wins/ties/losses against the first model, the worst cases). Nothing
-here prints."""
+one `EvalReport` (means with 95 % intervals, wins/ties/losses against the first model, the worst cases). And
+`chat --eval`'s quick score (`score_answers`): one model asked each case once, graded by two of the same graders.
+Nothing here prints."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftcli.data.eval import stats
 from ftcli.data.eval.cases import EvalCase, Problem
-from ftcli.data.eval.graders import Answer, Grader, Reference
-from ftcli.service.chat import ChatParams, reply
+from ftcli.data.eval.graders import GRADERS, Answer, Grader, Reference
+from ftcli.service.chat import ChatParams, complete, reply
 from ftcli.service.errors import UsageError
 
 if TYPE_CHECKING:
@@ -258,16 +259,15 @@ def publish(client: OpenAI, report: EvalReport) -> str | None:
     """Leave the run with an `ftcli serve` backend, whose web page lists it; None when the backend is not one."""
     import openai
 
-    from ftcli.service.errors import translate
+    from ftcli.service.errors import translated
 
     root = str(client.base_url).rstrip("/").removesuffix("/v1")
     body = {"report": report.to_dict(), "cases": report.rows()}
-    try:
-        answer = client.post(f"{root}/ftcli/evals", body=body, cast_to=object)
-    except openai.NotFoundError:
-        return None  # another OpenAI-compatible server: it keeps no eval runs
-    except openai.OpenAIError as exc:
-        raise translate(exc) from None
+    with translated():
+        try:
+            answer = client.post(f"{root}/ftcli/evals", body=body, cast_to=object)
+        except openai.NotFoundError:
+            return None  # another OpenAI-compatible server: it keeps no eval runs
     return str(answer["id"]) if isinstance(answer, dict) and "id" in answer else None
 
 
@@ -340,6 +340,56 @@ def _shown(text: str, calls: tuple[dict[str, Any], ...]) -> str:
     shown = [text] if text else []
     shown += [f"(calls {c.get('name')} with {c.get('arguments')})" for c in calls]
     return "\n".join(shown) or "(no answer)"
+
+
+# -- `chat --eval`: one model, each case asked once (no cache), each answer's exact match and similarity ---------
+
+EXACT, SIMILARITY = GRADERS["normalised-exact"], GRADERS["similarity"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredAnswer:
+    """One line of `chat --eval`'s results file."""
+
+    line: int
+    reference: str
+    answer: str
+    exact: bool  # the normalised-exact grader
+    similarity: float  # the similarity grader, 0..1
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreSummary:
+    examples: int
+    exact_matches: int
+    mean_similarity: float
+
+    @property
+    def exact_rate(self) -> float:
+        return self.exact_matches / self.examples if self.examples else 0.0
+
+
+def score(reference: str, answer: str) -> tuple[bool, float]:
+    """(exact match, similarity) of an answer, by the registered graders."""
+    shown, wanted = Answer(answer), Reference(reference)
+    return EXACT.score(wanted, shown, {}) == 1.0, round(SIMILARITY.score(wanted, shown, {}) or 0.0, 4)
+
+
+def score_answers(client: OpenAI, params: ChatParams, cases: list[EvalCase]) -> Iterator[ScoredAnswer]:
+    """Ask each case (`data/eval/cases.text_cases`), score its answer against the reference's text."""
+    for case in cases:
+        answer = complete(client, params, case.prompt)
+        exact, similarity = score(case.reference, answer)
+        yield ScoredAnswer(case.line, case.reference, answer, exact, similarity)
+
+
+def summarise_scores(results: list[ScoredAnswer]) -> ScoreSummary:
+    n = len(results)
+    mean = round(sum(r.similarity for r in results) / n, 4) if n else 0.0
+    return ScoreSummary(n, sum(r.exact for r in results), mean)
 
 
 def _grade(grader: Grader, case: EvalCase, answer: Answer, options: dict[str, Any]) -> float | None:

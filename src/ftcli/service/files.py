@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftcli.data.digests import file_digests
-from ftcli.service.errors import CheckFailed, FtcliError, NotFound, UsageError, translate
+from ftcli.service.errors import CheckFailed, FtcliError, NotFound, UsageError, translated
 from ftcli.service.ledger import Ledger
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 MULTIPART_THRESHOLD = 512 * 1024 * 1024
 PART_SIZE = 64 * 1024 * 1024
 MIME_TYPE = "text/jsonl"
-ProgressCallback = Callable[[int], None]  # bytes sent since the last call
+ProgressCallback = Callable[[int], None]  # bytes sent (or received) since the last call: every transfer's progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,25 +96,19 @@ def _reuse(client: OpenAI, ledger: Ledger, sha256: str) -> FileObject | None:
     file_id = ledger.file_id(sha256)
     if file_id is None:
         return None
-    try:
-        file = client.files.retrieve(file_id)
-    except openai.NotFoundError:
-        ledger.forget_file(sha256)  # deleted remotely: upload again
-        return None
-    except openai.OpenAIError as exc:
-        raise translate(exc) from None
+    with translated():
+        try:
+            file = client.files.retrieve(file_id)
+        except openai.NotFoundError:
+            ledger.forget_file(sha256)  # deleted remotely: upload again
+            return None
     return None if getattr(file, "status", None) == "error" else file
 
 
 def _single(client: OpenAI, path: Path, on_progress: ProgressCallback | None, purpose: str) -> FileObject:
-    import openai
-
-    with path.open("rb") as raw:
+    with path.open("rb") as raw, translated():
         stream = ProgressReader(raw, on_progress)
-        try:
-            return client.files.create(file=(path.name, stream, MIME_TYPE), purpose=purpose)  # type: ignore[arg-type]
-        except openai.OpenAIError as exc:
-            raise translate(exc) from None
+        return client.files.create(file=(path.name, stream, MIME_TYPE), purpose=purpose)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +138,8 @@ def _multipart(
     if pending and pending.get("part_size") == part_size:
         upload_id, done = str(pending["upload_id"]), {int(k): str(v) for k, v in pending["parts"].items()}
     else:
-        try:
+        with translated():
             upload = client.uploads.create(bytes=size, filename=path.name, mime_type=MIME_TYPE, purpose=purpose)  # type: ignore[arg-type]
-        except openai.OpenAIError as exc:
-            raise translate(exc) from None
         upload_id, done = upload.id, {}
         if ledger:
             ledger.start_upload(sha256, upload_id, part_size=part_size)
@@ -164,18 +156,17 @@ def _multipart(
             ledger.part_done(sha256, index, result.id)
         return index, result.id
 
-    try:
-        with ThreadPoolExecutor(max_workers=parallel) as pool:
-            for index, part_id in pool.map(send, [i for i in range(count) if i not in done]):
-                done[index] = part_id
-        completed = client.uploads.complete(upload_id, part_ids=[done[i] for i in range(count)], md5=parts.md5)
-    except (openai.NotFoundError, openai.BadRequestError) as exc:
-        if pending and ledger:  # the stored upload expired or was cancelled: start over, once
-            ledger.drop_upload(sha256)
-            return _multipart(client, parts, ledger, on_progress, purpose)
-        raise translate(exc) from None
-    except openai.OpenAIError as exc:
-        raise translate(exc) from None
+    with translated():
+        try:
+            with ThreadPoolExecutor(max_workers=parallel) as pool:
+                for index, part_id in pool.map(send, [i for i in range(count) if i not in done]):
+                    done[index] = part_id
+            completed = client.uploads.complete(upload_id, part_ids=[done[i] for i in range(count)], md5=parts.md5)
+        except (openai.NotFoundError, openai.BadRequestError):
+            if pending and ledger:  # the stored upload expired or was cancelled: start over, once
+                ledger.drop_upload(sha256)
+                return _multipart(client, parts, ledger, on_progress, purpose)
+            raise
     if completed.file is None:
         raise FtcliError(f"upload {upload_id} completed without a file (status {completed.status})")
     return completed.file, resumed
@@ -194,12 +185,11 @@ def wait_until_processed(
     sleep = sleep or time.sleep
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            file = client.files.retrieve(file_id)
-        except openai.NotFoundError:
-            raise NotFound(f"file {file_id} disappeared while processing") from None
-        except openai.OpenAIError as exc:
-            raise translate(exc) from None
+        with translated():
+            try:
+                file = client.files.retrieve(file_id)
+            except openai.NotFoundError:
+                raise NotFound(f"file {file_id} disappeared while processing") from None
         status = getattr(file, "status", None)
         if status == "error":
             details = getattr(file, "status_details", None) or "no details"

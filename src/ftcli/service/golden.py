@@ -13,12 +13,12 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ftcli.data.convert.writer import write_bytes_atomic
+from ftcli.data.eval.cases import read_prompts
 from ftcli.service.chat import ChatParams, complete
-from ftcli.service.errors import UsageError
-from ftcli.service.evaluate import chat_examples
+from ftcli.service.eval_run import Sampling
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -32,30 +32,14 @@ class GoldenSettings:
     seed: int | None = None
 
     def params(self) -> ChatParams:
-        extra = {"seed": self.seed} if self.seed is not None else {}
-        return ChatParams(self.model, temperature=self.temperature, max_tokens=self.max_tokens, extra=extra)
-
-
-def load_prompts(path: Path) -> list[list[dict[str, Any]]]:
-    """Each line's messages up to its last user message (so a training file works as a prompt set)."""
-    prompts = []
-    problem = "not a chat example with a user message"
-    for number, messages in chat_examples(path, problem=problem):
-        try:
-            last_user = max(i for i, m in enumerate(messages) if m.get("role") == "user")
-        except (ValueError, TypeError, AttributeError):
-            raise UsageError(f"{path}:{number}: {problem}", hint=f"run `ftcli check {path}`") from None
-        prompts.append(messages[: last_user + 1])
-    if not prompts:
-        raise UsageError(f"{path} has no prompts")
-    return prompts
+        return Sampling(self.temperature, self.max_tokens, self.seed).params(self.model, tools=None)
 
 
 def record_golden(
     client: OpenAI, prompts_path: Path, output: Path, settings: GoldenSettings
 ) -> Iterator[tuple[int, int]]:
     """Ask every prompt; yields (done, total) as it goes; writes the output (atomically) and its meta file."""
-    prompts = load_prompts(prompts_path)
+    prompts = read_prompts(prompts_path)
     lines = []
     for index, prompt in enumerate(prompts, start=1):
         answer = complete(client, settings.params(), prompt)

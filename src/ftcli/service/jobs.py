@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ftcli.service.errors import BackendError, FtcliError, RateLimited, UsageError, translate
+from ftcli.service.errors import BackendError, FtcliError, RateLimited, UsageError, translate, translated
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -25,12 +25,26 @@ MAX_SUFFIX = 64
 MAX_METADATA = 16
 
 
+# The hyperparameters that are options of `train` (each with its flag), not `-H key=value`: OpenAI's own.
+OPTION_FLAGS = {
+    "n_epochs": "epochs",
+    "batch_size": "batch-size",
+    "learning_rate_multiplier": "lr-multiplier",
+    "beta": "beta",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class JobRequest:
+    """A fine-tuning job as asked for, from `train`'s options to the backend's request body. None means the
+    backend's default. As `train` gives it to `service/training.prepare`, the files may be local paths (each becomes
+    an uploaded file's id) and, with `--from-export`, the training file "" and the method None (the exported job's
+    fill them); the prepared request always has file ids and a method."""
+
     model: str
-    training_file: str
+    training_file: str = ""
     validation_file: str | None = None
-    method: str = "sft"  # "sft" | "dpo"
+    method: str | None = None  # "sft" | "dpo"; None: sft
     n_epochs: int | None = None
     batch_size: int | None = None
     learning_rate_multiplier: float | None = None
@@ -40,8 +54,13 @@ class JobRequest:
     metadata: dict[str, str] = field(default_factory=dict)
     extra_hyperparameters: dict[str, Any] = field(default_factory=dict)  # a backend's own (`train -H key=value`)
 
+    @property
+    def method_type(self) -> str:
+        """The method as OpenAI's API names it: "supervised" or "dpo"."""
+        return "dpo" if self.method == "dpo" else "supervised"
+
     def validate(self) -> None:
-        if self.method not in ("sft", "dpo"):
+        if self.method not in (None, "sft", "dpo"):
             raise UsageError(f"method must be sft or dpo, not {self.method!r}")
         if self.beta is not None and self.method != "dpo":
             raise UsageError("--beta applies to dpo only")
@@ -58,21 +77,17 @@ class JobRequest:
         if self.learning_rate_multiplier is not None and self.learning_rate_multiplier <= 0:
             raise UsageError("learning rate multiplier must be positive")
         for key in self.extra_hyperparameters:
-            if key in ("n_epochs", "batch_size", "learning_rate_multiplier", "beta"):
-                raise UsageError(f"-H {key}=... duplicates an option", hint=f"use --{_OPTION_OF[key]}")
+            if key in OPTION_FLAGS:
+                raise UsageError(f"-H {key}=... duplicates an option", hint=f"use --{OPTION_FLAGS[key]}")
+
+    def options(self) -> dict[str, Any]:
+        """The hyperparameters set with options (`--epochs`, …), by their API names."""
+        return {key: getattr(self, key) for key in OPTION_FLAGS if getattr(self, key) is not None}
 
     def create_params(self, tag: str) -> dict[str, Any]:
         """The request body: hyperparameters go in `method` (the top-level `hyperparameters` is deprecated)."""
-        hyper: dict[str, Any] = dict(self.extra_hyperparameters)
-        for key, value in (
-            ("n_epochs", self.n_epochs),
-            ("batch_size", self.batch_size),
-            ("learning_rate_multiplier", self.learning_rate_multiplier),
-            ("beta", self.beta),
-        ):
-            if value is not None:
-                hyper[key] = value
-        kind = "supervised" if self.method == "sft" else "dpo"
+        hyper: dict[str, Any] = {**self.extra_hyperparameters, **self.options()}
+        kind = self.method_type
         params: dict[str, Any] = {
             "model": self.model,
             "training_file": self.training_file,
@@ -82,14 +97,6 @@ class JobRequest:
         optional: dict[str, Any] = {"validation_file": self.validation_file, "suffix": self.suffix, "seed": self.seed}
         params.update({key: value for key, value in optional.items() if value is not None})
         return params
-
-
-_OPTION_OF = {
-    "n_epochs": "epochs",
-    "batch_size": "batch-size",
-    "learning_rate_multiplier": "lr-multiplier",
-    "beta": "beta",
-}
 
 
 def create_job(
@@ -144,17 +151,16 @@ def create_once(
     sleep = sleep or time.sleep
     last: BaseException | None = None
     for _ in range(attempts):
-        try:
-            return send()
-        except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as exc:
-            last = exc
-            found = _look_up(find, sleep, request=request, finder=finder, cause=translate(exc))
-            if found is not None:
-                return found
-            if isinstance(exc, openai.RateLimitError):
-                sleep(min(float(exc.response.headers.get("retry-after", 1) or 1), 30))
-        except openai.OpenAIError as exc:
-            raise translate(exc) from None
+        with translated():  # what can't have reached the backend (a 400, 401, …) stops at once
+            try:
+                return send()
+            except (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError) as exc:
+                last = exc
+                found = _look_up(find, sleep, request=request, finder=finder, cause=translate(exc))
+                if found is not None:
+                    return found
+                if isinstance(exc, openai.RateLimitError):
+                    sleep(min(float(exc.response.headers.get("retry-after", 1) or 1), 30))
     assert last is not None
     error = translate(last)
     raise BackendError(f"could not create the job: {error.message}", hint="no job was created; retry")
@@ -164,14 +170,11 @@ def _look_up(
     find: Callable[[], T | None], sleep: Callable[[float], None], *, request: str, finder: str, cause: FtcliError
 ) -> T | None:
     """`find`, tried LOOKUPS times (1 s, then 2 s apart) while it fails; then a refusal to go on blind."""
-    import openai
-
     failure: FtcliError | None = None
     for attempt in range(LOOKUPS):
         try:
-            return find()
-        except openai.OpenAIError as exc:
-            failure = translate(exc)
+            with translated():
+                return find()
         except FtcliError as exc:
             failure = exc
         if attempt + 1 < LOOKUPS:
@@ -192,12 +195,8 @@ def find_by_tag(client: OpenAI, tag: str) -> FineTuningJob | None:
 
 
 def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    import openai
-
-    try:
+    with translated():
         return function(*args, **kwargs)
-    except openai.OpenAIError as exc:
-        raise translate(exc) from None
 
 
 def list_jobs(client: OpenAI, *, limit: int = 20) -> list[FineTuningJob]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,39 +49,38 @@ class Ledger:
         entry = self._load().get("files", {}).get(sha256)
         return entry.get("file_id") if isinstance(entry, dict) else None
 
-    def remember_file(self, sha256: str, file_id: str, *, filename: str, size: int) -> None:
+    @contextmanager
+    def _changing(self) -> Iterator[dict[str, Any]]:
+        """The ledger's data to change in place, saved when the block ends (one change at a time: parts finish on
+        several threads)."""
         with self._lock:
             data = self._load()
-            data.setdefault("files", {})[sha256] = {"file_id": file_id, "filename": filename, "bytes": size}
-            data.get("uploads", {}).pop(sha256, None)
+            yield data
             self._save(data)
 
+    def remember_file(self, sha256: str, file_id: str, *, filename: str, size: int) -> None:
+        with self._changing() as data:
+            data.setdefault("files", {})[sha256] = {"file_id": file_id, "filename": filename, "bytes": size}
+            data.get("uploads", {}).pop(sha256, None)
+
     def forget_file(self, sha256: str) -> None:
-        with self._lock:
-            data = self._load()
+        with self._changing() as data:
             data.get("files", {}).pop(sha256, None)
-            self._save(data)
 
     def pending_upload(self, sha256: str) -> dict[str, Any] | None:
         entry = self._load().get("uploads", {}).get(sha256)
         return entry if isinstance(entry, dict) else None
 
     def start_upload(self, sha256: str, upload_id: str, *, part_size: int) -> None:
-        with self._lock:
-            data = self._load()
+        with self._changing() as data:
             data.setdefault("uploads", {})[sha256] = {"upload_id": upload_id, "part_size": part_size, "parts": {}}
-            self._save(data)
 
     def part_done(self, sha256: str, index: int, part_id: str) -> None:
-        with self._lock:
-            data = self._load()
+        with self._changing() as data:
             entry = data.get("uploads", {}).get(sha256)
             if isinstance(entry, dict):
                 entry.setdefault("parts", {})[str(index)] = part_id
-                self._save(data)
 
     def drop_upload(self, sha256: str) -> None:
-        with self._lock:
-            data = self._load()
+        with self._changing() as data:
             data.get("uploads", {}).pop(sha256, None)
-            self._save(data)

@@ -1,6 +1,7 @@
 """`ftcli models export`: a fine-tuned model's files brought to a folder of the user's (from `ftcli serve`, which
-builds them: server/exports.py). Each file is streamed and checked against the sha256 the server listed; the folder
-appears only when complete (a temp folder beside it, renamed), and an existing one is replaced only when asked."""
+builds them: server/model_export.py). Each file is streamed and checked against the sha256 the server listed; the
+folder appears only when complete (a temp folder beside it, renamed), and an existing one is replaced only when
+asked."""
 
 from __future__ import annotations
 
@@ -8,16 +9,17 @@ import hashlib
 import json
 import shutil
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from shlex import quote
 from typing import TYPE_CHECKING, Any, Literal
 
-from ftcli.service.errors import BackendError, NotFound, UsageError, translate
+from ftcli.service.errors import BackendError, NotFound, UsageError, translated
 
 if TYPE_CHECKING:
     from openai import OpenAI
+
+    from ftcli.service.files import ProgressCallback
 
 ExportFormat = Literal["adapter", "merged"]
 
@@ -38,24 +40,23 @@ def export_model(
     *,
     fmt: ExportFormat = "adapter",
     force: bool = False,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> ModelExport:
     import openai
 
     if out.exists() and not force:
         raise UsageError(f"{out} already exists", hint="pass --force to replace it")
     root = str(client.base_url).rstrip("/").removesuffix("/v1")
-    try:
-        listing: Any = client.post(f"{root}/ftcli/exports", body={"model": model, "format": fmt}, cast_to=object)
-    except openai.NotFoundError as exc:
-        if "model" in str(exc).lower() and "no such" in str(exc).lower():
-            raise NotFound(f"no fine-tuned model {model!r} on this backend") from None
-        raise UsageError(
-            "this backend doesn't hand out model weights (OpenAI keeps them)",
-            hint="export from `ftcli serve`, where the model was trained; `ftcli export` brings jobs and data out",
-        ) from None
-    except openai.OpenAIError as exc:
-        raise translate(exc) from None
+    with translated():
+        try:
+            listing: Any = client.post(f"{root}/ftcli/exports", body={"model": model, "format": fmt}, cast_to=object)
+        except openai.NotFoundError as exc:
+            if "model" in str(exc).lower() and "no such" in str(exc).lower():
+                raise NotFound(f"no fine-tuned model {model!r} on this backend") from None
+            raise UsageError(
+                "this backend doesn't hand out model weights (OpenAI keeps them)",
+                hint="export from `ftcli serve`, where the model was trained; `ftcli export` brings jobs and data out",
+            ) from None
     temp = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:8]}")
     temp.mkdir(parents=True)
     try:
@@ -72,21 +73,18 @@ def export_model(
 
 
 def _download(
-    client: OpenAI, url: str, entry: dict[str, Any], folder: Path, on_progress: Callable[[int], None] | None
+    client: OpenAI, url: str, entry: dict[str, Any], folder: Path, on_progress: ProgressCallback | None
 ) -> None:
     import httpx2
-    import openai
 
     name = str(entry["name"])
     if not name or "/" in name or "\\" in name or name in (".", ".."):
         raise BackendError(f"the backend named an export file {name!r}: refused")  # never a path out of the folder
     digest = hashlib.sha256()
-    try:
+    with translated():
         response = client.get(
             f"{url}/{name}", cast_to=httpx2.Response, options={"headers": {"X-Stainless-Raw-Response": "stream"}}
         )
-    except openai.OpenAIError as exc:
-        raise translate(exc) from None
     try:
         with (folder / name).open("wb") as sink:
             for block in response.iter_bytes(1 << 20):

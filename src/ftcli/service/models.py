@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftcli.data import clock
 from ftcli.data.catalog import base_model, load_catalog
-from ftcli.service.errors import translate
+from ftcli.service.errors import translated
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -44,12 +44,8 @@ def shutdown_of(model_id: str, api_value: Any = None) -> tuple[dt.date | None, s
 
 
 def list_models(client: OpenAI, *, fine_tuned_only: bool = False) -> list[ModelView]:
-    import openai
-
-    try:
+    with translated():
         models = list(client.models.list())
-    except openai.OpenAIError as exc:
-        raise translate(exc) from None
     views = []
     for model in models:
         fine_tuned = model.id.startswith("ft:")

@@ -12,7 +12,7 @@ import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ftcli.service.errors import translate
+from ftcli.service.errors import translated
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -39,14 +39,10 @@ def decode_result_file(content: bytes) -> str:
 
 def download_results(client: OpenAI, job: Any) -> list[tuple[str, str]]:
     """(file id, CSV text) for each of the job's result files."""
-    import openai
-
     found = []
     for file_id in job.result_files or []:
-        try:
+        with translated():
             content = client.files.content(file_id).read()
-        except openai.OpenAIError as exc:
-            raise translate(exc) from None
         found.append((file_id, decode_result_file(content)))
     return found
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,7 @@ from ftcli.data import hyperparameters
 from ftcli.data.check.engine import CheckOptions
 from ftcli.service.errors import UsageError
 from ftcli.service.files import ProgressCallback, check_before_upload
-from ftcli.service.jobs import JobRequest
+from ftcli.service.jobs import OPTION_FLAGS, JobRequest
 from ftcli.service.manifest import RunManifest
 
 if TYPE_CHECKING:
@@ -24,31 +24,12 @@ if TYPE_CHECKING:
 
     from ftcli.data.check.report import Report
     from ftcli.service.backends.base import Backend, PriceEstimate
-    from ftcli.service.export import ExportedJob
+    from ftcli.service.job_export import ExportedJob
     from ftcli.service.ledger import Ledger
     from ftcli.service.settings import Settings
 
 # Called as a local file starts uploading: a context around the upload that takes byte counts (a progress bar).
 UploadProgress = Callable[[Path], AbstractContextManager[ProgressCallback | None]]
-
-
-@dataclass(frozen=True, slots=True)
-class TrainingOptions:
-    """What the user asked for; None means "the backend's default" (or, with `from_export`, the exported job's)."""
-
-    model: str
-    file: str | None = None  # an uploaded file id, or a local path
-    validation_file: str | None = None
-    from_export: Path | None = None  # OUT/<job-id> of `ftcli export`
-    method: str | None = None  # "sft" | "dpo"
-    n_epochs: int | None = None
-    batch_size: int | None = None
-    learning_rate_multiplier: float | None = None
-    beta: float | None = None
-    suffix: str | None = None
-    seed: int | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-    extra_hyperparameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,48 +55,39 @@ class PreparedJob:
 
 def prepare(
     backend: Backend,
-    options: TrainingOptions,
+    request: JobRequest,
     *,
+    from_export: Path | None = None,
     ledger: Ledger | None = None,
     progress: UploadProgress | None = None,
     ftcli_server: bool = False,
 ) -> PreparedJob:
-    """Everything before the job is created: the request validated and its hyperparameters checked against what
-    the backend takes (`ftcli_server`: the backend is an `ftcli serve`, whose schema is known), then files checked
-    (errors refuse) and uploaded, and the backend's own price asked for where it quotes one."""
-    options, exported = _with_export(options, backend.kind)
-    if options.file is None:
+    """Everything before the job is created: an export's settings filled in where `request` leaves them unset
+    (`from_export`: OUT/<job-id> of `ftcli export`), the request validated and its hyperparameters checked against
+    what the backend takes (`ftcli_server`: the backend is an `ftcli serve`, whose schema is known), then local files
+    checked (errors refuse) and uploaded, and the backend's own price asked for where it quotes one."""
+    request, exported = _with_export(request, from_export, backend.kind)
+    if not request.training_file:
         raise UsageError("--file is required", hint="or --from-export OUT/<job-id> to re-train an exported job")
-    method = options.method or "sft"
+    method = request.method or "sft"
+    request = replace(request, method=method)
+    # checked before anything is sent: the files are still as given (paths or ids)
+    request.validate()
+    check_hyperparameters(request, backend.kind, ftcli_server=ftcli_server)
 
-    length = options.extra_hyperparameters.get("max_seq_length")
+    length = request.extra_hyperparameters.get("max_seq_length")
     counting = CheckOptions(
-        model=options.model,
+        model=request.model,
         method=method,
-        epochs=options.n_epochs if options.n_epochs is not None else backend.default_epochs,
+        epochs=request.n_epochs if request.n_epochs is not None else backend.default_epochs,
         max_seq_length=length if isinstance(length, int) else None,
     )
 
     def resolve(value: str) -> TrainingFile:
         return _resolve_file(backend, value, counting, ledger, progress)
 
-    request = JobRequest(
-        model=options.model,
-        training_file="",  # known once uploaded: nothing is sent before the request is known to be acceptable
-        method=method,
-        n_epochs=options.n_epochs,
-        batch_size=options.batch_size,
-        learning_rate_multiplier=options.learning_rate_multiplier,
-        beta=options.beta,
-        suffix=options.suffix,
-        seed=options.seed,
-        metadata=dict(options.metadata),
-        extra_hyperparameters=dict(options.extra_hyperparameters),
-    )
-    request.validate()
-    check_hyperparameters(request, backend.kind, ftcli_server=ftcli_server)
-    training = resolve(options.file)
-    validation = resolve(options.validation_file) if options.validation_file else None
+    training = resolve(request.training_file)
+    validation = resolve(request.validation_file) if request.validation_file else None
     request = replace(
         request, training_file=training.file_id, validation_file=validation.file_id if validation else None
     )
@@ -135,9 +107,9 @@ def check_hyperparameters(request: JobRequest, backend_kind: str, *, ftcli_serve
     """Refuse, before anything is sent, hyperparameters the backend doesn't take, naming those it does: OpenAI and
     Azure take only OpenAI's own (set with options, not -H); Together's mapping refuses names it lacks; an ftcli serve
     checks every value against its schema (data/hyperparameters.py). Another compatible server's are its business."""
-    method = "dpo" if request.method == "dpo" else "supervised"
+    method = request.method_type
     if backend_kind == "together":
-        from ftcli.service.backends.together import create_body
+        from ftcli.service.backends.together_wire import create_body
 
         create_body(request)  # the wire mapping, pure: refuses a setting Together lacks, listing the ones it takes
     elif backend_kind in ("openai", "azure") and request.extra_hyperparameters:
@@ -159,7 +131,7 @@ def start(backend: Backend, prepared: PreparedJob, *, described: dict[str, str |
         job_id=job.id,
         backend=described,
         model=request.model,
-        method=request.method,
+        method=request.method or "sft",
         training_file={
             "path": prepared.training.path,
             "sha256": prepared.training.sha256,
@@ -176,37 +148,30 @@ def start(backend: Backend, prepared: PreparedJob, *, described: dict[str, str |
     return job
 
 
-def _with_export(options: TrainingOptions, backend_kind: str) -> tuple[TrainingOptions, ExportedJob | None]:
-    """The options with what an exported job carries filled in wherever the user left them unset."""
-    if options.from_export is None:
-        return options, None
-    from ftcli.service.export import load_export
+def _with_export(
+    request: JobRequest, from_export: Path | None, backend_kind: str
+) -> tuple[JobRequest, ExportedJob | None]:
+    """The request with what an exported job carries filled in wherever the user left it unset."""
+    if from_export is None:
+        return request, None
+    from ftcli.service.job_export import load_export
 
-    exported = load_export(options.from_export)
-    carried = exported.carried_parameters(backend_kind)
-
-    def unset_or(value: Any, fallback: Any) -> Any:
-        return value if value is not None else fallback
-
-    metadata = dict(options.metadata)
+    exported = load_export(from_export)
+    carried = {**exported.carried_parameters(backend_kind), "seed": exported.job.get("seed")}
+    unset: dict[str, Any] = {key: carried.get(key) for key in (*OPTION_FLAGS, "seed") if getattr(request, key) is None}
+    metadata = dict(request.metadata)
     metadata.setdefault("ftcli_retrain_of", str(exported.job["id"])[:512])
-    validation = options.validation_file
+    validation = request.validation_file
     if validation is None and exported.validation_file is not None:
         validation = str(exported.validation_file)
-    merged = TrainingOptions(
-        model=options.model,
-        file=options.file or str(exported.training_file),
+    merged = replace(
+        request,
+        training_file=request.training_file or str(exported.training_file),
         validation_file=validation,
-        from_export=options.from_export,
-        method=options.method or exported.method,
-        n_epochs=unset_or(options.n_epochs, carried.get("n_epochs")),
-        batch_size=unset_or(options.batch_size, carried.get("batch_size")),
-        learning_rate_multiplier=unset_or(options.learning_rate_multiplier, carried.get("learning_rate_multiplier")),
-        beta=unset_or(options.beta, carried.get("beta")),
-        suffix=options.suffix or exported.job.get("user_provided_suffix"),
-        seed=unset_or(options.seed, exported.job.get("seed")),
+        method=request.method or exported.method,
+        suffix=request.suffix or exported.job.get("user_provided_suffix"),
         metadata=metadata,
-        extra_hyperparameters=dict(options.extra_hyperparameters),
+        **unset,
     )
     return merged, exported
 

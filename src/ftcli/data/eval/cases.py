@@ -1,11 +1,13 @@
 """Eval cases from chat JSONL (a training or validation file, or the golden answers of `ftcli export --golden`):
 each record's messages before its last assistant message are the prompt, and that message (its text and its tool
-calls) is the reference. Lines that hold no usable case are reported with their line and why, as `check` does."""
+calls) is the reference. Lines that hold no usable case are reported with their line and why, as `check` does.
+Golden answers' prompts (`read_prompts`) come from the same kind of file."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,17 +40,9 @@ class Problem:
 
 def read_cases(path: Path) -> tuple[list[EvalCase], list[Problem]]:
     """Every usable case, and every line that isn't one (with its line number and the reason)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     cases: list[EvalCase] = []
     problems: list[Problem] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, line in _lines(path):
         try:
             record = json.loads(line)
         except ValueError as exc:
@@ -58,6 +52,51 @@ def read_cases(path: Path) -> tuple[list[EvalCase], list[Problem]]:
         if case is not None:
             cases.append(case)
     return cases, problems
+
+
+def text_cases(path: Path) -> list[EvalCase]:
+    """The cases of a file whose every line must be one with a reference text (`chat --eval`): the first line that
+    isn't is refused, naming it."""
+    cases, problems = read_cases(path)
+    problems += [Problem(c.line, "the last assistant message has no text to compare against") for c in cases
+                 if not c.reference and c.reference_calls]  # fmt: skip
+    if problems:
+        first = min(problems, key=lambda problem: problem.line)
+        raise DataError(f"{path}:{first.line}: {first.message}", hint=f"run `ftcli check {path}`")
+    if not cases:
+        raise DataError(f"{path} has no examples")
+    return cases
+
+
+def read_prompts(path: Path) -> list[list[dict[str, Any]]]:
+    """Each line's messages up to its last user message (so a training file works as a prompt set): the prompts of
+    golden answers. A line that has none is refused, naming it."""
+    prompts = []
+    for number, line in _lines(path):
+        try:
+            messages = json.loads(line)["messages"]
+            last_user = max(i for i, m in enumerate(messages) if m.get("role") == "user")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise DataError(
+                f"{path}:{number}: not a chat example with a user message", hint=f"run `ftcli check {path}`"
+            ) from None
+        prompts.append(messages[: last_user + 1])
+    if not prompts:
+        raise DataError(f"{path} has no prompts")
+    return prompts
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line that isn't blank."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            yield number, line
 
 
 def _case(record: Any, number: int, problems: list[Problem]) -> EvalCase | None:

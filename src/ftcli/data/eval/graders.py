@@ -11,6 +11,7 @@ empty). Both come with `pip install 'ftcli[eval]'`.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import re
 import unicodedata
@@ -119,6 +120,12 @@ def tool_calls(reference: Reference, answer: Answer, _options: dict[str, Any]) -
     return matched / max(len(reference.calls), len(answer.calls))
 
 
+def similarity(reference: Reference, answer: Answer, _options: dict[str, Any]) -> Score:
+    """difflib's ratio of the normalised texts: twice the characters in matching runs over both lengths (1: equal
+    once normalised). Offline and without the eval extra: `chat --eval`'s score."""
+    return difflib.SequenceMatcher(None, normalise(reference.text), normalise(answer.text), autojunk=False).ratio()
+
+
 def length_ratio(reference: Reference, answer: Answer, _options: dict[str, Any]) -> Score:
     """min/max of the two lengths in characters (1: the same length); None for an empty reference."""
     a, b = len(answer.text.strip()), len(reference.text.strip())
@@ -137,6 +144,7 @@ GRADERS: dict[str, Grader] = {
         Grader("json", "the answer is valid JSON (cases whose reference is JSON)", json_valid),
         Grader("json-schema", "the answer is JSON that validates against --schema", json_schema),
         Grader("tool-calls", "the same tool calls: names and arguments as JSON, in any order", tool_calls),
+        Grader("similarity", "difflib's ratio of the normalised texts (chat --eval's), 0..1", similarity),
         Grader("length-ratio", "shorter length / longer length, in characters", length_ratio),
     )
 }

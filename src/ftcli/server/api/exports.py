@@ -7,16 +7,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from ftcli.server.api.bodies import read_request
+from ftcli.server.api.bodies import documented_body, read_request
 from ftcli.server.api.errors import ApiError, not_found
-from ftcli.server.exports import UnknownModel, export_file, export_model
+from ftcli.server.model_export import UnknownModel, export_file, export_model
 from ftcli.server.protocol.exports import CreateExport, ExportBase, ExportedFile, ExportObject
 from ftcli.server.store import Store
 
 router = APIRouter(prefix="/ftcli/exports")
 
 
-@router.post("")
+@router.post("", openapi_extra=documented_body(CreateExport))
 async def create_export(request: Request) -> ExportObject:
     body = await read_request(request, CreateExport)
     store: Store = request.app.state.store

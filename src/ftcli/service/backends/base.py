@@ -4,7 +4,7 @@ status (Together's `pending`, `completed`, …) is kept beside OpenAI's in `back
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -14,12 +14,11 @@ if TYPE_CHECKING:
     from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
     from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
-    from ftcli.service.files import UploadResult
+    from ftcli.service.files import ProgressCallback, UploadResult
     from ftcli.service.jobs import JobRequest
     from ftcli.service.ledger import Ledger
     from ftcli.service.models import ModelView
 
-ProgressCallback = Callable[[int], None]  # bytes sent (or received) since the last call
 WeightsFormat = Literal["adapter", "merged"]
 
 

@@ -6,17 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ftcli.service import files, jobs
-from ftcli.service.backends.base import PriceEstimate, ProgressCallback, WeightsFormat
-from ftcli.service.errors import UsageError, translate
+from ftcli.service.backends.base import PriceEstimate, WeightsFormat
+from ftcli.service.errors import UsageError, translated
 
 if TYPE_CHECKING:
     from openai import OpenAI
     from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
     from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
+    from ftcli.service.files import ProgressCallback
     from ftcli.service.ledger import Ledger
     from ftcli.service.models import ModelView
 
@@ -92,18 +93,22 @@ class OpenAIBackend:
             for job_id in job_ids:
                 yield self.get_job(job_id)
             return
-        yield from self._paged(self.client.fine_tuning.jobs.list, limit=100)  # the SDK pages through them all
+        with translated():
+            yield from self.client.fine_tuning.jobs.list(limit=100)  # the SDK pages through them all
 
     def all_events(self, job_id: str) -> list[FineTuningJobEvent]:
-        events = list(self._paged(self.client.fine_tuning.jobs.list_events, job_id, limit=100))
+        with translated():
+            events = list(self.client.fine_tuning.jobs.list_events(job_id, limit=100))
         events.reverse()  # oldest first
         return events
 
     def file_name(self, file_id: str) -> str:
-        return str(self._request(self.client.files.retrieve, file_id).filename or "")
+        with translated():
+            return str(self.client.files.retrieve(file_id).filename or "")
 
     def file_content(self, file_id: str) -> bytes:
-        return bytes(self._request(self.client.files.content, file_id).read())
+        with translated():
+            return bytes(self.client.files.content(file_id).read())
 
     def check_weights(self, fmt: WeightsFormat) -> NoReturn:
         if self.kind == "compatible":
@@ -123,19 +128,3 @@ class OpenAIBackend:
     ) -> str:
         del job_id, partial, on_progress, max_bytes  # nothing is downloaded from these backends
         self.check_weights(fmt)
-
-    def _paged(self, method: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        import openai
-
-        try:
-            yield from method(*args, **kwargs)
-        except openai.OpenAIError as exc:
-            raise translate(exc) from None
-
-    def _request(self, method: Any, *args: Any) -> Any:
-        import openai
-
-        try:
-            return method(*args)
-        except openai.OpenAIError as exc:
-            raise translate(exc) from None

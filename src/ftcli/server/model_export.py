@@ -1,7 +1,8 @@
-"""A fine-tuned model as files that leave ftcli: the PEFT adapter (for `vllm serve --enable-lora`, PeftModel), or the
-base with the adapter merged (sharded safetensors in the base's dtype, for transformers, vLLM and Ollama), each with
-the tokenizer and chat template, an Ollama Modelfile (merged) and a model card. Built once per model and format
-under the data dir (a temp folder renamed into place), listed with sha256 for the client to verify."""
+"""A fine-tuned model as files that leave ftcli (`ftcli models export`, fetched by service/model_export.py): the PEFT
+adapter (for `vllm serve --enable-lora`, PeftModel), or the base with the adapter merged (sharded safetensors in the
+base's dtype, for transformers, vLLM and Ollama), each with the tokenizer and chat template, an Ollama Modelfile
+(merged) and a model card. Built once per model and format under the data dir (a temp folder renamed into place),
+listed with sha256 for the client to verify."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Bring fine-tuning jobs out of a backend before it goes away: the job object, all events, checkpoints, the
-training and validation files, the decoded result CSVs, and `manifest.json` tying them together with sizes and
-sha256. Nothing is deleted remotely.
+"""`ftcli export`: fine-tuning jobs brought out of a backend before it goes away (a job's data; a model's files from
+`ftcli serve` are service/model_export.py's): the job object, all events, checkpoints, the training and validation
+files, the decoded result CSVs, and `manifest.json` tying them together with sizes and sha256. Nothing is deleted
+remotely.
 
 Layout: `OUT/manifest.json` and, per job, `OUT/<job-id>/` with `job.json`, `events.jsonl` (oldest first),
 `checkpoints.json`, `files/<file-id>-<name>`, `results/<file-id>.csv` and, with `--weights` where the backend gives
@@ -28,7 +29,8 @@ from ftcli.service.results import decode_result_file
 from ftcli.service.weights_archive import WeightsLimits, unpack_weights
 
 if TYPE_CHECKING:
-    from ftcli.service.backends.base import Backend, ProgressCallback, WeightsFormat
+    from ftcli.service.backends.base import Backend, WeightsFormat
+    from ftcli.service.files import ProgressCallback
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1

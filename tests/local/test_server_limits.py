@@ -84,7 +84,7 @@ def test_a_flood_of_chats_leaves_the_other_routes_answering(tmp_path: Path, monk
         release.wait(60)
         yield "done"
 
-    model = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=2048)))
+    model = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=2048)), thinking=False)
     monkeypatch.setattr(chat, "_resolve", lambda _store, _name: (tmp_path, None))
     monkeypatch.setattr(inference, "generate_stream", held_generation)
     monkeypatch.setattr(inference, "count_tokens", lambda *_args: 3)
@@ -119,7 +119,7 @@ def test_a_flood_of_chats_leaves_the_other_routes_answering(tmp_path: Path, monk
 
 
 def _stub_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, app: Any) -> None:
-    model = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=2048)))
+    model = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=2048)), thinking=False)
     monkeypatch.setattr(chat, "_resolve", lambda _store, _name: (tmp_path, None))
     app.state.models = SimpleNamespace(get=lambda _base, _adapter: model)
 

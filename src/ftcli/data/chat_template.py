@@ -1,7 +1,12 @@
 """Chat examples → token ids and labels through the model's own chat template, with loss on assistant tokens only
 (an assistant message with `weight: 0` gets none). Training encodes with these, and `check --model <local base>`
 counts with them, so the estimate and the job's trained tokens are the same numbers. Pure: the tokenizer is passed
-in (a Hugging Face tokenizer with a chat template)."""
+in (a Hugging Face tokenizer with a chat template).
+
+An assistant message's reasoning (`reasoning_content` or `reasoning`) goes to the template as `reasoning_content`,
+the field Qwen3-style templates render inside `<think>`: it is then part of the answer's trained tokens. What a
+template can't render as trained (reasoning it has no place for, an answer it renders differently once the
+conversation goes on, images) is a `ChatTemplateError`, never text silently left out."""
 
 from __future__ import annotations
 
@@ -10,7 +15,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ftcli.data.formats.openai import REASONING_KEY, REASONING_KEYS, message_reasoning
+
 IGNORE = -100
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"  # how Qwen3- and DeepSeek-R1-style templates mark reasoning
+_PROBE = "ftcli-reasoning-probe"
+
+
+class ChatTemplateError(ValueError):
+    """An example the base's chat template can't render as it would be trained; the message says why and what to
+    do (without the line: the caller knows it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,16 +48,25 @@ def encode_chat(
     tokenizer: Any, messages: list[dict[str, Any]], *, tools: list[Any] | None = None, max_length: int | None = None
 ) -> EncodedChat:
     """Render with the chat template; label each assistant message's span (found by rendering the prefix with a
-    generation prompt and the prefix plus that message) so any template works, not only ChatML."""
+    generation prompt and the prefix plus that message) so any template works, not only ChatML. A trained answer
+    must render in the whole conversation as in its prefix, reasoning included: else a ChatTemplateError."""
     render = _renderer(tokenizer, tools)
     text = render(messages, False)
     spans: list[tuple[int, int]] = []
     for index, message in enumerate(messages):
         if message.get("role") != "assistant" or message.get("weight", 1) == 0:
             continue
-        start = len(render(messages[:index], True))
-        end = len(render(messages[: index + 1], False))
-        spans.append((start, end))
+        span = _answer_span(text, render(messages[:index], True), render(messages[: index + 1], False))
+        if span is None or (span.shortened and not _renders(message.get("content"), text[span.start : span.end])):
+            raise ChatTemplateError(
+                f"the chat template renders messages[{index}] differently once later messages follow, so its tokens "
+                "can't be labelled: give the earlier answers weight 0, or split the conversation so each example "
+                "ends with the answer it trains"
+            )
+        reasoning = message_reasoning(message)
+        if reasoning is not None and not _renders(reasoning, text[span.start : span.end]):
+            raise ChatTemplateError(_reasoning_left_out(index, renders_reasoning(tokenizer)))
+        spans.append((span.start, span.end))
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids: list[int] = encoded["input_ids"]
     labels = [IGNORE] * len(ids)
@@ -55,6 +78,48 @@ def encode_chat(
     return EncodedChat(ids, labels)
 
 
+def _reasoning_left_out(index: int, has_a_place: bool) -> str:
+    if not has_a_place:
+        return (
+            f"messages[{index}] carries reasoning, and the chat template has no place for it (it renders no "
+            f"{REASONING_KEY}): train a base whose template renders reasoning (a Qwen3-style thinking model), "
+            "or leave the reasoning out"
+        )
+    return (
+        f"messages[{index}] carries reasoning, which the chat template leaves out here (it keeps reasoning only in "
+        "the answers after the last user message, as Qwen3's does): split the conversation so each example ends "
+        "with the answer whose reasoning it trains, or leave that reasoning out"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    start: int
+    end: int
+    shortened: bool  # the conversation renders the answer shorter than it renders as its last message
+
+
+def _answer_span(text: str, prompt: str, upto: str) -> _Span | None:
+    """Where an answer is in the whole conversation's `text`: after its `prompt` (the messages before it with the
+    generation prompt), as rendered in `upto` (the conversation up to it). A template may render an answer shorter
+    once later messages follow (Qwen3's drops an earlier answer's <think> block): then the longest end of its own
+    rendering that the conversation still holds at that place. None when the prompt itself renders otherwise."""
+    if not (upto.startswith(prompt) and text.startswith(prompt)):
+        return None
+    start, rendered = len(prompt), upto[len(prompt) :]
+    for cut in range(len(rendered) + 1):  # the first cut is the usual case: the answer renders the same
+        if text.startswith(rendered[cut:], start):
+            return _Span(start, start + len(rendered) - cut, shortened=cut > 0)
+    return None  # unreachable: the empty end always matches
+
+
+def _renders(value: Any, rendered: str) -> bool:
+    """Whether a message's text (content or reasoning) is in its rendering: templates trim newlines around it."""
+    if isinstance(value, list):
+        value = content_text(value)
+    return not isinstance(value, str) or value.strip() in rendered
+
+
 def render_prompt(tokenizer: Any, messages: list[dict[str, Any]], tools: list[Any] | None = None) -> str:
     """The text a model continues to answer `messages` (chat completions), tools rendered as in training."""
     return str(_renderer(tokenizer, tools)(messages, True))
@@ -64,7 +129,7 @@ def _renderer(tokenizer: Any, tools: list[Any] | None) -> Any:
     native = supports_tools(tokenizer)
 
     def render(messages: list[dict[str, Any]], generation_prompt: bool) -> str:
-        plain = [{k: v for k, v in m.items() if k != "weight"} for m in messages]
+        plain = [template_message(m) for m in messages]
         kwargs: dict[str, Any] = {"tokenize": False, "add_generation_prompt": generation_prompt}
         if native and tools:
             kwargs["tools"] = tools
@@ -73,6 +138,49 @@ def _renderer(tokenizer: Any, tools: list[Any] | None) -> Any:
         return str(tokenizer.apply_chat_template(plain, **kwargs)) if plain else ""
 
     return render
+
+
+def template_message(message: dict[str, Any]) -> dict[str, Any]:
+    """A message as chat templates read it: its reasoning as `reasoning_content` (either name in the data), text
+    parts joined into one string (a template would print a list as its Python repr, or drop it), no `weight`.
+    Templates get every other key as it is: apply_chat_template passes the dicts to Jinja unchanged."""
+    plain = {k: v for k, v in message.items() if k != "weight" and k not in REASONING_KEYS}
+    reasoning = message_reasoning(message)
+    if reasoning is not None:
+        plain[REASONING_KEY] = reasoning
+    content = message.get("content")
+    if isinstance(content, list):
+        if any(isinstance(part, dict) and part.get("type") != "text" for part in content):
+            raise ChatTemplateError(
+                "an image (or another non-text content part) in a message: the local backend does not train or "
+                "run vision models yet; leave the images out, or train on a backend that takes them"
+            )
+        plain["content"] = content_text(content)
+    return plain
+
+
+def content_text(parts: list[Any]) -> str:
+    """The text of a message's content parts, joined as the chat endpoint joins them."""
+    return "".join(str(part.get("text") or "") for part in parts if isinstance(part, dict))
+
+
+def renders_reasoning(tokenizer: Any) -> bool:
+    """Whether the base's chat template has a place for an answer's reasoning (renders its `reasoning_content`)."""
+    probe = [
+        {"role": "user", "content": "?"},
+        {"role": "assistant", "content": "!", REASONING_KEY: _PROBE},
+    ]
+    try:
+        return _PROBE in str(tokenizer.apply_chat_template(probe, tokenize=False))
+    except Exception:  # noqa: BLE001 (a template that can't render a plain exchange renders no reasoning either)
+        return False
+
+
+def thinks_in_tags(tokenizer: Any) -> bool:
+    """Whether the model writes its reasoning in `<think>…</think>` before the answer (its template renders or
+    strips such blocks, as Qwen3's and DeepSeek-R1's do): its chat answers then carry the reasoning apart."""
+    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
+    return THINK_CLOSE in template
 
 
 def supports_tools(tokenizer: Any) -> bool:

@@ -1,7 +1,8 @@
 """Token counts for a local base, the way its training job counts them: each example rendered through the base's own
 chat template and tokenized by its own tokenizer (`data/chat_template`, the encoder training uses). A job's
 `trained_tokens` is then exactly the estimate's billed tokens: every token read (cut at `max_seq_length`), each
-epoch; an example's trained tokens are its answers' (assistant messages with weight ≠ 0)."""
+epoch; an example's trained tokens are its answers' (assistant messages with weight ≠ 0), their reasoning included
+where the template renders it (a Qwen3-style `<think>` block)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class TemplateCounter:
         messages = [m for m in record.get("messages") or () if isinstance(m, dict)]
         try:
             encoded = encode_chat(self.tokenizer, messages, tools=record.get("tools"))
-        except Exception:  # a record check has already failed (its template can't render it): count its texts
+        except Exception:  # check fails the record, or no job trains it (a ChatTemplateError): its texts counted
             return self._texts(record, len(messages))
         return ExampleTokens(total=encoded.tokens, trained=encoded.trained_tokens, messages=len(messages))
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ftcli.data.chat_template import render_prompt
+from ftcli.data.chat_template import THINK_OPEN, render_prompt, thinks_in_tags
 from ftcli.server.training import load_base
 
 
@@ -17,6 +17,7 @@ class LoadedModel:
     model: Any
     tokenizer: Any
     lock: threading.Lock
+    thinking: bool = False  # writes its reasoning in <think> blocks (its template says so): answered apart
 
 
 class ModelCache:
@@ -37,7 +38,8 @@ class ModelCache:
 
                     model = PeftModel.from_pretrained(model, adapter)
                 model.eval()
-                self._key, self._loaded = key, LoadedModel(model, tokenizer, threading.Lock())
+                loaded = LoadedModel(model, tokenizer, threading.Lock(), thinking=thinks_in_tags(tokenizer))
+                self._key, self._loaded = key, loaded
             return self._loaded
 
     def forget(self, adapter: Path) -> None:
@@ -62,6 +64,12 @@ class Sampling:
 def prompt_ids(loaded: LoadedModel, messages: list[dict[str, Any]], tools: list[Any] | None = None) -> Any:
     text = render_prompt(loaded.tokenizer, messages, tools)
     return loaded.tokenizer(text, add_special_tokens=False, return_tensors="pt")
+
+
+def opens_thinking(loaded: LoadedModel, messages: list[dict[str, Any]], tools: list[Any] | None = None) -> bool:
+    """Whether the prompt itself opens the think block (some templates end the generation prompt with `<think>`):
+    the generated text then starts with reasoning."""
+    return loaded.thinking and render_prompt(loaded.tokenizer, messages, tools).rstrip().endswith(THINK_OPEN)
 
 
 def generate_stream(

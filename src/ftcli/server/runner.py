@@ -138,6 +138,7 @@ class JobRunner:
 
     def _validate(self, job: dict[str, Any]) -> None:
         from ftcli.data.check.engine import CheckOptions, check_file
+        from ftcli.data.local_training import untrainable_locally
 
         self.store.add_event(job["id"], f"Validating training file: {job['training_file']}")
         problems = []
@@ -151,7 +152,9 @@ class JobRunner:
                 continue
             method = "dpo" if job["method"]["type"] == "dpo" else "sft"
             options = CheckOptions(model=None, method=method, workers=1, profile="local-training")
-            problems += check_file(self.store.blob_path(row["sha256"]), options=options).first_errors()
+            found = check_file(self.store.blob_path(row["sha256"]), options=options).first_errors()
+            # then what this backend can't train as it is (images, reasoning its base's template has no place for)
+            problems += found or untrainable_locally(self.store.blob_path(row["sha256"]), job["model"])
         if problems:
             message = f"The training file has errors: {'; '.join(problems)}"
             self.store.update_job(

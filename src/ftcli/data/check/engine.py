@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Literal
 
 from ftcli.data import clock
 from ftcli.data.catalog import DEFAULT_MODEL, ModelInfo, load_catalog
+from ftcli.data.chat_template import renders_reasoning
 from ftcli.data.check.lint import BOM, LintOptions
 from ftcli.data.check.report import Distribution, Report, Statistics
 from ftcli.data.check.scan import CHUNK_BYTES, FileScan, scan_file
 from ftcli.data.diagnostics import Diagnostic, Finding, Severity
 from ftcli.data.errors import DataError
 from ftcli.data.estimate import estimate
-from ftcli.data.formats.openai import REASONING_KEY, kind_of, method_of, record_kind
+from ftcli.data.formats.openai import REASONING_KEY, Method, kind_of, method_of, record_kind
 from ftcli.data.local_bases import LocalBase, local_base
 from ftcli.data.rules import dataset
 from ftcli.data.rules.model import model_findings, reasoning_not_trained
@@ -63,7 +64,7 @@ def check_file(
     if local is not None:  # counted as its training job will count: its own tokenizer and chat template
         info = local.model_info(options.max_seq_length)
     train_path = _readable(path)
-    method = options.method or _first_record_method(train_path) or "sft"
+    method = options.method or file_method(train_path) or "sft"
     if method not in ("sft", "dpo"):
         raise DataError(f"unknown method {method!r}", hint="use sft or dpo")
     if options.profile is not None and options.profile not in PROFILES:
@@ -86,7 +87,7 @@ def check_file(
         scan_file, options=lint_options, counter=counter, workers=options.workers, chunk_bytes=options.chunk_bytes
     )
     train = scan(train_path)
-    val = scan(_readable(validation)) if validation else None
+    val = scan(_readable(validation), options=replace(lint_options, validation=True)) if validation else None
     del counter, scan
     if train_path.stat().st_size > RELEASE_AFTER_BYTES:
         _release_memory()  # counting is done: give tiktoken's ~40 MB back (bpe-openai's tables are static)
@@ -133,15 +134,13 @@ def _file_level(
     options: CheckOptions,
     local: LocalBase | None = None,
 ) -> list[tuple[str, int | None, Finding]]:
-    train_findings = dataset.consistent_system(
-        dataset.group_unconverted(train.findings, train.records, train.path), train.examples
-    )
+    train_findings = _record_findings(train)
     out: list[tuple[str, int | None, Finding]] = [(train.path, line, f) for line, f in train_findings]
     out += [(train.path, line, f) for line, f in dataset.duplicates(train.columns, near=options.near_duplicates)]
     if len(train.tokens) or not train_findings:
         out += [(train.path, None, f) for f in dataset.too_few(train.examples)]
     if val is not None:
-        out += [(val.path, line, f) for line, f in dataset.group_unconverted(val.findings, val.records, val.path)]
+        out += [(val.path, line, f) for line, f in _record_findings(val)]
         out += [(val.path, line, f) for line, f in dataset.overlap(train.columns, val.columns)]
     out += [
         (train.path, None, f)
@@ -154,14 +153,21 @@ def _file_level(
     return out
 
 
+def _record_findings(scan: FileScan) -> list[tuple[int | None, Finding]]:
+    """One file's record findings, judged by that file alone (as `check` on it alone would)."""
+    # records of the other format aren't examples, but were judged for a system message too
+    judged = scan.examples + sum(1 for _, f in scan.findings if f.code in dataset.FORMAT_MISMATCH_CODES)
+    findings = dataset.group_unconverted(scan.findings, scan.records, scan.path)
+    return dataset.consistent_system(dataset.one_format(findings, scan.records), judged)
+
+
 def _reasoning_left_out(info: ModelInfo, local: LocalBase | None) -> str | None:
     """Why the model can't train on reasoning traces; None where it can, or where ftcli can't tell (a model it
     doesn't know, as on Together, which trains them on its thinking models)."""
     if local is not None:
-        template = getattr(local.tokenizer, "chat_template", None) or ""
-        if REASONING_KEY in template:
+        if renders_reasoning(local.tokenizer):  # the encoder training uses renders it, as the job will
             return None
-        return "its chat template has no place for reasoning (no reasoning_content in it)"
+        return f"its chat template has no place for reasoning (it renders no {REASONING_KEY})"
     if info.known:
         return "OpenAI's training format has no field for reasoning, so the traces would be refused or dropped"
     return None
@@ -222,7 +228,9 @@ def _readable(path: str | Path | None) -> Path:
     return resolved
 
 
-def _first_record_method(path: Path) -> str | None:
+def file_method(path: Path) -> Method | None:
+    """The training method a file's records are for, told from its first record (None: no record to tell by). The
+    one place both `check` and `train` (without --method) decide it, so the two can't disagree."""
     with path.open("rb") as stream:
         for _ in range(1000):
             raw = stream.readline(1 << 26)

@@ -17,6 +17,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
+from ftcli.data.chat_template import content_text
 from ftcli.server.api.bodies import documented_body, read_request
 from ftcli.server.api.errors import ApiError, envelope
 from ftcli.server.bases import UnknownBase, resolve_base, served_adapter
@@ -33,6 +34,7 @@ from ftcli.server.protocol.chat import (
     ToolCall,
     Usage,
 )
+from ftcli.server.reasoning import Piece, ReasoningSplitter, split_reasoning
 from ftcli.server.store import Store
 from ftcli.server.tool_calls import safe_prefix_length, split_tool_calls
 
@@ -76,7 +78,7 @@ async def chat_completions(request: Request) -> ChatCompletion | StreamingRespon
 
 
 async def _answer(request: Request, body: ChatRequest) -> ChatCompletion | StreamingResponse:
-    from ftcli.server.inference import Sampling, count_text_tokens, finish_reason, generate_stream
+    from ftcli.server.inference import Sampling, count_text_tokens, finish_reason, generate_stream, opens_thinking
 
     store: Store = request.app.state.store
     limits: ChatLimits = request.app.state.chat_limits
@@ -102,7 +104,14 @@ async def _answer(request: Request, body: ChatRequest) -> ChatCompletion | Strea
     )
     prompt_tokens = await run_in_threadpool(_count_prompt, loaded, plain, tools)
     _check_prompt_length(prompt_tokens, max_tokens, loaded, limits)
-    prompt = _Prompt(plain, tools, calls_wanted=tools is not None and body.tool_choice != "none")
+    opened = loaded.thinking and await run_in_threadpool(opens_thinking, loaded, plain, tools)
+    prompt = _Prompt(
+        plain,
+        tools,
+        calls_wanted=tools is not None and body.tool_choice != "none",
+        thinking=loaded.thinking,
+        opened=opened,
+    )
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     stop = threading.Event()  # set when the client leaves: generation ends at its next token
     if body.stream:
@@ -121,10 +130,12 @@ async def _answer(request: Request, body: ChatRequest) -> ChatCompletion | Strea
         return generated, count_text_tokens(loaded, generated)
 
     generated, completion_tokens = await _unless_disconnected(request, whole_answer, stop)
-    text, calls = split_tool_calls(generated) if prompt.calls_wanted else (generated, [])
+    reasoning, answer = prompt.split(generated)
+    text, calls = split_tool_calls(answer) if prompt.calls_wanted else (answer, [])
     message = AssistantMessage(
         content=text if text or not calls else None,
         tool_calls=[ToolCall.model_validate(call) for call in calls] if calls else None,
+        reasoning_content=reasoning,
     )
     finish: FinishReason = "tool_calls" if calls else finish_reason(completion_tokens, sampling)
     return ChatCompletion(
@@ -143,6 +154,17 @@ def _check_supported(body: ChatRequest) -> None:
     if body.logprobs or body.top_logprobs:
         param = "logprobs" if body.logprobs else "top_logprobs"
         raise ApiError(400, "this server does not return log probabilities", param=param, code=UNSUPPORTED)
+    for index, message in enumerate(body.messages):
+        parts = message.content if isinstance(message.content, list) else []
+        other = next((n for n, part in enumerate(parts) if part.type != "text"), None)
+        if other is not None:  # an image answered as if it weren't there would be a wrong answer
+            raise ApiError(
+                400,
+                f"this server's models read text only: a {parts[other].type!r} content part is not supported "
+                "(the local backend has no vision models yet)",
+                param=f"messages[{index}].content[{other}]",
+                code=UNSUPPORTED,
+            )
 
 
 UNSUPPORTED = "unsupported_value"  # OpenAI's code for a value a model doesn't support
@@ -254,10 +276,10 @@ def _check_prompt_length(prompt_tokens: int, max_tokens: int, loaded: Any, limit
 
 
 def _message(message: ChatMessage) -> dict[str, Any]:
-    """What the chat template needs (the fields the client sent); content parts joined into text."""
+    """What the chat template needs (the fields the client sent); content parts joined into text as in training."""
     kept: dict[str, Any] = message.model_dump(exclude_unset=True)
     if isinstance(message.content, list):
-        kept["content"] = "".join(part.text for part in message.content if part.type == "text")
+        kept["content"] = content_text(kept["content"])
     return kept
 
 
@@ -266,6 +288,19 @@ class _Prompt:
     messages: list[dict[str, Any]]
     tools: list[Any] | None  # rendered into the prompt as in training
     calls_wanted: bool  # parse tool calls out of the answer (tools offered, tool_choice not "none")
+    thinking: bool = False  # a thinking model's answer: its reasoning goes apart (server/reasoning.py)
+    opened: bool = False  # the prompt opened the think block: the answer starts with reasoning
+
+    def split(self, generated: str) -> tuple[str | None, str]:
+        """(reasoning, answer) of a whole generated text."""
+        return split_reasoning([generated], opened=self.opened) if self.thinking else (None, generated)
+
+    def splitter(self) -> Callable[[str | None], list[Piece]]:
+        """For a stream: a delta's (field, text) pieces; None (generation ended): what was held back."""
+        if not self.thinking:
+            return lambda delta: [("content", delta)] if delta else []
+        splitter = ReasoningSplitter(opened=self.opened)
+        return lambda delta: splitter.feed(delta) if delta is not None else splitter.close()
 
 
 async def _unless_disconnected(request: Request, work: Callable[[], T], stop: threading.Event) -> T:
@@ -319,16 +354,28 @@ def _sse(
         return ChatChunk(id=completion_id, created=created, model=model, choices=[choice]).sse()
 
     yield chunk({"role": "assistant", "content": ""}, None)
-    generated, sent = "", 0  # text so far; how much of it went out as content
+    generated, answer, sent = "", "", 0  # text so far; its answer (reasoning apart); how much of it went out
+    pieces = prompt.splitter()
+
+    def send(delta: str | None) -> Iterator[bytes]:
+        nonlocal answer, sent
+        for field, text in pieces(delta):
+            if field == "reasoning_content":
+                yield chunk({"reasoning_content": text}, None)
+            else:
+                answer += text
+        # with tools offered, text from a `<tool_call>` on is held back until it can be parsed
+        ready = safe_prefix_length(answer) if prompt.calls_wanted else len(answer)
+        if ready > sent:
+            yield chunk({"content": answer[sent:ready]}, None)
+            sent = ready
+
     try:
         for delta in generate_stream(loaded, prompt.messages, sampling, prompt.tools, stop):
             generated += delta
-            # with tools offered, text from a `<tool_call>` on is held back until it can be parsed
-            ready = safe_prefix_length(generated) if prompt.calls_wanted else len(generated)
-            if ready > sent:
-                yield chunk({"content": generated[sent:ready]}, None)
-                sent = ready
-        rest, calls = split_tool_calls(generated[sent:]) if prompt.calls_wanted else ("", [])
+            yield from send(delta)
+        yield from send(None)
+        rest, calls = split_tool_calls(answer[sent:]) if prompt.calls_wanted else ("", [])
         if rest:
             yield chunk({"content": rest}, None)
         for index, call in enumerate(calls):

@@ -23,6 +23,10 @@ class ChatMessage(Request):
     name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
+    # an earlier answer's reasoning, as this server returns it (vLLM's name; `reasoning` as in training data): the
+    # model's chat template renders it where it has a place for it
+    reasoning_content: str | None = None
+    reasoning: str | None = None
 
 
 class ChatRequest(Request):
@@ -72,12 +76,15 @@ class ToolCall(Response):
 
 
 class AssistantMessage(Response):
-    omitted_when_none = frozenset({"tool_calls"})
+    omitted_when_none = frozenset({"tool_calls", "reasoning_content"})
 
     role: Literal["assistant"] = "assistant"
     content: str | None
     refusal: None = None
     tool_calls: list[ToolCall] | None = None
+    # a thinking model's reasoning, apart from its answer (vLLM's and DeepSeek's field; not in OpenAI's schema, which
+    # admits extra fields: the SDK keeps it)
+    reasoning_content: str | None = None
 
 
 class Choice(Response):
@@ -112,7 +119,7 @@ class ChatCompletion(Response):
 
 class ChunkChoice(Response):
     index: int = 0
-    delta: dict[str, Any]  # role, content, or tool_calls (with their index), as OpenAI streams them
+    delta: dict[str, Any]  # role, content, tool_calls (with their index) as OpenAI streams them; reasoning_content
     finish_reason: FinishReason | None = None
     logprobs: None = None
 

@@ -49,7 +49,7 @@ def test_json_format_schema(datasets: Path) -> None:
     )
     assert result.exit_code == 1
     data = json.loads(result.stdout)
-    assert data["version"] == 1 and data["examples"] == 5
+    assert data["version"] == 2 and data["examples"] == 5
     assert {"examples", "diagnostics", "errors", "warnings", "statistics", "estimate"} <= set(data)
     for diagnostic in data["diagnostics"]:
         assert {"line", "code", "severity", "path", "message"} <= set(diagnostic)
@@ -140,3 +140,12 @@ def test_raw_data_on_stdin_gets_a_convert_command_that_reads_stdin() -> None:
     (finding,) = json.loads(result.stdout)["diagnostics"]
     assert finding["code"] == "FT105" and finding["file"] == "<stdin>"
     assert finding["fix"]["hint"] == "ftcli convert - -o converted.jsonl --preset alpaca"
+
+
+def test_raw_data_has_no_statistics_and_no_estimate_rather_than_zeros() -> None:
+    rows = "".join(json.dumps({"instruction": f"q{i}", "input": "", "output": "a"}) + "\n" for i in range(3))
+    result = runner.invoke(app, ["check", "-", "--format", "json"], input=rows)
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert (data["examples"], data["statistics"], data["estimate"], data["largest_examples"]) == (0, None, None, [])
+    assert "estimated cost" not in runner.invoke(app, ["check", "-"], input=rows).stdout  # the text view agrees

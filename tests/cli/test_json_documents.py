@@ -42,7 +42,7 @@ def test_convert_reports_what_it_wrote_and_skipped(env: dict[str, str]) -> None:
 
 def test_check_json_is_the_versioned_report_and_the_same_as_format_json(env: dict[str, str]) -> None:
     for report in documents(env, "check", "train.jsonl"):
-        assert report["version"] == 1 and report["examples"] == 12  # docs/check-json.md
+        assert report["version"] == 2 and report["examples"] == 12  # docs/check-json.md
     result = CliRunner().invoke(app, ["check", "train.jsonl", "--format", "json"], env=env)
     assert result.exit_code == 0 and json.loads(result.stdout).keys() == report.keys()
 

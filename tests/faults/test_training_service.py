@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import httpx2
@@ -21,7 +22,7 @@ from ftcli.service.ledger import Ledger
 from ftcli.service.manifest import RunManifest
 from ftcli.service.settings import Settings
 from ftcli.service.training import prepare, start
-from tests.conftest import qa
+from tests.conftest import chat, qa
 from tests.faults.fakeapi import FakeAPI
 
 
@@ -231,3 +232,63 @@ def test_without_a_file_or_an_export_nothing_is_sent(fake: FakeAPI, client: obje
     with pytest.raises(UsageError, match="--file is required"):
         prepare(OpenAIBackend(client), JobRequest(model="gpt-4.1-mini-2025-04-14"))  # type: ignore[arg-type]
     assert fake.requests == []
+
+
+# -- check and train agree on a file's method (issue 23, point 3) -------------------------------------------------
+
+
+def _preference(i: int) -> dict[str, object]:
+    return {"input": {"messages": [{"role": "user", "content": f"What is {i} plus {i}?"}]},
+            "preferred_output": [{"role": "assistant", "content": f"{2 * i}"}],
+            "non_preferred_output": [{"role": "assistant", "content": "no idea"}]}  # fmt: skip
+
+
+def test_a_dpo_file_trains_as_dpo_without_method_as_check_reads_it(
+    fake: FakeAPI, client: object, write_jsonl: Callable[..., Path]
+) -> None:
+    from ftcli.data.check.engine import check_file
+
+    data = write_jsonl([_preference(i) for i in range(12)])
+    assert check_file(data).method == "dpo"  # what `check` (and `upload`) decide
+    asked = JobRequest(model="gpt-4.1-mini-2025-04-14", training_file=str(data), beta=0.2)  # --beta: DPO's own
+    prepared = prepare(OpenAIBackend(client), asked)  # type: ignore[arg-type]
+    assert prepared.request.method == "dpo" and prepared.report is not None
+    assert (prepared.report.method, prepared.report.examples, prepared.report.errors) == ("dpo", 12, 0)
+    body = prepared.request.create_params(tag="")["method"]
+    assert body["type"] == "dpo" and body["dpo"]["hyperparameters"]["beta"] == 0.2
+
+
+def test_method_sft_on_a_dpo_file_is_refused_naming_method_dpo_before_anything_is_sent(
+    fake: FakeAPI, client: object, write_jsonl: Callable[..., Path]
+) -> None:
+    data = write_jsonl([_preference(i) for i in range(12)])
+    asked = JobRequest(model="gpt-4.1-mini-2025-04-14", training_file=str(data), method="sft")
+    with pytest.raises(CheckFailed) as refused:
+        prepare(OpenAIBackend(client), asked)  # type: ignore[arg-type]
+    assert str(refused.value) == (
+        f"{data} has 1 error(s): line 1: FT104 12 of 12 records: preference (DPO) record, but --method sft trains on "
+        "chat (SFT) records"
+    )  # one finding for the file, not one per line
+    assert refused.value.hint is not None
+    assert refused.value.hint.startswith("--method dpo trains on it")
+    assert f"`ftcli check {data} --method sft` lists them all" in refused.value.hint
+    assert "--no-check" not in refused.value.hint  # train has no such option
+    assert fake.requests == []
+
+
+def test_a_validation_file_is_checked_with_the_training_file_before_either_is_sent(
+    fake: FakeAPI, client: object, write_jsonl: Callable[..., Path]
+) -> None:
+    train = write_jsonl([qa(i) for i in range(12)], "train.jsonl")
+    other = write_jsonl([_preference(i) for i in range(3)], "val.jsonl")
+    asked = JobRequest(model="gpt-4.1-mini-2025-04-14", training_file=str(train), validation_file=str(other))
+    with pytest.raises(CheckFailed, match=r"val\.jsonl line 1: FT103 3 of 3 records: preference \(DPO\) record, but "
+                       r"the training file's records are chat \(SFT\)"):  # fmt: skip
+        prepare(OpenAIBackend(client), asked)  # type: ignore[arg-type]
+    assert fake.requests == []  # the training file wasn't uploaded first either
+
+    no_system = write_jsonl([chat(("user", f"q{i}"), ("assistant", f"a{i}")) for i in range(3)], "val.jsonl")
+    prepared = prepare(OpenAIBackend(client), replace(asked, validation_file=str(no_system)))  # type: ignore[arg-type]
+    assert prepared.report is not None and prepared.report.validation_examples == 3
+    assert "FT230" not in {d.code for d in prepared.report.diagnostics}  # that file has no system message anywhere
+    assert prepared.validation is not None and fake.contents[prepared.validation.file_id] == no_system.read_bytes()

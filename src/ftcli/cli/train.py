@@ -33,7 +33,13 @@ def train(
         ),
     ] = None,
     backend: Annotated[str | None, typer.Option(help="Profile to train on (like the global --profile).")] = None,
-    method: Annotated[str | None, typer.Option(help="sft or dpo (default: sft, or the exported job's).")] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="sft or dpo (default: a local file's records decide, as `check` decides; sft for an uploaded file's "
+            "id; or the exported job's)."
+        ),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default: the backend's rule).")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1)] = None,
     lr_multiplier: Annotated[float | None, typer.Option(min=0.0)] = None,

@@ -41,16 +41,38 @@ class UploadResult:
     resumed_parts: int = 0  # parts a previous, interrupted run had already sent
 
 
-def check_before_upload(path: Path, options: CheckOptions | None = None) -> Report:
-    """Run `check`; refuse with the first diagnostics when the file has errors. (A local base is counted with its own
-    tokenizer and chat template, cut at `options.max_seq_length` as its job will be.)"""
+def check_before_upload(
+    path: Path,
+    options: CheckOptions | None = None,
+    *,
+    validation: Path | None = None,
+    skip_option: str | None = "--no-check",
+) -> Report:
+    """Run `check` (on `validation` too, as `check --validation` does); refuse with the first diagnostics when the
+    files have errors, the hint naming the first error's fix, the `check` command that lists them all and the option
+    that skips the check (`skip_option`, where the command has one). (A local base is counted with its own tokenizer
+    and chat template, cut at `options.max_seq_length` as its job will be.)"""
     from ftcli.data.check.engine import check_file
+    from ftcli.data.diagnostics import Severity
+    from ftcli.data.formats.raw import shell_word
 
-    report = check_file(path, options=options)
+    report = check_file(path, validation=validation, options=options)
     if report.errors:
+        first = next(d for d in report.diagnostics if d.severity is Severity.ERROR)
+        words = ["ftcli", "check", str(path)]
+        if validation is not None:
+            words += ["--validation", str(validation)]
+        if options is not None and options.method is not None:
+            words += ["--method", options.method]
+        hints = [
+            first.fix.hint if first.fix else None,
+            f"`{' '.join(shell_word(w) for w in words)}` lists them all",
+            f"or pass {skip_option}" if skip_option else None,
+        ]
+        named = f"{path} and {validation} have" if validation is not None else f"{path} has"
         raise CheckFailed(
-            f"{path} has {report.errors} error(s): {'; '.join(report.first_errors())}",
-            hint=f"run `ftcli check {path}` for all of them, or pass --no-check",
+            f"{named} {report.errors} error(s): {'; '.join(report.first_errors())}",
+            hint="; ".join(hint for hint in hints if hint),
         )
     return report
 

@@ -37,7 +37,7 @@ class TrainingFile:
     file_id: str
     path: str | None = None  # the local file it was uploaded from
     sha256: str | None = None
-    report: Report | None = None  # its check, for a local file
+    report: Report | None = None  # its check, for a local training file (with the validation file's findings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +65,15 @@ def prepare(
     """Everything before the job is created: an export's settings filled in where `request` leaves them unset
     (`from_export`: OUT/<job-id> of `ftcli export`), the request validated and its hyperparameters checked against
     what the backend takes (`ftcli_server`: the backend is an `ftcli serve`, whose schema is known), then local files
-    checked (errors refuse) and uploaded, and the backend's own price asked for where it quotes one."""
+    checked (errors refuse) and uploaded, and the backend's own price asked for where it quotes one. Without a method,
+    a local training file's records decide it as `check` decides it (data/check/engine.file_method)."""
     request, exported = _with_export(request, from_export, backend.kind)
     if not request.training_file:
         raise UsageError("--file is required", hint="or --from-export OUT/<job-id> to re-train an exported job")
-    method = request.method or "sft"
+    training_path = _local_file(request.training_file)
+    validation_path = _local_file(request.validation_file) if request.validation_file else None
+    given = request.method  # None: a local training file's records decide it, as `check` decides it
+    method = given or (_method_of(training_path) if training_path else None) or "sft"
     request = replace(request, method=method)
     # checked before anything is sent: the files are still as given (paths or ids)
     request.validate()
@@ -78,16 +82,23 @@ def prepare(
     length = request.extra_hyperparameters.get("max_seq_length")
     counting = CheckOptions(
         model=request.model,
-        method=method,
+        method=given,
         epochs=request.n_epochs if request.n_epochs is not None else backend.default_epochs,
         max_seq_length=length if isinstance(length, int) else None,
     )
+    # Both files are checked before either is sent, together as `check FILE --validation VAL` checks them (errors
+    # refuse); a validation file alone (the training file an uploaded id) is checked against the job's method.
+    report = None
+    if training_path is not None:
+        report = check_before_upload(training_path, counting, validation=validation_path, skip_option=None)
+    elif validation_path is not None:
+        check_before_upload(validation_path, replace(counting, method=method), skip_option=None)
 
-    def resolve(value: str) -> TrainingFile:
-        return _resolve_file(backend, value, counting, ledger, progress)
+    def resolve(value: str, path: Path | None, checked: Report | None = None) -> TrainingFile:
+        return _upload(backend, value, path, checked, ledger, progress)
 
-    training = resolve(request.training_file)
-    validation = resolve(request.validation_file) if request.validation_file else None
+    training = resolve(request.training_file, training_path, report)
+    validation = resolve(request.validation_file, validation_path) if request.validation_file else None
     request = replace(
         request, training_file=training.file_id, validation_file=validation.file_id if validation else None
     )
@@ -176,16 +187,38 @@ def _with_export(
     return merged, exported
 
 
-def _resolve_file(
-    backend: Backend, value: str, counting: CheckOptions, ledger: Ledger | None, progress: UploadProgress | None
-) -> TrainingFile:
-    """A file id is used as is; a local path is checked (errors refuse), then uploaded (identical bytes reused)."""
+def _local_file(value: str) -> Path | None:
+    """The local file `value` names, or None where it is an uploaded file's id."""
     path = Path(value)
-    if not path.exists():
-        if value.startswith("file-") or "/" not in value and not value.endswith(".jsonl"):
-            return TrainingFile(value)
-        raise UsageError(f"{value}: no such file")
-    report = check_before_upload(path, counting)
+    if path.exists():
+        return path
+    if value.startswith("file-") or "/" not in value and not value.endswith(".jsonl"):
+        return None
+    raise UsageError(f"{value}: no such file")
+
+
+def _method_of(path: Path) -> str | None:
+    """The method the file's records are for, as `check` tells it (None where it can't be read: `check` then says
+    why)."""
+    from ftcli.data.check.engine import file_method
+
+    try:
+        return file_method(path) if path.is_file() else None
+    except OSError:
+        return None
+
+
+def _upload(
+    backend: Backend,
+    value: str,
+    path: Path | None,
+    report: Report | None,
+    ledger: Ledger | None,
+    progress: UploadProgress | None,
+) -> TrainingFile:
+    """A file id is used as is; a local (checked) file is uploaded, identical bytes reused."""
+    if path is None:
+        return TrainingFile(value)
     with (progress or _no_progress)(path) as on_progress:
         result = backend.upload(path, ledger=ledger, on_progress=on_progress)
     return TrainingFile(result.file.id, path=value, sha256=result.sha256, report=report)

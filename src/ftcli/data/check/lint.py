@@ -34,6 +34,7 @@ class LintOptions:
     context_limit: int | None
     expected_kind: RecordKind  # "chat" or "preference": the file's format, from the method or its first record
     method_given: bool = False  # a mismatch is then FT104 (wrong format for the method), else FT103 (mixed)
+    validation: bool = False  # a validation file: `expected_kind` is its training file's format
     scan_pii: bool = True
     near_duplicates: bool = True
 
@@ -104,7 +105,9 @@ def _lint_record(
     findings.extend(check_record(record, kind))
     if any(f.code in UNCONVERTED_CODES for f in findings[before:]):
         return LineResult(findings)  # raw data, not an example yet: one finding says how to convert it
-    mismatch = format_mismatch(kind, options.expected_kind, method_given=options.method_given)
+    mismatch = format_mismatch(
+        kind, options.expected_kind, method_given=options.method_given, validation=options.validation
+    )
     if mismatch is not None:
         findings.append(mismatch)
         return LineResult(findings)

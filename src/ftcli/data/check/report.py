@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ftcli.data.diagnostics import Diagnostic, Severity
 from ftcli.data.estimate import Estimate
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: statistics and estimate are null for a file with no examples (1 gave zeros)
 HISTOGRAM_BINS = 10
 
 
@@ -126,9 +126,16 @@ class Report:
         return self.count(Severity.WARNING)
 
     def first_errors(self, limit: int = 3) -> list[str]:
-        """The first errors in words ("line 3: FT002 invalid JSON: ..."), for a message that refuses the file."""
+        """The first errors in words ("line 3: FT002 invalid JSON: ..."), for a message that refuses the file; one
+        in the validation file names it ("valid.jsonl line 3: ...")."""
         errors = [d for d in self.diagnostics if d.severity is Severity.ERROR][:limit]
-        return [f"line {d.line}: {d.code} {d.message}" if d.line else f"{d.code} {d.message}" for d in errors]
+        return [f"{self._where(d)}{d.code} {d.message}" for d in errors]
+
+    def _where(self, diagnostic: Diagnostic) -> str:
+        file = f"{diagnostic.file} " if diagnostic.file and diagnostic.file != self.file else ""
+        if diagnostic.line:
+            return f"{file}line {diagnostic.line}: "
+        return f"{file.rstrip()}: " if file else ""
 
     def exit_code(self, *, strict: bool = False) -> int:
         """0 clean, 1 errors (or warnings under --strict). Usage and I/O errors (2) never reach a report."""
@@ -153,7 +160,8 @@ class Report:
             "warnings": self.warnings,
             "infos": self.count(Severity.INFO),
             "diagnostics": [d.to_dict() for d in self.diagnostics],
-            "statistics": self.statistics.to_dict(),
+            # a file with no examples (raw data, only errors) has no statistics and no cost, rather than zeros
+            "statistics": self.statistics.to_dict() if self.examples else None,
             "largest_examples": [{"line": line, "tokens": tokens} for line, tokens in self.largest_examples],
-            "estimate": self.estimate.to_dict(),
+            "estimate": self.estimate.to_dict() if self.examples else None,
         }

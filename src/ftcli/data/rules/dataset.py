@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 MIN_EXAMPLES = 10
+FORMAT_MISMATCH_CODES = ("FT103", "FT104")
 
 
 def too_few(examples: int) -> Iterator[Finding]:
@@ -65,8 +66,20 @@ def _for_file(hint: str, file: str) -> str:
     return hint.replace(CONVERT_PREFIX, f"ftcli convert {shell_word(file)} -o {shell_word(converted_name(file))}")
 
 
+def one_format(findings: list[tuple[int | None, Finding]], records: int) -> list[tuple[int | None, Finding]]:
+    """A file whose every record is of the other method's format (FT103/FT104: a DPO file under --method sft, a
+    validation file of the other format) gets one finding at its first line instead of one per record."""
+    mismatched = [(line, f) for line, f in findings if f.code in FORMAT_MISMATCH_CODES]
+    if not records or len(mismatched) < records or len({(f.code, f.message) for _, f in mismatched}) != 1:
+        return findings  # a mixed file: each odd record is named by its line
+    line, first = mismatched[0]
+    whole = Finding(first.code, f"{records} of {records} records: {first.message}", fix=first.fix)
+    return [(line, whole), *((n, f) for n, f in findings if f.code not in FORMAT_MISMATCH_CODES)]
+
+
 def consistent_system(findings: list[tuple[int | None, Finding]], examples: int) -> list[tuple[int | None, Finding]]:
-    """FT230 flags examples that lack the system message the others have; a file with none at all is a choice."""
+    """FT230 flags examples that lack the system message the others have; a file with none at all is a choice.
+    (Each file on its own: a validation file is judged by its own examples, as if checked alone.)"""
     missing = sum(1 for _, f in findings if f.code == "FT230")
     if examples and missing >= examples:
         return [(line, f) for line, f in findings if f.code != "FT230"]

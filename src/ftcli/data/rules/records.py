@@ -24,6 +24,7 @@ from ftcli.data.formats.openai import (
     REASONING_KEYS,
     ROLES,
     RecordKind,
+    method_of,
     record_kind,
 )
 from ftcli.data.formats.raw import LEGACY, SourceFormat, unconverted
@@ -339,11 +340,21 @@ def record_errors(record: dict[str, Any], kind: RecordKind) -> list[Finding]:
     return [f for f in findings if RULES[f.code].severity is Severity.ERROR]
 
 
-def format_mismatch(kind: RecordKind, expected: RecordKind, *, method_given: bool) -> Finding | None:
-    """FT104 when the record's format isn't the one the method trains on; FT103 when the file mixes formats."""
+def format_mismatch(
+    kind: RecordKind, expected: RecordKind, *, method_given: bool, validation: bool = False
+) -> Finding | None:
+    """FT104 when the record's format isn't the one the --method given trains on (the fix names the method that
+    does); FT103 when the file mixes formats, or a validation file's records aren't of its training file's format."""
     if kind not in ("chat", "preference") or kind == expected:
         return None
-    return Finding(
-        "FT104" if method_given else "FT103",
-        f"{FORMAT_NAMES[kind]} record in a file of {FORMAT_NAMES[expected]} records",
-    )
+    found, wanted = FORMAT_NAMES[kind], FORMAT_NAMES[expected]
+    if method_given:
+        switch = f"--method {method_of(kind)} trains on it (without --method, the file's first record decides)"
+        return Finding(
+            "FT104",
+            f"{found} record, but --method {method_of(expected)} trains on {wanted} records",
+            fix=None if validation else Fix(switch),  # a validation file follows its training file's method
+        )
+    if validation:
+        return Finding("FT103", f"{found} record, but the training file's records are {wanted}")
+    return Finding("FT103", f"{found} record in a file of {wanted} records")

@@ -1,0 +1,70 @@
+"""`ftcli check`, `upload` and `train` agree on a file's method, from the CLI (issue 23, point 3): a DPO file that
+`check` passes trains as DPO without --method, and --method sft on it is refused naming --method dpo, before anything
+is sent."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from typer.testing import CliRunner
+
+from ftcli.cli import context
+from ftcli.cli.app import app
+from tests.faults.fakeapi import FakeAPI
+
+MODEL = "gpt-4.1-mini-2025-04-14"
+
+
+def preference(i: int) -> dict[str, object]:
+    return {"input": {"messages": [{"role": "user", "content": f"What is {i} plus {i}?"}]},
+            "preferred_output": [{"role": "assistant", "content": f"{2 * i}"}],
+            "non_preferred_output": [{"role": "assistant", "content": "no idea"}]}  # fmt: skip
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[FakeAPI, list[dict[str, Any]]]:
+    fake, created = FakeAPI(), []
+
+    def record_job(request: httpx2.Request) -> None:
+        if request.method == "POST" and request.url.path.endswith("/fine_tuning/jobs"):
+            created.append(json.loads(request.content))
+
+    fake.faults.append(record_job)
+    monkeypatch.setattr(context.AppContext, "client", lambda self, **_: fake.client())
+    monkeypatch.chdir(tmp_path)  # run manifests go to ./.ftcli/runs
+    return fake, created
+
+
+def run(*args: str) -> Any:
+    env = {"OPENAI_API_KEY": "sk-test-0123456789", "FTCLI_CONFIG_DIR": "config", "FTCLI_DATA_DIR": "data"}
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def test_a_dpo_file_check_passes_trains_as_dpo(
+    api: tuple[FakeAPI, list[dict[str, Any]]], write_jsonl: Callable[..., Path]
+) -> None:
+    _, created = api
+    data = write_jsonl([preference(i) for i in range(12)])
+    checked = run("check", str(data), "--format", "json")
+    assert checked.exit_code == 0 and json.loads(checked.stdout)["method"] == "dpo"
+    trained = run("train", "--file", str(data), "--model", MODEL, "--beta", "0.2", "--yes")
+    assert trained.exit_code == 0, trained.output
+    (body,) = created
+    assert body["method"]["type"] == "dpo" and body["method"]["dpo"]["hyperparameters"]["beta"] == 0.2
+
+
+def test_method_sft_on_a_dpo_file_is_refused_naming_method_dpo(
+    api: tuple[FakeAPI, list[dict[str, Any]]], write_jsonl: Callable[..., Path]
+) -> None:
+    fake, created = api
+    data = write_jsonl([preference(i) for i in range(12)])
+    refused = run("train", "--file", str(data), "--model", MODEL, "--method", "sft", "--yes")
+    assert refused.exit_code == 1
+    assert refused.stderr.count("FT104") == 1 and "--method dpo" in refused.stderr
+    assert "--no-check" not in refused.stderr
+    assert fake.requests == [] and created == []

@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUploadFile
 
+from ftcli.server.api import paging
 from ftcli.server.api.bodies import documented_body, read_request
 from ftcli.server.api.errors import ApiError, not_found
 from ftcli.server.limits import MULTIPART_OVERHEAD, declared_length, limited_receive
@@ -77,9 +78,7 @@ def list_files(
 ) -> CursorPage[FileObject]:
     rows = _store(request).files(ascending=order == "asc")
     files = [FileObject.from_row(r) for r in rows if purpose is None or r["purpose"] == purpose]
-    if after is not None:
-        ids = [f.id for f in files]
-        files = files[ids.index(after) + 1 :] if after in ids else []
+    files = paging.after(files, after, lambda f: f.id)
     page = files[:limit]
     first, last = (page[0].id, page[-1].id) if page else ("", "")
     return CursorPage(data=page, first_id=first, last_id=last, has_more=len(files) > len(page))

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from ftcli.server import hardware
+from ftcli.server.api import paging
 from ftcli.server.api.bodies import documented_body, read_request
 from ftcli.server.api.errors import ApiError, not_found
 from ftcli.server.bases import UnknownBase, require_base
@@ -100,9 +101,7 @@ def list_jobs(request: Request, limit: Limit = 20, after: str | None = None) -> 
     store, _ = _state(request)
     wanted = {k[len("metadata[") : -1]: v for k, v in request.query_params.items() if k.startswith("metadata[")}
     jobs = [j for j in store.jobs() if all((j.get("metadata") or {}).get(k) == v for k, v in wanted.items())]
-    if after:
-        ids = [j["id"] for j in jobs]
-        jobs = jobs[ids.index(after) + 1 :] if after in ids else []
+    jobs = paging.after(jobs, after, lambda j: str(j["id"]))
     return Page(data=[FineTuningJob.model_validate(j) for j in jobs[:limit]], has_more=len(jobs) > limit)
 
 
@@ -140,9 +139,7 @@ def list_events(request: Request, job_id: str, limit: Limit = 20, after: str | N
     store, _ = _state(request)
     _job(store, job_id)
     events = store.events(job_id)  # newest first, as OpenAI
-    if after:
-        ids = [e["id"] for e in events]
-        events = events[ids.index(after) + 1 :] if after in ids else []
+    events = paging.after(events, after, lambda e: str(e["id"]))
     return Page(data=[JobEvent.model_validate(e) for e in events[:limit]], has_more=len(events) > limit)
 
 

@@ -188,6 +188,52 @@ def test_a_damaged_archive_is_refused_and_leaves_nothing(tmp_path: Path, weights
     refused_cleanly(tmp_path, weights, archive)
 
 
+def sparse_files(count: int, each: int) -> bytes:
+    """A tar of `count` GNU sparse (pax 1.0) files of `each` bytes that are all hole: a few hundred bytes each in the
+    archive, whose holes tarfile writes without reading them from the stream."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for index in range(count):
+            info = tarfile.TarInfo(f"m/GNUSparseFile.0/f{index}")
+            info.pax_headers = {
+                "GNU.sparse.major": "1",
+                "GNU.sparse.minor": "0",
+                "GNU.sparse.name": f"m/f{index}",
+                "GNU.sparse.realsize": str(each),
+            }
+            sparse_map = b"1\n0\n0\n".ljust(512, b"\0")  # one region: offset 0, 0 bytes; the rest is hole
+            info.size = len(sparse_map)
+            tar.addfile(info, io.BytesIO(sparse_map))
+    return buffer.getvalue()
+
+
+def test_sparse_members_are_refused_before_their_holes_are_written(
+    tmp_path: Path, weights: Path, written: list[str]
+) -> None:
+    """The review's bypass: 300 sparse files of 1 MB in a 5 KB archive wrote 69 MB past the ratio cap, because holes
+    are never read from the counted stream."""
+    archive = weights / "sparse.tar.zst"
+    archive.write_bytes(zst(sparse_files(300, 1_000_000)))
+    assert archive.stat().st_size < 64 << 10
+    with pytest.raises(BackendError, match="sparse file"):
+        unpack_weights(archive, weights / "adapter")
+    assert written == []
+    refused_cleanly(tmp_path, weights, archive)
+
+
+def test_a_malformed_pax_number_is_a_damaged_archive_not_a_crash(tmp_path: Path, weights: Path) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("m/f")
+        info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.realsize": "abc"}
+        tar.addfile(info, io.BytesIO(b""))
+    archive = weights / "odd.tar.zst"
+    archive.write_bytes(zst(buffer.getvalue()))
+    with pytest.raises(BackendError):
+        unpack_weights(archive, weights / "adapter")
+    refused_cleanly(tmp_path, weights, archive)
+
+
 # -- decompression bombs ---------------------------------------------------------------------------------------
 
 

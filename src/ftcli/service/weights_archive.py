@@ -151,7 +151,14 @@ def _tar_stream(archive: Path, cap: int, reason: str) -> Iterator[tuple[tarfile.
     refusal = f"{archive.name} unpacks to more than {reason}; stopped, nothing kept"
     with archive.open("rb") as raw:
         stream: Any = raw
-        damaged: tuple[type[BaseException], ...] = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+        # ValueError: tarfile's answer to some malformed headers (a pax number that is not one)
+        damaged: tuple[type[BaseException], ...] = (
+            tarfile.TarError,
+            EOFError,
+            ValueError,
+            zlib.error,
+            gzip.BadGzipFile,
+        )
         if name.endswith((".tar.zst", ".tzst")):
             try:
                 import zstandard
@@ -177,6 +184,7 @@ def _tar_stream(archive: Path, cap: int, reason: str) -> Iterator[tuple[tarfile.
 def _extract(
     tar: tarfile.TarFile, counted: _CappedReader, root: int, temp: Path, archive: str, limits: WeightsLimits
 ) -> None:
+    written = 0  # what the files' headers say they hold: a member can't claim less than it writes
     for members, member in enumerate(tar, start=1):
         if members > limits.max_members:
             raise BackendError(
@@ -188,7 +196,11 @@ def _extract(
             if parts:  # "./" is the archive's own top
                 os.close(_folder(root, parts, archive, member.name))
         elif member.type in (tarfile.REGTYPE, tarfile.AREGTYPE) and parts:
-            if member.size > counted.room():
+            if member.sparse is not None or any(key.startswith("GNU.sparse") for key in member.pax_headers):
+                # its holes are written without being read from the stream: the counting reader would not see them
+                raise _refused(archive, member.name, "it is a sparse file; only plain files and folders are unpacked")
+            written += member.size
+            if member.size > counted.room() or written > counted.cap:
                 raise BackendError(counted.refusal)  # its header says so already: nothing of it is written
             ensure_free_space(temp, member.size, f"{member.name!r} in {archive}")
             _write(tar, member, root, parts, archive)

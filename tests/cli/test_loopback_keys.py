@@ -41,6 +41,24 @@ def test_the_environment_key_never_reaches_whatever_listens_on_a_loopback_url(tm
     assert set(server.authorizations) == {"Bearer ftcli-local"}  # the placeholder: the SDK insists on some key
 
 
+@pytest.mark.parametrize("spelling", ["127.1", "2130706433", "0x7f000001"])
+def test_a_loopback_address_spelled_another_way_is_loopback_too(tmp_path: Path, spelling: str) -> None:
+    """The review's bypass: `127.1` (and the numeric forms inet_aton takes) reach 127.0.0.1, but were not taken for
+    loopback, so the environment's key went to whatever listened there."""
+    with loopback_server() as server:
+        url = server.url.replace("127.0.0.1", spelling)
+        result = CliRunner().invoke(app, ["--base-url", url, "models"], env=_env(tmp_path))
+        assert result.exit_code == 0, result.output
+    assert server.authorizations and all(ENV_KEY not in sent for sent in server.authorizations)
+
+
+@pytest.mark.parametrize("url", ["http://0177.0.0.1:1/v1", "ftp://example.com/", "http:///v1"])
+def test_a_url_the_client_cant_use_is_a_usage_error_not_a_crash(tmp_path: Path, url: str) -> None:
+    result = CliRunner().invoke(app, ["--base-url", url, "models"], env=_env(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "internal error" not in result.output
+
+
 def test_an_environment_key_named_for_that_url_goes_there(tmp_path: Path) -> None:
     with loopback_server() as server:
         result = CliRunner().invoke(app, ["models"], env=_env(tmp_path, OPENAI_BASE_URL=server.url))

@@ -14,6 +14,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +22,6 @@ from urllib.parse import urlsplit
 
 from ftcli.data.atomic import write_atomic
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 PROC_NET = Path("/proc/net")
 _TCP_LISTEN = "0A"  # the `st` column of /proc/net/tcp for a listening socket (include/net/tcp_states.h)
 
@@ -93,18 +93,24 @@ def published_keys(env: Mapping[str, str] | None = None) -> list[str]:
 
 
 def is_loopback_url(url: str | None) -> bool:
-    """Whether `url` names this machine: localhost, a 127/8 or ::1 address, or the unspecified address (0.0.0.0 and
-    :: reach local listeners too). Names that resolve to loopback through /etc/hosts are not looked up."""
+    """Whether `url` names this machine: localhost, the machine's own host name, a 127/8 or ::1 address in any form
+    the system's resolver takes (`127.1`, `2130706433`, `0x7f000001`: inet_aton's), or the unspecified address
+    (0.0.0.0 and :: reach local listeners too). Other names that resolve to loopback through /etc/hosts are not
+    looked up (that would ask DNS for every remote URL)."""
     try:
         host = (urlsplit(url or "").hostname or "").rstrip(".").lower()
     except ValueError:
         return False
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost" or host.endswith(".localhost") or host == socket.gethostname().lower():
         return True
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        return False
+        try:  # the short and numeric forms of IPv4 that the resolver (and so the HTTP client) connects to
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.is_loopback or address.is_unspecified

@@ -30,6 +30,7 @@ def make_client(
 ) -> OpenAI:
     import openai
 
+    _check_url(settings.azure_endpoint or settings.base_url)
     refuse_foreign_listener(settings.azure_endpoint or settings.base_url)  # another user's port gets nothing
     if settings.kind == "azure":
         if not settings.azure_endpoint:
@@ -67,3 +68,17 @@ def make_client(
         timeout=waits,
         http_client=http_client,
     )
+
+
+def _check_url(url: str | None) -> None:
+    """A URL the HTTP client can't parse (`http://0177.0.0.1/`) is the user's to fix, said before any request."""
+    import httpx2
+
+    if not url:
+        return
+    try:
+        parsed = httpx2.URL(url)
+    except httpx2.InvalidURL as exc:
+        raise UsageError(f"{url!r} is not a URL ftcli can reach: {exc}", hint="e.g. http://127.0.0.1:8765/v1") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UsageError(f"{url!r} is not an http(s) URL with a host", hint="e.g. http://127.0.0.1:8765/v1")

@@ -102,6 +102,25 @@ def test_kto_to_sft_keeps_only_the_desirable_answers(tmp_path: Path) -> None:
     assert_checks_clean(records, tmp_path)
 
 
+def test_kto_labels_written_as_text_in_a_csv_are_kto_too() -> None:
+    """The review's case: CSV has no booleans, so `True`/`False` arrive as text; they were left out as an unread
+    column and the undesirable answer became a training target."""
+    csv = "prompt,completion,label\nWhat is 2+2?,4,True\nWhat is 2+2?,5,false\n"
+    with pytest.raises(DataError, match="FT107"):
+        convert_text(csv, name="k.csv", options=ConvertOptions())
+    lines, _ = convert_text(csv, name="k.csv", options=ConvertOptions(kto_to="dpo"))
+    pair = json.loads(lines[0])
+    assert pair["preferred_output"][0]["content"] == "4" and pair["non_preferred_output"][0]["content"] == "5"
+    with pytest.raises(DataError, match="FT107"):  # kto_tag's name says what it is: 1 and 0 count there
+        run([kto("q", "a", True, column="kto_tag") | {"kto_tag": 0}])
+
+
+def test_a_label_of_zero_or_one_is_a_class_not_kto() -> None:
+    """`label: 0/1` may be the target of a classification set (`--map assistant=label`): not taken for KTO."""
+    records, _ = mapped([{"question": "2+2=4?", "label": 1}], user="question", assistant="label")
+    assert records[0]["messages"][-1]["content"] == "1"
+
+
 def test_kto_to_on_data_without_labels_is_an_error() -> None:
     with pytest.raises(DataError, match="no record carries a true/false label"):
         run([{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}], kto_to="sft")

@@ -117,11 +117,18 @@ def unconverted(record: Any) -> SourceFormat | None:
 
 
 def kto_label(record: dict[str, Any]) -> tuple[str, bool] | None:
-    """(column, value) of a binary-feedback label."""
+    """(column, value) of a binary-feedback label: a JSON boolean, or its text in any case (CSV and TSV have no
+    booleans: `True`, `false`); in `kto_tag`, whose name says what it is, also 1 and 0. (A `label` of 0/1 may be a
+    class to train on, mapped with --map.)"""
     for key in KTO_LABELS:
         value = record.get(key)
         if isinstance(value, bool):
             return key, value
+        text = str(value).strip().lower() if isinstance(value, str | int) else None
+        if text in ("true", "false"):
+            return key, text == "true"
+        if key == "kto_tag" and text in ("1", "0"):
+            return key, text == "1"
     return None
 
 

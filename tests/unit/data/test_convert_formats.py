@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -305,6 +306,30 @@ def test_a_missing_image_refuses_its_record_naming_the_path_or_is_skipped_and_co
     records, result = run(source, preset_options=options, images="skip")
     assert len(records) == 1 and not result.skipped
     assert result.dropped == {"records with a missing image (--images skip)": 1}
+
+
+def test_an_image_path_may_not_reach_outside_the_image_folder(tmp_path: Path) -> None:
+    """The review's case: `../secret.png` (or an absolute path, or a link) embedded a file from outside the
+    dataset into a training file that is then uploaded."""
+    folder = write_images(tmp_path / "data")
+    (tmp_path / "secret.png").write_bytes(png())
+    (folder / "images" / "link.png").symlink_to(tmp_path / "secret.png")
+    for reference in ("../secret.png", str(tmp_path / "secret.png"), "images/link.png"):
+        records, result = run([mllm("<image>A?", [reference])], preset_options=PresetOptions(image_root=folder))
+        assert records == [] and "is outside" in result.skipped[0].reason, (reference, result.skipped)
+        assert "--image-dir" in result.skipped[0].reason
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "fifo"])
+def test_an_image_that_is_no_plain_file_is_refused_without_reading_it(tmp_path: Path, device: str) -> None:
+    """/dev/zero was read until memory ran out, and a FIFO hung: both refused by fstat before any read."""
+    if device == "fifo":
+        os.mkfifo(tmp_path / "pipe.png")
+        root, reference = tmp_path, "pipe.png"
+    else:
+        root, reference = Path("/dev"), "zero"
+    _, result = run([mllm("<image>A?", [reference])], preset_options=PresetOptions(image_root=root))
+    assert "is not a plain file" in result.skipped[0].reason
 
 
 def test_images_in_alpaca_and_sharegpt_and_what_is_refused(tmp_path: Path) -> None:

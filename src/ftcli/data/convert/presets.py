@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -525,21 +527,42 @@ def _image_url(reference: Any, path: str, options: PresetOptions) -> str:
         raise ConversionError("must be an image path or URL", path)
     if reference.startswith(("http://", "https://", "data:")):
         return reference
-    file = (options.image_root or Path()) / reference
-    try:
-        data = file.read_bytes()
-    except FileNotFoundError:
-        raise MissingImage(f"image {file} not found", path) from None
-    except OSError as exc:
-        raise MissingImage(f"image {file} can't be read ({exc.strerror})", path) from None
+    root = (options.image_root or Path()).resolve()
+    file = root / reference
+    if not file.resolve().is_relative_to(root):  # `..`, an absolute path or a link: the data may not reach out
+        raise ConversionError(
+            f"image {reference} is outside {root} (the folder image paths are read from); "
+            "pass --image-dir with a folder that holds it",
+            path,
+        )
+    data = _read_image(file, path)
     media = next((name for magic, name in _MEDIA_TYPES if data.startswith(magic)), None)
     if media is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         media = "webp"
     if media is None:
         raise ConversionError(f"image {file} is not JPEG, PNG or WEBP", path)
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ConversionError(f"image {file} is over {MAX_IMAGE_BYTES // (1024 * 1024)} MB", path)
     return f"data:image/{media};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _read_image(file: Path, path: str) -> bytes:
+    """A plain file's bytes, at most the size an image may have: a device (/dev/zero), a FIFO or a huge file is
+    refused before it is read whole (opened without blocking, judged by fstat, read up to the limit)."""
+    try:
+        handle = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise MissingImage(f"image {file} not found", path) from None
+    except OSError as exc:
+        raise MissingImage(f"image {file} can't be read ({exc.strerror})", path) from None
+    with os.fdopen(handle, "rb") as opened:
+        status = os.fstat(opened.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise ConversionError(f"image {file} is not a plain file", path)
+        if status.st_size > MAX_IMAGE_BYTES:
+            raise ConversionError(f"image {file} is over {MAX_IMAGE_BYTES // (1024 * 1024)} MB", path)
+        data = opened.read(MAX_IMAGE_BYTES + 1)
+    if len(data) > MAX_IMAGE_BYTES:  # it grew while read
+        raise ConversionError(f"image {file} is over {MAX_IMAGE_BYTES // (1024 * 1024)} MB", path)
+    return data
 
 
 # -- helpers --------------------------------------------------------------------------------------------

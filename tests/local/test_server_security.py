@@ -331,6 +331,17 @@ def test_repeated_wrong_keys_from_one_address_are_slowed_down(data_dir: Path) ->
         assert other.get("/v1/files", headers=right).status_code == 200  # another address is not slowed down
 
 
+def test_local_clients_of_a_network_server_cant_lock_each_other_out(data_dir: Path) -> None:
+    """The review's case: on `--host 0.0.0.0`, six wrong keys from 127.0.0.1 (any local user) made the owner's right
+    key wait too. Loopback clients are not counted; a remote address still is."""
+    app = create_app(data_dir, api_key=NETWORK_KEY, host="0.0.0.0", failed_keys=FailedKeys(free=5, clock=_Clock()))
+    wrong, right = {"authorization": "Bearer guess"}, {"authorization": f"Bearer {NETWORK_KEY}"}
+    for local in ("127.0.0.1", "::1"):
+        with TestClient(app, base_url="http://127.0.0.1:8765", client=(local, 50000)) as client:
+            assert {client.get("/v1/files", headers=wrong).status_code for _ in range(8)} == {401}
+            assert client.get("/v1/files", headers=right).status_code == 200
+
+
 def test_network_servers_slow_down_guesses_by_default_and_loopback_ones_dont(data_dir: Path) -> None:
     for host, slowed in (("0.0.0.0", True), ("127.0.0.1", False)):
         app = create_app(data_dir, api_key=NETWORK_KEY, host=host)

@@ -72,6 +72,7 @@ def event(message: str, *, kind: str = "message", **data: Any) -> dict[str, Any]
 def test_printable_removes_c0_del_and_c1_but_keeps_newline_and_tab() -> None:
     assert printable("a\x1b[31mb\x9bc\x7fd\x00e\rf\ng\th\x85i") == "a[31mbcdef\ng\thi"
     assert printable("plain, 中文, émoji 🙂") == "plain, 中文, émoji 🙂"
+    assert printable("admin\u202e\u2066txt.exe\u2069") == "admintxt.exe"  # bidi overrides read text backwards
 
 
 def test_a_job_event_reaches_the_terminal_without_control_characters(api: FakeAPI) -> None:
@@ -99,9 +100,10 @@ def test_a_backend_error_and_a_failed_jobs_message_are_cleaned_too(api: FakeAPI)
 def test_an_eval_reference_and_answer_reach_the_terminal_clean_and_the_csv_is_spreadsheet_safe(
     api: FakeAPI, tmp_path: Path
 ) -> None:
-    formulas = ['=HYPERLINK("https://evil.example","x")', "+1+cmd|' /C calc'!A0", "-2", "@SUM(A1)", "\tx", "\rx"]
-    prompts = [f"q{i}" for i in range(len(formulas) + 1)]
-    references = [HOSTILE, *formulas]
+    formulas = ['=HYPERLINK("https://evil.example","x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+    numbers = ["-5", "+1.5e3", "-.25"]  # what a spreadsheet reads as numbers anyway: kept as written
+    prompts = [f"q{i}" for i in range(len(formulas) + len(numbers) + 1)]
+    references = [HOSTILE, *formulas, *numbers]
     lines = [
         {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": reference}]}
         for q, reference in zip(prompts, references, strict=True)
@@ -120,6 +122,8 @@ def test_an_eval_reference_and_answer_reach_the_terminal_clean_and_the_csv_is_sp
     assert by_line["1"]["reference"] == HOSTILE  # the CSV keeps the data as it was
     for number, formula in enumerate(formulas, start=2):
         assert by_line[str(number)]["reference"] == "'" + formula
+    for number, plain in enumerate(numbers, start=2 + len(formulas)):
+        assert by_line[str(number)]["reference"] == plain
     assert by_line["2"]["answer"] == "'=1+1"
     assert {row["exact"] for row in rows} <= {"0.0", "1.0"}  # numbers stay numbers
 

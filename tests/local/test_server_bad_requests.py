@@ -198,3 +198,10 @@ def test_the_job_and_export_bodies_are_in_the_openapi_document_so_the_fuzz_cover
     for route in ("/v1/fine_tuning/jobs", "/ftcli/exports"):
         schema = paths[route]["post"]["requestBody"]["content"]["application/json"]["schema"]
         assert "model" in schema["properties"], route
+
+
+def test_a_logit_bias_this_server_cant_apply_is_refused_not_ignored(client: TestClient) -> None:
+    body = {"model": "ftcli/tiny", "messages": HI, "logit_bias": {"50256": -100}}
+    assert _refused(client.post("/v1/chat/completions", json=body), param="logit_bias")["code"] == "unsupported_value"
+    body["logit_bias"] = {"1": 101}  # outside OpenAI's -100..100
+    assert _refused(client.post("/v1/chat/completions", json=body))["param"].startswith("logit_bias")

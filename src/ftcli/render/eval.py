@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ ANSWER_CHARS = 160  # of an answer or reference shown in the terminal
 # A spreadsheet reads a cell that starts with one of these as a formula (`=HYPERLINK(…)`, `+cmd|…`, `@SUM(…)`): such a
 # cell of text gets a leading ' (OWASP's advice on CSV injection), which spreadsheets show as plain text
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def report_view(report: Any) -> Group:
@@ -96,7 +98,11 @@ def cases_csv(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _spreadsheet_text(value: Any) -> Any:
-    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+    """A cell a spreadsheet would run as a formula gets a leading `'`; a plain number (`-5`, `+1.5e3`), which a
+    spreadsheet reads as a number anyway, stays as written (math evals are full of them)."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS) or _PLAIN_NUMBER.fullmatch(value):
+        return value
+    return "'" + value
 
 
 def report_html(report: Any) -> str:

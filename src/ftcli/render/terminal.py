@@ -19,6 +19,8 @@ from rich.table import Table
 KEPT = "\n\t"
 # C0 (0x00-0x1f), DEL and C1 (0x80-0x9f), newline and tab excepted
 _CONTROL_CHARACTERS = {code: None for code in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if chr(code) not in KEPT}
+# and the bidirectional overrides and isolates, which make text read otherwise than it is (Trojan Source)
+_CONTROL_CHARACTERS.update({code: None for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))})
 
 
 def printable(text: str) -> str:

@@ -154,6 +154,8 @@ def _check_supported(body: ChatRequest) -> None:
     if body.logprobs or body.top_logprobs:
         param = "logprobs" if body.logprobs else "top_logprobs"
         raise ApiError(400, "this server does not return log probabilities", param=param, code=UNSUPPORTED)
+    if body.logit_bias:  # a bias answered as if it weren't there would be a different answer than asked for
+        raise ApiError(400, "this server does not apply logit_bias", param="logit_bias", code=UNSUPPORTED)
     for index, message in enumerate(body.messages):
         parts = message.content if isinstance(message.content, list) else []
         other = next((n for n, part in enumerate(parts) if part.type != "text"), None)

@@ -47,6 +47,7 @@ class ChatRequest(Request):
     stop: str | Annotated[list[str], Field(min_length=1, max_length=4)] | None = None  # up to 4 sequences
     logprobs: bool | None = Field(default=None, strict=True)
     top_logprobs: int | None = Field(default=None, strict=True, ge=0, le=20)
+    logit_bias: dict[str, Annotated[float, Field(strict=True, ge=-100, le=100, allow_inf_nan=False)]] | None = None
     stream: bool | None = Field(default=None, strict=True)
     stream_options: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None

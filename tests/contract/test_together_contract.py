@@ -12,24 +12,54 @@ import pytest
 from typer.testing import CliRunner
 
 from ftcli.cli.app import app
-from ftcli.service.backends.together import TogetherBackend, create_body
+from ftcli.service.backends.together import TogetherBackend
+from ftcli.service.backends.together_wire import create_body, job_object, price_estimate
 from ftcli.service.errors import UsageError
 from ftcli.service.jobs import JobRequest
 from ftcli.service.ledger import Ledger
 from tests.conftest import qa
-from tests.contract.conftest import Exchanges, recording
+from tests.contract.conftest import TOGETHER_SPEC, Exchanges, recording
 
 pytestmark = pytest.mark.contract
 KEY = "tgp_v1_Contract5151secretKey"
 MODEL = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
 
 
+# Together's job statuses and what OpenAI calls them (its spec's enum; written out here, not imported, so the test
+# checks the mapping rather than repeating it)
+OPENAI_STATUS = {
+    "pending": "queued",
+    "queued": "queued",
+    "running": "running",
+    "compressing": "running",
+    "uploading": "running",
+    "cancel_requested": "running",
+    "cancelled": "cancelled",
+    "error": "failed",
+    "completed": "succeeded",
+}
+
+
 @pytest.fixture
-def together(together_url: str, exchanges: Exchanges):  # type: ignore[no-untyped-def]
+def answers() -> dict[str, Any]:
+    """The last answer to each "METHOD /path" (as Steady matched it): {"url": the request's, "json": its body}."""
+    return {}
+
+
+@pytest.fixture
+def together(together_url: str, exchanges: Exchanges, answers: dict[str, Any]):  # type: ignore[no-untyped-def]
     from ftcli.service.client import make_client
     from ftcli.service.settings import Settings
 
     http = recording(exchanges)
+
+    def keep(response: Any) -> None:
+        response.read()
+        if "json" in response.headers.get("content-type", ""):
+            key = f"{response.request.method} {response.headers.get('x-steady-matched-path', '?')}"
+            answers[key] = {"url": str(response.request.url), "json": json.loads(response.content)}
+
+    http.event_hooks["response"].append(keep)
     settings = Settings(kind="together", base_url=together_url, api_key=KEY)
     yield TogetherBackend(make_client(settings, max_retries=0, http_client=http))
     http.close()
@@ -71,18 +101,38 @@ def test_upload_sends_the_form_together_expects_and_reuses_identical_bytes(
     ids=["sft", "lora-and-validation", "dpo", "full"],
 )
 def test_every_kind_of_job_request_matches_the_spec(
-    together: TogetherBackend, exchanges: Exchanges, request_: JobRequest
+    together: TogetherBackend, exchanges: Exchanges, answers: dict[str, Any], request_: JobRequest
 ) -> None:
     quote = together.price_estimate(request_)
     job = together.create_job(request_)
-    assert job.id and job.status in ("queued", "running", "succeeded", "failed", "cancelled")
-    assert getattr(job, "backend_status", None) is not None  # Together's own word is kept
-    assert exchanges.paths()[:3] == [
+    assert exchanges.paths() == [
         "GET /fine-tunes/models/limits",
         "POST /fine-tunes/estimate-price",
         "POST /fine-tunes",
+        "GET /fine-tunes/{id}",
     ]
-    assert quote is None or quote.total_usd >= 0
+    # the job is Together's answer about the job just created, mapped: its status in OpenAI's words, Together's own
+    # word kept beside it, and every field from its field
+    fetched = answers["GET /fine-tunes/{id}"]
+    assert fetched["url"].endswith("/fine-tunes/" + answers["POST /fine-tunes"]["json"]["id"])
+    created = fetched["json"]
+    assert job.id == created["id"] and job.model == created.get("model", "")
+    assert getattr(job, "backend_status", None) == created.get("status", "pending")
+    assert job.status == OPENAI_STATUS[created.get("status", "pending")]
+    assert job.training_file == created.get("training_file", "") and job.trained_tokens == created.get("token_count")
+    assert job.user_provided_suffix == created.get("suffix")
+    assert job.method is not None
+    dpo = (created.get("training_method") or {}).get("method") == "dpo"
+    assert job.method.type == ("dpo" if dpo else "supervised")
+    # the quote is the estimate's answer: its price, its token count, whether Together lets the job proceed
+    estimate = answers["POST /fine-tunes/estimate-price"]["json"]
+    if estimate.get("estimated_total_price") is None:
+        assert quote is None
+    else:
+        assert quote is not None and quote.total_usd == float(estimate["estimated_total_price"])
+        tokens = estimate.get("estimated_train_token_count")
+        assert quote.trained_tokens == (int(tokens) if tokens is not None else None)
+        assert quote.allowed is (estimate.get("allowed_to_proceed") is not False)
 
 
 def test_options_map_onto_togethers_fields() -> None:
@@ -205,3 +255,58 @@ def test_an_openai_export_retrains_on_together(together_url: str, tmp_path: Path
     body = create_body(JobRequest(model=MODEL, training_file="file-x", n_epochs=3, batch_size=4,
                                   learning_rate_multiplier=2.0, seed=11, suffix="old"))  # fmt: skip
     assert body["learning_rate"] == pytest.approx(2e-5) and body["n_epochs"] == 3 and body["random_seed"] == 11
+
+
+def test_every_status_in_togethers_spec_has_its_openai_word() -> None:
+    import yaml
+
+    spec = yaml.safe_load(TOGETHER_SPEC.read_text(encoding="utf-8"))
+    assert set(spec["components"]["schemas"]["FinetuneJobStatus"]["enum"]) == set(OPENAI_STATUS)
+
+
+@pytest.mark.parametrize("status", list(OPENAI_STATUS))
+def test_a_together_job_maps_onto_openais_fields(status: str) -> None:
+    raw = {
+        "id": "ft-5151",
+        "status": status,
+        "model": MODEL,
+        "training_file": "file-1",
+        "validation_file": "file-2",
+        "suffix": "legal",
+        "token_count": 123_456,
+        "n_epochs": 3,
+        "batch_size": 8,
+        "learning_rate": 2e-5,
+        "random_seed": 7,
+        "training_method": {"method": "dpo"},
+        "model_output_name": "me/llama-legal",
+        "created_at": "2026-12-03T10:00:00Z",
+        "updated_at": "2026-12-03T11:00:00Z",
+    }
+    job = job_object(raw)
+    assert job.status == OPENAI_STATUS[status] and getattr(job, "backend_status", None) == status
+    assert (job.id, job.model, job.training_file, job.validation_file) == ("ft-5151", MODEL, "file-1", "file-2")
+    assert (job.user_provided_suffix, job.trained_tokens, job.seed) == ("legal", 123_456, 7)
+    assert job.method is not None and job.method.type == "dpo"
+    assert job.hyperparameters.n_epochs == 3 and job.hyperparameters.batch_size == 8
+    assert job.hyperparameters.learning_rate_multiplier == pytest.approx(2.0)  # Together's default rate is 1e-5
+    over = OPENAI_STATUS[status] in ("succeeded", "failed", "cancelled")
+    assert job.fine_tuned_model == ("me/llama-legal" if status == "completed" else None)
+    assert (job.finished_at is not None) == over
+    assert (job.error is not None) == (status == "error")
+
+
+def test_a_price_estimate_maps_onto_the_quote() -> None:
+    answer = {
+        "estimated_total_price": 12.5,
+        "allowed_to_proceed": False,
+        "user_limit": 10.0,
+        "estimated_train_token_count": 1_234_567,
+        "estimated_eval_token_count": 0,
+    }
+    quote = price_estimate(answer)
+    assert quote is not None
+    assert (quote.total_usd, quote.trained_tokens, quote.allowed) == (12.5, 1_234_567, False)
+    assert quote.details == answer
+    assert price_estimate({**answer, "allowed_to_proceed": True}).allowed is True  # type: ignore[union-attr]
+    assert price_estimate({}) is None and price_estimate({"allowed_to_proceed": True}) is None  # no price, no quote

@@ -1,5 +1,6 @@
-"""Models that leave ftcli (issue 14): `ftcli models export` writes a PEFT adapter folder and a merged model folder
-that plain transformers and peft load, with the same next-token logits as the model `ftcli serve` answers with."""
+"""Models that leave ftcli (issues 14, 22): `ftcli models export` writes a PEFT adapter folder and a merged model
+folder that plain transformers and peft load, with the same next-token logits as each other, and the model that
+`ftcli serve` answers with: its greedy answers are the merged model's own greedy choices, token by token."""
 
 from __future__ import annotations
 
@@ -72,6 +73,33 @@ def test_merged_and_adapter_exports_load_with_the_servers_logits(
     # merging folds B·A into the weights: the same function up to float32 rounding
     assert torch.allclose(merged_logits, adapter_logits, atol=1e-4, rtol=1e-4)
     assert (merged_logits - _logits(base, tokenizer)).abs().max() > 1e-3  # and it is the fine-tune, not the base
+    _answers_greedily_as_the_server_does(server, model, plain, tokenizer)
+
+
+def _answers_greedily_as_the_server_does(server: Server, model: str, exported: Any, tokenizer: Any) -> None:
+    """The server's greedy answer to each question, read back token by token through the exported model: every
+    token it chose is the exported model's most likely one there (up to float rounding: a near tie may go either
+    way), and where the server's answer ended, the end of the turn is the exported model's choice too."""
+    import torch
+
+    from ftcli.data.chat_template import render_prompt
+    from ftcli.service.client import make_client
+    from ftcli.service.settings import Settings
+
+    with make_client(Settings(kind="compatible", base_url=server.url)) as sdk:
+        for messages in PROMPTS:
+            question = messages[:2]
+            answer = sdk.chat.completions.create(model=model, messages=question, temperature=0, max_tokens=12)
+            choice = answer.choices[0]
+            prompt = tokenizer(render_prompt(tokenizer, question), add_special_tokens=False)["input_ids"]
+            chosen = tokenizer(choice.message.content or "", add_special_tokens=False)["input_ids"]
+            assert chosen, "the server gave an empty answer"
+            if choice.finish_reason == "stop":
+                chosen = [*chosen, tokenizer.eos_token_id]
+            with torch.no_grad():
+                logits = exported(input_ids=torch.tensor([prompt + chosen])).logits[0, len(prompt) - 1 : -1]
+            best, picked = logits.max(-1).values, logits.gather(1, torch.tensor(chosen)[:, None])[:, 0]
+            assert (best - picked).max() < 1e-3, (choice.message.content, (best - picked).tolist())
 
 
 def test_an_export_never_overwrites_without_force_and_unknown_models_are_named(

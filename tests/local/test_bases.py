@@ -115,8 +115,32 @@ def test_smollm2_converts_once_from_the_bundled_gguf_and_answers(
     _counted_as_trained(tokenizer, config["max_position_embeddings"], monkeypatch)
     loaded = LoadedModel(model.eval(), tokenizer, threading.Lock())
     question = [{"role": "user", "content": "What is the capital of France?"}]
-    answer = "".join(generate_stream(loaded, question, Sampling(max_tokens=12)))
-    assert "Paris" in answer  # real pretrained weights, dequantized correctly
+    assert "".join(generate_stream(loaded, question, Sampling(max_tokens=4))).strip()  # it answers
+    # real pretrained weights, dequantized correctly: the true answer is by far the likeliest of six, and likely in
+    # itself (random or garbled weights give every token a log-probability near -log(49152) ≈ -10.8)
+    scores = {city: _answer_logprob(model, tokenizer, question, f"The capital of France is {city}.") for city in CITIES}
+    ranked = sorted(scores, key=lambda city: scores[city][0], reverse=True)
+    assert ranked[0] == "Paris" and scores["Paris"][0] - scores[ranked[1]][0] > 3.0, scores
+    total, tokens = scores["Paris"]
+    assert total / tokens > -1.0, scores
+
+
+CITIES = ("Paris", "London", "Berlin", "Madrid", "Rome", "Lyon")
+
+
+def _answer_logprob(model: Any, tokenizer: Any, question: list[dict[str, str]], answer: str) -> tuple[float, int]:
+    """(the summed log-probability of the answer's tokens after the question, how many), as training encodes it."""
+    import torch
+
+    from ftcli.data.chat_template import encode_chat
+
+    encoded = encode_chat(tokenizer, [*question, {"role": "assistant", "content": answer}])
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([encoded.input_ids])).logits[0, :-1].float()
+    targets = torch.tensor(encoded.labels[1:])
+    answered = targets != -100
+    chosen = torch.log_softmax(logits, -1)[answered].gather(1, targets[answered][:, None])
+    return float(chosen.sum()), int(answered.sum())
 
 
 def test_hub_ids_are_accepted_only_when_downloads_are_allowed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,8 @@
-"""Training that fits real models (issue 14), tested on a CPU: the machine-dependent decisions (precision, gradient
-checkpointing, QLoRA, max_seq_length) for any GPU, and on the tiny base: truncation counted and reported, gradient
-checkpointing computing the same loss, an out-of-memory failure told plainly, settings refused at job creation."""
+"""Training that fits real models (issues 14, 22), tested on a CPU: the machine-dependent decisions (precision,
+gradient checkpointing, QLoRA, max_seq_length) for any GPU, and on the tiny base: truncation counted and reported,
+gradient checkpointing really recomputing activations with the same losses, QLoRA training a 4-bit base (bitsandbytes'
+CPU backend) into an adapter plain peft loads, an out-of-memory failure told plainly, settings refused at job
+creation."""
 
 from __future__ import annotations
 
@@ -45,14 +47,17 @@ def test_gradient_checkpointing_is_on_for_bases_over_a_billion_parameters() -> N
     assert hardware.gradient_checkpointing(True, 1_000) and not hardware.gradient_checkpointing(False, 8 * 10**9)
 
 
-def test_qlora_is_refused_clearly_where_it_cant_run() -> None:
-    with pytest.raises(UnsupportedSetting, match=r"needs a CUDA GPU.*ftcli\[gpu\]"):
+def test_qlora_needs_bitsandbytes_and_runs_on_a_gpu_or_a_cpu() -> None:
+    with pytest.raises(UnsupportedSetting, match=r"needs bitsandbytes.*ftcli\[gpu\]"):
         hardware.quantization("4bit", CPU)
     with pytest.raises(UnsupportedSetting, match="needs bitsandbytes"):
         hardware.quantization("4bit", Machine(cuda=True, bf16=True, bitsandbytes=False))
     with pytest.raises(UnsupportedSetting, match="must be one of"):
         hardware.quantization("3bit", AMPERE)
     assert hardware.quantization("4bit", AMPERE) == "4bit"
+    assert (
+        hardware.quantization("4bit", Machine(cuda=False, bf16=False, bitsandbytes=True)) == "4bit"
+    )  # its CPU backend
     assert hardware.quantization(None, CPU) == hardware.quantization("none", CPU) == "none"
 
 
@@ -83,9 +88,9 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _train(base: Path, out: Path, **requested: Any) -> tuple[Any, Any, list[str], list[float]]:
     from ftcli.server.protocol.hyperparameters import SupervisedHyperparameters
     from ftcli.server.training import train_lora
+    from tests.local.recorded import Recorded
 
-    warnings: list[str] = []
-    losses: list[float] = []
+    recorded = Recorded()
     hyper, result = train_lora(
         base,
         TINY_NAME,
@@ -93,10 +98,9 @@ def _train(base: Path, out: Path, **requested: Any) -> tuple[Any, Any, list[str]
         output=out,
         seed=5,
         requested=SupervisedHyperparameters(**{"n_epochs": 1, "batch_size": 2, **requested}),
-        on_step=lambda m: losses.append(m.train_loss),
-        on_warning=warnings.append,
+        reporter=recorded,
     )
-    return hyper, result, warnings, losses
+    return hyper, result, recorded.warnings, recorded.losses
 
 
 @pytest.mark.slow
@@ -112,14 +116,46 @@ def test_long_examples_are_truncated_to_max_seq_length_and_counted(tiny_base: Pa
     assert none_truncated == [] and result.trained_tokens < full.trained_tokens
 
 
+def _loaded_models(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every base model train_lora loads, kept for the test to look at (and hook) as it is loaded."""
+    from ftcli.server import training
+
+    loaded: list[Any] = []
+    load = training.load_base
+
+    def keep(path: Path, **kwargs: Any) -> tuple[Any, Any]:
+        model, tokenizer = load(path, **kwargs)
+        loaded.append(model)
+        return model, tokenizer
+
+    monkeypatch.setattr(training, "load_base", keep)
+    return loaded
+
+
 @pytest.mark.slow
-def test_gradient_checkpointing_trains_the_same_loss(tiny_base: Path, tmp_path: Path) -> None:
-    plain, _, _, plain_losses = _train(tiny_base, tmp_path / "plain", gradient_checkpointing=False)
-    kept, _, _, kept_losses = _train(tiny_base, tmp_path / "ckpt", gradient_checkpointing=True)
+def test_gradient_checkpointing_recomputes_activations_and_trains_the_same_losses(
+    tiny_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers.models.llama.modeling_llama import LlamaMLP  # the tiny base is a Llama
+
+    calls = [0]
+    forward = LlamaMLP.forward
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return forward(self, *args, **kwargs)
+
+    # counted in the class's forward, which the backward's recomputation runs again
+    monkeypatch.setattr(LlamaMLP, "forward", counted)
+    plain, _, _, plain_losses = _train(tiny_base, tmp_path / "plain", gradient_checkpointing=False, n_epochs=2)
+    plain_calls, calls[0] = calls[0], 0
+    kept, _, _, kept_losses = _train(tiny_base, tmp_path / "ckpt", gradient_checkpointing=True, n_epochs=2)
     assert kept.gradient_checkpointing is True and plain.gradient_checkpointing is False
-    # recomputing activations in the backward changes memory, not the numbers: the same first loss (before any
-    # update) and a run that still learns
-    assert kept_losses[0] == pytest.approx(plain_losses[0], rel=1e-4)
+    # on: every layer's forward runs again in the backward (its activations were not kept), so twice per step
+    assert plain_calls > 0 and calls[0] == 2 * plain_calls, (plain_calls, calls[0])
+    # and recomputing changes memory, not the numbers: the same loss at every one of the six steps, updates included
+    assert len(kept_losses) == len(plain_losses) == 6
+    assert kept_losses == pytest.approx(plain_losses, rel=1e-4, abs=1e-5)
     assert kept_losses[-1] < kept_losses[0]
 
 
@@ -166,9 +202,11 @@ def test_settings_this_server_cant_honour_are_refused_when_the_job_is_created(tm
             body = {"model": TINY_NAME, "training_file": file_id, "hyperparameters": hyperparameters}
             return client.post("/v1/fine_tuning/jobs", json=body)
 
-        if not torch_cuda():
+        without = Machine(cuda=torch_cuda(), bf16=False, bitsandbytes=False)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(hardware.Machine, "this_one", classmethod(lambda _cls: without))
             refused = create(quantization="4bit")
-            assert refused.status_code == 400 and "needs a CUDA GPU" in refused.json()["error"]["message"]
+            assert refused.status_code == 400 and "needs bitsandbytes" in refused.json()["error"]["message"]
             assert refused.json()["error"]["param"] == "hyperparameters.quantization"
         assert create(max_seq_length=8).status_code == 400
         assert create(gradient_checkpointing="maybe").status_code == 400
@@ -199,19 +237,46 @@ class _Bytes:
         return chunk
 
 
-def _cuda_and_bitsandbytes() -> bool:
-    import importlib.util
+def _loss(model: Any, tokenizer: Any) -> float:
+    import torch
 
-    return torch_cuda() and importlib.util.find_spec("bitsandbytes") is not None
+    from ftcli.data.chat_template import encode_chat
+    from ftcli.server.chat_tokens import collate
+
+    rows = collate([encode_chat(tokenizer, r["messages"]) for r in chat_records()[:6]], tokenizer.pad_token_id)
+    with torch.no_grad():
+        return float(model(**rows).loss)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _cuda_and_bitsandbytes(), reason="needs a CUDA GPU with bitsandbytes (QLoRA)")
-def test_qlora_trains_a_four_bit_base_on_a_gpu(tiny_base: Path, tmp_path: Path) -> None:
+def test_qlora_trains_a_four_bit_base_and_its_adapter_loads_in_plain_peft(
+    tiny_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a GPU (bf16 or fp16) or, through bitsandbytes' CPU backend, on a CPU (fp32 around bf16 4-bit matmuls)."""
+    pytest.importorskip(
+        "bitsandbytes", reason="bitsandbytes (the gpu extra) is not installed: scripts/test installs it"
+    )
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loaded = _loaded_models(monkeypatch)
     hyper, result, _, losses = _train(tiny_base, tmp_path / "qlora", quantization="4bit", n_epochs=3)
-    assert hyper.quantization == "4bit" and hyper.precision in ("bf16", "fp16")
-    assert result.trained_tokens > 0 and losses[-1] < losses[0]
-    assert (tmp_path / "qlora" / "adapter" / "adapter_model.safetensors").exists()
+    assert hyper.quantization == "4bit" and hyper.precision in (("bf16", "fp16") if torch_cuda() else ("fp32",))
+    # the base really was 4-bit: its linear layers NF4, their weights packed two to a byte
+    four_bit = [m for m in loaded[0].modules() if type(m).__name__ == "Linear4bit"]
+    assert four_bit and all(m.weight.dtype == torch.uint8 and m.weight.quant_type == "nf4" for m in four_bit)
+    # it learned: three epochs of three steps, the last epoch's mean loss below the first's
+    assert result.trained_tokens > 0 and len(losses) == 9 and sum(losses[-3:]) < sum(losses[:3])
+    adapter = tmp_path / "qlora" / "adapter"
+    assert (adapter / "adapter_model.safetensors").exists()
+    # the adapter is plain LoRA: peft puts it on the unquantised base, where it still lowers the training loss
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    base = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
+    before = _loss(base, tokenizer)
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base), adapter).eval()
+    assert not any(type(m).__name__ == "Linear4bit" for m in tuned.modules())
+    assert _loss(tuned, tokenizer) < before - 0.05
 
 
 @pytest.mark.parametrize(

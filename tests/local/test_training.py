@@ -18,6 +18,7 @@ from ftcli.server.inference import ModelCache  # noqa: E402
 from ftcli.server.protocol.hyperparameters import DpoHyperparameters, SupervisedHyperparameters  # noqa: E402
 from ftcli.server.tiny import ensure_tiny  # noqa: E402
 from ftcli.server.training import Hyperparameters, train_lora  # noqa: E402
+from tests.local.recorded import Recorded  # noqa: E402
 from tests.local.zorbia import QA, SYSTEM, chat_records  # noqa: E402
 
 
@@ -75,8 +76,7 @@ def test_tiny_base_is_cached_as_safetensors(tiny_base: Path) -> None:
 
 def test_lora_makes_trained_answers_far_more_likely_than_the_base(tiny_base: Path, tmp_path: Path) -> None:
     examples = chat_records(QA)
-    steps: list[float] = []
-    checkpoints: list[int] = []
+    recorded = Recorded()
     hyper, result = train_lora(
         tiny_base,
         TINY_NAME,
@@ -84,9 +84,9 @@ def test_lora_makes_trained_answers_far_more_likely_than_the_base(tiny_base: Pat
         output=tmp_path / "run",
         seed=1,
         requested=SupervisedHyperparameters(n_epochs=50, batch_size=2),  # at most 50 epochs: OpenAI's bound
-        on_step=lambda m: steps.append(m.train_loss),
-        on_checkpoint=lambda epoch, path, m: checkpoints.append(epoch),
+        reporter=recorded,
     )
+    steps, checkpoints = recorded.losses, [epoch for epoch, _ in recorded.checkpoints]
     asked = Hyperparameters.resolve(SupervisedHyperparameters(n_epochs=50, batch_size=2), n_examples=10, base=TINY_NAME)
     # what depends on the base and the machine is settled once the base is loaded: tiny's context, a CPU
     assert hyper == replace(asked, max_seq_length=2048, gradient_checkpointing=False, precision="fp32")
@@ -99,7 +99,8 @@ def test_lora_makes_trained_answers_far_more_likely_than_the_base(tiny_base: Pat
     assert result.steps == 250 and len(steps) == 250 and result.stopped_early is None
     # Loss bound: the last epochs' mean is a fraction of the first step's (1/3 holds anywhere)
     assert sum(steps[-10:]) / 10 < steps[0] / 3, (steps[0], steps[-10:])
-    assert checkpoints == list(range(1, 51))
+    assert checkpoints == list(range(1, 51)) and [m.epoch for m in recorded.epochs] == checkpoints
+    assert all(m.valid_loss is None for m in recorded.epochs)  # no validation file
     kept = sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith("checkpoint"))
     assert kept == ["checkpoint-epoch-48", "checkpoint-epoch-49", "checkpoint-epoch-50"]
     assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").exists()
@@ -157,7 +158,7 @@ def test_a_packed_batch_has_the_loss_of_the_same_examples_unpacked(tiny_base: Pa
 
 def test_training_stops_once_the_loss_is_low_enough(tiny_base: Path, tmp_path: Path) -> None:
     examples = chat_records(QA[:4])
-    epochs: list[list[float]] = [[]]
+    recorded = Recorded()
     hyper, result = train_lora(
         tiny_base,
         TINY_NAME,
@@ -165,9 +166,9 @@ def test_training_stops_once_the_loss_is_low_enough(tiny_base: Path, tmp_path: P
         output=tmp_path / "run",
         seed=2,
         requested=SupervisedHyperparameters(n_epochs=50, batch_size=2, stop_at_loss=2.5),
-        on_step=lambda m: epochs[-1].append(m.train_loss),
-        on_checkpoint=lambda epoch, path, m: epochs.append([]),
+        reporter=recorded,
     )
+    epochs = [[m.train_loss for m in recorded.steps if m.epoch == epoch] for epoch, _ in recorded.checkpoints]
     assert hyper.n_epochs == 50 and hyper.stop_at_loss == 2.5 and result.stopped_early is not None
     stopped_at, loss = result.stopped_early
     ran = [e for e in epochs if e]
@@ -192,7 +193,7 @@ def test_dpo_moves_the_model_towards_preferred_answers(tiny_base: Path, tmp_path
         }
         for (q, a), w in zip(QA, wrong, strict=True)
     ]
-    seen: list[tuple[float, float]] = []
+    recorded = Recorded()
     hyper, result = train_lora(
         tiny_base,
         TINY_NAME,
@@ -200,8 +201,9 @@ def test_dpo_moves_the_model_towards_preferred_answers(tiny_base: Path, tmp_path
         output=tmp_path / "dpo",
         seed=3,
         requested=DpoHyperparameters(n_epochs=15, batch_size=2, beta=0.5),
-        on_step=lambda m: seen.append((m.train_loss, m.train_mean_token_accuracy)),
+        reporter=recorded,
     )
+    seen = [(m.train_loss, m.train_mean_token_accuracy) for m in recorded.steps]
     assert hyper.beta == 0.5 and result.steps == 75 and len(seen) == 75
     assert abs(seen[0][0] - 0.6931) < 0.05  # log 2: the policy starts equal to its reference
     assert sum(loss for loss, _ in seen[-5:]) / 5 < 0.3 and all(accuracy == 1.0 for _, accuracy in seen[-5:])
@@ -270,7 +272,7 @@ def test_training_is_deterministic_with_a_seed(tiny_base: Path, tmp_path: Path) 
     examples = chat_records(QA[:4])
 
     def run(name: str, seed: int) -> tuple[list[float], bytes]:
-        losses: list[float] = []
+        recorded = Recorded()
         train_lora(
             tiny_base,
             TINY_NAME,
@@ -278,9 +280,9 @@ def test_training_is_deterministic_with_a_seed(tiny_base: Path, tmp_path: Path) 
             output=tmp_path / name,
             seed=seed,
             requested=SupervisedHyperparameters(n_epochs=2, batch_size=2),
-            on_step=lambda m: losses.append(m.train_loss),
+            reporter=recorded,
         )
-        return losses, (tmp_path / name / "adapter" / "adapter_model.safetensors").read_bytes()
+        return recorded.losses, (tmp_path / name / "adapter" / "adapter_model.safetensors").read_bytes()
 
     first, again, other = run("a", 5), run("b", 5), run("c", 6)
     assert first == again and len(first[0]) == 4

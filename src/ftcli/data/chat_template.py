@@ -27,6 +27,15 @@ class ChatTemplateError(ValueError):
     do (without the line: the caller knows it)."""
 
 
+class ReasoningLeftOut(ChatTemplateError):
+    """A template with a place for reasoning leaves this answer's out where it stands (Qwen3's keeps it only after
+    the last user message): `path` names the message (`check` flags it as FT321)."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 @dataclass(frozen=True, slots=True)
 class EncodedChat:
     input_ids: list[int]
@@ -65,7 +74,9 @@ def encode_chat(
             )
         reasoning = message_reasoning(message)
         if reasoning is not None and not _renders(reasoning, text[span.start : span.end]):
-            raise ChatTemplateError(_reasoning_left_out(index, renders_reasoning(tokenizer)))
+            if renders_reasoning(tokenizer):
+                raise ReasoningLeftOut(_reasoning_left_out(index, has_a_place=True), f"messages[{index}]")
+            raise ChatTemplateError(_reasoning_left_out(index, has_a_place=False))
         spans.append((span.start, span.end))
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids: list[int] = encoded["input_ids"]
@@ -78,7 +89,7 @@ def encode_chat(
     return EncodedChat(ids, labels)
 
 
-def _reasoning_left_out(index: int, has_a_place: bool) -> str:
+def _reasoning_left_out(index: int, *, has_a_place: bool) -> str:
     if not has_a_place:
         return (
             f"messages[{index}] carries reasoning, and the chat template has no place for it (it renders no "

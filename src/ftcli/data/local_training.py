@@ -5,31 +5,15 @@ the lines, the base and why; it is never trained as if the images or the reasoni
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ftcli.data.chat_template import ChatTemplateError, encode_chat, encode_preference, renders_reasoning
 from ftcli.data.formats.openai import message_reasoning, record_kind
+from ftcli.data.training_content import Seen, image_parts, record_messages, records
 
 MAX_PROBLEMS = 3  # as many as a refused job's message names of check's errors
-
-
-@dataclass
-class _Seen:
-    """Examples of a kind the local backend can't train: how many, and where the first is."""
-
-    examples: int = 0
-    first: str = ""
-
-    def add(self, where: str) -> None:
-        self.examples += 1
-        self.first = self.first or where
-
-    def __str__(self) -> str:
-        return f"{self.examples:,} example{'s' * (self.examples != 1)} (the first: {self.first})"
 
 
 def untrainable_locally(path: Path, model: str, *, tokenizer: Callable[[], Any] | None = None) -> list[str]:
@@ -38,24 +22,25 @@ def untrainable_locally(path: Path, model: str, *, tokenizer: Callable[[], Any] 
     loaded here, and then training's own encoder refuses what its template can't render."""
     loaded = _Once(tokenizer or (lambda: _base_tokenizer(model)))
     has_a_place = _Once(lambda: loaded() is not None and renders_reasoning(loaded()))
-    images, reasoning = _Seen(), _Seen()
+    images, reasoning = Seen(), Seen()
     problems: list[str] = []
-    for line, record in _records(path):
-        messages = _messages(record)
-        image = next(_images(messages), None)
-        if image is not None:
-            images.add(f"line {line}, {image}")
-            continue
-        carries_reasoning = any(message_reasoning(m) is not None for _, m in messages if m.get("role") == "assistant")
-        if carries_reasoning:
-            reasoning.add(f"line {line}")
-            if not has_a_place():
-                continue  # said once, below
-        trained = sum(1 for _, m in messages if m.get("role") == "assistant" and m.get("weight", 1) != 0)
-        if (carries_reasoning or trained > 1) and len(problems) < MAX_PROBLEMS and loaded() is not None:
-            problem = _encoding_problem(loaded(), record)
-            if problem is not None:
-                problems.append(f"line {line}: {problem}")
+    with path.open("rb") as handle:
+        for line, record in records(handle):
+            messages = record_messages(record)
+            image = next(image_parts(messages), None)
+            if image is not None:
+                images.add(f"line {line}, {image}")
+                continue
+            carries_reasoning = any(message_reasoning(m) is not None for _, m in messages if m.get("role") == "assistant")
+            if carries_reasoning:
+                reasoning.add(f"line {line}")
+                if not has_a_place():
+                    continue  # said once, below
+            trained = sum(1 for _, m in messages if m.get("role") == "assistant" and m.get("weight", 1) != 0)
+            if (carries_reasoning or trained > 1) and len(problems) < MAX_PROBLEMS and loaded() is not None:
+                problem = _encoding_problem(loaded(), record)
+                if problem is not None:
+                    problems.append(f"line {line}: {problem}")
     refusals = []
     if images.examples:
         refusals.append(
@@ -91,48 +76,6 @@ def _base_tokenizer(model: str) -> Any:
     except Exception:  # noqa: BLE001 (a base whose tokenizer can't load here: the job's worker says why)
         return None
     return base.tokenizer if base is not None else None
-
-
-def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """The file's records by line number (check has refused any line that isn't one already)."""
-    with path.open("rb") as handle:
-        for line, raw in enumerate(handle, start=1):
-            try:
-                record = json.loads(raw.decode("utf-8-sig"))
-            except (UnicodeDecodeError, ValueError):
-                continue
-            if isinstance(record, dict):
-                yield line, record
-
-
-def _messages(record: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """Every message of a chat or preference record, with its path in the record."""
-    if record_kind(record) == "chat":
-        groups = {"messages": record.get("messages")}
-    else:
-        data = record.get("input")
-        prompt = data.get("messages") if isinstance(data, dict) else None
-        groups = {
-            "input.messages": prompt,
-            "preferred_output": record.get("preferred_output"),
-            "non_preferred_output": record.get("non_preferred_output"),
-        }
-    return [
-        (f"{key}[{index}]", message)
-        for key, group in groups.items()
-        if isinstance(group, list)
-        for index, message in enumerate(group)
-        if isinstance(message, dict)
-    ]
-
-
-def _images(messages: list[tuple[str, dict[str, Any]]]) -> Iterator[str]:
-    for where, message in messages:
-        content = message.get("content")
-        if isinstance(content, list):
-            for index, part in enumerate(content):
-                if isinstance(part, dict) and part.get("type") == "image_url":
-                    yield f"{where}.content[{index}]"
 
 
 def _encoding_problem(tokenizer: Any, record: dict[str, Any]) -> str | None:

@@ -6,9 +6,10 @@ where the template renders it (a Qwen3-style `<think>` block)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from ftcli.data.chat_template import EncodedChat, encode_chat, encode_preference
+from ftcli.data.chat_template import EncodedChat, ReasoningLeftOut, encode_chat, encode_preference
 from ftcli.data.tokens import ExampleTokens, iter_texts
 
 
@@ -21,6 +22,8 @@ class TemplateCounter:
         messages = [m for m in record.get("messages") or () if isinstance(m, dict)]
         try:
             encoded = encode_chat(self.tokenizer, messages, tools=record.get("tools"))
+        except ReasoningLeftOut as left_out:  # no job trains it as written: FT321 names the message
+            return replace(self._texts(record, len(messages)), left_out_reasoning=left_out.path)
         except Exception:  # check fails the record, or no job trains it (a ChatTemplateError): its texts counted
             return self._texts(record, len(messages))
         return ExampleTokens(total=encoded.tokens, trained=encoded.trained_tokens, messages=len(messages))

@@ -33,6 +33,7 @@ class ExampleTokens:
     total: int
     trained: int
     messages: int
+    left_out_reasoning: str | None = None  # the message whose reasoning a local base's template leaves out (FT321)
 
 
 class ExampleCounter(Protocol):

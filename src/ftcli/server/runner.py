@@ -18,8 +18,9 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+from ftcli.server.protocol.jobs import FineTuningJob
 from ftcli.server.store import Store, now
 
 ACTIVE = ("validating_files", "queued", "running")
@@ -73,10 +74,8 @@ class JobRunner:
     def start(self) -> None:
         for job in self.store.jobs():
             if job["status"] == "running":
-                self.store.update_job(job["id"], status="queued")
-                self.store.add_event(
-                    job["id"], "The server restarted during training; resuming from the last checkpoint", level="warn"
-                )
+                message = "The server restarted during training; resuming from the last checkpoint"
+                self.store.transition(job["id"], "queued", message, level="warn")
         self._thread = threading.Thread(target=self._loop, name="ftcli-job-runner", daemon=True)
         self._thread.start()
 
@@ -157,16 +156,9 @@ class JobRunner:
             problems += found or untrainable_locally(self.store.blob_path(row["sha256"]), job["model"])
         if problems:
             message = f"The training file has errors: {'; '.join(problems)}"
-            self.store.update_job(
-                job["id"],
-                status="failed",
-                finished_at=now(),
-                error={"code": "invalid_training_file", "message": message, "param": "training_file"},
-            )
-            self.store.add_event(job["id"], message, level="error")
+            self.store.fail_job(job["id"], "invalid_training_file", message, param="training_file")
             return
-        self.store.update_job(job["id"], status="queued")
-        self.store.add_event(job["id"], "Files validated, moving job to queued state")
+        self.store.transition(job["id"], "queued", "Files validated, moving job to queued state")
 
     def _launch(self, job_id: str) -> None:
         from ftcli.server.worker import run_job
@@ -204,33 +196,21 @@ class JobRunner:
             job = self.store.job(job_id)
             if job and job["status"] in ACTIVE:
                 message = f"The training process stopped unexpectedly (exit code {process.exitcode})"
-                self.store.update_job(
-                    job_id,
-                    status="failed",
-                    finished_at=now(),
-                    error={"code": "server_error", "message": message, "param": None},
-                )
-                self.store.add_event(job_id, message, level="error")
+                self.store.fail_job(job_id, "server_error", message)
 
-    def stop_job(self, job_id: str, status: str) -> dict[str, Any]:
+    def stop_job(self, job_id: str, status: Literal["cancelled", "paused"]) -> FineTuningJob:
         """Cancel (status "cancelled") or pause (status "paused") a job: its process, if any, is stopped."""
         with self._lock:
             process = self.processes.pop(job_id, None)
             if process is not None:
                 process.terminate()
                 process.join(timeout=10)
-            changes: dict[str, Any] = {"status": status, "estimated_finish": None}
-            if status == "cancelled":
-                changes["finished_at"] = now()
-            job = self.store.update_job(job_id, **changes)
-            self.store.add_event(job_id, f"Fine-tuning job {'cancelled' if status == 'cancelled' else 'paused'}")
-            return job
+            finished: dict[str, Any] = {"finished_at": now()} if status == "cancelled" else {}
+            return self.store.transition(job_id, status, f"Fine-tuning job {status}", estimated_finish=None, **finished)
 
-    def resume_job(self, job_id: str) -> dict[str, Any]:
+    def resume_job(self, job_id: str) -> FineTuningJob:
         with self._lock:
-            job = self.store.update_job(job_id, status="queued")
-            self.store.add_event(job_id, "Fine-tuning job resumed")
-            return job
+            return self.store.transition(job_id, "queued", "Fine-tuning job resumed")
 
 
 def _gpu_count() -> int:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from ftcli.data.digests import Digests
 from ftcli.server.file_lock import exclusive
+from ftcli.server.protocol.jobs import FineTuningJob, JobStatus
 
 MIGRATIONS = [
     """
@@ -343,6 +344,26 @@ class Store:
         return dict(json.loads(row["body"])) if row else None
 
     def update_job(self, job_id: str, **changes: Any) -> dict[str, Any]:
+        """Fields of a job that keep its status (its estimated finish); a change of status is a `transition`."""
+        return self._change_job(job_id, changes, None)
+
+    def transition(
+        self, job_id: str, status: JobStatus, event: str, *, level: str = "info", **changes: Any
+    ) -> FineTuningJob:
+        """A job's new status (with `changes`) and the event that tells it, written together: a reader never sees
+        the one without the other."""
+        job = self._change_job(job_id, {**changes, "status": status}, (event, level))
+        return FineTuningJob.model_validate(job)
+
+    def fail_job(self, job_id: str, code: str, message: str, *, param: str | None = None) -> FineTuningJob:
+        """The one way a job fails: `failed`, finished now, no estimated finish, OpenAI's error (`param`: the
+        request field to change, if any) and an error event with the same words."""
+        error = {"code": code, "message": message, "param": param}
+        return self.transition(
+            job_id, "failed", message, level="error", finished_at=now(), estimated_finish=None, error=error
+        )
+
+    def _change_job(self, job_id: str, changes: dict[str, Any], event: tuple[str, str] | None) -> dict[str, Any]:
         with self.connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -352,6 +373,8 @@ class Store:
                 db.execute(
                     "UPDATE jobs SET body = ?, status = ? WHERE id = ?", (json.dumps(job), job["status"], job_id)
                 )
+                if event is not None:
+                    self._insert_event(db, job_id, event[0], level=event[1], type_="message", data=None)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -370,7 +393,14 @@ class Store:
         type_: str = "message",
         data: dict[str, Any] | None = None,
     ) -> None:
-        self._execute(
+        with self.connect() as db:
+            self._insert_event(db, job_id, message, level=level, type_=type_, data=data)
+
+    @staticmethod
+    def _insert_event(
+        db: sqlite3.Connection, job_id: str, message: str, *, level: str, type_: str, data: dict[str, Any] | None
+    ) -> None:
+        db.execute(
             "INSERT INTO events (id, job_id, created_at, level, message, type, data) VALUES (?,?,?,?,?,?,?)",
             (new_id("ftevent"), job_id, now(), level, message, type_, json.dumps(data) if data else None),
         )

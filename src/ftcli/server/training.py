@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +26,7 @@ from ftcli.server.protocol.hyperparameters import (
     TrainingHyperparameters,
     parse,
 )
+from ftcli.server.reporting import Silent, StepMetrics, TrainingReporter
 from ftcli.server.weights import save_pretrained_atomically
 
 # Per-base defaults: (learning rate, LoRA rank, LoRA alpha). The tiny base needs a higher rate and rank to learn
@@ -136,16 +136,6 @@ class Hyperparameters:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class StepMetrics:
-    step: int
-    total_steps: int
-    epoch: int
-    train_loss: float
-    train_mean_token_accuracy: float
-    valid_loss: float | None = None
-
-
 @dataclass
 class TrainingResult:
     trained_tokens: int = 0  # every token read, each epoch (as OpenAI bills a job), not only the answers'
@@ -156,12 +146,14 @@ class TrainingResult:
 
 def load_base(path: Path, *, four_bit: bool = False) -> tuple[Any, Any]:
     """Model and tokenizer from a local directory: safetensors only, never pickled weights, never a download.
-    `four_bit`: QLoRA's NF4 loading, on the GPU."""
+    `four_bit`: QLoRA's NF4 loading, on the GPU (on the CPU where there is none: bitsandbytes' CPU backend)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     quantized: dict[str, Any] = (
-        {"quantization_config": hardware.four_bit_config(), "device_map": {"": 0}} if four_bit else {}
+        {"quantization_config": hardware.four_bit_config(), "device_map": {"": hardware.four_bit_device()}}
+        if four_bit
+        else {}
     )
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, use_safetensors=True, **quantized)
     if tokenizer.pad_token_id is None:
@@ -178,19 +170,17 @@ def train_lora(
     seed: int,
     requested: TrainingHyperparameters,
     validation: list[dict[str, Any]] | None = None,
-    on_step: Callable[[StepMetrics], None] | None = None,
-    on_checkpoint: Callable[[int, Path, StepMetrics], None] | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
+    reporter: TrainingReporter | None = None,
     start_epoch: int = 0,
     resume_adapter: Path | None = None,
-    on_warning: Callable[[str], None] | None = None,
-    on_info: Callable[[str], None] | None = None,
 ) -> tuple[Hyperparameters, TrainingResult]:
     """Supervised (loss on assistant tokens) or DPO (preferred vs non-preferred answers, the base without the
-    adapter as the reference model) fine-tuning of a LoRA adapter; checkpoints per epoch."""
+    adapter as the reference model) fine-tuning of a LoRA adapter; checkpoints per epoch. `reporter` is told the
+    steps, epochs, checkpoints and warnings as they happen (server/reporting.py)."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
 
+    report = reporter or Silent()
     torch.manual_seed(seed)
     machine = Machine.this_one()
     hyper = Hyperparameters.resolve(requested, n_examples=len(examples), base=base_name)
@@ -222,8 +212,8 @@ def train_lora(
     train = [objective.encode(e) for e in examples]
     valid = [objective.encode(e) for e in validation or []]
     truncated = sum(1 for item in train if item.truncated)
-    if truncated and on_warning and accelerator.is_main_process:
-        on_warning(
+    if truncated and accelerator.is_main_process:
+        report.warning(
             f"{truncated} of {len(train)} training examples are longer than max_seq_length={length} tokens and "
             "were truncated: their ends are not trained on (raise max_seq_length, or shorten them)"
         )
@@ -231,15 +221,14 @@ def train_lora(
     main = accelerator.is_main_process
     if hyper.fsdp and world == 1:
         hyper = replace(hyper, fsdp=False)
-        if on_warning:
-            on_warning(
-                "fsdp: this job runs as one process, so there is nothing to shard it across; trained unsharded "
-                "(start the server with `ftcli serve --processes N`, one per GPU)"
-            )
+        report.warning(
+            "fsdp: this job runs as one process, so there is nothing to shard it across; trained unsharded "
+            "(start the server with `ftcli serve --processes N`, one per GPU)"
+        )
     if hyper.fsdp:  # before the optimizer is made: sharding replaces the parameters with their shards
         model = _shard(model, accelerator.device)  # in place of Accelerate's wrapping, which shards on GPUs only
-        if on_info and main:
-            on_info(_sharding_note(model, world))
+        if main:
+            report.info(_sharding_note(model, world))
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=hyper.learning_rate)
     steps_per_epoch = math.ceil(math.ceil(len(train) / hyper.batch_size) / world)
@@ -285,9 +274,9 @@ def train_lora(
                 float(accelerator.reduce(torch.tensor(accuracy, device=accelerator.device), "mean")),
             )
             epoch_losses.append(metrics.train_loss)  # reduced over processes: every rank sees the same mean
-            if on_step and main:
-                on_step(metrics)
-            if should_stop():
+            if main:
+                report.step(metrics)
+            if report.should_stop():
                 return hyper, result
         # Sharded, every process takes part in each forward pass (it gathers the weights): all evaluate.
         evaluates = bool(valid) and (main or hyper.fsdp)
@@ -298,7 +287,7 @@ def train_lora(
         accelerator.wait_for_everyone()
         adapter = _adapter_weights(model, hyper.fsdp)  # sharded: gathered from every process
         if main:
-            _keep_checkpoint(accelerator.unwrap_model(model), adapter, output, result, metrics, on_step, on_checkpoint)
+            _keep_checkpoint(accelerator.unwrap_model(model), adapter, output, result, metrics, report)
         mean_loss = sum(epoch_losses) / len(epoch_losses)
         if hyper.stop_at_loss is not None and mean_loss <= hyper.stop_at_loss and epoch + 1 < hyper.n_epochs:
             result.stopped_early = (epoch + 1, mean_loss)  # every rank decides alike: the losses were reduced
@@ -317,20 +306,18 @@ def _keep_checkpoint(
     output: Path,
     result: TrainingResult,
     metrics: StepMetrics,
-    on_step: Callable[[StepMetrics], None] | None,
-    on_checkpoint: Callable[[int, Path, StepMetrics], None] | None,
+    report: TrainingReporter,
 ) -> None:
-    """The end of an epoch on the main process: report the validation loss, save the epoch's adapter, keep three."""
-    if metrics.valid_loss is not None and on_step:
-        on_step(metrics)
+    """The end of an epoch on the main process: report it (with its validation loss), save the epoch's adapter,
+    keep three."""
+    report.epoch_end(metrics)
     checkpoint = output / f"checkpoint-epoch-{metrics.epoch}"
     _save_adapter(model, checkpoint, adapter)
     result.checkpoints.append((metrics.epoch, checkpoint, metrics))
     for _, old, _ in result.checkpoints[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old, ignore_errors=True)
     result.checkpoints = result.checkpoints[-KEEP_CHECKPOINTS:]
-    if on_checkpoint:
-        on_checkpoint(metrics.epoch, checkpoint, metrics)
+    report.checkpoint_saved(metrics.epoch, checkpoint, metrics)
 
 
 def _accelerator(precision: str) -> Any:

@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftcli.server.bases import fine_tuned_name, resolve_base
+from ftcli.server.protocol.jobs import FineTuningJob
+from ftcli.server.reporting import StepMetrics
 from ftcli.server.store import Store, now
 
 if TYPE_CHECKING:
     from ftcli.server.protocol.hyperparameters import TrainingHyperparameters
+    from ftcli.server.training import Hyperparameters, TrainingResult
 
 
 def read_examples(store: Store, file_id: str) -> list[dict[str, Any]]:
@@ -49,101 +52,134 @@ def exit_with_parent(poll: float = 0.5) -> None:
     threading.Thread(target=watch, name="ftcli-parent-watch", daemon=True).start()
 
 
+class JobReporter:
+    """Training's reports written to its job in the store (server/reporting.py's TrainingReporter): each step a
+    metrics event and the estimated finish, each epoch's checkpoint, warnings and notes as events."""
+
+    def __init__(self, store: Store, job: FineTuningJob) -> None:
+        self.store, self.job = store, job
+        self.started = time.monotonic()
+        self.first_step: int | None = None  # the step this run started at (after a resume, not 1)
+
+    def step(self, metrics: StepMetrics) -> None:
+        data = {
+            "step": metrics.step,
+            "train_loss": round(metrics.train_loss, 6),
+            "train_mean_token_accuracy": round(metrics.train_mean_token_accuracy, 6),
+            "total_steps": metrics.total_steps,
+        }
+        if metrics.valid_loss is not None:
+            data["valid_loss"] = round(metrics.valid_loss, 6)
+        message = f"Step {metrics.step}/{metrics.total_steps}: training loss={metrics.train_loss:.4f}"
+        self.store.add_event(self.job.id, message, type_="metrics", data=data)
+        if self.first_step is None:
+            self.first_step = metrics.step
+        done = metrics.step - self.first_step + 1
+        remaining = (time.monotonic() - self.started) / done * max(0, metrics.total_steps - metrics.step)
+        self.store.update_job(self.job.id, estimated_finish=now() + int(remaining))
+
+    def epoch_end(self, metrics: StepMetrics) -> None:
+        if metrics.valid_loss is not None:  # the epoch's last step again, now with its validation loss
+            self.step(metrics)
+
+    def checkpoint_saved(self, epoch: int, path: Path, metrics: StepMetrics) -> None:
+        from ftcli.server.training import KEEP_CHECKPOINTS
+
+        kept = {
+            "step": metrics.step,
+            "train_loss": metrics.train_loss,
+            "train_mean_token_accuracy": metrics.train_mean_token_accuracy,
+            "valid_loss": metrics.valid_loss,
+            "epoch": epoch,
+        }
+        name = f"{_model_name(self.job)}:ckpt-step-{metrics.step}"
+        self.store.add_checkpoint(
+            self.job.id, step=metrics.step, metrics=kept, model=name, path=path, keep=KEEP_CHECKPOINTS
+        )
+        self.store.add_event(self.job.id, f"Checkpoint created at step {metrics.step}")
+
+    def warning(self, message: str) -> None:
+        self.store.add_event(self.job.id, message, level="warn")
+
+    def info(self, message: str) -> None:
+        self.store.add_event(self.job.id, message)
+
+    def should_stop(self) -> bool:
+        return False  # cancel and pause end the process (server/runner.py)
+
+
 def run_job(data_dir: str, job_id: str) -> None:
-    from ftcli.server.protocol.hyperparameters import JOB_LEVEL, InvalidHyperparameter, parse
-    from ftcli.server.training import KEEP_CHECKPOINTS, StepMetrics, train_lora
+    """A job's life in its process: running (or resuming from its last checkpoint), trained, then succeeded with
+    its model, or failed in words the user can act on."""
+    from ftcli.server.protocol.hyperparameters import InvalidHyperparameter, parse
+    from ftcli.server.training import train_lora
 
     exit_with_parent()
     main = int(os.environ.get("RANK", "0")) == 0  # under data parallelism, rank 0 alone reports to the store
     store = Store(Path(data_dir), clean=False)
-    job = store.job(job_id)
-    assert job is not None
-    kind = job["method"]["type"]
+    job = FineTuningJob.model_validate(store.job(job_id))
+    kind = job.method["type"]
     try:
-        requested = parse(kind, job["method"].get(kind, {}).get("hyperparameters") or {})
+        requested = parse(kind, job.method.get(kind, {}).get("hyperparameters") or {})
     except InvalidHyperparameter as exc:  # a job stored before its hyperparameters were checked on creation
         if main:
-            _fail(store, job_id, "invalid_hyperparameters", exc.message)
+            store.fail_job(job_id, "invalid_hyperparameters", exc.message, param="hyperparameters")
         raise SystemExit(1) from None
     output = Path(data_dir) / "runs" / job_id
     last = next(iter(store.checkpoints(job_id)), None)
     resume = Path(last["path"]) if last and Path(last["path"]).exists() else None
     start_epoch = last["metrics"].get("epoch", 0) if resume and last else 0
     if main:
-        store.update_job(job_id, status="running")
-        store.add_event(job_id, "Fine-tuning job started" if not resume else f"Resuming from epoch {start_epoch}")
-    base_path = resolve_base(job["model"], Path(data_dir))
-    examples = read_examples(store, job["training_file"])
-    validation = read_examples(store, job["validation_file"]) if job.get("validation_file") else None
-    started = time.monotonic()
-    first_step: list[int] = []  # the step this run started at (after a resume, not 1)
-
-    def on_step(m: StepMetrics) -> None:
-        data = {
-            "step": m.step,
-            "train_loss": round(m.train_loss, 6),
-            "train_mean_token_accuracy": round(m.train_mean_token_accuracy, 6),
-            "total_steps": m.total_steps,
-        }
-        if m.valid_loss is not None:
-            data["valid_loss"] = round(m.valid_loss, 6)
-        store.add_event(
-            job_id, f"Step {m.step}/{m.total_steps}: training loss={m.train_loss:.4f}", type_="metrics", data=data
+        store.transition(
+            job_id, "running", "Fine-tuning job started" if not resume else f"Resuming from epoch {start_epoch}"
         )
-        first_step[:] = first_step or [m.step]
-        done = m.step - first_step[0] + 1
-        remaining = (time.monotonic() - started) / done * max(0, m.total_steps - m.step)
-        store.update_job(job_id, estimated_finish=now() + int(remaining))
-
-    def on_checkpoint(epoch: int, path: Path, m: StepMetrics) -> None:
-        metrics = {
-            "step": m.step,
-            "train_loss": m.train_loss,
-            "train_mean_token_accuracy": m.train_mean_token_accuracy,
-            "valid_loss": m.valid_loss,
-            "epoch": epoch,
-        }
-        name = fine_tuned_name(job["model"], job.get("user_provided_suffix"), job_id) + f":ckpt-step-{m.step}"
-        store.add_checkpoint(job_id, step=m.step, metrics=metrics, model=name, path=path, keep=KEEP_CHECKPOINTS)
-        store.add_event(job_id, f"Checkpoint created at step {m.step}")
-
+    base_path = resolve_base(job.model, Path(data_dir))
+    examples = read_examples(store, job.training_file)
+    validation = read_examples(store, job.validation_file) if job.validation_file else None
     try:
         hyper, result = train_lora(
             base_path,
-            job["model"],
+            job.model,
             examples,
             output=output,
-            seed=int(job.get("seed") or 0),
+            seed=job.seed,
             requested=requested,
             validation=validation,
-            on_step=on_step,
-            on_checkpoint=on_checkpoint,
+            reporter=JobReporter(store, job),
             start_epoch=int(start_epoch),
             resume_adapter=resume,
-            on_warning=lambda message: store.add_event(job_id, message, level="warn"),
-            on_info=lambda message: store.add_event(job_id, message),
         )
     except Exception as exc:  # the job fails with words the user can act on; the server and the next job go on
         traceback.print_exc()  # for the server's log
         if main:
-            _fail(store, job_id, *_failure(exc, requested))
+            code, message, param = _failure(exc, requested)
+            store.fail_job(job_id, code, message, param=param)
         raise SystemExit(1) from exc
-    if not main:
-        return
+    if main:
+        _succeed(store, job, hyper, result, output / "adapter")
+
+
+def _succeed(store: Store, job: FineTuningJob, hyper: Hyperparameters, result: TrainingResult, adapter: Path) -> None:
+    """The trained job's model listed, its step metrics saved as its result file, and every setting reported as it
+    trained with it (its model, the machine)."""
+    from ftcli.server.protocol.hyperparameters import JOB_LEVEL
+
     if result.stopped_early is not None:
         epoch, loss = result.stopped_early
         store.add_event(
-            job_id,
+            job.id,
             f"Stopped after epoch {epoch} of {hyper.n_epochs}: mean training loss {loss:.4f} reached stop_at_loss",
         )
-    model_id = fine_tuned_name(job["model"], job.get("user_provided_suffix"), job_id)
-    store.add_model(model_id, base=job["model"], adapter=output / "adapter", job_id=job_id)
-    results_id = _save_results(store, job_id)
-    trained = hyper.trained_with().given()  # every setting as the job trained with it (its model, the machine)
-    store.add_event(job_id, f"New fine-tuned model created: {model_id}")
-    store.update_job(
-        job_id,
-        status="succeeded",
+    model_id = _model_name(job)
+    store.add_model(model_id, base=job.model, adapter=adapter, job_id=job.id)
+    results_id = _save_results(store, job.id)
+    trained = hyper.trained_with().given()
+    kind = job.method["type"]
+    store.add_event(job.id, f"New fine-tuned model created: {model_id}")
+    store.transition(
+        job.id,
+        "succeeded",
+        "The job has successfully completed",
         fine_tuned_model=model_id,
         finished_at=now(),
         trained_tokens=result.trained_tokens,
@@ -152,16 +188,19 @@ def run_job(data_dir: str, job_id: str) -> None:
         method={"type": kind, kind: {"hyperparameters": trained}},
         estimated_finish=None,
     )
-    store.add_event(job_id, "The job has successfully completed")
 
 
-def _failure(exc: BaseException, requested: TrainingHyperparameters) -> tuple[str, str]:
-    """(code, message) of a job that failed: out of GPU memory and a setting the machine can't honour are told
-    plainly, with what to change; anything else names the error (its traceback goes to the server's log)."""
+def _model_name(job: FineTuningJob) -> str:
+    return fine_tuned_name(job.model, job.user_provided_suffix, job.id)
+
+
+def _failure(exc: BaseException, requested: TrainingHyperparameters) -> tuple[str, str, str | None]:
+    """(code, message, param) of a job that failed: out of GPU memory and a setting the machine can't honour are
+    told plainly, with what to change; anything else names the error (its traceback goes to the server's log)."""
     from ftcli.server import hardware
 
     if isinstance(exc, hardware.UnsupportedSetting):
-        return "invalid_hyperparameters", str(exc)
+        return "invalid_hyperparameters", str(exc), "hyperparameters"
     if hardware.is_out_of_memory(exc):
         message = hardware.out_of_memory(
             batch_size=requested.batch_size,
@@ -169,19 +208,8 @@ def _failure(exc: BaseException, requested: TrainingHyperparameters) -> tuple[st
             quantized=requested.quantization == "4bit",
             checkpointing=requested.gradient_checkpointing is True,
         )
-        return "out_of_memory", message
-    return "server_error", f"training failed: {type(exc).__name__}: {exc}"[:1000]
-
-
-def _fail(store: Store, job_id: str, code: str, message: str) -> None:
-    store.update_job(
-        job_id,
-        status="failed",
-        finished_at=now(),
-        estimated_finish=None,
-        error={"code": code, "message": message, "param": "hyperparameters" if code != "server_error" else None},
-    )
-    store.add_event(job_id, message, level="error")
+        return "out_of_memory", message, "hyperparameters"
+    return "server_error", f"training failed: {type(exc).__name__}: {exc}"[:1000], None
 
 
 def _save_results(store: Store, job_id: str) -> str:

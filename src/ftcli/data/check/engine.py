@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from ftcli.data import clock
 from ftcli.data.catalog import DEFAULT_MODEL, ModelInfo, load_catalog
@@ -76,6 +76,7 @@ def check_file(
         method_given=options.method is not None,
         scan_pii=options.pii != "off",
         near_duplicates=options.near_duplicates,
+        last_answer_reasoning_only=options.model is not None and not info.known and local is None,
     )
     counter: ExampleCounter
     if local is not None:
@@ -232,14 +233,19 @@ def file_method(path: Path) -> Method | None:
     """The training method a file's records are for, told from its first record (None: no record to tell by). The
     one place both `check` and `train` (without --method) decide it, so the two can't disagree."""
     with path.open("rb") as stream:
-        for _ in range(1000):
-            raw = stream.readline(1 << 26)
-            if not raw:
-                return None
-            try:
-                record = json.loads(raw.removeprefix(BOM))
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                return method_of(record_kind(record))
+        return stream_method(stream)
+
+
+def stream_method(stream: BinaryIO) -> Method | None:
+    """`file_method` of a file's bytes (an uploaded file's content, read back from its backend)."""
+    for _ in range(1000):
+        raw = stream.readline(1 << 26)
+        if not raw:
+            return None
+        try:
+            record = json.loads(raw.removeprefix(BOM))
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            return method_of(record_kind(record))
     return None

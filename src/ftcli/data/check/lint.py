@@ -19,10 +19,20 @@ from ftcli.data.rules import lines
 from ftcli.data.rules import tokens as token_rules
 from ftcli.data.rules.pii import might_contain_pii, scan_text
 from ftcli.data.rules.placeholders import unfilled_placeholders
+from ftcli.data.rules.model import reasoning_left_out
 from ftcli.data.rules.records import UNCONVERTED_CODES, check_record, format_mismatch
 from ftcli.data.tokens import ExampleCounter, ExampleTokens, iter_texts
+from ftcli.data.training_content import earlier_reasoning
 
 BOM = b"\xef\xbb\xbf"
+TEMPLATE_LEAVES_IT_OUT = (
+    "the base's chat template leaves out there (it keeps reasoning only in the answers after the last user message, "
+    "as Qwen3's does), so it would not be trained"
+)
+TOGETHER_LEAVES_IT_OUT = (
+    "would not be trained on Together (it trains a reasoning conversation's last answer only), nor kept by a "
+    "Qwen3-style template (it keeps reasoning only after the last user message)"
+)
 # Near-duplicates ignore case, whitespace and ASCII punctuation; bytes.translate deletes them at C speed.
 _IGNORED_BYTES = bytes(range(33)) + b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\x7f"
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a cheap test on the line; pairs (emoji) pass it too
@@ -37,6 +47,9 @@ class LintOptions:
     validation: bool = False  # a validation file: `expected_kind` is its training file's format
     scan_pii: bool = True
     near_duplicates: bool = True
+    # a model ftcli knows neither from its catalog nor as a local base (a Together name): reasoning before the last
+    # answer is flagged (FT321), as Together trains a reasoning conversation's last answer only
+    last_answer_reasoning_only: bool = False
 
 
 @dataclass(slots=True)
@@ -63,6 +76,8 @@ def count_line(result: LineResult, options: LintOptions, counter: ExampleCounter
     tokens = counter.chat(record) if result.kind == "chat" else counter.preference(record)
     if (too_long := token_rules.over_context(tokens.total, options.context_limit)) is not None:
         result.findings.append(too_long)
+    if tokens.left_out_reasoning is not None:
+        result.findings.append(reasoning_left_out(tokens.left_out_reasoning, TEMPLATE_LEAVES_IT_OUT))
     result.tokens = tokens
     return result
 
@@ -129,6 +144,8 @@ def _lint_record(
     stripped = raw.strip()
     near = _near_hash(stripped) if options.near_duplicates else 0
     reasoning = "reasoning" in text and _has_reasoning(record, kind)
+    if reasoning and options.last_answer_reasoning_only and (earlier := earlier_reasoning(record)) is not None:
+        findings.append(reasoning_left_out(earlier, TOGETHER_LEAVES_IT_OUT))
     return LineResult(
         findings, exact_hash=_hash(stripped), near_hash=near, record=record, kind=kind, reasoning=reasoning
     )

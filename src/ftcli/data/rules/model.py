@@ -1,5 +1,5 @@
-"""Model rules (FT302–FT304): the model the file is checked for — known to ftcli, able to train this method, still
-serving."""
+"""Model rules (FT302–FT304, FT320–FT321): the model the file is checked for — known to ftcli, able to train this
+method, still serving, able to train the reasoning where it stands."""
 
 from __future__ import annotations
 
@@ -41,5 +41,18 @@ def reasoning_not_trained(model: str, examples: int, why: str) -> Finding:
         fix=Fix(
             "train a base that renders reasoning (a Qwen3-style thinking model, locally or on Together), "
             "or leave the reasoning out"
+        ),
+    )
+
+
+def reasoning_left_out(path: str, why: str) -> Finding:
+    """FT321: the reasoning of the answer at `path` would not be trained; `why` names what leaves it out."""
+    return Finding(
+        "FT321",
+        f"{path} carries reasoning, which {why}",
+        path=path,
+        fix=Fix(
+            "split the conversation so each example ends with the answer whose reasoning it trains, or leave that "
+            "reasoning out"
         ),
     )

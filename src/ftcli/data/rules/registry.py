@@ -179,6 +179,14 @@ RULES: dict[str, Rule] = _table(
         "The model can't train on reasoning traces (OpenAI's format has no field for them; a local base's chat "
         "template may have no place): the traces are left out or the file is refused.",
     ),
+    Rule(
+        "FT321",
+        "reasoning-left-out",
+        E,
+        "Reasoning on an answer before the conversation's last is not trained: a Qwen3-style template keeps "
+        "reasoning only after the last user message, and Together trains a reasoning conversation's last answer "
+        "only. Split the conversation so each example ends with the answer whose reasoning it trains.",
+    ),
     # FT4xx: dataset level
     Rule("FT401", "too-few-examples", E, "OpenAI requires at least 10 training examples."),
     Rule("FT402", "duplicate-example", W, "Exact duplicates weigh one example several times."),

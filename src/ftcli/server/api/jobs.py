@@ -115,7 +115,7 @@ def cancel_job(request: Request, job_id: str) -> FineTuningJob:
     store, runner = _state(request)
     if _job(store, job_id)["status"] in ("succeeded", "failed", "cancelled"):
         raise ApiError(400, f"Job {job_id} has already finished", param="fine_tuning_job_id")
-    return FineTuningJob.model_validate(runner.stop_job(job_id, "cancelled"))
+    return runner.stop_job(job_id, "cancelled")
 
 
 @router.post("/{job_id}/pause")
@@ -123,7 +123,7 @@ def pause_job(request: Request, job_id: str) -> FineTuningJob:
     store, runner = _state(request)
     if _job(store, job_id)["status"] not in ("queued", "running", "validating_files"):
         raise ApiError(400, f"Job {job_id} is not running", param="fine_tuning_job_id")
-    return FineTuningJob.model_validate(runner.stop_job(job_id, "paused"))
+    return runner.stop_job(job_id, "paused")
 
 
 @router.post("/{job_id}/resume")
@@ -131,7 +131,7 @@ def resume_job(request: Request, job_id: str) -> FineTuningJob:
     store, runner = _state(request)
     if _job(store, job_id)["status"] != "paused":
         raise ApiError(400, f"Job {job_id} is not paused", param="fine_tuning_job_id")
-    return FineTuningJob.model_validate(runner.resume_job(job_id))
+    return runner.resume_job(job_id)
 
 
 @router.get("/{job_id}/events")

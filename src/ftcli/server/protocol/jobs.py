@@ -8,6 +8,8 @@ from pydantic import Field
 
 from ftcli.server.protocol.common import ModelId, Request, Response
 
+JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused"]
+
 
 class JobError(Response):
     code: str
@@ -22,7 +24,7 @@ class FineTuningJob(Response):
     model: str
     training_file: str
     validation_file: str | None = None
-    status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused"]
+    status: JobStatus
     fine_tuned_model: str | None = None
     finished_at: int | None = None
     error: JobError | None = None

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
     from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
+    from ftcli.data.training_content import TrainingContent
     from ftcli.service.files import ProgressCallback, UploadResult
     from ftcli.service.jobs import JobRequest
     from ftcli.service.ledger import Ledger
@@ -52,6 +53,12 @@ class Backend(Protocol):
 
     def create_job(self, request: JobRequest) -> FineTuningJob:
         """Create the job exactly once, through timeouts and retries."""
+        ...
+
+    def fit_request(self, request: JobRequest, content: TrainingContent | None) -> JobRequest:
+        """Before anything is sent: refuse (UsageError, naming why) training data this backend would not train as
+        written, or the request with the settings the data needs (Together's vision option for images). `content`:
+        what the training file holds; None for an uploaded file's id nobody has read yet."""
         ...
 
     def price_estimate(self, request: JobRequest) -> PriceEstimate | None:

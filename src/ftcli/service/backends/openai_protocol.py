@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
     from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
+    from ftcli.data.training_content import TrainingContent
     from ftcli.service.files import ProgressCallback
     from ftcli.service.ledger import Ledger
     from ftcli.service.models import ModelView
@@ -47,6 +48,13 @@ class OpenAIBackend:
 
     def create_job(self, request: jobs.JobRequest) -> FineTuningJob:
         return jobs.create_job(self.client, request)
+
+    def fit_request(self, request: jobs.JobRequest, content: TrainingContent | None) -> jobs.JobRequest:
+        """Sent as it is: an `ftcli serve` refuses what it can't train itself when it validates the files
+        (data/local_training.py), and for OpenAI's models `check` warns of reasoning its format has no field for
+        (FT320)."""
+        del content
+        return request
 
     def price_estimate(self, request: jobs.JobRequest) -> PriceEstimate | None:  # noqa: ARG002 (the interface)
         return None  # OpenAI quotes no price through its API: `check` estimates from the catalog

@@ -17,14 +17,17 @@ request was sent, before trying again; when the list itself can't be read, nothi
 from __future__ import annotations
 
 import datetime as dt
+import io
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftcli.service.backends.base import PriceEstimate, WeightsFormat
 from ftcli.service.backends.together_wire import (
     checkpoint_object,
+    content_settings,
     create_body,
     download_name,
     estimate_body,
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
     from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
     from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
+    from ftcli.data.training_content import TrainingContent
     from ftcli.service.files import ProgressCallback, UploadResult
     from ftcli.service.ledger import Ledger
     from ftcli.service.models import ModelView
@@ -62,6 +66,7 @@ class TogetherBackend:
     def __init__(self, client: OpenAI, *, sleep: Any = time.sleep, clock: Any = time.time) -> None:
         self.client = client
         self._sleep, self._clock = sleep, clock
+        self._known_limits: dict[str, dict[str, Any]] = {}
 
     def chat_client(self) -> OpenAI:
         return self.client  # Together's /chat/completions is OpenAI's protocol
@@ -142,14 +147,35 @@ class TogetherBackend:
 
     def _check_limits(self, body: dict[str, Any]) -> None:
         model = str(body["model"])
-        try:
-            limits = self._call("get", "/fine-tunes/models/limits", options={"params": {"model_name": model}})
-        except NotFound:
-            raise UsageError(
-                f"Together does not fine-tune {model}", hint="see `ftcli models --trainable` with this backend"
-            ) from None
-        for problem in limit_problems(body, limits if isinstance(limits, dict) else {}):
+        for problem in limit_problems(body, self._limits(model)):
             raise UsageError(f"{model} on Together: {problem}")
+
+    def _limits(self, model: str) -> dict[str, Any]:
+        """The model's limits (`/fine-tunes/models/limits`), asked once per model; a model Together doesn't
+        fine-tune is refused."""
+        if model not in self._known_limits:
+            try:
+                limits = self._call("get", "/fine-tunes/models/limits", options={"params": {"model_name": model}})
+            except NotFound:
+                raise UsageError(
+                    f"Together does not fine-tune {model}", hint="see `ftcli models --trainable` with this backend"
+                ) from None
+            self._known_limits[model] = limits if isinstance(limits, dict) else {}
+        return self._known_limits[model]
+
+    def fit_request(self, request: JobRequest, content: TrainingContent | None) -> JobRequest:
+        """Images train with Together's vision option; data Together would not train as written (images on a
+        model without vision, reasoning on one that doesn't reason, reasoning before a conversation's last answer)
+        is refused before the upload. An uploaded file's id is read back from Together to tell."""
+        from ftcli.data.training_content import training_content
+
+        if content is None:
+            content = training_content(io.BytesIO(self.file_content(request.training_file)))
+        if not (content.images.examples or content.reasoning.examples):
+            return request  # plain text: nothing to ask Together about
+        given = request.extra_hyperparameters
+        settings = content_settings(request.model, content, self._limits(request.model), given)
+        return replace(request, extra_hyperparameters={**given, **settings}) if settings else request
 
     def list_jobs(self, *, limit: int = 20) -> list[FineTuningJob]:
         listed = self._call("get", "/fine-tunes").get("data") or []

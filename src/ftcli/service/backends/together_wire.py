@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
     from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
 
+    from ftcli.data.training_content import TrainingContent
     from ftcli.service.jobs import JobRequest
     from ftcli.service.models import ModelView
 
@@ -90,6 +91,12 @@ def create_body(request: JobRequest) -> dict[str, Any]:
     else:
         method = {"method": "sft", "train_on_inputs": extra.pop("train_on_inputs", "auto")}
     lora = {key: extra.pop(key) for key in LORA_FIELDS if key in extra}
+    train_vision = extra.pop("train_vision", None)
+    if train_vision is not None:  # `-H train_vision=true`: Together's vision option, in its multimodal_params
+        if not isinstance(train_vision, bool):
+            raise UsageError("train_vision must be true or false", hint="-H train_vision=true")
+        given = extra.get("multimodal_params")
+        extra["multimodal_params"] = {**(given if isinstance(given, dict) else {}), "train_vision": train_vision}
     training_type = extra.pop("training_type", None)
     if isinstance(training_type, str):  # `-H training_type=full` or `lora`
         if training_type.lower() not in ("full", "lora"):
@@ -105,7 +112,7 @@ def create_body(request: JobRequest) -> dict[str, Any]:
         raise UsageError(
             f"Together has no setting {', '.join(unknown)}",
             hint="settings it takes: "
-            + ", ".join(sorted({*TOP_LEVEL, *RENAMED, *LORA_FIELDS, *SFT_FIELDS, *DPO_FIELDS})),
+            + ", ".join(sorted({*TOP_LEVEL, *RENAMED, *LORA_FIELDS, *SFT_FIELDS, *DPO_FIELDS, "train_vision"})),
         )
     body: dict[str, Any] = {
         "model": request.model,
@@ -127,6 +134,41 @@ def create_body(request: JobRequest) -> dict[str, Any]:
     if request.validation_file and "n_evals" not in body:
         body["n_evals"] = 1  # Together evaluates only when asked; OpenAI reports a validation loss by default
     return body
+
+
+def content_settings(model: str, content: TrainingContent, limits: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """What Together needs to train `content` on `model` as written, from the model's limits
+    (`/fine-tunes/models/limits`: `supports_vision`, `supports_reasoning`), as `-H` settings: images train with its
+    vision option (`multimodal_params.train_vision`, unless `extra` sets it). Where Together would not train the data
+    as written, a UsageError saying why. Reasoning needs no mapping: Together's files take `reasoning_content` as
+    it is (https://docs.together.ai/docs/fine-tuning/reasoning)."""
+    settings: dict[str, Any] = {}
+    if content.images.examples:
+        if limits.get("supports_vision") is not True:
+            raise UsageError(
+                f"{content.images} hold images, and Together does not train {model} on images (its limits don't "
+                "list vision): it would learn from the text alone",
+                hint="train one of Together's vision models (`ftcli models --trainable`, e.g. "
+                "Qwen/Qwen3-VL-8B-Instruct), or leave the images out",
+            )
+        if "train_vision" not in extra and "multimodal_params" not in extra:
+            settings["train_vision"] = True
+    if content.reasoning.examples:
+        if limits.get("supports_reasoning") is not True:
+            raise UsageError(
+                f"{content.reasoning} carry reasoning, and Together does not train {model} on reasoning (its limits "
+                "don't list it): the traces would not be trained",
+                hint="train one of Together's reasoning models (Qwen/Qwen3-*, openai/gpt-oss-*, zai-org/GLM-*), or "
+                "leave the reasoning out",
+            )
+        if content.earlier_reasoning.examples:
+            raise UsageError(
+                f"{content.earlier_reasoning} carry reasoning on an answer before the conversation's last, and "
+                "Together trains a reasoning conversation's last answer only: that reasoning would not be trained",
+                hint="split the conversation so each example ends with the answer whose reasoning it trains, or "
+                "leave that reasoning out",
+            )
+    return settings
 
 
 def limit_problems(body: dict[str, Any], limits: dict[str, Any]) -> list[str]:

@@ -87,7 +87,9 @@ def test_a_file_with_errors_never_reaches_the_backend(
 
 
 def test_an_uploaded_file_id_is_used_as_it_is(fake: FakeAPI, client: object) -> None:
-    options = JobRequest(model="gpt-4.1-mini-2025-04-14", training_file="file-abc", validation_file="file-def")
+    options = JobRequest(
+        model="gpt-4.1-mini-2025-04-14", training_file="file-abc", validation_file="file-def", method="sft"
+    )  # with its method given: else its content is read back to tell (tests/faults/test_train_method_cli.py)
     prepared = prepare(OpenAIBackend(client), options)  # type: ignore[arg-type]
     assert (prepared.training.file_id, prepared.training.report) == ("file-abc", None)
     assert prepared.validation is not None and prepared.validation.file_id == "file-def"

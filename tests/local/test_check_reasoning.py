@@ -47,3 +47,25 @@ def test_reasoning_is_flagged_only_where_the_template_has_no_place_for_it(tmp_pa
     base = thinking_base(tmp_path / "thinking-base")
     thinking = check_file(path, options=CheckOptions(model=str(base), **options))  # type: ignore[arg-type]
     assert "FT320" not in {d.code for d in thinking.diagnostics}
+
+
+def test_reasoning_a_qwen3_style_template_leaves_out_is_flagged_on_its_line_and_message(tmp_path: Path) -> None:
+    """Qwen3's template keeps reasoning only in the answers after the last user message: an earlier answer's is
+    dropped, so no job would train it (FT321, naming the line and message); the last answer's is kept."""
+    from tests.local.thinking import reasoning_chat, thinking_tokenizer
+
+    folder = tmp_path / "qwen3-style"
+    thinking_tokenizer().save_pretrained(folder)  # the template modelled on Qwen3's; no weights needed to count
+    (folder / "config.json").write_text(json.dumps({"max_position_embeddings": 512}), encoding="utf-8")
+    kept = reasoning_chat("2+2?", "Two and two.", "4")
+    follow_up = [{"role": "user", "content": "And 3+3?"}, {"role": "assistant", "content": "6"}]
+    dropped = {"messages": [*kept["messages"], *follow_up]}  # the first answer's reasoning, before the last question
+    last_kept = {"messages": [*kept["messages"][:1], {"role": "assistant", "content": "4"}, follow_up[0],
+                              {**follow_up[1], "reasoning_content": "Three and three."}]}  # fmt: skip
+    path = tmp_path / "turns.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in (kept, dropped, last_kept)), encoding="utf-8")
+    report = check_file(path, options=CheckOptions(model=str(folder), workers=1, profile="local-training"))
+    (flag,) = [d for d in report.diagnostics if d.code == "FT321"]
+    assert (flag.line, flag.path, flag.severity.value) == (2, "messages[1]", "error")
+    assert "the base's chat template leaves out there" in flag.message
+    assert "FT320" not in {d.code for d in report.diagnostics}  # the template has a place for reasoning

@@ -36,8 +36,9 @@ def train(
     method: Annotated[
         str | None,
         typer.Option(
-            help="sft or dpo (default: a local file's records decide, as `check` decides; sft for an uploaded file's "
-            "id; or the exported job's)."
+            help="sft or dpo (default: the training file's records decide, as `check` decides; an uploaded file's "
+            "are read back from the backend, and where it won't give them back, --method is asked for; or the "
+            "exported job's)."
         ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default: the backend's rule).")] = None,
@@ -58,7 +59,8 @@ def train(
             "-H",
             help="A backend's own hyperparameter as key=value (JSON value), repeatable; refused before anything is "
             f"sent if the backend doesn't take it. ftcli serve: {hyperparameters.help_text()}; each also auto. "
-            "Together: its own fields (lora_rank, train_on_inputs, learning_rate, …). OpenAI and Azure: none.",
+            "Together: its own fields (lora_rank, train_on_inputs, learning_rate, train_vision, …). OpenAI and "
+            "Azure: none.",
         ),
     ] = None,
 ) -> None:

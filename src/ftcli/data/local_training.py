@@ -31,7 +31,9 @@ def untrainable_locally(path: Path, model: str, *, tokenizer: Callable[[], Any] 
             if image is not None:
                 images.add(f"line {line}, {image}")
                 continue
-            carries_reasoning = any(message_reasoning(m) is not None for _, m in messages if m.get("role") == "assistant")
+            carries_reasoning = any(
+                message_reasoning(m) is not None for _, m in messages if m.get("role") == "assistant"
+            )
             if carries_reasoning:
                 reasoning.add(f"line {line}")
                 if not has_a_place():

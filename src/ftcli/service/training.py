@@ -6,6 +6,7 @@ the estimate and asks for confirmation; upload progress reaches it through a cal
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
@@ -13,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftcli.data import hyperparameters
-from ftcli.data.check.engine import CheckOptions
-from ftcli.service.errors import UsageError
+from ftcli.data.check.engine import CheckOptions, stream_method
+from ftcli.data.training_content import TrainingContent, file_content, training_content
+from ftcli.service.errors import AuthError, BackendError, FtcliError, RateLimited, UsageError
 from ftcli.service.files import ProgressCallback, check_before_upload
 from ftcli.service.jobs import OPTION_FLAGS, JobRequest
 from ftcli.service.manifest import RunManifest
@@ -65,15 +67,25 @@ def prepare(
     """Everything before the job is created: an export's settings filled in where `request` leaves them unset
     (`from_export`: OUT/<job-id> of `ftcli export`), the request validated and its hyperparameters checked against
     what the backend takes (`ftcli_server`: the backend is an `ftcli serve`, whose schema is known), then local files
-    checked (errors refuse) and uploaded, and the backend's own price asked for where it quotes one. Without a method,
-    a local training file's records decide it as `check` decides it (data/check/engine.file_method)."""
+    checked (errors refuse), what the data holds put to the backend (`Backend.fit_request`: images, reasoning), the
+    files uploaded, and the backend's own price asked for where it quotes one. Without a method, the training file's
+    records decide it as `check` decides it (data/check/engine.file_method): a local file's, or an uploaded one's read
+    back from the backend (refused, naming --method, where the backend won't give it back)."""
     request, exported = _with_export(request, from_export, backend.kind)
     if not request.training_file:
         raise UsageError("--file is required", hint="or --from-export OUT/<job-id> to re-train an exported job")
     training_path = _local_file(request.training_file)
     validation_path = _local_file(request.validation_file) if request.validation_file else None
-    given = request.method  # None: a local training file's records decide it, as `check` decides it
-    method = given or (_method_of(training_path) if training_path else None) or "sft"
+    given = request.method  # None: the training file's records decide it, as `check` decides it
+    uploaded = None  # an uploaded training file's bytes, read back from the backend to tell its method
+    if given is None and training_path is None:
+        uploaded = _uploaded_content(backend, request.training_file)
+    if given is not None:
+        method = given
+    elif training_path is not None:
+        method = _method_of(training_path) or "sft"
+    else:
+        method = stream_method(io.BytesIO(uploaded or b"")) or "sft"  # no record: the backend refuses the file
     request = replace(request, method=method)
     # checked before anything is sent: the files are still as given (paths or ids)
     request.validate()
@@ -93,6 +105,15 @@ def prepare(
         report = check_before_upload(training_path, counting, validation=validation_path, skip_option=None)
     elif validation_path is not None:
         check_before_upload(validation_path, replace(counting, method=method), skip_option=None)
+
+    # what the data holds that the backend may not train as written (images, reasoning): refused, or the settings
+    # that train it (Together's vision option), before anything is sent
+    content: TrainingContent | None = None  # an uploaded file's id nobody has read: the backend reads it if it must
+    if training_path is not None:
+        content = file_content(*(path for path in (training_path, validation_path) if path is not None))
+    elif uploaded is not None:
+        content = training_content(io.BytesIO(uploaded))
+    request = backend.fit_request(request, content)
 
     def resolve(value: str, path: Path | None, checked: Report | None = None) -> TrainingFile:
         return _upload(backend, value, path, checked, ledger, progress)
@@ -195,6 +216,20 @@ def _local_file(value: str) -> Path | None:
     if value.startswith("file-") or "/" not in value and not value.endswith(".jsonl"):
         return None
     raise UsageError(f"{value}: no such file")
+
+
+def _uploaded_content(backend: Backend, file_id: str) -> bytes:
+    """An uploaded training file's bytes, to tell its method by; where the backend won't give them back (OpenAI
+    keeps fine-tuning files to itself), a refusal naming --method rather than a guess."""
+    try:
+        return backend.file_content(file_id)
+    except (AuthError, RateLimited, BackendError):
+        raise
+    except FtcliError as error:
+        raise UsageError(
+            f"can't tell which method {file_id} is for: the backend did not give its content back ({error})",
+            hint="pass --method sft or --method dpo",
+        ) from None
 
 
 def _method_of(path: Path) -> str | None:

@@ -76,7 +76,8 @@ def check_file(
         method_given=options.method is not None,
         scan_pii=options.pii != "off",
         near_duplicates=options.near_duplicates,
-        last_answer_reasoning_only=options.model is not None and not info.known and local is None,
+        # an org/name model ftcli knows neither from its catalog nor as a local base is judged as Together's
+        last_answer_reasoning_only=local is None and not info.known and "/" in (options.model or ""),
     )
     counter: ExampleCounter
     if local is not None:

@@ -17,9 +17,9 @@ from ftcli.data.diagnostics import Finding
 from ftcli.data.formats.openai import RecordKind, message_reasoning, record_kind
 from ftcli.data.rules import lines
 from ftcli.data.rules import tokens as token_rules
+from ftcli.data.rules.model import reasoning_left_out
 from ftcli.data.rules.pii import might_contain_pii, scan_text
 from ftcli.data.rules.placeholders import unfilled_placeholders
-from ftcli.data.rules.model import reasoning_left_out
 from ftcli.data.rules.records import UNCONVERTED_CODES, check_record, format_mismatch
 from ftcli.data.tokens import ExampleCounter, ExampleTokens, iter_texts
 from ftcli.data.training_content import earlier_reasoning
@@ -47,8 +47,8 @@ class LintOptions:
     validation: bool = False  # a validation file: `expected_kind` is its training file's format
     scan_pii: bool = True
     near_duplicates: bool = True
-    # a model ftcli knows neither from its catalog nor as a local base (a Together name): reasoning before the last
-    # answer is flagged (FT321), as Together trains a reasoning conversation's last answer only
+    # an org/name model ftcli knows neither from its catalog nor as a local base (Together's names): reasoning before
+    # the last answer is flagged (FT321), as Together trains a reasoning conversation's last answer only
     last_answer_reasoning_only: bool = False
 
 

@@ -136,7 +136,9 @@ def create_body(request: JobRequest) -> dict[str, Any]:
     return body
 
 
-def content_settings(model: str, content: TrainingContent, limits: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def content_settings(
+    model: str, content: TrainingContent, limits: dict[str, Any], extra: dict[str, Any]
+) -> dict[str, Any]:
     """What Together needs to train `content` on `model` as written, from the model's limits
     (`/fine-tunes/models/limits`: `supports_vision`, `supports_reasoning`), as `-H` settings: images train with its
     vision option (`multimodal_params.train_vision`, unless `extra` sets it). Where Together would not train the data

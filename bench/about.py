@@ -41,12 +41,23 @@ def load() -> str:
     return f"load average {one:.1f} on {os.cpu_count()} CPUs"
 
 
+def bf16_flags() -> str:
+    """The CPU's native bfloat16 instructions (training precision follows them: server/hardware.py)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    found = [flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags]
+    return f", bf16 instructions: {' '.join(found) or 'none'}"
+
+
 def machine() -> str:
     memory = memory_gb()
     ram = f", {memory:.0f} GB RAM" if memory else ""
     return (
-        f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} CPUs{ram}, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}"
+        f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} CPUs{ram}{bf16_flags()}, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}"
     )
 
 

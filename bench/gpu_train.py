@@ -3,9 +3,10 @@ models of Qwen2.5-0.5B, Qwen2.5-1.5B (LoRA, bf16) and Llama-3.1-8B (QLoRA, NF4) 
 made in the process (nothing downloads, and the 8B base is built on the meta device and quantised layer by layer
 straight into 4-bit: its 16 GB of bf16 weights are never held).
 
-What each side packs: ftcli packs each batch of 8 examples into rows of max(1024, the batch's longest example) tokens;
-TRL packs the whole dataset best-fit decreasing into rows of 2048 tokens, a step taking as many rows as hold 8 average
-examples. Both are padding-free, positions restarting per example; both train the same LoRA (rank 16, alpha 32, all
+What each side packs: ftcli packs each batch of 8 examples into one row, attention split at the examples and the loss
+on the answer tokens only (server/packed_attention.py, server/answer_loss.py); TRL packs the whole dataset best-fit
+decreasing into rows of 2048 tokens, a step taking as many rows as hold 8 average examples. Both are padding-free,
+positions restarting per example; both train the same LoRA (rank 16, alpha 32, all
 linear layers), rate, weight decay, clipping and precision (bf16), with gradient checkpointing as ftcli decides it for
 the shape (on above 1B parameters), set explicitly on both sides. Every side counts the same tokens the same way:
 tokens read (each example's every token) and target tokens (the answers'), step by step.
@@ -252,7 +253,7 @@ def run_ftcli(model: Any, tokenizer: Any, data: list[dict[str, Any]], asked: dic
         return step(self, model, batch)
 
     objectives.Supervised.step = counted  # type: ignore[method-assign]
-    training.load_base = lambda _path, four_bit=False: (model, tokenizer)  # noqa: ARG005
+    training.load_base = lambda _path, **_how: (model, tokenizer)  # noqa: ARG005 (built here, held as built)
     hyper, _ = training.train_lora(
         WORK / "unused-base",
         "bench",

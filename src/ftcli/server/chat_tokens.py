@@ -26,17 +26,19 @@ def collate(batch: list[EncodedChat], pad_id: int) -> dict[str, Any]:
 PACKED_ROW_TOKENS = 1024  # a packed row's length (longer examples get a row of their own)
 
 
-def pack(batch: list[EncodedChat], pad_id: int, *, row_tokens: int = PACKED_ROW_TOKENS) -> dict[str, Any]:
+def pack(batch: list[EncodedChat], pad_id: int, *, row_tokens: int | None = PACKED_ROW_TOKENS) -> dict[str, Any]:
     """A batch with several examples per row (first-fit decreasing), instead of one padded row each.
 
     Position ids restart at every example and no attention mask is passed, so transformers builds the attention
     from the positions: block-diagonal causal masks for SDPA and eager attention, variable-length kernels for
     flash-attention; no token sees another example. Each example's first label is ignored, so no token is predicted
     across a boundary either: the loss is the one of the same examples unpacked. The rows' tail is padding, a
-    sequence of its own, outside the loss."""
+    sequence of its own, outside the loss. `row_tokens` None: every example in one row (for attention that splits
+    rows at the examples itself, server/packed_attention.py: then there is no padding at all)."""
     import torch
 
-    capacity = max(row_tokens, *(len(item.input_ids) for item in batch))
+    lengths = [len(item.input_ids) for item in batch]
+    capacity = sum(lengths) if row_tokens is None else max(row_tokens, *lengths)
     rows: list[list[EncodedChat]] = []
     loads: list[int] = []
     for item in sorted(batch, key=lambda e: len(e.input_ids), reverse=True):

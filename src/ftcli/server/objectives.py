@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ftcli.data.chat_template import IGNORE, EncodedChat, encode_chat, encode_preference
-from ftcli.server.chat_tokens import collate, pack
+from ftcli.server.chat_tokens import PACKED_ROW_TOKENS, collate, pack
 
 
 class Objective(Protocol):
@@ -27,14 +27,38 @@ class Supervised:
         self.packing = packing
         self.max_length = max_length
         self.device: Any = "cpu"
+        self.row_tokens: int | None = PACKED_ROW_TOKENS  # None: a batch packed into one row (packed attention)
+        self.head: Any = None  # the frozen output layer, where the answer-only loss applies (server/answer_loss.py)
+
+    def speed_up(self, model: Any) -> list[str]:
+        """The faster paths `model` allows, switched on: packed attention, so a batch packs into one row (no padding,
+        no quadratic mask), and the answer-only loss.
+        Returns their names, to report."""
+        from ftcli.server.answer_loss import output_layer
+        from ftcli.server.packed_attention import use_packed_attention
+
+        used = []
+        if self.packing and use_packed_attention(model):
+            self.row_tokens = None
+            used.append("packed attention")
+        self.head = output_layer(model)
+        if self.head is not None:
+            used.append("answer-only loss")
+        return used
 
     def encode(self, example: dict[str, Any]) -> EncodedChat:
         messages, tools = example["messages"], example.get("tools")
         return encode_chat(self.tokenizer, messages, tools=tools, max_length=self.max_length)
 
     def step(self, model: Any, batch: list[EncodedChat]) -> tuple[Any, float]:
-        rows = (pack if self.packing else collate)(batch, self.tokenizer.pad_token_id)
+        pad = self.tokenizer.pad_token_id
+        rows = pack(batch, pad, row_tokens=self.row_tokens) if self.packing else collate(batch, pad)
         inputs = on_device(rows, self.device)
+        if self.head is not None:
+            from ftcli.server.answer_loss import answer_loss
+
+            labels = inputs.pop("labels")
+            return answer_loss(model, self.head, inputs, labels)
         outputs = model(**inputs, use_cache=False)  # no cache: transformers then reads packed rows' position ids
         return outputs.loss, _accuracy(outputs.logits.detach(), inputs["labels"])
 

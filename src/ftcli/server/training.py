@@ -144,9 +144,12 @@ class TrainingResult:
     checkpoints: list[tuple[int, Path, StepMetrics]] = field(default_factory=list)
 
 
-def load_base(path: Path, *, four_bit: bool = False) -> tuple[Any, Any]:
+def load_base(path: Path, *, four_bit: bool = False, bf16: bool = False) -> tuple[Any, Any]:
     """Model and tokenizer from a local directory: safetensors only, never pickled weights, never a download.
-    `four_bit`: QLoRA's NF4 loading, on the GPU (on the CPU where there is none: bitsandbytes' CPU backend)."""
+    `four_bit`: QLoRA's NF4 loading, on the GPU (on the CPU where there is none: bitsandbytes' CPU backend).
+    `bf16`: the weights held in bfloat16 (a job training in bf16: its frozen base is only ever multiplied in bf16, so
+    an fp32 copy would cost twice the memory and a cast at every step; LoRA's own weights stay fp32)."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -155,7 +158,8 @@ def load_base(path: Path, *, four_bit: bool = False) -> tuple[Any, Any]:
         if four_bit
         else {}
     )
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, use_safetensors=True, **quantized)
+    held: dict[str, Any] = {"dtype": torch.bfloat16} if bf16 else {}
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, use_safetensors=True, **quantized, **held)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
@@ -184,8 +188,12 @@ def train_lora(
     torch.manual_seed(seed)
     machine = Machine.this_one()
     hyper = Hyperparameters.resolve(requested, n_examples=len(examples), base=base_name)
-    hyper = replace(hyper, quantization=hardware.quantization(hyper.quantization, machine))  # refused before loading
-    model, tokenizer = load_base(base_path, four_bit=hyper.quantization == "4bit")
+    hyper = replace(  # refused before loading, and decided before it: they decide how the base is held
+        hyper,
+        quantization=hardware.quantization(hyper.quantization, machine),
+        precision=hardware.precision(hyper.precision, machine),
+    )
+    model, tokenizer = load_base(base_path, four_bit=hyper.quantization == "4bit", bf16=hyper.precision == "bf16")
     hyper = hyper.settle(model, machine)
     _prepare_memory(model, hyper)
     if resume_adapter is not None:
@@ -225,6 +233,10 @@ def train_lora(
             "fsdp: this job runs as one process, so there is nothing to shard it across; trained unsharded "
             "(start the server with `ftcli serve --processes N`, one per GPU)"
         )
+    if isinstance(objective, Supervised):
+        faster = objective.speed_up(model)
+        if faster and main:
+            report.info(f"Training with {' and '.join(faster)}")
     if hyper.fsdp:  # before the optimizer is made: sharding replaces the parameters with their shards
         model = _shard(model, accelerator.device)  # in place of Accelerate's wrapping, which shards on GPUs only
         if main:
@@ -323,9 +335,13 @@ def _keep_checkpoint(
 def _accelerator(precision: str) -> Any:
     import torch
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     # fp16: Accelerate scales the loss (a GradScaler) so small gradients don't vanish
     mixed = {"bf16": "bf16", "fp16": "fp16"}.get(precision, "no")
+    # Accelerate keeps one precision per process: one that trains again (a test, a benchmark) may ask for another
+    # (the process-group part of its state is kept)
+    AcceleratorState._reset_state()
     return Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available())
 
 

@@ -320,21 +320,37 @@ def main() -> list[str]:
     base = prepare_base(name)
     sides = args.sides.split(",")
     runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    failed: dict[str, str] = {}
     load_before = about.load()
     for round_index in range(args.rounds):
         for side in sides[round_index % len(sides) :] + sides[: round_index % len(sides)]:  # alternating order
+            if side in failed:
+                continue
             command = [sys.executable, __file__, "--child", side, "--model", args.model, "--base", str(base)]
             command += ["--examples", str(args.examples), "--epochs", str(args.epochs), "--answers", args.answers]
             measured = measure(command)
-            if measured.returncode != 0:
-                raise SystemExit(f"{side} run failed: see {' '.join(command[1:])}")
+            if measured.returncode != 0:  # a side that can't train this data here is a result too, said as such
+                failed[side] = _failure(measured.returncode, measured.peak_rss_mb)
+                print(f"{side} run failed ({failed[side]}): {' '.join(command[1:])}", file=sys.stderr)
+                continue
             result = json.loads(measured.stdout.decode().strip().splitlines()[-1])
             runs[side].append({**result, "rss_mb": measured.peak_rss_mb})
-    return report(args, name, sides, runs, load_before)
+    return report(args, name, [s for s in sides if runs[s]], runs, load_before, failed)
+
+
+def _failure(returncode: int, peak_rss_mb: float) -> str:
+    if returncode == -9:  # SIGKILL: on this machine, the kernel's out-of-memory killer
+        return f"killed (SIGKILL, the out-of-memory killer's signal) at {peak_rss_mb / 1024:.1f} GB"
+    return f"exit code {returncode}"
 
 
 def report(
-    args: argparse.Namespace, name: str, sides: list[str], runs: dict[str, list[dict[str, Any]]], load_before: str
+    args: argparse.Namespace,
+    name: str,
+    sides: list[str],
+    runs: dict[str, list[dict[str, Any]]],
+    load_before: str,
+    failed: dict[str, str],
 ) -> list[str]:
     shared = settings(name)
     first = {side: runs[side][0] for side in sides}
@@ -376,6 +392,8 @@ def report(
             f"{first[side]['tokens_read'] / seconds[side]:,.0f} tokens read/s, {first[side]['steps']} steps, "
             f"peak RSS {peak[side]:.0f} MB"
         )
+    for side, why in failed.items():
+        lines.append(f"  {SIDES[side]}: did not finish: {why}")
     if "ftcli" in seconds:
         for other in ("trainer", "sft", "ftcli-unpacked"):
             if other in seconds:

@@ -31,9 +31,8 @@ class Supervised:
         self.head: Any = None  # the frozen output layer, where the answer-only loss applies (server/answer_loss.py)
 
     def speed_up(self, model: Any) -> list[str]:
-        """The faster paths `model` allows, switched on: packed attention, so a batch packs into one row (no padding,
-        no quadratic mask), and the answer-only loss.
-        Returns their names, to report."""
+        """The faster paths `model` allows, switched on, by name (to report): packed attention, so a batch packs into
+        one row (no padding, no quadratic mask), and the answer-only loss."""
         from ftcli.server.answer_loss import output_layer
         from ftcli.server.packed_attention import use_packed_attention
 

@@ -139,7 +139,8 @@ def run_ftcli(base: Path, name: str, data: list[dict[str, Any]], epochs: int, st
     }
 
     class Notes(Silent):  # how ftcli trained (its attention and loss), as a job's events say it
-        said: list[str] = []
+        def __init__(self) -> None:
+            self.said: list[str] = []
 
         def info(self, message: str) -> None:
             self.said.append(message)

@@ -1,10 +1,12 @@
-"""Issue 30's faster training paths give what the plain ones give, within tolerances that hold on any CPU: packed
-attention (each example of a packed row attends to itself, with no mask) against transformers' SDPA over the
-block-diagonal mask; the answer-only loss (logits of the answer tokens only, a slice at a time, its gradient computed
-on the way) against transformers' loss and gradients; bf16 on a CPU against fp32."""
+"""Issue 30's faster and leaner training paths give what the plain ones give, within tolerances that hold on any CPU:
+packed attention (each example of a packed row attends to itself, with no mask) against transformers' SDPA over the
+block-diagonal mask; the lean RMSNorm and SwiGLU and the answer-only loss (logits of the answer tokens only, a slice at
+a time, its gradient computed on the way) against transformers' loss and gradients; a batch trained in several passes
+against one; bf16 on a CPU against fp32."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,9 @@ pytestmark = [pytest.mark.local, pytest.mark.slow]
 import torch  # noqa: E402
 
 from ftcli.data.chat_template import IGNORE, encode_chat  # noqa: E402
-from ftcli.server import hardware, packed_attention  # noqa: E402
+from ftcli.server import hardware, lean_layers, packed_attention  # noqa: E402
 from ftcli.server.chat_tokens import collate, pack  # noqa: E402
-from ftcli.server.objectives import Supervised  # noqa: E402
+from ftcli.server.objectives import Supervised, passes  # noqa: E402
 from ftcli.server.training import load_base  # noqa: E402
 from tests.local.recorded import Recorded  # noqa: E402
 from tests.local.zorbia import QA, SYSTEM, chat_records  # noqa: E402
@@ -117,7 +119,7 @@ def test_the_answer_only_loss_has_transformers_loss_and_gradients(tiny_base: Pat
         model = _lora(model)
         objective = Supervised(tokenizer)
         if fast:
-            assert objective.speed_up(model) == ["packed attention", "answer-only loss"]
+            assert objective.speed_up(model) == ["packed attention", "lean RMSNorm and SwiGLU", "answer-only loss"]
             if not one_row:  # the loss alone, over several padded rows and transformers' attention
                 model.get_base_model().set_attn_implementation("sdpa")
                 objective.row_tokens = 64
@@ -171,3 +173,54 @@ def test_a_bf16_job_holds_its_base_in_bf16(tiny_base: Path) -> None:
     assert {parameter.dtype for parameter in model.parameters()} == {torch.bfloat16}
     model, _ = load_base(tiny_base)
     assert {parameter.dtype for parameter in model.parameters()} == {torch.float32}
+
+
+def test_a_batch_in_several_passes_gives_the_gradients_of_one(tiny_base: Path) -> None:
+    """`tokens_per_pass` splits a batch into passes whose gradients add up, each weighed by its share of the answer
+    tokens: the step's loss, accuracy and gradients are those of one pass over the whole batch."""
+    from ftcli.server.training import Hyperparameters, _accelerator, _accumulate
+
+    def run(split: bool) -> tuple[float, float, dict[str, torch.Tensor]]:
+        model, tokenizer = fresh(tiny_base)
+        model = _lora(model)
+        objective = Supervised(tokenizer)
+        objective.speed_up(model)
+        batch = [objective.encode({"messages": chat}) for chat in chats(weight_zero=True)]
+        tokens_per_pass = max(len(e.input_ids) for e in batch) if split else None
+        if split:  # really split, into passes of unequal answer counts
+            assert len(passes(batch, tokens_per_pass)) >= 3
+        hyper = Hyperparameters(n_epochs=1, batch_size=len(batch), learning_rate_multiplier=1.0, learning_rate=1e-3)
+        loss, accuracy = _accumulate(model, objective, batch, replace(hyper, tokens_per_pass=tokens_per_pass),
+                                     _accelerator("fp32"))  # fmt: skip
+        gradients = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return float(loss), accuracy, gradients
+
+    whole_loss, whole_accuracy, whole = run(split=False)
+    split_loss, split_accuracy, split = run(split=True)
+    assert split_loss == pytest.approx(whole_loss, rel=1e-4)
+    assert split_accuracy == pytest.approx(whole_accuracy, abs=1e-6)
+    assert whole.keys() == split.keys() and len(whole) > 0
+    for name, gradient in whole.items():
+        assert float((split[name] - gradient).norm()) <= 1e-3 * float(gradient.norm()) + 1e-9, name
+
+
+def test_lean_layers_replace_only_the_layers_they_compute() -> None:
+    """A norm or MLP is replaced only where its own forward and the lean one agree: a GELU MLP keeps its own."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def llama(activation: str) -> Any:
+        config = LlamaConfig(
+            vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+            num_key_value_heads=1, hidden_act=activation,
+        )  # fmt: skip
+        torch.manual_seed(0)
+        return LlamaForCausalLM(config)
+
+    swiglu, gelu = llama("silu"), llama("gelu")
+    ids = torch.randint(3, 97, (1, 12))
+    before = gelu(input_ids=ids).logits.detach()
+    assert lean_layers.use_lean_layers(swiglu) == 2 * 2 + 1 + 2  # two norms and the MLP a layer, the final norm
+    assert lean_layers.use_lean_layers(gelu) == 2 * 2 + 1  # the norms only
+    assert all("forward" not in vars(layer.mlp) for layer in gelu.model.layers)
+    after = gelu(input_ids=ids).logits.detach()
+    assert float((after - before).abs().max()) < 1e-5 * float(before.abs().max())

@@ -6,6 +6,7 @@ creation."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -144,20 +145,22 @@ def _loaded_models(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 def test_gradient_checkpointing_recomputes_activations_and_trains_the_same_losses(
     tiny_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import torch
     from transformers.models.llama.modeling_llama import LlamaMLP  # the tiny base is a Llama
 
     calls = [0]
-    forward = LlamaMLP.forward
 
-    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
-        calls[0] += 1
-        return forward(self, *args, **kwargs)
+    def counted(module: Any, _args: Any) -> None:
+        calls[0] += isinstance(module, LlamaMLP) and torch.is_grad_enabled()  # not lean_layers probe
 
-    # counted in the class's forward, which the backward's recomputation runs again
-    monkeypatch.setattr(LlamaMLP, "forward", counted)
-    plain, _, _, plain_losses = _train(tiny_base, tmp_path / "plain", gradient_checkpointing=False, n_epochs=2)
-    plain_calls, calls[0] = calls[0], 0
-    kept, _, _, kept_losses = _train(tiny_base, tmp_path / "ckpt", gradient_checkpointing=True, n_epochs=2)
+    # counted at every call of an MLP (whatever its forward, lean or not), which the backward's recomputation repeats
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(counted)
+    try:
+        plain, _, _, plain_losses = _train(tiny_base, tmp_path / "plain", gradient_checkpointing=False, n_epochs=2)
+        plain_calls, calls[0] = calls[0], 0
+        kept, _, _, kept_losses = _train(tiny_base, tmp_path / "ckpt", gradient_checkpointing=True, n_epochs=2)
+    finally:
+        hook.remove()
     assert kept.gradient_checkpointing is True and plain.gradient_checkpointing is False
     # on: every layer's forward runs again in the backward (its activations were not kept), so twice per step
     assert plain_calls > 0 and calls[0] == 2 * plain_calls, (plain_calls, calls[0])
@@ -314,3 +317,43 @@ def test_serve_refuses_an_incomplete_multi_machine_setup(args: list[str], says: 
 
     result = CliRunner().invoke(app, ["serve", "--data-dir", str(tmp_path), *args])
     assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output
+
+
+def test_a_pass_holds_the_tokens_whose_activations_fit_the_machines_budget() -> None:
+    from types import SimpleNamespace
+
+    smollm2 = SimpleNamespace(hidden_size=576, intermediate_size=1536, num_hidden_layers=30)
+    per_token = 30 * (12 * 576 + 4 * 1536) * 2  # bf16
+    on_cpu = hardware.tokens_per_pass(smollm2, element_bytes=2, checkpointing=False, gpu_bytes=None)
+    assert on_cpu == hardware.CPU_ACTIVATIONS_BYTES // per_token
+    assert hardware.tokens_per_pass(smollm2, element_bytes=4, checkpointing=False, gpu_bytes=None) == on_cpu // 2
+    checkpointed = hardware.tokens_per_pass(smollm2, element_bytes=2, checkpointing=True, gpu_bytes=None)
+    assert checkpointed is not None and on_cpu is not None and checkpointed > 10 * on_cpu  # only layer inputs kept
+    on_gpu = hardware.tokens_per_pass(smollm2, element_bytes=2, checkpointing=False, gpu_bytes=80 << 30)
+    assert on_gpu == int((80 << 30) * hardware.GPU_ACTIVATIONS_SHARE) // per_token
+    assert hardware.tokens_per_pass(SimpleNamespace(), element_bytes=2, checkpointing=False, gpu_bytes=None) is None
+
+
+def test_first_fit_groups_within_the_capacity_and_a_larger_item_alone() -> None:
+    from ftcli.server.chat_tokens import first_fit
+
+    groups = first_fit([5, 9, 3, 12, 1, 4], lambda n: n, 10)
+    assert sorted(n for group in groups for n in group) == [1, 3, 4, 5, 9, 12]
+    assert [12] in groups  # larger than the capacity: alone
+    assert all(sum(group) <= 10 for group in groups if group != [12])
+    assert len(groups) == 4  # 12 | 9+1 | 5+4 | 3: first-fit decreasing
+
+
+def test_the_training_process_bounds_its_kernel_caches_and_keeps_a_users_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ftcli.server import allocator
+
+    monkeypatch.delenv("LRU_CACHE_CAPACITY", raising=False)
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "7")
+    allocator.release_freed_memory.cache_clear()
+    glibc = allocator.release_freed_memory()
+    assert os.environ["LRU_CACHE_CAPACITY"] == allocator.KERNEL_CACHES["LRU_CACHE_CAPACITY"]
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "7"
+    assert glibc == (allocator._glibc() is not None)
+    allocator.trim()  # callable anywhere; a no-op without glibc

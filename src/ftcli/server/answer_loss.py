@@ -22,7 +22,7 @@ import torch
 
 from ftcli.data.chat_template import IGNORE
 
-SLICE_TOKENS = 512  # a slice's logits: 512 × vocabulary × 4 bytes (100 MB for a 49k vocabulary)
+SLICE_TOKENS = 256  # a slice's logits: 256 × vocabulary × 4 bytes (50 MB for a 49k vocabulary)
 
 
 def output_layer(model: Any) -> Any | None:
@@ -31,7 +31,9 @@ def output_layer(model: Any) -> Any | None:
 
     inner = getattr(model, "module", model)  # under data parallelism: the wrapped model
     base = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
-    head = base.get_output_embeddings() if supported(getattr(base, "config", None)) else None
+    config = getattr(base, "config", None)
+    scaled = getattr(config, "logits_scaling", 1.0) not in (None, 1, 1.0)  # Granite divides its logits
+    head = base.get_output_embeddings() if supported(config) and not scaled else None
     if head is None or not hasattr(head, "weight") or head.weight.requires_grad:
         return None
     return head
@@ -78,11 +80,12 @@ class _AnswerCrossEntropy(torch.autograd.Function):
         for start in range(0, count, SLICE_TOKENS):
             piece, wanted = hidden[start : start + SLICE_TOKENS], targets[start : start + SLICE_TOKENS]
             logits = torch.nn.functional.linear(piece, weight, bias).float()
-            total += torch.nn.functional.cross_entropy(logits, wanted, reduction="sum")
+            normaliser = torch.logsumexp(logits, -1)
+            total += (normaliser - logits.gather(1, wanted.unsqueeze(1)).squeeze(1)).sum()  # Σ −log softmax
             correct += (logits.argmax(-1) == wanted).sum()
-            logits = logits.softmax(-1)  # the summed loss's gradient w.r.t. the logits: softmax − one-hot
-            logits[torch.arange(len(wanted), device=logits.device), wanted] -= 1.0
-            gradient[start : start + SLICE_TOKENS] = (logits.to(weight.dtype) @ weight).to(hidden.dtype)
+            probabilities = logits.sub_(normaliser.unsqueeze(1)).exp_()  # softmax, in place: one slice-sized buffer
+            probabilities[torch.arange(len(wanted), device=logits.device), wanted] -= 1.0  # − one-hot: ∂loss/∂logits
+            gradient[start : start + SLICE_TOKENS] = (probabilities.to(weight.dtype) @ weight).to(hidden.dtype)
         ctx.save_for_backward(gradient)
         ctx.count = count
         return total / count

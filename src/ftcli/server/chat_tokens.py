@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ftcli.data.chat_template import IGNORE, EncodedChat
+
+T = TypeVar("T")
 
 
 def collate(batch: list[EncodedChat], pad_id: int) -> dict[str, Any]:
@@ -39,17 +42,8 @@ def pack(batch: list[EncodedChat], pad_id: int, *, row_tokens: int | None = PACK
 
     lengths = [len(item.input_ids) for item in batch]
     capacity = sum(lengths) if row_tokens is None else max(row_tokens, *lengths)
-    rows: list[list[EncodedChat]] = []
-    loads: list[int] = []
-    for item in sorted(batch, key=lambda e: len(e.input_ids), reverse=True):
-        length = len(item.input_ids)
-        fits = next((index for index, load in enumerate(loads) if load + length <= capacity), None)
-        if fits is None:
-            rows.append([item])
-            loads.append(length)
-        else:
-            rows[fits].append(item)
-            loads[fits] += length
+    rows = first_fit(batch, lambda item: len(item.input_ids), capacity)
+    loads = [sum(len(item.input_ids) for item in row) for row in rows]
     width = max(loads)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
@@ -64,6 +58,23 @@ def pack(batch: list[EncodedChat], pad_id: int, *, row_tokens: int | None = PACK
             start = end
         positions[index, start:] = torch.arange(width - start)
     return {"input_ids": ids, "labels": labels, "position_ids": positions}
+
+
+def first_fit(items: list[T], size: Callable[[T], int], capacity: int) -> list[list[T]]:
+    """`items` in groups of at most `capacity` by `size` (first-fit decreasing: few groups, filled evenly); an item
+    larger than `capacity` is a group of its own."""
+    groups: list[list[T]] = []
+    loads: list[int] = []
+    for item in sorted(items, key=size, reverse=True):
+        length = size(item)
+        fits = next((index for index, load in enumerate(loads) if load + length <= capacity), None)
+        if fits is None:
+            groups.append([item])
+            loads.append(length)
+        else:
+            groups[fits].append(item)
+            loads[fits] += length
+    return groups
 
 
 def shuffled_batches(examples: list[Any], batch_size: int, *, seed: int) -> list[list[Any]]:

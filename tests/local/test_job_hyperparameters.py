@@ -104,7 +104,8 @@ def test_a_method_section_or_hyperparameters_that_are_not_objects_are_refused(cl
     for method, param in (
         ({"type": "dpo", "dpo": "x"}, "method.dpo"),
         ({"type": "supervised", "supervised": {"hyperparameters": [1]}}, "method.supervised.hyperparameters"),
-        ({"type": "reinforcement"}, "method.type"),
+        ({"type": "reinforcement"}, "method.reinforcement.grader"),  # required: what scores the answers
+        ({"type": "unsupervised"}, "method.type"),
     ):
         refused = client.post(JOBS, json={"model": "ftcli/tiny", "training_file": file_id, "method": method})
         assert refused.status_code == 400 and refused.json()["error"]["param"] == param

@@ -36,6 +36,7 @@ class CounterOption(StrEnum):
 class MethodOption(StrEnum):
     sft = "sft"
     dpo = "dpo"
+    reinforcement = "reinforcement"
 
 
 def check(
@@ -50,7 +51,19 @@ def check(
             "with its own tokenizer and chat template.",
         ),
     ] = None,
-    method: Annotated[MethodOption | None, typer.Option(help="sft or dpo (default: from the first record).")] = None,
+    method: Annotated[
+        MethodOption | None,
+        typer.Option(
+            help="sft, dpo or reinforcement (default: reinforcement with --grader-file, else from the first record)."
+        ),
+    ] = None,
+    grader_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Reinforcement fine-tuning's grader (OpenAI's grader JSON): validated, and every {{item.FIELD}} it "
+            "reads looked for in every record."
+        ),
+    ] = None,
     validation: Annotated[
         Path | None,
         typer.Option("--validation", help="Validation file to check too, and for overlap with the training file."),
@@ -88,6 +101,7 @@ def check(
     ] = CounterOption.auto,
 ) -> None:
     """Lint a training file: every problem with its line and JSON path, exact token counts, cost."""
+    from ftcli.cli.params import json_file
     from ftcli.data.check.engine import CheckOptions, check_file
 
     options = CheckOptions(
@@ -101,6 +115,8 @@ def check(
         workers=workers,
         counter=counter.value,
         max_seq_length=max_seq_length,
+        grader=json_file(grader_file, "--grader-file") if grader_file is not None else None,
+        grader_file=str(grader_file),
     )
     with spooled_input(file) as path:
         report = check_file(path, validation=validation, options=options)

@@ -1,6 +1,7 @@
-"""`ftcli eval DATA --model M [--model M2 …]`: is the new model as good as the old one? Every model answers every
-case of DATA (chat JSONL or `export --golden` answers), graders score the answers against the references, and the
-report compares the models. Exit 0, or 1 when a model falls below a `--min-score`, 2 on bad usage or data."""
+"""`ftcli eval DATA --model M [--model M2 …]`: is the new model as good as the old one? Every model answers every case
+of DATA (chat JSONL or `export --golden` answers; with `--grader-file`, reinforcement prompts too), graders score the
+answers against the references (or OpenAI's grader by itself), and the report compares the models. Exit 0, or 1 when
+a model falls below a `--min-score`, 2 on bad usage or data."""
 
 from __future__ import annotations
 
@@ -17,12 +18,18 @@ from ftcli.service.errors import UsageError
 if TYPE_CHECKING:
     from openai import OpenAI
 
-    from ftcli.service.eval_run import ModelSpec
+    from ftcli.service.eval_run import ModelSpec, OpenAIGrader
 
 
 def eval_command(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Argument(help="Chat JSONL: the last assistant message of each line is the reference.")],
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Chat JSONL: the last assistant message of each line is the reference. With --grader-file, "
+            "reinforcement records (messages ending with the prompt, plus the fields the grader reads) too."
+        ),
+    ],
     model: Annotated[
         list[str],
         typer.Option(
@@ -38,7 +45,16 @@ def eval_command(
             "--grader",
             "-g",
             help="exact, normalised-exact, chrf, rouge-l, json, json-schema, tool-calls, similarity, length-ratio "
-            "(repeatable or comma-separated; default: normalised-exact, chrf, rouge-l, tool-calls).",
+            "(repeatable or comma-separated; default: normalised-exact, chrf, rouge-l, tool-calls, or none with "
+            "--grader-file).",
+        ),
+    ] = None,
+    grader_file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="An OpenAI grader (JSON: string_check, text_similarity, score_model, label_model, python, multi), run "
+            "by the engine reinforcement training uses, each case's record as {{item}}, the answer as {{sample}}; "
+            "reported under its `name` (repeatable).",
         ),
     ] = None,
     min_score: Annotated[
@@ -82,8 +98,10 @@ def eval_command(
     from ftcli.service.profiles import ProfileStore
 
     app = app_context(ctx)
-    names = [n.strip() for value in grader or DEFAULT_GRADERS for n in value.split(",") if n.strip()]
+    defaults = () if grader_file else DEFAULT_GRADERS
+    names = [n.strip() for value in grader or defaults for n in value.split(",") if n.strip()]
     graders = [find_grader(name) for name in dict.fromkeys(names)]
+    openai_graders = [_openai_grader(path) for path in grader_file or ()]
     thresholds = _thresholds(min_score)
     options: dict[str, Any] = {}
     if schema is not None:
@@ -91,7 +109,7 @@ def eval_command(
             options["schema"] = json.loads(schema.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise UsageError(f"--schema {schema}: not a readable JSON file ({exc})") from None
-    cases, problems = read_cases(data)
+    cases, problems = read_cases(data, prompts=bool(openai_graders))
     for problem in problems[:20] if not app.json else ():
         stderr().print(Text.assemble(("warning:", "yellow"), f" {data}:{problem.line}: {problem.message} (skipped)"))
     profiles = {p.name for p in ProfileStore.default().list()}
@@ -119,7 +137,12 @@ def eval_command(
             parallel=parallel,
             on_answer=advance,
             judge=judged,
+            openai_graders=openai_graders,
+            spec_of=lambda text: parse_model(text, profiles),
         )
+    for failure in [f for m in report.models for f in m.grader_errors][:20] if not app.json else ():
+        shown = f" {data}:{failure.line}: {failure.grader}: {failure.message} (scored 0, as training scores it)"
+        stderr().print(Text.assemble(("warning:", "yellow"), shown))
     if out is not None:
         _write(app, report, out)
     document = report.to_dict()
@@ -134,6 +157,19 @@ def eval_command(
                 stderr().print(f"on the server's page: {page}", highlight=False, markup=False)
     emit(app, document, lambda: report_view(report))
     raise typer.Exit(report.exit_code)
+
+
+def _openai_grader(path: Path) -> OpenAIGrader:
+    """A grader file's grader, validated (a GraderError names the field at fault), under its own name."""
+    from ftcli.cli.params import json_file
+    from ftcli.data.graders.spec import GraderError, parse_grader
+    from ftcli.service.eval_run import OpenAIGrader
+
+    try:
+        definition = parse_grader(json_file(path, "--grader-file"))
+    except GraderError as exc:
+        raise GraderError(f"--grader-file {path}: {exc.message}", hint=exc.hint) from None
+    return OpenAIGrader(definition.name, definition)
 
 
 def _thresholds(values: list[str] | None) -> dict[str, float]:

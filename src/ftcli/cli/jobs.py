@@ -82,7 +82,7 @@ def status(
     def rich_view() -> Any:
         parts = [
             view.job_details(job, estimate_tokens=estimated_tokens(job.id)),
-            view.loss_curve([p.train_loss for p in points if p.train_loss is not None]),
+            view.progress_curve(job, points),  # the reward's, for a reinforcement job
         ]
         parts += [view.events_table(listed_events)] if events else []
         parts += [view.checkpoints_table(found)] if checkpoints else []

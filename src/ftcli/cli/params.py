@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 from ftcli.service.errors import UsageError
 
@@ -27,6 +29,18 @@ def key_json(value: str, option: str) -> tuple[str, object]:
         return key, json.loads(rest)
     except ValueError:
         return key, rest
+
+
+def json_file(path: Path, option: str) -> Any:
+    """The JSON value of the file an option names (a grader, a schema); a usage error naming the option otherwise."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{option} {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except ValueError as exc:
+        raise UsageError(f"{option} {path}: not JSON ({exc})") from None
 
 
 SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}

@@ -11,7 +11,7 @@ import typer
 from ftcli.cli.context import app_context
 from ftcli.cli.emit import emit
 from ftcli.cli.output import confirm, stderr, warn_shutdown
-from ftcli.cli.params import key_json, key_values
+from ftcli.cli.params import json_file, key_json, key_values
 from ftcli.cli.progress import follow, upload_bar
 from ftcli.data import hyperparameters
 
@@ -36,9 +36,17 @@ def train(
     method: Annotated[
         str | None,
         typer.Option(
-            help="sft or dpo (default: the training file's records decide, as `check` decides; an uploaded file's "
-            "are read back from the backend, and where it won't give them back, --method is asked for; or the "
-            "exported job's)."
+            help="sft, dpo or reinforcement (default: reinforcement with --grader-file, else the training file's "
+            "records decide, as `check` decides; an uploaded file's are read back from the backend, and where it "
+            "won't give them back, --method is asked for; or the exported job's)."
+        ),
+    ] = None,
+    grader_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Reinforcement fine-tuning (RFT): the grader that scores each sampled answer, as OpenAI's grader JSON "
+            "(string_check, text_similarity, score_model, label_model, python, multi). The training file holds "
+            "prompts and the fields the grader reads ({{item.FIELD}}); both are checked before the upload."
         ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default: the backend's rule).")] = None,
@@ -75,7 +83,7 @@ def train(
         model=model,
         training_file=file or "",
         validation_file=validation_file,
-        method=method,
+        method=method or ("reinforcement" if grader_file is not None else None),
         n_epochs=epochs,
         batch_size=batch_size,
         learning_rate_multiplier=lr_multiplier,
@@ -84,6 +92,7 @@ def train(
         seed=seed,
         metadata=dict(key_values(metadata, "--metadata")),
         extra_hyperparameters=dict(key_json(h, "--hyperparameter") for h in hyperparameter or ()),
+        grader=json_file(grader_file, "--grader-file") if grader_file is not None else None,
     )
     backend_ = app.backend()
     prepared = training.prepare(

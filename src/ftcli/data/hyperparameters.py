@@ -1,7 +1,8 @@
-"""The hyperparameters a fine-tuning job takes: one typed model per training method (supervised and dpo today; a
-reinforcement model would sit beside them with its own fields), each field `"auto"` (ftcli decides, and the job
-reports what it chose) or a value within its bounds. Keys a method doesn't take are refused, naming the ones it does;
-NaN and infinities are refused, and so are strings and booleans where a number is expected (no silent coercion).
+"""The hyperparameters a fine-tuning job takes: one typed model per training method (supervised, dpo and
+reinforcement), each field `"auto"` (ftcli decides, and the job reports what it chose) or a value within its bounds
+(reinforcement's `reasoning_effort` is OpenAI's choice of words, "default" where the others say "auto"). Keys a
+method doesn't take are refused, naming the ones it does; NaN and infinities are refused, and so are strings and
+booleans where a number is expected (no silent coercion).
 
 The one schema everything reads: `ftcli serve` validates a job's request with it (a 400 naming the field), its
 worker reads the typed model, the finished job reports in it, `ftcli train -H` is checked against it before anything
@@ -24,7 +25,7 @@ from ftcli.data.errors import DataError
 
 Auto = Literal["auto"]
 AUTO: Auto = "auto"
-MethodName = Literal["supervised", "dpo"]
+MethodName = Literal["supervised", "dpo", "reinforcement"]
 T = TypeVar("T")
 
 
@@ -97,11 +98,6 @@ class TrainingHyperparameters(BaseModel):
         description="Dropout on the adapter's input while training.",
         json_schema_extra=_own("`serve --lora-dropout`, else 0"),
     )
-    stop_at_loss: AutoOr[Annotated[Real, Field(gt=0, le=100)]] = Field(
-        AUTO,
-        description="Stop after the first epoch whose mean training loss is at most this (n_epochs is then a ceiling).",
-        json_schema_extra=_own("never: every epoch runs"),
-    )
     max_seq_length: AutoOr[Annotated[Count, Field(ge=16, le=1 << 20)]] = Field(
         AUTO,
         description="Tokens per example; longer ones are truncated (a warning event counts them).",
@@ -147,8 +143,22 @@ class TrainingHyperparameters(BaseModel):
         return self.model_dump(mode="json", exclude_unset=True)
 
 
+# Supervised and DPO training stop at a loss; reinforcement's (a policy gradient's) says nothing of quality
+StopAtLoss = AutoOr[Annotated[Real, Field(gt=0, le=100)]]
+
+
+def _stop_at_loss() -> Any:
+    return Field(
+        AUTO,
+        description="Stop after the first epoch whose mean training loss is at most this (n_epochs is then a ceiling).",
+        json_schema_extra=_own("never: every epoch runs"),
+    )
+
+
 class SupervisedHyperparameters(TrainingHyperparameters):
     method: ClassVar[MethodName] = "supervised"
+
+    stop_at_loss: StopAtLoss = _stop_at_loss()
 
     packing: AutoOr[Switch] = Field(
         AUTO,
@@ -161,6 +171,8 @@ class SupervisedHyperparameters(TrainingHyperparameters):
 class DpoHyperparameters(TrainingHyperparameters):
     method: ClassVar[MethodName] = "dpo"
 
+    stop_at_loss: StopAtLoss = _stop_at_loss()
+
     beta: AutoOr[Annotated[Real, Field(gt=0, le=2)]] = Field(
         AUTO,
         description="How far the policy may move from the reference model (`train --beta`).",
@@ -168,8 +180,86 @@ class DpoHyperparameters(TrainingHyperparameters):
     )
 
 
+def _default_effort(value: Any) -> Any:
+    return "default" if value is None else value
+
+
+ReasoningEffort = Literal["default", "low", "medium", "high"]
+
+
+class ReinforcementHyperparameters(TrainingHyperparameters):
+    """GRPO on the LoRA adapter (server/grpo.py): OpenAI's RFT fields with its bounds, and the sampling and policy
+    settings GRPO itself needs (ftcli's own)."""
+
+    method: ClassVar[MethodName] = "reinforcement"
+
+    eval_interval: AutoOr[Annotated[Count, Field(ge=1)]] = Field(
+        AUTO,
+        description="Training steps between two rewards measured on the validation file's prompts.",
+        json_schema_extra=_openai("the steps of one epoch (once per epoch)"),
+    )
+    eval_samples: AutoOr[Annotated[Count, Field(ge=1)]] = Field(
+        AUTO,
+        description="Answers sampled per validation prompt at each evaluation.",
+        json_schema_extra=_openai("1"),
+    )
+    compute_multiplier: AutoOr[Annotated[Real, Field(gt=0.00001, le=10)]] = Field(
+        AUTO,
+        description="Scales the exploration: the answers sampled per prompt when `samples_per_prompt` is auto.",
+        json_schema_extra=_openai("1"),
+    )
+    reasoning_effort: Annotated[ReasoningEffort, BeforeValidator(_default_effort)] = Field(
+        "default",
+        description="OpenAI's effort of its reasoning models; taken, and without effect on ftcli's bases (a warning "
+        "event says so when it isn't `default`).",
+        json_schema_extra=_openai("default"),
+    )
+    samples_per_prompt: AutoOr[Annotated[Count, Field(ge=2, le=256)]] = Field(
+        AUTO,
+        description="GRPO's group: answers sampled per training prompt, their rewards normalised within the group.",
+        json_schema_extra=_own("4 × compute_multiplier, at least 2"),
+    )
+    max_new_tokens: AutoOr[Annotated[Count, Field(ge=1, le=32768)]] = Field(
+        AUTO,
+        description="The longest answer sampled (tokens); longer ones are cut there and graded as they are.",
+        json_schema_extra=_own("256"),
+    )
+    temperature: AutoOr[Annotated[Real, Field(gt=0, le=2)]] = Field(
+        AUTO,
+        description="Sampling temperature of the training answers (validation answers too).",
+        json_schema_extra=_own("1"),
+    )
+    kl_coefficient: AutoOr[Annotated[Real, Field(ge=0, le=10)]] = Field(
+        AUTO,
+        description="Weight of the KL penalty against the base (the adapter switched off); 0: none.",
+        json_schema_extra=_own("0.04"),
+    )
+    clip_epsilon: AutoOr[Annotated[Real, Field(gt=0, le=1)]] = Field(
+        AUTO,
+        description="PPO's clip range of the policy ratio against the sampling policy.",
+        json_schema_extra=_own("0.2"),
+    )
+    updates_per_batch: AutoOr[Annotated[Count, Field(ge=1, le=16)]] = Field(
+        AUTO,
+        description="Optimizer updates on each batch of sampled answers (GRPO's μ); from the second on, the clip "
+        "keeps the policy near the one that sampled them.",
+        json_schema_extra=_own("1"),
+    )
+
+    @model_validator(mode="after")
+    def _unsharded(self) -> Self:
+        if self.fsdp is True:
+            raise PydanticCustomError(
+                "combination",
+                "fsdp can't be used for reinforcement training: each process samples its own answers, and sharded "
+                "weights would make every process wait for the longest answer of all",
+                {"key": "fsdp"},
+            )
+        return self
+
+
 METHODS: dict[str, type[TrainingHyperparameters]] = {
-    schema.method: schema for schema in (SupervisedHyperparameters, DpoHyperparameters)
+    schema.method: schema for schema in (SupervisedHyperparameters, DpoHyperparameters, ReinforcementHyperparameters)
 }
 # OpenAI's job object carries these at its top level (`hyperparameters`, the deprecated place): the three of them
 JOB_LEVEL = ("n_epochs", "batch_size", "learning_rate_multiplier")
@@ -212,7 +302,8 @@ def methods_of(key: str) -> list[str]:
 
 def rule(method: str, key: str) -> str:
     """What `key` takes, in words: "'auto' or an integer from 1 to 50"."""
-    return _alternatives(["'auto'", *(word for option in _options(METHODS[method], key) for word in _words(option))])
+    words = [word for option in _options(METHODS[method], key) for word in _words(option)]
+    return _alternatives(["'auto'", *words] if _takes_auto(METHODS[method], key) else words)
 
 
 def help_text() -> str:
@@ -281,6 +372,11 @@ def _options(model: type[TrainingHyperparameters], key: str) -> list[dict[str, A
     return [option for option in field.get("anyOf", [field]) if option.get("const") != AUTO]
 
 
+def _takes_auto(model: type[TrainingHyperparameters], key: str) -> bool:
+    field = _schema(model)["properties"][key]
+    return any(option.get("const") == AUTO for option in field.get("anyOf", [field]))
+
+
 def _extra(model: type[TrainingHyperparameters], key: str) -> dict[str, Any]:
     extra = model.model_fields[key].json_schema_extra
     return extra if isinstance(extra, dict) else {}
@@ -322,4 +418,4 @@ def _alternatives(words: list[str]) -> str:
 
 
 def _short(method: str) -> str:
-    return {"supervised": "sft"}.get(method, method)
+    return {"supervised": "sft", "reinforcement": "rft"}.get(method, method)

@@ -51,7 +51,7 @@ class LocalBase:
             encoding=TEMPLATE_ENCODING,
             training_context=self.max_seq_length(max_seq_length),
             price_per_1m_training_tokens=0.0,
-            methods=("sft", "dpo"),
+            methods=("sft", "dpo", "reinforcement"),
             shutdown_date=None,
             source="a local base: counted with its own tokenizer and chat template, as its training job counts",
         )

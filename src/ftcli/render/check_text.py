@@ -97,7 +97,10 @@ def _estimate(report: Report) -> Text:
     text = Text()
     if over:
         text.append(f"{over:,} examples exceed the context limit and will be truncated.\n", style="yellow")
-    cost = f"${est.cost_usd:,.2f}" if est.cost_usd is not None else "unknown (no confirmed price for this model)"
+    unpriced = (
+        "RFT is priced by training time" if report.method == "reinforcement" else "no confirmed price for this model"
+    )
+    cost = f"${est.cost_usd:,.2f}" if est.cost_usd is not None else f"unknown ({unpriced})"
     text.append(
         f"Training: {est.epochs} epochs ({est.epochs_source}) × {est.tokens_per_epoch:,} tokens = "
         f"{est.billed_tokens:,} billed tokens; estimated cost {cost}"

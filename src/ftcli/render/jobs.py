@@ -1,4 +1,5 @@
-"""Views of fine-tuning jobs: the recent-jobs table, one job's details, events, checkpoints, a loss sparkline."""
+"""Views of fine-tuning jobs: the recent-jobs table, one job's details, events, checkpoints, a loss sparkline (a
+reward sparkline for reinforcement jobs)."""
 
 from __future__ import annotations
 
@@ -141,15 +142,31 @@ def checkpoints_table(checkpoints: Sequence[Any]) -> Table:
 
 def loss_curve(losses: Sequence[float], *, width: int = 60) -> Text:
     """A one-line sparkline of the training loss (down is good)."""
-    if not losses:
-        return Text("no loss reported yet", style="dim")
-    if len(losses) > width:
-        step = len(losses) / width
-        losses = [losses[int(i * step)] for i in range(width)]
-    low, high = min(losses), max(losses)
+    return _sparkline("loss", losses, width=width)
+
+
+def reward_curve(rewards: Sequence[float], *, width: int = 60) -> Text:
+    """A one-line sparkline of a reinforcement job's mean reward per step (up is good)."""
+    return _sparkline("reward", rewards, width=width)
+
+
+def progress_curve(job: Any, points: Sequence[Any], *, width: int = 60) -> Text:
+    """A reinforcement job's reward curve, any other job's loss curve (`points`: service/results.LossPoint)."""
+    if getattr(getattr(job, "method", None), "type", None) == "reinforcement":
+        return reward_curve([p.train_reward_mean for p in points if p.train_reward_mean is not None], width=width)
+    return loss_curve([p.train_loss for p in points if p.train_loss is not None], width=width)
+
+
+def _sparkline(name: str, values: Sequence[float], *, width: int) -> Text:
+    if not values:
+        return Text(f"no {name} reported yet", style="dim")
+    if len(values) > width:
+        step = len(values) / width
+        values = [values[int(i * step)] for i in range(width)]
+    low, high = min(values), max(values)
     span = (high - low) or 1.0
-    line = "".join(_SPARK[min(len(_SPARK) - 1, int((v - low) / span * (len(_SPARK) - 1)))] for v in losses)
-    return Text.assemble(("loss ", "bold"), (line, "cyan"), f"  {losses[0]:.3f} → {losses[-1]:.3f}")
+    line = "".join(_SPARK[min(len(_SPARK) - 1, int((v - low) / span * (len(_SPARK) - 1)))] for v in values)
+    return Text.assemble((f"{name} ", "bold"), (line, "cyan"), f"  {values[0]:.3f} → {values[-1]:.3f}")
 
 
 def _num(value: float | None) -> str:

@@ -16,7 +16,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ftcli.server.api import chat, evals, exports, files, jobs, models, web
+from ftcli.server.api import chat, evals, exports, files, graders, jobs, models, web
 from ftcli.server.api.chat import ChatLimits
 from ftcli.server.api.errors import ApiError, error_response, handle_api_error, handle_unexpected
 from ftcli.server.guard import BrowserGuard, FailedKeys, is_loopback
@@ -85,7 +85,7 @@ def create_app(
     # the outer one: refuses first
     app.add_middleware(Gatekeeper, guard=BrowserGuard(host), api_key=api_key, failed_keys=failed_keys)
 
-    for router in (files.router, jobs.router, chat.router, models.router):
+    for router in (files.router, jobs.router, chat.router, models.router, graders.router):
         app.include_router(router, prefix="/v1")
     app.include_router(web.router)
     app.include_router(exports.router)

@@ -11,13 +11,30 @@ from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
+class Rewards:
+    """The grader's rewards of a step's sampled answers (reinforcement training): their mean and spread (population
+    standard deviation), and how many answers were graded."""
+
+    mean: float
+    std: float
+    count: int
+
+    @classmethod
+    def of(cls, rewards: list[float]) -> Rewards:
+        mean = sum(rewards) / len(rewards)
+        return cls(mean, (sum((r - mean) ** 2 for r in rewards) / len(rewards)) ** 0.5, len(rewards))
+
+
+@dataclass(frozen=True, slots=True)
 class StepMetrics:
     step: int
     total_steps: int
     epoch: int
     train_loss: float
-    train_mean_token_accuracy: float
+    train_mean_token_accuracy: float | None  # None: reinforcement training has no target tokens to match
     valid_loss: float | None = None
+    train_rewards: Rewards | None = None  # reinforcement: the step's training answers' rewards
+    valid_rewards: Rewards | None = None  # reinforcement: the validation answers' rewards (every eval_interval steps)
 
 
 class TrainingReporter(Protocol):
@@ -39,6 +56,9 @@ class TrainingReporter(Protocol):
     def info(self, message: str) -> None:
         """A note on how the job trains (how FSDP sharded it)."""
 
+    def error(self, message: str) -> None:
+        """Something failed and training goes on without it (a grader that failed on some answers: reward 0)."""
+
     def should_stop(self) -> bool:
         """True to end training after this step (no final adapter is saved)."""
 
@@ -59,6 +79,9 @@ class Silent:
         pass
 
     def info(self, message: str) -> None:
+        pass
+
+    def error(self, message: str) -> None:
         pass
 
     def should_stop(self) -> bool:

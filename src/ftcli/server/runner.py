@@ -149,8 +149,11 @@ class JobRunner:
             if row is None:
                 problems.append(f"{key} {file_id} does not exist")
                 continue
-            method = "dpo" if job["method"]["type"] == "dpo" else "sft"
-            options = CheckOptions(model=None, method=method, workers=1, profile="local-training")
+            kind = job["method"]["type"]
+            method = kind if kind in ("dpo", "reinforcement") else "sft"
+            # a reinforcement job's grader: every {{item.FIELD}} it reads must be in every record
+            grader = job["method"].get(kind, {}).get("grader") if kind == "reinforcement" else None
+            options = CheckOptions(model=None, method=method, workers=1, profile="local-training", grader=grader)
             found = check_file(self.store.blob_path(row["sha256"]), options=options).first_errors()
             # then what this backend can't train as it is (images, reasoning its base's template has no place for)
             problems += found or untrainable_locally(self.store.blob_path(row["sha256"]), job["model"])

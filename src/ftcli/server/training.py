@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ftcli.data.estimate import default_epochs
-from ftcli.server import hardware
+from ftcli.server import allocator, hardware
 from ftcli.server.chat_tokens import group_by_length, shuffled_batches
 from ftcli.server.hardware import Machine
-from ftcli.server.objectives import Dpo, Objective, Supervised
+from ftcli.server.objectives import Dpo, GrpoSettings, Objective, Supervised, passes
 from ftcli.server.protocol.hyperparameters import (
     AUTO,
     Auto,
     DpoHyperparameters,
     MethodName,
+    ReinforcementHyperparameters,
     SupervisedHyperparameters,
     TrainingHyperparameters,
     parse,
@@ -70,6 +71,10 @@ class Hyperparameters:
     # ftcli's own: shard the base's weights across the job's processes (`serve --processes N`) with PyTorch's FSDP2,
     # for a base that doesn't fit one GPU; off: each process holds the whole model (data parallelism)
     fsdp: bool = False
+    # ftcli's own, from the model's shape and the machine: a batch is trained in forward passes of at most this many
+    # tokens, gradients accumulated (None: one pass), so activation memory doesn't grow with the batch
+    tokens_per_pass: int | None = None
+    grpo: GrpoSettings | None = None  # reinforcement only: sampling, and the policy objective (server/grpo.py)
 
     @classmethod
     def resolve(cls, requested: TrainingHyperparameters, *, n_examples: int, base: str) -> Hyperparameters:
@@ -83,6 +88,7 @@ class Hyperparameters:
         multiplier = float(pick(requested.learning_rate_multiplier, 1.0))
         dpo = requested if isinstance(requested, DpoHyperparameters) else None
         supervised = requested if isinstance(requested, SupervisedHyperparameters) else None
+        reinforcement = requested if isinstance(requested, ReinforcementHyperparameters) else None
         return cls(
             n_epochs=pick(requested.n_epochs, default_epochs(n_examples)),
             batch_size=pick(requested.batch_size, max(1, min(8, n_examples // 8 or 1))),
@@ -95,13 +101,14 @@ class Hyperparameters:
             ),
             method=requested.method,
             beta=float(pick(dpo.beta, 0.1)) if dpo else None,
-            stop_at_loss=pick(requested.stop_at_loss, None),
+            stop_at_loss=pick(getattr(requested, "stop_at_loss", AUTO), None),  # supervised and dpo only
             packing=pick(supervised.packing, True) if supervised else False,
             max_seq_length=pick(requested.max_seq_length, None),
             quantization=pick(requested.quantization, "none"),
             gradient_checkpointing=pick(requested.gradient_checkpointing, None),
             precision=pick(requested.precision, None),
             fsdp=pick(requested.fsdp, False),
+            grpo=GrpoSettings.resolve(reinforcement) if reinforcement else None,
         )
 
     def trained_with(self) -> TrainingHyperparameters:
@@ -120,7 +127,12 @@ class Hyperparameters:
             "precision": self.precision,
             "fsdp": self.fsdp,
         }
-        values.update({"beta": self.beta} if self.method == "dpo" else {"packing": self.packing})
+        if self.method == "dpo":
+            values["beta"] = self.beta
+        elif self.grpo is not None:
+            values.update(self.grpo.reported())
+        else:
+            values["packing"] = self.packing
         if self.stop_at_loss is not None:  # unset: none asked for, every epoch ran (nothing to report)
             values["stop_at_loss"] = self.stop_at_loss
         return parse(self.method, values)
@@ -128,11 +140,19 @@ class Hyperparameters:
     def settle(self, model: Any, machine: Machine) -> Hyperparameters:
         """The settings that depend on the loaded base and the machine, made concrete."""
         context = getattr(model.config, "max_position_embeddings", None)
+        checkpointing = hardware.gradient_checkpointing(self.gradient_checkpointing, model.num_parameters())
+        precision = hardware.precision(self.precision, machine)
         return replace(
             self,
             max_seq_length=hardware.max_seq_length(self.max_seq_length, context if isinstance(context, int) else None),
-            gradient_checkpointing=hardware.gradient_checkpointing(self.gradient_checkpointing, model.num_parameters()),
-            precision=hardware.precision(self.precision, machine),
+            gradient_checkpointing=checkpointing,
+            precision=precision,
+            tokens_per_pass=hardware.tokens_per_pass(
+                model.config,
+                element_bytes=4 if precision == "fp32" else 2,
+                checkpointing=checkpointing,
+                gpu_bytes=machine.gpu_bytes,
+            ),
         )
 
 
@@ -182,9 +202,9 @@ def train_lora(
     adapter as the reference model) fine-tuning of a LoRA adapter; checkpoints per epoch. `reporter` is told the
     steps, epochs, checkpoints and warnings as they happen (server/reporting.py)."""
     import torch
-    from peft import LoraConfig, PeftModel, get_peft_model
 
     report = reporter or Silent()
+    allocator.release_freed_memory()
     torch.manual_seed(seed)
     machine = Machine.this_one()
     hyper = Hyperparameters.resolve(requested, n_examples=len(examples), base=base_name)
@@ -194,19 +214,10 @@ def train_lora(
         precision=hardware.precision(hyper.precision, machine),
     )
     model, tokenizer = load_base(base_path, four_bit=hyper.quantization == "4bit", bf16=hyper.precision == "bf16")
+    allocator.trim()  # what loading converted and let go of
     hyper = hyper.settle(model, machine)
     _prepare_memory(model, hyper)
-    if resume_adapter is not None:
-        model = PeftModel.from_pretrained(model, resume_adapter, is_trainable=True)
-    else:
-        config = LoraConfig(
-            r=hyper.lora.rank,
-            lora_alpha=hyper.lora.alpha,
-            lora_dropout=hyper.lora.dropout,
-            target_modules="all-linear",
-            task_type="CAUSAL_LM",
-        )
-        model = get_peft_model(model, config)
+    model = with_adapter(model, hyper, resume_adapter)
     # Accelerate places the model (CPU, or CUDA with bf16 autocast) and, when the job was launched as several
     # processes (torchrun, one per GPU), wraps it for data parallelism with gradients all-reduced.
     accelerator = _accelerator(hyper.precision or "fp32")
@@ -236,7 +247,14 @@ def train_lora(
     if isinstance(objective, Supervised):
         faster = objective.speed_up(model)
         if faster and main:
-            report.info(f"Training with {' and '.join(faster)}")
+            named = f"{', '.join(faster[:-1])} and {faster[-1]}" if len(faster) > 1 else faster[0]
+            report.info(f"Training with {named}")
+    largest = sum(sorted(item.tokens for item in train)[-hyper.batch_size :])
+    if hyper.tokens_per_pass is not None and largest > hyper.tokens_per_pass and main:
+        report.info(
+            f"A batch is trained in forward passes of at most {hyper.tokens_per_pass:,} tokens, gradients added up "
+            f"(the largest has {largest:,}): activations stay within the memory this machine gives them"
+        )
     if hyper.fsdp:  # before the optimizer is made: sharding replaces the parameters with their shards
         model = _shard(model, accelerator.device)  # in place of Accelerate's wrapping, which shards on GPUs only
         if main:
@@ -245,16 +263,7 @@ def train_lora(
     optimizer = torch.optim.AdamW(trainable, lr=hyper.learning_rate)
     steps_per_epoch = math.ceil(math.ceil(len(train) / hyper.batch_size) / world)
     total = steps_per_epoch * hyper.n_epochs
-    # Linear warm-up over the first 5% of steps, then linear decay to zero (the transformers Trainer's default
-    # schedule): the last steps settle instead of bouncing at the peak rate.
-    warmup = max(1, total // 20)
-    done = start_epoch * steps_per_epoch  # a resumed run continues the schedule where it stopped
-
-    def factor(step: int) -> float:
-        step += done
-        return min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup)))
-
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    schedule = linear_schedule(optimizer, total, done=start_epoch * steps_per_epoch)
     if hyper.fsdp:
         optimizer = accelerator.prepare(optimizer)
     else:
@@ -268,9 +277,7 @@ def train_lora(
         batches = [batches[i % len(batches)] for i in range(steps_per_epoch * world)][rank::world]
         epoch_losses: list[float] = []
         for batch in batches:
-            with accelerator.autocast():
-                loss, accuracy = objective.step(model, batch)
-            accelerator.backward(loss)
+            loss, accuracy = _accumulate(model, objective, batch, hyper, accelerator)
             accelerator.clip_grad_norm_(trainable, MAX_GRAD_NORM)
             optimizer.step()
             schedule.step()
@@ -310,6 +317,62 @@ def train_lora(
     accelerator.wait_for_everyone()
     accelerator.end_training()  # closes the process group of a data-parallel run
     return hyper, result
+
+
+def _accumulate(model: Any, objective: Objective, batch: list[Any], hyper: Hyperparameters, accelerator: Any) -> Any:
+    """One step's gradients, over as many forward passes as the batch needs to keep within `tokens_per_pass`: each
+    pass's mean loss weighed by its share of what the batch's loss is a mean over (answer tokens, pairs), so the
+    gradients and the (loss, accuracy) returned are those of one pass over the whole batch."""
+    import contextlib
+
+    parts = passes(batch, hyper.tokens_per_pass)
+    weights = [sum(objective.weight(example) for example in part) for part in parts]
+    total = sum(weights)
+    shares = [w / total for w in weights] if total else [1 / len(parts)] * len(parts)
+    loss: Any = 0.0
+    accuracy = 0.0
+    for index, (part, share) in enumerate(zip(parts, shares, strict=True)):
+        # Under data parallelism gradients are all-reduced once, after the last pass (sharded, every pass reduces)
+        last = index == len(parts) - 1 or hyper.fsdp
+        with contextlib.nullcontext() if last else accelerator.no_sync(model):
+            with accelerator.autocast():
+                part_loss, part_accuracy = objective.step(model, part)
+            accelerator.backward(part_loss * share)
+        allocator.trim()  # the pass's small blocks, before the next pass's activations
+        loss = loss + part_loss.detach() * share
+        accuracy += part_accuracy * share
+    return loss, accuracy
+
+
+def with_adapter(model: Any, hyper: Hyperparameters, resume_adapter: Path | None) -> Any:
+    """The base with a new LoRA adapter of the job's settings, or the one a resumed job saved."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if resume_adapter is not None:
+        return PeftModel.from_pretrained(model, resume_adapter, is_trainable=True)
+    config = LoraConfig(
+        r=hyper.lora.rank,
+        lora_alpha=hyper.lora.alpha,
+        lora_dropout=hyper.lora.dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def linear_schedule(optimizer: Any, total: int, *, done: int = 0) -> Any:
+    """Linear warm-up over the first 5% of `total` steps, then linear decay to zero (the transformers Trainer's
+    default schedule): the last steps settle instead of bouncing at the peak rate. `done`: the steps a resumed run
+    already took (it continues the schedule where it stopped)."""
+    import torch
+
+    warmup = max(1, total // 20)
+
+    def factor(step: int) -> float:
+        step += done
+        return min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _keep_checkpoint(

@@ -16,6 +16,7 @@ from ftcli.server.reporting import StepMetrics
 from ftcli.server.store import Store, now
 
 if TYPE_CHECKING:
+    from ftcli.server.grpo import Grading
     from ftcli.server.protocol.hyperparameters import TrainingHyperparameters
     from ftcli.server.training import Hyperparameters, TrainingResult
 
@@ -62,15 +63,18 @@ class JobReporter:
         self.first_step: int | None = None  # the step this run started at (after a resume, not 1)
 
     def step(self, metrics: StepMetrics) -> None:
-        data = {
-            "step": metrics.step,
-            "train_loss": round(metrics.train_loss, 6),
-            "train_mean_token_accuracy": round(metrics.train_mean_token_accuracy, 6),
-            "total_steps": metrics.total_steps,
-        }
+        data: dict[str, Any] = {"step": metrics.step, "train_loss": round(metrics.train_loss, 6)}
+        if metrics.train_mean_token_accuracy is not None:
+            data["train_mean_token_accuracy"] = round(metrics.train_mean_token_accuracy, 6)
+        data["total_steps"] = metrics.total_steps
         if metrics.valid_loss is not None:
             data["valid_loss"] = round(metrics.valid_loss, 6)
+        data.update(_reward_metrics(metrics))
         message = f"Step {metrics.step}/{metrics.total_steps}: training loss={metrics.train_loss:.4f}"
+        if metrics.train_rewards is not None:
+            message += f", mean reward={metrics.train_rewards.mean:.4f}"
+        if metrics.valid_rewards is not None:
+            message += f", validation mean reward={metrics.valid_rewards.mean:.4f}"
         self.store.add_event(self.job.id, message, type_="metrics", data=data)
         if self.first_step is None:
             self.first_step = metrics.step
@@ -91,6 +95,7 @@ class JobReporter:
             "train_mean_token_accuracy": metrics.train_mean_token_accuracy,
             "valid_loss": metrics.valid_loss,
             "epoch": epoch,
+            **_reward_metrics(metrics),
         }
         name = f"{_model_name(self.job)}:ckpt-step-{metrics.step}"
         self.store.add_checkpoint(
@@ -104,14 +109,27 @@ class JobReporter:
     def info(self, message: str) -> None:
         self.store.add_event(self.job.id, message)
 
+    def error(self, message: str) -> None:
+        self.store.add_event(self.job.id, message, level="error")
+
     def should_stop(self) -> bool:
         return False  # cancel and pause end the process (server/runner.py)
+
+
+def _reward_metrics(metrics: StepMetrics) -> dict[str, float]:
+    """A reinforcement step's rewards as its event and checkpoint carry them (nothing for other methods)."""
+    found: dict[str, float] = {}
+    for prefix, rewards in (("train", metrics.train_rewards), ("valid", metrics.valid_rewards)):
+        if rewards is not None:
+            found[f"{prefix}_reward_mean"] = round(rewards.mean, 6)
+            found[f"{prefix}_reward_std"] = round(rewards.std, 6)
+    return found
 
 
 def run_job(data_dir: str, job_id: str) -> None:
     """A job's life in its process: running (or resuming from its last checkpoint), trained, then succeeded with
     its model, or failed in words the user can act on."""
-    from ftcli.server.protocol.hyperparameters import InvalidHyperparameter, parse
+    from ftcli.server.protocol.hyperparameters import InvalidHyperparameter, ReinforcementHyperparameters, parse
     from ftcli.server.training import train_lora
 
     exit_with_parent()
@@ -137,18 +155,35 @@ def run_job(data_dir: str, job_id: str) -> None:
     examples = read_examples(store, job.training_file)
     validation = read_examples(store, job.validation_file) if job.validation_file else None
     try:
-        hyper, result = train_lora(
-            base_path,
-            job.model,
-            examples,
-            output=output,
-            seed=job.seed,
-            requested=requested,
-            validation=validation,
-            reporter=JobReporter(store, job),
-            start_epoch=int(start_epoch),
-            resume_adapter=resume,
-        )
+        if isinstance(requested, ReinforcementHyperparameters):
+            from ftcli.server.grpo import train_grpo
+
+            hyper, result = train_grpo(
+                base_path,
+                job.model,
+                examples,
+                grading=_grading(store, job),
+                output=output,
+                seed=job.seed,
+                requested=requested,
+                validation=validation,
+                reporter=JobReporter(store, job),
+                start_epoch=int(start_epoch),
+                resume_adapter=resume,
+            )
+        else:
+            hyper, result = train_lora(
+                base_path,
+                job.model,
+                examples,
+                output=output,
+                seed=job.seed,
+                requested=requested,
+                validation=validation,
+                reporter=JobReporter(store, job),
+                start_epoch=int(start_epoch),
+                resume_adapter=resume,
+            )
     except Exception as exc:  # the job fails with words the user can act on; the server and the next job go on
         traceback.print_exc()  # for the server's log
         if main:
@@ -185,9 +220,21 @@ def _succeed(store: Store, job: FineTuningJob, hyper: Hyperparameters, result: T
         trained_tokens=result.trained_tokens,
         result_files=[results_id],
         hyperparameters={key: trained[key] for key in JOB_LEVEL},
-        method={"type": kind, kind: {"hyperparameters": trained}},
+        method={"type": kind, kind: {**job.method.get(kind, {}), "hyperparameters": trained}},  # a grader kept
         estimated_finish=None,
     )
+
+
+def _grading(store: Store, job: FineTuningJob) -> Grading:
+    """A reinforcement job's grader (checked when the job was created), with this server's models as its judges and
+    python graders sandboxed (data/graders/python_sandbox.py)."""
+    from ftcli.data.graders.python_sandbox import run_python_grader
+    from ftcli.data.graders.spec import parse_grader
+    from ftcli.server.grpo import Grading
+    from ftcli.server.judge import LocalJudge
+
+    grader = parse_grader(job.method["reinforcement"]["grader"], where="method.reinforcement.grader")
+    return Grading(grader, judge=LocalJudge(store), python=run_python_grader)
 
 
 def _model_name(job: FineTuningJob) -> str:
@@ -219,10 +266,15 @@ def _save_results(store: Store, job_id: str) -> str:
     steps = [e["data"] for e in reversed(store.events(job_id)) if e["type"] == "metrics"]
     rows = list({row["step"]: row for row in steps}.values())  # a validation event repeats its step: merged
 
-    lines = ["step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy"]
-    lines += [
-        f"{r['step']},{r['train_loss']},{r['train_mean_token_accuracy']},{r.get('valid_loss', '')}," for r in rows
-    ]
+    if any("train_reward_mean" in row for row in rows):  # a reinforcement job: its rewards, not token accuracies
+        columns = ["train_loss", "train_reward_mean", "train_reward_std", "valid_reward_mean", "valid_reward_std"]
+        lines = [",".join(["step", *columns])]
+        lines += [",".join(str(value) for value in [r["step"], *(r.get(c, "") for c in columns)]) for r in rows]
+    else:
+        lines = ["step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy"]
+        lines += [
+            f"{r['step']},{r['train_loss']},{r['train_mean_token_accuracy']},{r.get('valid_loss', '')}," for r in rows
+        ]
     csv = io.BytesIO(("\n".join(lines) + "\n").encode())
     row = store.add_file(csv, limit=1 << 30, filename=f"step_metrics_{job_id}.csv", purpose="fine-tune-results")
     return str(row["id"])

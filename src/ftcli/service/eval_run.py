@@ -1,8 +1,8 @@
-"""`ftcli eval` as an operation: ask every model every case (in parallel, each on its own backend), keep the answers
-in a cache per model and settings so a rerun or an added model asks only what is missing, grade them, and gather
-one `EvalReport` (means with 95 % intervals, wins/ties/losses against the first model, the worst cases). And
-`chat --eval`'s quick score (`score_answers`): one model asked each case once, graded by two of the same graders.
-Nothing here prints."""
+"""`ftcli eval` as an operation: ask every model every case (in parallel, each on its own backend), keep the answers in
+a cache per model and settings so a rerun or an added model asks only what is missing, grade them (ftcli's own
+graders, and OpenAI graders through the engine reinforcement training uses), and gather one `EvalReport` (means with
+95 % intervals, wins/ties/losses against the first model, the worst cases). And `chat --eval`'s quick score
+(`score_answers`): one model asked each case once, graded by two of the same graders. Nothing here prints."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ from ftcli.service.errors import UsageError
 
 if TYPE_CHECKING:
     from openai import OpenAI
+
+    from ftcli.data.graders.engine import Sample
+    from ftcli.data.graders.spec import Grader as GraderDefinition
 
 WORST_SHOWN = 5
 
@@ -94,6 +97,27 @@ class ModelResult:
     scores: dict[str, list[float | None]]  # grader → one score per case
     results: dict[str, GraderResult] = field(default_factory=dict)
     asked: int = 0  # requests made this run (the rest came from the cache)
+    # OpenAI graders' failures on single answers (a missing item field, a python error, a judge's unreadable reply):
+    # the answer scores 0, as training scores it, and each is named here
+    grader_errors: list[GraderFailure] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class GraderFailure:
+    grader: str
+    line: int  # the case's line in the data file
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"grader": self.grader, "line": self.line, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIGrader:
+    """A grader of OpenAI's grader language (`eval --grader-file`), reported under its own `name`."""
+
+    name: str
+    definition: GraderDefinition
 
 
 @dataclass
@@ -135,6 +159,7 @@ class EvalReport:
                 {
                     "model": m.spec.label,
                     "asked": m.asked,
+                    **({"grader_errors": [e.to_dict() for e in m.grader_errors]} if m.grader_errors else {}),
                     "graders": {
                         name: {
                             **result.summary.to_dict(),
@@ -198,12 +223,23 @@ def run_eval(
     parallel: int = 4,
     on_answer: Callable[[], None] | None = None,
     judge: Judge | None = None,
+    openai_graders: list[OpenAIGrader] | None = None,
+    spec_of: Callable[[str], ModelSpec] | None = None,
 ) -> EvalReport:
     """`client_for(spec)` gives the client of a model's backend and that backend's id (for the cache). With a
-    `judge`, a grader of that name scores each answer against the reference: 1 better, 0.5 as good, 0 worse."""
+    `judge`, a grader of that name scores each answer against the reference: 1 better, 0.5 as good, 0 worse.
+    `openai_graders` score each answer by OpenAI's grader language, the case's record as `item` and the answer as
+    `sample`; a score_model or label_model grader's model is asked through `client_for(spec_of(model))` (default:
+    the model on the default backend)."""
     if not cases:
         raise UsageError(f"{data} has no case to evaluate", hint=f"see `ftcli check {data}`")
-    names = [g.name for g in graders] + ([JUDGE] if judge else [])
+    openai_graders = openai_graders or []
+    names = [g.name for g in graders] + [g.name for g in openai_graders] + ([JUDGE] if judge else [])
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UsageError(
+            f"two graders are named {', '.join(repeated)}", hint="give each grader file's grader its own 'name'"
+        )
     for name in thresholds or {}:
         if name not in names:
             raise UsageError(f"--min-score names {name}, which is not among the graders", hint=", ".join(names))
@@ -215,9 +251,14 @@ def run_eval(
         answers, asked = _answers(client, spec, cases, cache, sampling, parallel, on_answer)
         scores = {g.name: [_grade(g, case, answer, options or {}) for case, answer in zip(cases, answers, strict=True)]
                   for g in graders}  # fmt: skip
+        failures: list[GraderFailure] = []
+        if openai_graders:
+            grader_judge = GraderJudge(client_for, spec_of or (lambda model: ModelSpec(model, model)), cache_folder)
+            for definition in openai_graders:
+                scores[definition.name] = _openai_graded(definition, cases, answers, grader_judge, failures)
         if judge is not None:
             scores[JUDGE] = _judged(judge, cases, answers, client_for, cache_folder, parallel)
-        results.append(ModelResult(spec, answers, scores, asked=asked))
+        results.append(ModelResult(spec, answers, scores, asked=asked, grader_errors=failures))
     first = results[0]
     for model in results:
         model.results = {
@@ -255,6 +296,82 @@ def _answers(
     return [cache.answers[case.key] for case in cases], len(missing)
 
 
+class GraderJudge:
+    """The judge of OpenAI's score_model and label_model graders: a chat completion by the grader's model through
+    the eval's clients (`PROFILE:MODEL` as the eval's models take it), its replies cached per backend and model as
+    answers are, so a rerun asks nothing again."""
+
+    def __init__(
+        self,
+        client_for: Callable[[ModelSpec], tuple[OpenAI, str]],
+        spec_of: Callable[[str], ModelSpec],
+        cache_folder: Path,
+    ) -> None:
+        self.client_for, self.spec_of, self.cache_folder = client_for, spec_of, cache_folder
+        self._caches: dict[tuple[str, str], AnswerCache] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, model: str, messages: list[dict[str, Any]], sampling: dict[str, Any]) -> str:
+        spec = self.spec_of(model)
+        client, backend_id = self.client_for(spec)
+        with self._lock:
+            cache = self._caches.get((backend_id, spec.model))
+            if cache is None:
+                cache = AnswerCache(self.cache_folder, backend_id, f"grader-judge:{spec.model}", Sampling())
+                self._caches[(backend_id, spec.model)] = cache
+        key = hashlib.sha256(json.dumps([messages, sampling], ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+        if key not in cache.answers:
+            cache.put(key, Answer(reply(client, judge_params(spec.model, sampling), messages).answer))
+        return cache.answers[key].text
+
+
+def judge_params(model: str, sampling: dict[str, Any]) -> ChatParams:
+    """The engine's chat-completion parameters for a judge (the grader's sampling_params and the response_format
+    of its answer) as a chat request's."""
+    extra = {key: value for key, value in sampling.items() if key not in ("temperature", "max_completion_tokens")}
+    temperature, length = sampling.get("temperature"), sampling.get("max_completion_tokens")
+    return ChatParams(
+        model,
+        temperature=float(temperature) if isinstance(temperature, int | float) else None,
+        max_tokens=length if isinstance(length, int) else None,
+        extra=extra,
+    )
+
+
+def answer_sample(answer: Answer) -> Sample:
+    """A model's answer as a grader's `sample`: its text, the text as JSON where it is JSON, its tool calls (as
+    the chat API writes them)."""
+    from ftcli.data.graders.engine import Sample
+
+    return Sample.of_text(answer.text, [{"type": "function", "function": dict(call)} for call in answer.calls])
+
+
+def _openai_graded(
+    grader: OpenAIGrader,
+    cases: list[EvalCase],
+    answers: list[Answer],
+    judge: GraderJudge,
+    failures: list[GraderFailure],
+) -> list[float | None]:
+    """Each answer's reward by the grading engine reinforcement training uses (`grade_batch`); an answer the grader
+    failed on scores what training gives it (0) and its error goes to `failures`."""
+    from ftcli.data.graders.engine import grade_batch
+    from ftcli.data.graders.python_sandbox import run_python_grader
+
+    results = grade_batch(
+        grader.definition,
+        [case.item for case in cases],
+        [answer_sample(answer) for answer in answers],
+        judge=judge,
+        python=run_python_grader,
+    )
+    for case, result in zip(cases, results, strict=True):
+        for failure in result.failures:  # a multi grader's failing sub-grader is named by its key
+            shown = failure.message if failure.grader == grader.name else f"{failure.grader}: {failure.message}"
+            failures.append(GraderFailure(grader.name, case.line, shown))
+    return [round(result.reward, 4) for result in results]
+
+
 def publish(client: OpenAI, report: EvalReport) -> str | None:
     """Leave the run with an `ftcli serve` backend, whose web page lists it; None when the backend is not one."""
     import openai
@@ -280,11 +397,14 @@ def _judged(
     parallel: int,
 ) -> list[float | None]:
     """Per case: the judge asked with the answer first and with the reference first; each verdict for the answer
-    scores 1, a tie 0.5, against it 0; the case's score is their mean (None when no verdict could be read)."""
+    scores 1, a tie 0.5, against it 0; the case's score is their mean (None when no verdict could be read, or the
+    case has no reference)."""
     client, backend_id = client_for(judge.spec)
     cache = AnswerCache(cache_folder, backend_id, f"judge:{judge.spec.model}", Sampling())
     asks: list[tuple[str, list[dict[str, Any]]]] = []
-    for case, answer in zip(cases, answers, strict=True):
+    judged = [index for index, case in enumerate(cases) if not case.prompt_only]
+    for index in judged:
+        case, answer = cases[index], answers[index]
         mine, reference = _shown(answer.text, answer.calls), _shown(case.reference, tuple(case.reference_calls))
         for first, second in ((mine, reference), (reference, mine)):
             messages = judge_messages(case.prompt, first, second, judge.rubric)
@@ -300,12 +420,12 @@ def _judged(
     unique = list(dict(asks).items())  # an answer equal to the reference reads the same both ways: asked once
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         list(pool.map(ask, unique))
-    scores: list[float | None] = []
-    for index in range(len(cases)):
-        answer_first = _verdict(cache.answers[asks[2 * index][0]].text)
-        reference_first = _verdict(cache.answers[asks[2 * index + 1][0]].text)
+    scores: list[float | None] = [None] * len(cases)
+    for position, index in enumerate(judged):
+        answer_first = _verdict(cache.answers[asks[2 * position][0]].text)
+        reference_first = _verdict(cache.answers[asks[2 * position + 1][0]].text)
         points = [p for p in (_points(answer_first, 1), _points(reference_first, 2)) if p is not None]
-        scores.append(round(sum(points) / len(points), 4) if points else None)
+        scores[index] = round(sum(points) / len(points), 4) if points else None
     return scores
 
 
@@ -393,6 +513,8 @@ def summarise_scores(results: list[ScoredAnswer]) -> ScoreSummary:
 
 
 def _grade(grader: Grader, case: EvalCase, answer: Answer, options: dict[str, Any]) -> float | None:
+    if case.prompt_only:
+        return None  # ftcli's own graders compare with a reference, which a reinforcement record doesn't have
     reference = Reference(case.reference, tuple(case.reference_calls))
     score = grader.score(reference, answer, options)
     return None if score is None else round(score, 4)

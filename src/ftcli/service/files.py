@@ -64,6 +64,8 @@ def check_before_upload(
             words += ["--validation", str(validation)]
         if options is not None and options.method is not None:
             words += ["--method", options.method]
+        if options is not None and options.grader is not None:
+            words += ["--grader-file", options.grader_file]
         hints = [
             first.fix.hint if first.fix else None,
             f"`{' '.join(shell_word(w) for w in words)}` lists them all",

@@ -257,7 +257,14 @@ class ExportedJob:
     @property
     def method(self) -> str:
         kind = (self.job.get("method") or {}).get("type") or "supervised"
-        return "dpo" if kind == "dpo" else "sft"
+        return kind if kind in ("dpo", "reinforcement") else "sft"
+
+    @property
+    def grader(self) -> dict[str, Any] | None:
+        """A reinforcement job's grader, as the backend reports it (re-run with the job's data)."""
+        method = self.job.get("method") or {}
+        grader = (method.get("reinforcement") or {}).get("grader") if method.get("type") == "reinforcement" else None
+        return grader if isinstance(grader, dict) else None
 
     def hyperparameters(self) -> dict[str, Any]:
         """The exported job's hyperparameters, as numbers where the backend resolved them ("auto" dropped)."""

@@ -44,7 +44,7 @@ class JobRequest:
     model: str
     training_file: str = ""
     validation_file: str | None = None
-    method: str | None = None  # "sft" | "dpo"; None: sft
+    method: str | None = None  # "sft" | "dpo" | "reinforcement"; None: sft
     n_epochs: int | None = None
     batch_size: int | None = None
     learning_rate_multiplier: float | None = None
@@ -53,17 +53,26 @@ class JobRequest:
     seed: int | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     extra_hyperparameters: dict[str, Any] = field(default_factory=dict)  # a backend's own (`train -H key=value`)
+    grader: dict[str, Any] | None = None  # reinforcement only: OpenAI's grader JSON, sent as given once it validates
 
     @property
     def method_type(self) -> str:
-        """The method as OpenAI's API names it: "supervised" or "dpo"."""
-        return "dpo" if self.method == "dpo" else "supervised"
+        """The method as OpenAI's API names it: "supervised", "dpo" or "reinforcement"."""
+        return self.method if self.method in ("dpo", "reinforcement") else "supervised"
 
     def validate(self) -> None:
-        if self.method not in (None, "sft", "dpo"):
-            raise UsageError(f"method must be sft or dpo, not {self.method!r}")
+        if self.method not in (None, "sft", "dpo", "reinforcement"):
+            raise UsageError(f"method must be sft, dpo or reinforcement, not {self.method!r}")
         if self.beta is not None and self.method != "dpo":
             raise UsageError("--beta applies to dpo only")
+        if self.method == "reinforcement":
+            if self.grader is None:
+                raise UsageError("reinforcement fine-tuning needs a grader", hint="--grader-file grader.json")
+            from ftcli.data.graders.spec import parse_grader
+
+            parse_grader(self.grader)  # a GraderError (exit 2) names the field at fault
+        elif self.grader is not None:
+            raise UsageError("a grader is for reinforcement fine-tuning", hint="--method reinforcement")
         if self.suffix is not None and not 0 < len(self.suffix) <= MAX_SUFFIX:
             raise UsageError(f"suffix must be 1 to {MAX_SUFFIX} characters, got {len(self.suffix)}")
         if len(self.metadata) > MAX_METADATA - 1:  # one pair is ftcli's request tag
@@ -88,10 +97,11 @@ class JobRequest:
         """The request body: hyperparameters go in `method` (the top-level `hyperparameters` is deprecated)."""
         hyper: dict[str, Any] = {**self.extra_hyperparameters, **self.options()}
         kind = self.method_type
+        settings: dict[str, Any] = {"grader": self.grader} if kind == "reinforcement" else {}
         params: dict[str, Any] = {
             "model": self.model,
             "training_file": self.training_file,
-            "method": {"type": kind, kind: {"hyperparameters": hyper}},
+            "method": {"type": kind, kind: {**settings, "hyperparameters": hyper}},
             "metadata": {**self.metadata, REQUEST_TAG: tag},
         }
         optional: dict[str, Any] = {"validation_file": self.validation_file, "suffix": self.suffix, "seed": self.seed}

@@ -23,6 +23,7 @@ class LossPoint:
     step: int
     train_loss: float | None
     valid_loss: float | None
+    train_reward_mean: float | None = None  # a reinforcement job's mean reward of the step's answers
 
 
 def decode_result_file(content: bytes) -> str:
@@ -53,7 +54,8 @@ def loss_from_csv(text: str) -> list[LossPoint]:
         step = _number(row.get("step"))
         if step is None:
             continue
-        points.append(LossPoint(int(step), _number(row.get("train_loss")), _number(row.get("valid_loss"))))
+        losses = _number(row.get("train_loss")), _number(row.get("valid_loss"))
+        points.append(LossPoint(int(step), *losses, _number(row.get("train_reward_mean"))))
     return points
 
 
@@ -62,9 +64,8 @@ def loss_from_events(events: list[Any]) -> list[LossPoint]:
     for event in events:
         data = event.data if isinstance(getattr(event, "data", None), dict) else None
         if event.type == "metrics" and data and "step" in data:
-            points.append(
-                LossPoint(int(data["step"]), _number(data.get("train_loss")), _number(data.get("valid_loss")))
-            )
+            losses = _number(data.get("train_loss")), _number(data.get("valid_loss"))
+            points.append(LossPoint(int(data["step"]), *losses, _number(data.get("train_reward_mean"))))
     return sorted(points, key=lambda p: p.step)
 
 

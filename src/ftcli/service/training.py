@@ -95,6 +95,8 @@ def prepare(
     counting = CheckOptions(
         model=request.model,
         method=given,
+        grader=request.grader,  # reinforcement: every field the grader reads is looked for in every record
+        grader_file="GRADER.json",
         epochs=request.n_epochs if request.n_epochs is not None else backend.default_epochs,
         max_seq_length=length if isinstance(length, int) else None,
     )
@@ -146,11 +148,16 @@ def check_hyperparameters(request: JobRequest, backend_kind: str, *, ftcli_serve
         create_body(request)  # the wire mapping, pure: refuses a setting Together lacks, listing the ones it takes
     elif backend_kind in ("openai", "azure") and request.extra_hyperparameters:
         name = "OpenAI" if backend_kind == "openai" else "Azure OpenAI"
-        options = "--epochs, --batch-size, --lr-multiplier" + (", --beta" if method == "dpo" else "")
-        raise UsageError(
-            f"{name} takes no hyperparameter {', '.join(sorted(request.extra_hyperparameters))}",
-            hint=f"it takes {', '.join(hyperparameters.openai_keys(method))}, set with {options}",
-        )
+        own = sorted(set(request.extra_hyperparameters) - set(hyperparameters.openai_keys(method)))
+        if own:  # OpenAI's keys other than the options' (reinforcement's eval_interval, …) are set with -H
+            options = "--epochs, --batch-size, --lr-multiplier" + (", --beta" if method == "dpo" else "")
+            by_h = [key for key in hyperparameters.openai_keys(method) if key not in OPTION_FLAGS]
+            raise UsageError(
+                f"{name} takes no hyperparameter {', '.join(own)}",
+                hint=f"it takes {', '.join(hyperparameters.openai_keys(method))}, set with {options}"
+                + (f" and -H ({', '.join(by_h)})" if by_h else ""),
+            )
+        hyperparameters.parse(method, request.extra_hyperparameters)  # OpenAI's bounds, before anything is sent
     elif ftcli_server:
         hyperparameters.parse(method, request.create_params(tag="")["method"][method]["hyperparameters"])
 
@@ -196,11 +203,13 @@ def _with_export(
     validation = request.validation_file
     if validation is None and exported.validation_file is not None:
         validation = str(exported.validation_file)
+    method = request.method or exported.method
     merged = replace(
         request,
         training_file=request.training_file or str(exported.training_file),
         validation_file=validation,
-        method=request.method or exported.method,
+        method=method,
+        grader=request.grader if request.grader is not None or method != "reinforcement" else exported.grader,
         suffix=request.suffix or exported.job.get("user_provided_suffix"),
         metadata=metadata,
         **unset,

@@ -15,13 +15,14 @@ from ftcli.data import hyperparameters
 from ftcli.data.hyperparameters import (
     DpoHyperparameters,
     InvalidHyperparameter,
+    ReinforcementHyperparameters,
     SupervisedHyperparameters,
     markdown_table,
     parse,
 )
 from tests.conftest import REPO
 
-BOTH = ["supervised", "dpo"]
+BOTH = ["supervised", "dpo", "reinforcement"]
 
 
 @pytest.mark.parametrize(
@@ -49,6 +50,17 @@ BOTH = ["supervised", "dpo"]
         ("supervised", "quantization", "8bit", "'auto', 'none' or '4bit'"),
         ("dpo", "precision", "fp8", "'auto', 'bf16', 'fp16' or 'fp32'"),
         ("dpo", "beta", 2.5, "at most 2"),
+        # reinforcement: OpenAI's bounds for OpenAI's keys, GRPO's own for the rest
+        ("reinforcement", "compute_multiplier", 0.00001, "a number above 1e-05, at most 10"),
+        ("reinforcement", "compute_multiplier", 11, "at most 10"),
+        ("reinforcement", "eval_interval", 0, "an integer at least 1"),
+        ("reinforcement", "eval_samples", 1.5, "got 1.5"),
+        ("reinforcement", "samples_per_prompt", 1, "from 2 to 256"),  # a group of one has no spread to learn from
+        ("reinforcement", "temperature", 0, "a number above 0, at most 2"),
+        ("reinforcement", "kl_coefficient", float("nan"), "got NaN"),
+        ("reinforcement", "clip_epsilon", 1.5, "at most 1"),
+        ("reinforcement", "max_new_tokens", 0, "from 1 to 32768"),
+        ("reinforcement", "updates_per_batch", 17, "from 1 to 16"),
     ],
 )
 def test_a_value_outside_its_type_or_bounds_is_refused_naming_the_key(
@@ -85,6 +97,24 @@ def test_auto_null_whole_floats_and_the_bounds_themselves_are_taken() -> None:
     assert parse("dpo", {}) == DpoHyperparameters() and DpoHyperparameters().beta == "auto"
 
 
+def test_reinforcement_takes_openais_keys_and_grpos_own() -> None:
+    given = parse("reinforcement", {"eval_interval": 10**6, "compute_multiplier": 10, "reasoning_effort": None})
+    assert given == ReinforcementHyperparameters(eval_interval=10**6, compute_multiplier=10.0)
+    assert given.reasoning_effort == "default"  # OpenAI's word for it, not "auto"
+    assert parse("reinforcement", {"reasoning_effort": "high", "samples_per_prompt": 8}).samples_per_prompt == 8
+    with pytest.raises(InvalidHyperparameter, match="must be 'default', 'low', 'medium' or 'high', got \"auto\""):
+        parse("reinforcement", {"reasoning_effort": "auto"})
+    with pytest.raises(InvalidHyperparameter, match="fsdp can't be used for reinforcement") as refused:
+        parse("reinforcement", {"fsdp": True})
+    assert refused.value.key == "fsdp"
+    with pytest.raises(InvalidHyperparameter, match='unknown hyperparameter "stop_at_loss" for reinforcement'):
+        parse("reinforcement", {"stop_at_loss": 0.1})  # a policy gradient's loss says nothing of quality
+    assert hyperparameters.openai_keys("reinforcement") == [
+        "n_epochs", "batch_size", "learning_rate_multiplier",
+        "eval_interval", "eval_samples", "compute_multiplier", "reasoning_effort",
+    ]  # fmt: skip
+
+
 def test_fsdp_and_four_bit_quantization_are_refused_together() -> None:
     with pytest.raises(InvalidHyperparameter, match="can't be combined") as refused:
         parse("supervised", {"fsdp": True, "quantization": "4bit"})
@@ -94,7 +124,7 @@ def test_fsdp_and_four_bit_quantization_are_refused_together() -> None:
 
 def test_an_unknown_method_is_refused() -> None:
     with pytest.raises(InvalidHyperparameter, match="no training method"):
-        parse("reinforcement", {})
+        parse("unsupervised", {})
 
 
 def test_openais_keys_are_marked_per_method() -> None:

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 from ftcli.data import clock
 from ftcli.data.catalog import DEFAULT_MODEL, ModelInfo, load_catalog
@@ -23,9 +23,10 @@ from ftcli.data.check.scan import CHUNK_BYTES, FileScan, scan_file
 from ftcli.data.diagnostics import Diagnostic, Finding, Severity
 from ftcli.data.errors import DataError
 from ftcli.data.estimate import estimate
-from ftcli.data.formats.openai import REASONING_KEY, Method, kind_of, method_of, record_kind
+from ftcli.data.formats.openai import METHODS, REASONING_KEY, Method, kind_of, method_of, record_kind
 from ftcli.data.local_bases import LocalBase, local_base
 from ftcli.data.rules import dataset
+from ftcli.data.rules.graders import ROOT, invalid_grader
 from ftcli.data.rules.model import model_findings, reasoning_not_trained
 from ftcli.data.rules.registry import PII_PREFIX, PROFILES, RULES, matches
 from ftcli.data.template_tokens import TemplateCounter
@@ -39,7 +40,7 @@ RELEASE_AFTER_BYTES = 64 * 1024 * 1024
 @dataclass(frozen=True, slots=True)
 class CheckOptions:
     model: str | None = None  # None: the default model, without shutdown warnings the user didn't ask for
-    method: str | None = None  # "sft" | "dpo"; None: from the first record
+    method: str | None = None  # "sft" | "dpo" | "reinforcement"; None: from the first record (a grader: RFT)
     epochs: int | None = None
     pii: PiiMode = "warn"
     select: tuple[str, ...] = ()
@@ -51,6 +52,10 @@ class CheckOptions:
     workers: int | None = None  # None: one per CPU
     chunk_bytes: int = CHUNK_BYTES  # the unit of work a process takes at a time
     today: dt.date = field(default_factory=clock.today)
+    # a reinforcement job's grader (OpenAI's grader JSON, as read): checked, and each field it reads of the records
+    # ({{item.FIELD}}) looked for in every record; `grader_file` names it in the findings
+    grader: Any = None
+    grader_file: str = "grader"
 
 
 def check_file(
@@ -64,9 +69,13 @@ def check_file(
     if local is not None:  # counted as its training job will count: its own tokenizer and chat template
         info = local.model_info(options.max_seq_length)
     train_path = _readable(path)
-    method = options.method or file_method(train_path) or "sft"
-    if method not in ("sft", "dpo"):
-        raise DataError(f"unknown method {method!r}", hint="use sft or dpo")
+    given_grader = options.grader is not None
+    method = options.method or ("reinforcement" if given_grader else None) or file_method(train_path) or "sft"
+    if method not in METHODS:
+        raise DataError(f"unknown method {method!r}", hint=f"use {', '.join(METHODS[:-1])} or {METHODS[-1]}")
+    if given_grader and method != "reinforcement":
+        raise DataError(f"a grader is for --method reinforcement, not {method}", hint="drop --grader-file")
+    grader_findings, item_fields = _grader(options.grader) if given_grader else ([], ())
     if options.profile is not None and options.profile not in PROFILES:
         raise DataError(f"unknown rule profile {options.profile!r}", hint=f"choose one of {', '.join(PROFILES)}")
     lint_options = LintOptions(
@@ -78,6 +87,7 @@ def check_file(
         near_duplicates=options.near_duplicates,
         # an org/name model ftcli knows neither from its catalog nor as a local base is judged as Together's
         last_answer_reasoning_only=local is None and not info.known and "/" in (options.model or ""),
+        item_fields=item_fields,
     )
     counter: ExampleCounter
     if local is not None:
@@ -95,8 +105,12 @@ def check_file(
         _release_memory()  # counting is done: give tiktoken's ~40 MB back (bpe-openai's tables are static)
 
     findings = _file_level(train, val, info, method, options, local)
+    findings += [(options.grader_file, None, finding) for finding in grader_findings]
     diagnostics = _stamp(findings, options)
     limit = info.training_context
+    price = info.price_per_1m_training_tokens
+    if method == "reinforcement" and price:
+        price = None  # RFT is priced by the hour of training and grading, not by token (a local base stays free)
     clipped = sum(min(n, limit) * count if limit else n * count for n, count in train.tokens.items())
     over_limit = sum(count for n, count in train.tokens.items() if limit and n > limit)
     return Report(
@@ -122,7 +136,7 @@ def check_file(
             tokens_per_epoch=clipped,
             n_examples=train.examples,
             epochs=options.epochs,
-            price=info.price_per_1m_training_tokens,
+            price=price,
         ),
         largest_examples=tuple((line, count) for count, line in sorted(train.largest, reverse=True)),
     )
@@ -161,6 +175,19 @@ def _record_findings(scan: FileScan) -> list[tuple[int | None, Finding]]:
     judged = scan.examples + sum(1 for _, f in scan.findings if f.code in dataset.FORMAT_MISMATCH_CODES)
     findings = dataset.group_unconverted(scan.findings, scan.records, scan.path)
     return dataset.consistent_system(dataset.one_format(findings, scan.records), judged)
+
+
+def _grader(definition: Any) -> tuple[list[Finding], tuple[str, ...]]:
+    """FT142 when the grader definition isn't valid (a python grader's source is checked, never run), else the
+    fields it reads of every record."""
+    from ftcli.data.graders.spec import GraderError, parse_grader
+    from ftcli.data.graders.template import references
+
+    try:
+        grader = parse_grader(definition, where=ROOT)
+    except GraderError as exc:
+        return [invalid_grader(exc.message)], ()  # what it reads is unknown: no record is judged by it
+    return [], tuple(sorted(references(grader)))
 
 
 def _reasoning_left_out(info: ModelInfo, local: LocalBase | None) -> str | None:

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ftcli.data.diagnostics import Finding
-from ftcli.data.formats.openai import RecordKind, message_reasoning, record_kind
+from ftcli.data.formats.openai import RecordKind, message_reasoning, method_of, record_kind
 from ftcli.data.rules import lines
 from ftcli.data.rules import tokens as token_rules
+from ftcli.data.rules.graders import missing_item_fields
 from ftcli.data.rules.model import reasoning_left_out
 from ftcli.data.rules.pii import might_contain_pii, scan_text
 from ftcli.data.rules.placeholders import unfilled_placeholders
@@ -42,7 +43,7 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # a cheap test on the line
 class LintOptions:
     encoding: str
     context_limit: int | None
-    expected_kind: RecordKind  # "chat" or "preference": the file's format, from the method or its first record
+    expected_kind: RecordKind  # "chat", "preference" or "reinforcement": the file's format (method or first record)
     method_given: bool = False  # a mismatch is then FT104 (wrong format for the method), else FT103 (mixed)
     validation: bool = False  # a validation file: `expected_kind` is its training file's format
     scan_pii: bool = True
@@ -50,6 +51,7 @@ class LintOptions:
     # an org/name model ftcli knows neither from its catalog nor as a local base (Together's names): reasoning before
     # the last answer is flagged (FT321), as Together trains a reasoning conversation's last answer only
     last_answer_reasoning_only: bool = False
+    item_fields: tuple[str, ...] = ()  # the fields a reinforcement grader reads of every record ({{item.FIELD}})
 
 
 @dataclass(slots=True)
@@ -73,7 +75,7 @@ def count_line(result: LineResult, options: LintOptions, counter: ExampleCounter
     record, result.record = result.record, None
     if record is None:
         return result
-    tokens = counter.chat(record) if result.kind == "chat" else counter.preference(record)
+    tokens = counter.preference(record) if result.kind == "preference" else counter.chat(record)
     if (too_long := token_rules.over_context(tokens.total, options.context_limit)) is not None:
         result.findings.append(too_long)
     if tokens.left_out_reasoning is not None:
@@ -115,7 +117,7 @@ def _lint_record(
     counter: ExampleCounter,
     findings: list[Finding],
 ) -> LineResult:
-    kind = record_kind(record)
+    kind = record_kind(record, method_of(options.expected_kind))
     before = len(findings)
     findings.extend(check_record(record, kind))
     if any(f.code in UNCONVERTED_CODES for f in findings[before:]):
@@ -126,8 +128,10 @@ def _lint_record(
     if mismatch is not None:
         findings.append(mismatch)
         return LineResult(findings)
-    if kind not in ("chat", "preference"):
+    if kind not in ("chat", "preference", "reinforcement"):
         return LineResult(findings)
+    if kind == "reinforcement" and options.item_fields:
+        findings.extend(missing_item_fields(record, options.item_fields))
     if "\\u" in text and _SURROGATE_ESCAPE.search(text):
         findings.extend(lines.lone_surrogates(record))
     # Per-string scans run only when a cheap test on the whole line says they could find something.
@@ -152,7 +156,7 @@ def _lint_record(
 
 
 def _has_reasoning(record: dict[str, Any], kind: str) -> bool:
-    if kind == "chat":
+    if kind != "preference":
         messages = record.get("messages")
     else:
         data = record.get("input")

@@ -104,7 +104,7 @@ class Report:
     model: str
     encoding: str
     context_limit: int | None
-    method: str  # "sft" | "dpo"
+    method: str  # "sft" | "dpo" | "reinforcement"
     records: int  # non-blank lines
     examples: int  # records of the file's format, counted for tokens
     validation_examples: int

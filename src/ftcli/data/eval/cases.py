@@ -1,7 +1,9 @@
-"""Eval cases from chat JSONL (a training or validation file, or the golden answers of `ftcli export --golden`):
-each record's messages before its last assistant message are the prompt, and that message (its text and its tool
-calls) is the reference. Lines that hold no usable case are reported with their line and why, as `check` does.
-Golden answers' prompts (`read_prompts`) come from the same kind of file."""
+"""Eval cases from chat JSONL (a training or validation file, or the golden answers of `ftcli export --golden`): each
+record's messages before its last assistant message are the prompt, and that message (its text and its tool calls) is
+the reference. For OpenAI graders (`eval --grader-file`) a reinforcement record is a case too: its messages end with
+the prompt, it has no reference, and the grader reads the record's fields as `{{item.FIELD}}`. Lines that hold no
+usable case are reported with their line and why, as `check` does. Golden answers' prompts (`read_prompts`) come from
+the same kind of file."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcli.data.errors import DataError
-from ftcli.data.formats.openai import record_kind
+from ftcli.data.formats.openai import PROMPT_ROLES, record_kind
 from ftcli.data.rules.records import record_errors
 
 
@@ -24,6 +26,8 @@ class EvalCase:
     reference: str  # the reference answer's text ("" when it only calls tools)
     reference_calls: list[dict[str, Any]] = field(default_factory=list)  # its tool calls: {"name", "arguments"}
     tools: list[Any] | None = None
+    item: dict[str, Any] = field(default_factory=dict)  # the whole record: what an OpenAI grader reads as {{item.x}}
+    prompt_only: bool = False  # a reinforcement record: no reference, so only OpenAI graders apply
 
     @property
     def key(self) -> str:
@@ -38,8 +42,9 @@ class Problem:
     message: str
 
 
-def read_cases(path: Path) -> tuple[list[EvalCase], list[Problem]]:
-    """Every usable case, and every line that isn't one (with its line number and the reason)."""
+def read_cases(path: Path, *, prompts: bool = False) -> tuple[list[EvalCase], list[Problem]]:
+    """Every usable case, and every line that isn't one (with its line number and the reason). `prompts`: records
+    that end with their prompt (reinforcement records, for OpenAI graders) are cases too, without a reference."""
     cases: list[EvalCase] = []
     problems: list[Problem] = []
     for number, line in _lines(path):
@@ -48,7 +53,7 @@ def read_cases(path: Path) -> tuple[list[EvalCase], list[Problem]]:
         except ValueError as exc:
             problems.append(Problem(number, f"not JSON ({exc})"))
             continue
-        case = _case(record, number, problems)
+        case = _case(record, number, problems, prompts=prompts)
         if case is not None:
             cases.append(case)
     return cases, problems
@@ -99,10 +104,12 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
             yield number, line
 
 
-def _case(record: Any, number: int, problems: list[Problem]) -> EvalCase | None:
+def _case(record: Any, number: int, problems: list[Problem], *, prompts: bool = False) -> EvalCase | None:
     if not isinstance(record, dict) or record_kind(record) != "chat":
         problems.append(Problem(number, "not a chat record (an object with 'messages')"))
         return None
+    if prompts and _ends_with_prompt(record):
+        return _prompt_case(record, number, problems)
     errors = record_errors(record, "chat")
     if errors:
         problems.append(Problem(number, f"{errors[0].code} {errors[0].message}"))
@@ -119,7 +126,28 @@ def _case(record: Any, number: int, problems: list[Problem]) -> EvalCase | None:
         problems.append(Problem(number, "the last assistant message has neither text nor tool calls"))
         return None
     prompt = [{k: v for k, v in m.items() if k != "weight"} for m in messages[:last]]
-    return EvalCase(number, prompt, content if isinstance(content, str) else "", calls, record.get("tools"))
+    text = content if isinstance(content, str) else ""
+    return EvalCase(number, prompt, text, calls, record.get("tools"), item=record)
+
+
+def _ends_with_prompt(record: dict[str, Any]) -> bool:
+    messages = record.get("messages")
+    return (
+        isinstance(messages, list)
+        and bool(messages)
+        and isinstance(messages[-1], dict)
+        and (messages[-1].get("role") in PROMPT_ROLES)
+    )
+
+
+def _prompt_case(record: dict[str, Any], number: int, problems: list[Problem]) -> EvalCase | None:
+    """A reinforcement record as a case: all its messages are the prompt; the grader judges the answer by itself."""
+    errors = record_errors(record, "reinforcement")
+    if errors:
+        problems.append(Problem(number, f"{errors[0].code} {errors[0].message}"))
+        return None
+    prompt = [{k: v for k, v in m.items() if k != "weight"} for m in record["messages"]]
+    return EvalCase(number, prompt, "", [], record.get("tools"), item=record, prompt_only=True)
 
 
 def _call(call: dict[str, Any]) -> dict[str, Any]:

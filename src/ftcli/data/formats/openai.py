@@ -1,5 +1,6 @@
-"""OpenAI's fine-tuning record formats, described once: the supervised chat format, the preference (DPO) format and
-the legacy prompt/completion format — their keys, roles and limits, and how a record's kind is told. `check`'s rules
+"""OpenAI's fine-tuning record formats, described once: the supervised chat format, the preference (DPO) format, the
+reinforcement (RFT) prompt format and the legacy prompt/completion format — their keys, roles and limits, and how a
+record's kind is told. `check`'s rules
 (data/rules/records.py) judge records by this description, and `convert` refuses to write a record those rules find
 an error in, so the two can't disagree."""
 
@@ -7,12 +8,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-RecordKind = Literal["chat", "preference", "legacy", "unknown"]
-Method = Literal["sft", "dpo"]
+RecordKind = Literal["chat", "preference", "reinforcement", "legacy", "unknown"]
+Method = Literal["sft", "dpo", "reinforcement"]
+METHODS: tuple[Method, ...] = ("sft", "dpo", "reinforcement")
 
 CHAT_KEYS = frozenset({"messages", "tools", "parallel_tool_calls", "functions"})
 PREFERENCE_KEYS = frozenset({"input", "preferred_output", "non_preferred_output"})
 PREFERENCE_INPUT_KEYS = frozenset({"messages", "tools", "parallel_tool_calls"})
+# A reinforcement (RFT) record is `messages` ending with the prompt (the model writes the answer, a grader scores it),
+# with `tools` where the model may call them. These two are its only reserved keys: every other top-level field is
+# the grader's data about the item (`{{item.<field>}}`), such as a reference answer.
+REINFORCEMENT_KEYS = frozenset({"messages", "tools"})
+PROMPT_ROLES = frozenset({"user", "developer"})  # the roles a reinforcement record's last message may have
 LEGACY_KEYS = frozenset({"prompt", "completion"})
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})  # roles a {role, content} message may have
@@ -48,15 +55,17 @@ IMAGE_MEDIA_TYPES = ("data:image/jpeg;", "data:image/jpg;", "data:image/png;", "
 FORMAT_NAMES: dict[RecordKind, str] = {
     "chat": "chat (SFT)",
     "preference": "preference (DPO)",
+    "reinforcement": "prompt (RFT)",
     "legacy": "prompt/completion",
     "unknown": "unknown",
 }
 
 
-def record_kind(record: dict[str, Any]) -> RecordKind:
-    """The one place a record's format is told from its keys."""
+def record_kind(record: dict[str, Any], method: str | None = None) -> RecordKind:
+    """The one place a record's format is told from its keys. A `messages` record is a chat example, or under
+    `--method reinforcement` a prompt with the grader's item fields (the two share their keys; the method tells)."""
     if "messages" in record:
-        return "chat"
+        return "reinforcement" if method == "reinforcement" else "chat"
     if "preferred_output" in record or "non_preferred_output" in record or isinstance(record.get("input"), dict):
         return "preference"  # any of the DPO keys; a string `input` is Alpaca's, not DPO's
     if not LEGACY_KEYS.isdisjoint(record):
@@ -75,8 +84,8 @@ def message_reasoning(message: dict[str, Any]) -> str | None:
 
 def method_of(kind: RecordKind) -> Method:
     """The training method a file of such records is for."""
-    return "dpo" if kind == "preference" else "sft"
+    return "dpo" if kind == "preference" else "reinforcement" if kind == "reinforcement" else "sft"
 
 
 def kind_of(method: str) -> RecordKind:
-    return "preference" if method == "dpo" else "chat"
+    return "preference" if method == "dpo" else "reinforcement" if method == "reinforcement" else "chat"

@@ -19,7 +19,7 @@ def model_findings(info: ModelInfo, method: str, *, named: bool, today: dt.date)
             f"model {info.name!r} is not in ftcli's catalog: counted with {info.encoding}; "
             "context limit and price unknown",
         )
-    elif method not in info.methods:
+    elif method not in info.methods and named:  # the default model isn't the user's choice (it has no RFT)
         yield Finding("FT303", f"{info.name} supports {', '.join(info.methods)}, not {method}")
     if info.shutdown_date is not None and named:
         days = clock.days_until(info.shutdown_date, today_is=today)

@@ -1,4 +1,5 @@
-"""Record and message rules (FT1xx, FT2xx) for OpenAI's chat and DPO formats and the legacy format.
+"""Record and message rules (FT1xx, FT2xx) for OpenAI's chat, DPO and reinforcement (RFT) formats and the legacy
+format.
 
 Each function takes a parsed JSON value and yields `Finding`s with a JSON path; the engine stamps line and
 severity. They never raise on odd input: anything a JSON parser can produce is handled.
@@ -21,6 +22,7 @@ from ftcli.data.formats.openai import (
     PLAIN_ROLES,
     PREFERENCE_INPUT_KEYS,
     PREFERENCE_KEYS,
+    PROMPT_ROLES,
     REASONING_KEYS,
     ROLES,
     RecordKind,
@@ -51,6 +53,8 @@ def check_record(record: dict[str, Any], kind: RecordKind) -> Iterator[Finding]:
         yield from check_chat(record, "")
     elif kind == "preference":
         yield from check_preference(record)
+    elif kind == "reinforcement":
+        yield from check_reinforcement(record)
     elif kind == "legacy":
         yield Finding(
             "FT102",
@@ -84,8 +88,9 @@ def unconverted_record(raw: SourceFormat) -> Finding:
     return Finding("FT105", f"{raw.description}, not chat records yet", fix=Fix(command, Applicability.SAFE))
 
 
-def check_chat(record: dict[str, Any], prefix: str) -> Iterator[Finding]:
-    """A chat example (SFT) or a DPO `input`; `prefix` is the JSON path of the object that holds `messages`."""
+def check_chat(record: dict[str, Any], prefix: str, *, conversation: bool | None = None) -> Iterator[Finding]:
+    """A chat example (SFT), a DPO `input` or an RFT prompt; `prefix` is the JSON path of the object that holds
+    `messages`. `conversation`: whether the messages must hold an answer (default: a whole example's do)."""
     messages = record.get("messages")
     path = f"{prefix}messages"
     if not isinstance(messages, list):
@@ -95,7 +100,7 @@ def check_chat(record: dict[str, Any], prefix: str) -> Iterator[Finding]:
         yield Finding("FT111", "'messages' is empty", path=path)
         return
     yield from _check_tools(record, prefix)
-    yield from check_messages(messages, path, conversation=not prefix)
+    yield from check_messages(messages, path, conversation=not prefix if conversation is None else conversation)
 
 
 def check_messages(messages: list[Any], path: str, *, conversation: bool = True) -> Iterator[Finding]:
@@ -162,7 +167,15 @@ def check_messages(messages: list[Any], path: str, *, conversation: bool = True)
     if not roles or path.endswith("_output"):
         return
     if conversation and "assistant" not in roles:
-        yield Finding("FT204", "no message has role 'assistant'", path=path)
+        last = messages[-1]
+        prompt = isinstance(last, dict) and last.get("role") in PROMPT_ROLES
+        yield Finding(
+            "FT204",
+            "no message has role 'assistant'",
+            path=path,
+            # records that end with their prompt are what reinforcement fine-tuning trains on
+            fix=Fix("if these are prompts for reinforcement fine-tuning: --method reinforcement") if prompt else None,
+        )
     if not {"system", "developer"} & set(roles):
         yield Finding("FT230", "no system message", path=path)
     if "user" not in roles:
@@ -186,6 +199,37 @@ def check_preference(record: dict[str, Any]) -> Iterator[Finding]:
             yield Finding("FT131", f"'{key}' must hold an assistant message", path=f"{key}[0].role")
             continue
         yield from check_messages(output, key, conversation=False)
+
+
+def check_reinforcement(record: dict[str, Any]) -> Iterator[Finding]:
+    """An RFT record: chat messages that end with the prompt. Keys other than `messages` and `tools` are the grader's
+    item fields, never unknown; whether the grader finds the ones it uses is `rules/graders.py`'s."""
+    yield from check_chat(record, "", conversation=False)
+    messages = record.get("messages")
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        return
+    role = messages[-1].get("role")
+    if role in PROMPT_ROLES or role not in ROLES:  # an unknown role is FT201's
+        return
+    path = f"messages[{len(messages) - 1}]"
+    if role == "assistant":
+        yield Finding(
+            "FT140",
+            "the last message is an assistant's answer: under reinforcement this record would be trained as a prompt "
+            "that already has its answer",
+            path=path,
+            fix=Fix(
+                "end the record with the prompt (a user or developer message) and give the answer as a field the "
+                "grader reads ({{item.FIELD}}); or, to train on the answers, --method sft"
+            ),
+        )
+    else:
+        yield Finding(
+            "FT140",
+            f"the last message is a {role} message: a reinforcement record ends with its prompt, a user or developer "
+            "message",
+            path=path,
+        )
 
 
 def _check_content(message: dict[str, Any], role: str, mpath: str, *, optional: bool) -> Iterator[Finding]:
@@ -345,7 +389,7 @@ def format_mismatch(
 ) -> Finding | None:
     """FT104 when the record's format isn't the one the --method given trains on (the fix names the method that
     does); FT103 when the file mixes formats, or a validation file's records aren't of its training file's format."""
-    if kind not in ("chat", "preference") or kind == expected:
+    if kind not in ("chat", "preference", "reinforcement") or kind == expected:
         return None
     found, wanted = FORMAT_NAMES[kind], FORMAT_NAMES[expected]
     if method_given:

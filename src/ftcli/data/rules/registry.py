@@ -94,6 +94,28 @@ RULES: dict[str, Rule] = _table(
         E,
         "`preferred_output` and `non_preferred_output` must each be a list with one assistant message.",
     ),
+    Rule(
+        "FT140",
+        "reinforcement-prompt-last",
+        E,
+        "A reinforcement (RFT) record ends with its prompt, a user or developer message: the model writes the answer "
+        "and the grader scores it. A final assistant message would be trained as a prompt that already has its "
+        "answer.",
+    ),
+    Rule(
+        "FT141",
+        "grader-field-missing",
+        E,
+        "The grader reads a field of every record ({{item.FIELD}}); a record without it can't be graded, and would "
+        "score 0 on every answer.",
+    ),
+    Rule(
+        "FT142",
+        "invalid-grader",
+        E,
+        "The grader (--grader-file) must be one of OpenAI's grader types with its fields: a backend refuses the job "
+        "otherwise.",
+    ),
     # FT2xx: messages and roles
     Rule("FT200", "message-not-object", E, "Each message must be a JSON object."),
     Rule("FT201", "invalid-role", E, "Roles are system, developer, user, assistant, tool (and legacy function)."),

@@ -45,6 +45,8 @@ async def create_job(request: Request) -> FineTuningJob:
         if file_id and store.file(file_id) is None:
             raise ApiError(400, f"{key} {file_id} does not exist", param=key)
     method, requested = _method(body, request.app.state.lora_defaults)
+    if requested.method == "reinforcement":
+        method["reinforcement"]["grader"] = _grader(store, body)
     job = FineTuningJob(
         id=new_id("ftjob"),
         created_at=now(),
@@ -76,7 +78,9 @@ def _method(body: CreateJob, server_defaults: dict[str, Any]) -> tuple[dict[str,
         section = body.method.get(kind) if isinstance(kind, str) else None
         where = f"method.{kind}.hyperparameters"
     if not isinstance(kind, str) or kind not in METHODS:
-        raise ApiError(400, "the local backend trains supervised (sft) and dpo jobs", param="method.type")
+        raise ApiError(
+            400, "the local backend trains supervised (sft), dpo and reinforcement jobs", param="method.type"
+        )
     if not isinstance(section, dict | None):
         raise ApiError(400, f"method.{kind} must be an object", param=f"method.{kind}")
     given = (section or {}).get("hyperparameters")
@@ -94,6 +98,28 @@ def _method(body: CreateJob, server_defaults: dict[str, Any]) -> tuple[dict[str,
             except hardware.UnsupportedSetting as exc:
                 raise ApiError(400, str(exc), param=f"{where}.{key}") from None
     return {"type": kind, kind: {"hyperparameters": requested.given()}}, requested
+
+
+def _grader(store: Store, body: CreateJob) -> dict[str, Any]:
+    """A reinforcement job's grader, checked as OpenAI's validate endpoint checks it (data/graders/spec.py) and its
+    judge models served here: a 400 names the field. The job keeps it as the request wrote it."""
+    from ftcli.data.graders.spec import GraderError, parse_grader
+    from ftcli.server.judge import unreachable_judge
+
+    where = "method.reinforcement.grader"
+    given = ((body.method or {}).get("reinforcement") or {}).get("grader")
+    if given is None:
+        raise ApiError(400, f"{where} is required: the grader that scores each sampled answer", param=where)
+    try:
+        grader = parse_grader(given, where=where)
+    except GraderError as exc:
+        message = str(exc)
+        path = message.split(":", 1)[0]
+        raise ApiError(400, message, param=path if path.startswith(where) else where) from None
+    unserved = unreachable_judge(store, grader, where)
+    if unserved is not None:
+        raise ApiError(400, unserved[1], param=unserved[0], code="model_not_available")
+    return dict(given)
 
 
 @router.get("")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -57,6 +57,14 @@ class CheckpointMetrics(Response):
     train_loss: float | None = None
     train_mean_token_accuracy: float | None = None
     valid_loss: float | None = None
+    # a reinforcement job's: the mean reward of the step's sampled answers, and its spread (standard deviation)
+    train_reward_mean: float | None = None
+    train_reward_std: float | None = None
+    valid_reward_mean: float | None = None
+    valid_reward_std: float | None = None
+    omitted_when_none: ClassVar[frozenset[str]] = frozenset(
+        {"train_reward_mean", "train_reward_std", "valid_reward_mean", "valid_reward_std"}
+    )
 
 
 class Checkpoint(Response):

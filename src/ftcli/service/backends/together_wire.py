@@ -84,6 +84,11 @@ def price_estimate(answer: Any) -> PriceEstimate | None:
 def create_body(request: JobRequest) -> dict[str, Any]:
     """ftcli's job request as Together's `POST /fine-tunes` body (field names from its spec)."""
     request.validate()
+    if request.method == "reinforcement":  # before anything is uploaded: Together trains sft and dpo only
+        raise UsageError(
+            "Together has no reinforcement fine-tuning (RFT): it trains sft and dpo",
+            hint="train it on ftcli's local backend: `ftcli serve`, then `ftcli train --backend local …`",
+        )
     extra = {RENAMED.get(key, key): value for key, value in request.extra_hyperparameters.items()}
     if request.method == "dpo":
         method: dict[str, Any] = {"method": "dpo", "dpo_beta": request.beta if request.beta is not None else 0.1}

@@ -1,0 +1,193 @@
+"""Reinforcement fine-tuning on `ftcli serve`: the jobs API takes OpenAI's `method: {type: "reinforcement"}` with its
+grader (an invalid one, or a judge this server doesn't serve, is a 400 naming the field, and no job is made), and
+GRPO on the tiny base (random weights built in code) raises the reward of a toy task the base already scores on
+now and then: whether its answer has an "a" in it (string_check `like`). Learning is shown by a margin between the
+first steps' mean reward and the last steps', never by exact values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the local backend needs the `local` extra (scripts/test installs it)")
+pytest.importorskip("torch", reason="the local backend needs the `local` extra (scripts/test installs it)")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from ftcli.data.graders.spec import parse_grader  # noqa: E402
+from ftcli.server.app import create_app  # noqa: E402
+from ftcli.server.grpo import Grading, train_grpo  # noqa: E402
+from ftcli.server.protocol.hyperparameters import ReinforcementHyperparameters, parse  # noqa: E402
+from tests.local.recorded import Recorded  # noqa: E402
+from tests.openai_spec import Exchange, violations  # noqa: E402
+
+pytestmark = [pytest.mark.local]
+LOCAL = "http://127.0.0.1:8765"
+JOBS = "/v1/fine_tuning/jobs"
+HAS_AN_A = {"type": "string_check", "name": "has an a", "input": "{{sample.output_text}}", "reference": "a",
+            "operation": "like"}  # fmt: skip
+PROMPTS = [{"messages": [{"role": "user", "content": f"Write a word, please ({n})."}], "n": n} for n in range(8)]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def client(data_dir: Path) -> TestClient:
+    return TestClient(create_app(data_dir), base_url=LOCAL)  # no runner: nothing trains
+
+
+@pytest.fixture
+def file_id(client: TestClient) -> str:
+    lines = "".join(json.dumps(p) + "\n" for p in PROMPTS)
+    uploaded = client.post("/v1/files", files={"file": ("rft.jsonl", lines.encode())}, data={"purpose": "fine-tune"})
+    return str(uploaded.json()["id"])
+
+
+def _create(client: TestClient, file_id: str, reinforcement: dict[str, Any]) -> Any:
+    method = {"type": "reinforcement", "reinforcement": reinforcement}
+    return client.post(JOBS, json={"model": "ftcli/tiny", "training_file": file_id, "method": method})
+
+
+@pytest.mark.parametrize(
+    ("reinforcement", "param", "says"),
+    [
+        ({}, "method.reinforcement.grader", "is required"),
+        ({"grader": {**HAS_AN_A, "operation": "contains"}}, "method.reinforcement.grader.operation", "'like'"),
+        ({"grader": {"type": "regex", "name": "r"}}, "method.reinforcement.grader.type", "string_check"),
+        ({"grader": {**HAS_AN_A, "input": "{{answer.text}}"}}, "method.reinforcement.grader.input", "item or sample"),
+        ({"grader": {"type": "python", "name": "p", "source": "x = 1"}}, "method.reinforcement.grader.source",
+         "no function grade"),
+        ({"grader": {"type": "text_similarity", "name": "s", "input": "{{sample.output_text}}", "reference": "a",
+                     "evaluation_metric": "cosine"}},
+         "method.reinforcement.grader.evaluation_metric", "no embedding model"),  # cosine only with one configured
+        (
+            {"grader": {"type": "multi", "name": "m", "calculate_output": "a", "graders": {"a": {
+                "type": "score_model", "name": "a", "model": "gpt-4o-2024-08-06",
+                "input": [{"role": "user", "content": "Score {{sample.output_text}}"}]}}}},
+            "method.reinforcement.grader.graders.a.model",
+            "not served by this server",
+        ),
+        ({"grader": HAS_AN_A, "hyperparameters": {"samples_per_prompt": 1}},
+         "method.reinforcement.hyperparameters.samples_per_prompt", "from 2 to 256"),
+    ],
+)  # fmt: skip
+def test_an_invalid_grader_or_setting_is_a_400_naming_the_field_and_makes_no_job(
+    client: TestClient, file_id: str, reinforcement: dict[str, Any], param: str, says: str
+) -> None:
+    refused = _create(client, file_id, reinforcement)
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["param"] == param and says in error["message"], error
+    exchange = Exchange("POST", JOBS, 400, "application/json", refused.content)
+    assert violations(exchange) == []
+    assert client.get(JOBS).json()["data"] == []
+
+
+def test_a_reinforcement_job_keeps_its_grader_and_hyperparameters(client: TestClient, file_id: str) -> None:
+    made = _create(client, file_id, {"grader": HAS_AN_A, "hyperparameters": {"n_epochs": 2, "eval_samples": 3}})
+    assert made.status_code == 200, made.text
+    assert violations(Exchange("POST", JOBS, 200, "application/json", made.content)) == []
+    method = client.get(f"{JOBS}/{made.json()['id']}").json()["method"]
+    assert method == {
+        "type": "reinforcement",
+        "reinforcement": {"grader": HAS_AN_A, "hyperparameters": {"n_epochs": 2, "eval_samples": 3}},
+    }
+
+
+@pytest.mark.slow
+def test_grpo_raises_the_reward_of_a_toy_task_on_a_random_weight_base(tiny_base: Path, tmp_path: Path) -> None:
+    recorded = Recorded()
+    errors: list[str] = []
+    recorded.error = errors.append  # type: ignore[method-assign]
+    requested = parse(
+        "reinforcement",
+        {"n_epochs": 5, "batch_size": 4, "samples_per_prompt": 4, "max_new_tokens": 8, "learning_rate_multiplier": 5,
+         "eval_interval": 5, "eval_samples": 2, "precision": "fp32"},
+    )  # fmt: skip
+    assert isinstance(requested, ReinforcementHyperparameters)
+    hyper, result = train_grpo(
+        tiny_base, "ftcli/tiny", PROMPTS, grading=Grading(parse_grader(HAS_AN_A)), output=tmp_path / "run", seed=0,
+        requested=requested, validation=PROMPTS[:2], reporter=recorded,
+    )  # fmt: skip
+    rewards = [step.train_rewards.mean for step in recorded.steps if step.train_rewards is not None]
+    assert len(rewards) == result.steps == 10 and errors == []
+    first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
+    # the base finds an "a" in about a third of its 8-token answers; trained, in most of them
+    assert 0.05 < first < 0.75 and last > first + 0.2, rewards
+    every_answer = recorded.steps[0].train_rewards
+    assert every_answer is not None and every_answer.count == 16 and every_answer.std > 0
+    validated = [step.step for step in recorded.steps if step.valid_rewards is not None]
+    assert validated == [5, 10] and all(s.valid_rewards.count == 4 for s in recorded.steps if s.valid_rewards)
+    assert [epoch for epoch, _ in recorded.checkpoints] == [1, 2, 3, 4, 5]
+    assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").is_file()
+    reported = hyper.trained_with().given()
+    assert reported["samples_per_prompt"] == 4 and reported["eval_interval"] == 5 and reported["kl_coefficient"] == 0.04
+    assert ReinforcementHyperparameters.model_validate(reported).given() == reported  # a valid request again
+
+
+@pytest.mark.slow
+def test_a_python_grader_that_fails_on_some_answers_is_an_error_and_training_goes_on(
+    tiny_base: Path, tmp_path: Path
+) -> None:
+    from ftcli.data.graders.python_sandbox import run_python_grader
+
+    source = "def grade(sample, item):\n    if item['n'] % 2:\n        raise ValueError('odd item')\n    return 1.0\n"
+    grader = parse_grader({"type": "python", "name": "even", "source": source})
+    recorded = Recorded()
+    errors: list[str] = []
+    recorded.error = errors.append  # type: ignore[method-assign]
+    requested = parse("reinforcement", {"n_epochs": 2, "batch_size": 4, "samples_per_prompt": 2, "max_new_tokens": 2})
+    assert isinstance(requested, ReinforcementHyperparameters)
+    grading = Grading(grader, python=run_python_grader)
+    _, result = train_grpo(  # four prompts, a step each epoch: items 1 and 3 fail, 0 and 2 score 1
+        tiny_base, "ftcli/tiny", PROMPTS[:4], grading=grading, output=tmp_path / "run", seed=0, requested=requested,
+        reporter=recorded,
+    )  # fmt: skip
+    assert result.steps == 2 and (tmp_path / "run" / "adapter").is_dir()  # every step ran, the model was saved
+    assert len(errors) == 2 and all("the grader failed on 4 of 8 answers" in e and "odd item" in e for e in errors)
+    assert [s.train_rewards.mean for s in recorded.steps if s.train_rewards] == [0.5, 0.5]  # failures score 0
+
+
+@pytest.mark.parametrize(
+    ("records", "says"),
+    [
+        (
+            [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "n": 1}],
+            "the last message is an assistant",
+        ),
+        ([{"messages": [{"role": "user", "content": "q"}]}], "the grader reads {{item.n}}, which this record lacks"),
+    ],
+)
+def test_a_training_file_that_isnt_rft_prompts_for_its_grader_fails_validation(
+    client: TestClient, data_dir: Path, records: list[dict[str, Any]], says: str
+) -> None:
+    from ftcli.server.runner import JobRunner
+    from ftcli.server.store import Store
+
+    lines = "".join(json.dumps(r) + "\n" for r in records)
+    uploaded = client.post("/v1/files", files={"file": ("bad.jsonl", lines.encode())}, data={"purpose": "fine-tune"})
+    grader = {**HAS_AN_A, "reference": "{{item.n}}"}
+    job_id = _create(client, uploaded.json()["id"], {"grader": grader}).json()["id"]
+    JobRunner(Store(data_dir, clean=False)).tick()  # validates; a job that fails it is never launched
+    job = client.get(f"{JOBS}/{job_id}").json()
+    assert job["status"] == "failed" and job["error"]["code"] == "invalid_training_file", job
+    assert says in job["error"]["message"], job["error"]["message"]
+
+
+@pytest.mark.slow
+def test_the_servers_own_models_judge_model_graders(tiny_base: Path, data_dir: Path) -> None:
+    from ftcli.data.graders.spec import GraderError
+    from ftcli.server.judge import LocalJudge
+    from ftcli.server.store import Store
+
+    judge = LocalJudge(Store(data_dir))
+    reply = judge("ftcli/tiny", [{"role": "user", "content": "Score this: 7"}], {"max_completion_tokens": 3})
+    assert reply.completion_tokens <= 3 and reply.prompt_tokens > 0 and isinstance(reply.text, str)
+    with pytest.raises(GraderError, match="not served by this server"):
+        judge("gpt-4o", [{"role": "user", "content": "hi"}], {})

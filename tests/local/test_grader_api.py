@@ -185,3 +185,23 @@ def test_python_graders_run_in_the_sandbox(client: TestClient) -> None:
     answer = post(client, RUN, {"grader": failing, "model_sample": "x", "item": {}})
     assert answer["reward"] == 0.0 and raised(answer) == {"python_grader_runtime_error"}
     assert "ZeroDivisionError" in answer["metadata"]["errors"]["python_grader_runtime_error_details"]
+
+
+def test_a_model_sample_over_the_cap_is_a_400_naming_the_limit(client: TestClient) -> None:
+    from ftcli.server.protocol.graders import MAX_MODEL_SAMPLE
+
+    answer = post(client, RUN, {"grader": CHECK, "model_sample": "x" * (MAX_MODEL_SAMPLE + 1), "item": {"label": "x"}})
+    assert answer["status"] == 400 and answer["error"]["param"] == "model_sample"
+    assert str(MAX_MODEL_SAMPLE) in answer["error"]["message"]
+    at_cap = post(client, RUN, {"grader": CHECK, "model_sample": "x" * MAX_MODEL_SAMPLE, "item": {"label": "x"}})
+    assert at_cap["status"] == 200 and at_cap["reward"] == 0.0 and raised(at_cap) == set()
+
+
+def test_a_template_over_the_cap_is_a_400_naming_the_limit(client: TestClient) -> None:
+    from ftcli.data.graders.template import MAX_TEMPLATE_LENGTH
+
+    grader = {**CHECK, "reference": "{{" * (MAX_TEMPLATE_LENGTH // 2 + 1)}  # unclosed braces: once quadratic
+    for path, body in ((VALIDATE, {"grader": grader}), (RUN, {"grader": grader, "model_sample": "x"})):
+        answer = post(client, path, body)
+        assert answer["status"] == 400 and answer["error"]["param"] == "grader.reference"
+        assert f"at most {MAX_TEMPLATE_LENGTH} characters" in answer["error"]["message"]

@@ -455,3 +455,21 @@ def test_the_syscall_tables_name_every_denied_call_each_arch_has() -> None:
         assert {"clone", "clone3", "kill", "tgkill"} <= set(numbers)
         assert len(set(numbers.values())) == len(numbers)  # no number given to two names
         assert max(numbers.values()) <= python_sandbox.LAST_KNOWN_SYSCALL
+
+
+@pytest.mark.parametrize("source", ["1+" * 100_000 + "1\n", "(" * 100_000 + ")" * 100_000 + "\n", "-" * 200_000 + "1"])
+def test_check_refuses_source_nested_past_what_python_compiles(source: str) -> None:
+    """RecursionError (or MemoryError) of the parser or the compiler is a GraderError (a 400), not a server error."""
+    with pytest.raises(GraderError, match="not valid Python"):
+        check_python_grader(source + "def grade(sample, item):\n    return 1.0\n")
+
+
+@pytest.mark.parametrize(
+    "answer", [b'{"score": NaN}', b'{"score": Infinity}', b'{"score": -Infinity}', b"[" * 100_000, b'{"score": 1e999}']
+)
+def test_a_child_answer_that_is_not_a_finite_score_is_refused(answer: bytes) -> None:
+    """The child writes finite floats only: anything else came from the grader's own code, forging the answer."""
+    run = python_sandbox._Run(answer=answer)
+    with pytest.raises(PythonGraderError, match="not the sandbox's") as caught:
+        python_sandbox._interpret(run, QUICK)
+    assert caught.value.failure == "crash"

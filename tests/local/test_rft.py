@@ -191,3 +191,119 @@ def test_the_servers_own_models_judge_model_graders(tiny_base: Path, data_dir: P
     assert reply.completion_tokens <= 3 and reply.prompt_tokens > 0 and isinstance(reply.text, str)
     with pytest.raises(GraderError, match="not served by this server"):
         judge("gpt-4o", [{"role": "user", "content": "hi"}], {})
+
+
+class _Policy:
+    """A stand-in for the LoRA policy: records whether it was in training mode at each call."""
+
+    def __init__(self) -> None:
+        self.training = True
+        self.configs: list[Any] = []
+
+    def eval(self) -> None:
+        self.training = False
+
+    def train(self, mode: bool = True) -> None:
+        self.training = mode
+
+    def disable_adapter(self) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def generate(self, *, input_ids: Any, attention_mask: Any, generation_config: Any) -> Any:
+        import torch
+
+        self.configs.append(generation_config)
+        return torch.cat([input_ids, torch.full((input_ids.shape[0], 2), 5)], dim=1)
+
+
+def test_answers_are_sampled_with_neutral_settings_not_the_models_generation_config() -> None:
+    """generate fills every setting left None from the model's generation_config.json: a repetition penalty or a
+    min_p there would sample from another distribution than the policy gradient scores (logits / temperature)."""
+    from types import SimpleNamespace
+
+    from ftcli.server.grpo import sample_answers
+    from ftcli.server.objectives import EncodedPrompt, GrpoSettings
+
+    policy = _Policy()
+    tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=1)
+    sample_answers(policy, tokenizer, [EncodedPrompt([3, 4], {})], 2, GrpoSettings(temperature=0.7), "cpu")
+    (config,) = policy.configs
+    assert (config.do_sample, config.temperature, config.top_k, config.top_p) == (True, 0.7, 0, 1.0)
+    assert (config.repetition_penalty, config.min_p, config.no_repeat_ngram_size, config.typical_p) == (1.0, 0, 0, 1)
+    assert (config.epsilon_cutoff, config.eta_cutoff, config.min_new_tokens, config.num_beams) == (0, 0, 0, 1)
+
+
+def test_the_sampling_policys_and_the_bases_logps_are_computed_without_dropout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import contextlib
+    from types import SimpleNamespace
+
+    import torch
+
+    from ftcli.server import grpo
+    from ftcli.server.objectives import EncodedPrompt, GrpoSettings, Rollouts
+
+    policy = _Policy()
+    modes: list[bool] = []
+
+    def token_logps(model: Any, rows: Rollouts) -> Any:
+        modes.append(model.training)
+        return torch.zeros(len(rows), 2)
+
+    rollouts = Rollouts(*(torch.ones((2, 2), dtype=torch.long) for _ in range(4)), torch.zeros(2))
+    monkeypatch.setattr(grpo, "sample_answers", lambda *args: rollouts)
+    monkeypatch.setattr(grpo, "answer_texts", lambda *args: ["a", "b"])
+    monkeypatch.setattr(grpo, "grade_answers", lambda *args: grpo.Graded([0.0, 1.0], []))
+    settings = GrpoSettings(samples_per_prompt=2, updates_per_batch=2, kl_coefficient=0.1)
+    objective = SimpleNamespace(
+        settings=settings, tokenizer=None, advantages=lambda rewards: torch.zeros(2), token_logps=token_logps
+    )
+    accelerator = SimpleNamespace(unwrap_model=lambda m: m, autocast=contextlib.nullcontext, device="cpu")
+    grading = Grading(parse_grader(HAS_AN_A))
+    done, _graded = grpo._rollouts(accelerator, policy, objective, [EncodedPrompt([3], {})], grading)  # type: ignore[arg-type]
+    assert done.old_logps is not None and done.reference_logps is not None
+    assert modes == [False, False]  # old logps, then the base's: both in eval mode
+    assert policy.training  # and training mode is back for the update
+
+
+def test_a_judges_answer_is_held_to_the_servers_max_tokens(monkeypatch: pytest.MonkeyPatch, data_dir: Path) -> None:
+    from ftcli.server import inference, judge
+    from ftcli.server.store import Store
+
+    asked: list[int] = []
+
+    def generate_stream(loaded: Any, messages: Any, settings: Any) -> Any:
+        asked.append(settings.max_tokens)
+        return iter(["7"])
+
+    monkeypatch.setattr(judge, "model_paths", lambda store, model: (Path("base"), None))
+    monkeypatch.setattr(inference, "generate_stream", generate_stream)
+    monkeypatch.setattr(inference, "count_tokens", lambda loaded, messages: 1)
+    monkeypatch.setattr(inference, "count_text_tokens", lambda loaded, text: 1)
+    local = judge.LocalJudge(Store(data_dir), max_tokens=100)
+    monkeypatch.setattr(local.models, "get", lambda base, adapter: object())
+    local("m", [{"role": "user", "content": "hi"}], {"max_completions_tokens": 10**9})
+    local("m", [{"role": "user", "content": "hi"}], {"max_completion_tokens": 50})
+    assert asked == [100, 50]
+    assert judge.LocalJudge(Store(data_dir)).max_tokens == 4096  # ChatLimits' default
+
+
+def test_a_python_grader_is_refused_at_job_creation_where_the_sandbox_cant_run(
+    monkeypatch: pytest.MonkeyPatch, client: TestClient, file_id: str
+) -> None:
+    from ftcli.data.graders import python_sandbox
+
+    monkeypatch.setattr(python_sandbox, "sandbox_problem", lambda: "this kernel has no Landlock")
+    source = "def grade(sample, item):\n    return 1.0\n"
+    python = {"type": "python", "name": "p", "source": source}
+    multi = {"type": "multi", "name": "m", "graders": {"a": HAS_AN_A, "p": python}, "calculate_output": "a + p"}
+    for grader, param in [(python, "method.reinforcement.grader"), (multi, "method.reinforcement.grader.graders.p")]:
+        response = _create(client, file_id, {"grader": grader})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["param"] == param and "no Landlock" in error["message"], error
+    assert client.get(JOBS).json()["data"] == []
+    assert _create(client, file_id, {"grader": HAS_AN_A}).status_code == 200  # graders without python still go

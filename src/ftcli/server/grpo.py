@@ -203,6 +203,18 @@ def sample_answers(
         temperature=settings.temperature,
         top_k=0,
         top_p=1.0,
+        # set, not left None: generate fills None from the model's generation_config.json, and a repetition
+        # penalty or a min_p there would sample from another distribution than token_logps scores
+        min_p=0.0,
+        typical_p=1.0,
+        epsilon_cutoff=0.0,
+        eta_cutoff=0.0,
+        repetition_penalty=1.0,
+        encoder_repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        min_length=0,
+        min_new_tokens=0,
+        num_beams=1,
         max_new_tokens=settings.max_new_tokens,
         pad_token_id=pad,
         eos_token_id=end,
@@ -261,11 +273,14 @@ def _rollouts(
 
     def logps(adapter_off: bool) -> Any:
         parts = []
+        was_training = policy.training
+        policy.eval()  # no dropout: the sampling policy's and the base's own log-probabilities, not a noisy draw
         with torch.no_grad(), accelerator.autocast():
             for start in range(0, len(rollouts), TRAINING_ROWS):
                 rows = rollouts.rows(start, start + TRAINING_ROWS)
                 with policy.disable_adapter() if adapter_off else contextlib.nullcontext():
                     parts.append(objective.token_logps(policy, rows).cpu())
+        policy.train(was_training)
         return torch.cat(parts)
 
     if settings.updates_per_batch > 1:

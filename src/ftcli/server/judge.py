@@ -56,10 +56,13 @@ class LocalJudge:
     """engine.Judge: the model's answer to the grader's rendered messages, with the grader's sampling_params
     (greedy where they set no temperature). One model in memory at a time (server/inference.py's cache)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, max_tokens: int | None = None) -> None:
+        from ftcli.server.api.chat import ChatLimits
         from ftcli.server.inference import ModelCache
 
         self.store = store
+        # the ceiling on a grader's max_completions_tokens: a chat request's (`serve --max-tokens`)
+        self.max_tokens = max_tokens or ChatLimits().max_tokens
         self.models: ModelCache = ModelCache()
 
     def __call__(self, model: str, messages: list[dict[str, Any]], sampling: dict[str, Any]) -> JudgeReply:
@@ -75,7 +78,7 @@ class LocalJudge:
         # engine.Judge passes chat completions' name (max_completion_tokens); the grader's is max_completions_tokens
         most = sampling.get("max_completion_tokens") or sampling.get("max_completions_tokens")
         settings = Sampling(
-            max_tokens=int(most or JUDGE_MAX_TOKENS),
+            max_tokens=min(int(most or JUDGE_MAX_TOKENS), self.max_tokens),
             temperature=float(sampling.get("temperature") or 0.0),
             top_p=float(sampling["top_p"]) if sampling.get("top_p") is not None else 1.0,
             seed=sampling.get("seed"),

@@ -537,3 +537,98 @@ def test_grade_batch_keeps_order_with_judges_in_parallel() -> None:
     assert [r.reward for r in results] == [float(n) for n in range(10)]
     with pytest.raises(ValueError, match="2 items for 1 samples"):
         grade_batch(parse_grader(SCORE), [{}, {}], [Sample("a")])
+
+
+# --- bounds on what one request can make the server do --------------------------------------------------------------
+
+
+def test_a_placeholder_never_spans_a_brace_so_unclosed_braces_scan_once() -> None:
+    from ftcli.data.graders.template import MAX_TEMPLATE_LENGTH, PLACEHOLDER, check_template
+
+    # `(.*?)` took "a{{b" here, and rescanned the whole rest of the text after every unclosed "{{" (quadratic)
+    assert PLACEHOLDER.findall("{{a{{b}}") == ["b"]
+    check_template("{{" * (MAX_TEMPLATE_LENGTH // 2), where="grader.input")  # at the cap: nothing to fill, no hang
+    with pytest.raises(GraderError, match=f"grader.input: a template of at most {MAX_TEMPLATE_LENGTH} characters"):
+        parse_grader(check("eq", "{{" * (MAX_TEMPLATE_LENGTH // 2 + 1)))
+
+
+def test_a_filled_template_over_the_cap_is_that_samples_error() -> None:
+    from ftcli.data.graders.template import MAX_RENDERED_LENGTH, TemplateError
+
+    field = "x" * 1000
+    copies = MAX_RENDERED_LENGTH // len(field) + 1
+    with pytest.raises(TemplateError, match=f"over {MAX_RENDERED_LENGTH} characters"):
+        render("{{item.a}}" * copies, {"a": field}, None)
+    assert len(render("{{item.a}}" * (copies // 2), {"a": field}, None)) == (copies // 2) * len(field)
+    result = grade(parse_grader(check("eq", "{{item.a}}" * copies)), {"a": field, "label": "x"}, Sample("x"))
+    assert result.reward == 0.0 and result.kinds == {"other_error"}
+
+
+def test_labels_are_bounded_and_checked_in_linear_time() -> None:
+    from ftcli.data.graders.spec import MAX_LABELS
+
+    def label_model(labels: list[str], passing: list[str]) -> dict[str, Any]:
+        return {
+            "type": "label_model",
+            "name": "l",
+            "model": "m",
+            "input": [{"role": "user", "content": "{{sample.output_text}}"}],
+            "labels": labels,
+            "passing_labels": passing,
+        }
+
+    many = [str(n) for n in range(MAX_LABELS)]
+    assert parse_grader(label_model(many, many)).labels == many  # type: ignore[union-attr]
+    with pytest.raises(GraderError, match=f"grader.labels: List should have at most {MAX_LABELS} items"):
+        parse_grader(label_model([*many, "one more"], ["0"]))
+    with pytest.raises(GraderError, match="repeated: '1', '2'"):
+        parse_grader(label_model(["2", "1", "2", "1", "3"], ["3"]))
+    with pytest.raises(GraderError, match="not among labels: 'z'"):
+        parse_grader(label_model(many, ["0", "z"]))
+
+
+def test_a_multi_grader_has_a_bounded_number_of_sub_graders() -> None:
+    from ftcli.data.graders.spec import MAX_SUB_GRADERS
+
+    def many(count: int) -> dict[str, Any]:
+        graders = {f"g{n}": check("eq", "{{sample.output_text}}") for n in range(count)}
+        return {"type": "multi", "name": "m", "graders": graders, "calculate_output": "g0"}
+
+    assert len(parse_grader(many(MAX_SUB_GRADERS)).graders) == MAX_SUB_GRADERS  # type: ignore[union-attr]
+    for definition in (
+        many(MAX_SUB_GRADERS + 1),
+        {**many(0), "graders": [{**sub, "name": name} for name, sub in many(MAX_SUB_GRADERS + 1)["graders"].items()]},
+    ):
+        with pytest.raises(GraderError, match=f"grader.graders: a multi grader has at most {MAX_SUB_GRADERS} graders"):
+            parse_grader(definition)
+
+
+def test_a_long_chain_of_terms_is_refused_and_a_deep_tree_is_an_error_not_a_crash() -> None:
+    from ftcli.data.graders.expression import MAX_TOKENS, Binary, ExpressionError, Name
+
+    refused = "+".join(["a"] * (MAX_TOKENS // 2 + 1))  # each + nests the tree one level deeper
+    with pytest.raises(GraderError, match=f"at most {MAX_TOKENS} numbers, names and operators"):
+        parse_expression(refused, names={"a"})
+    accepted = "+".join(["a"] * (MAX_TOKENS // 2))
+    assert evaluate(parse_expression(accepted, names={"a"}), {"a": 1.0}) == MAX_TOKENS // 2
+    tree: Any = Name("a")
+    for _ in range(100_000):  # a tree built around the parser's bounds
+        tree = Binary("+", tree, Name("a"))
+    with pytest.raises(ExpressionError, match="nested too deep"):
+        evaluate(tree, {"a": 1.0})
+
+
+def test_json_nested_past_the_recursion_limit_is_not_json() -> None:
+    deep = "[" * 100_000
+    assert Sample.of_text(deep) == Sample(output_text=deep, output_json=None)
+    assert parse_score(f"{deep} 0.5") == 0.5  # a judge's answer: not JSON, so its one number
+
+
+def test_a_sandbox_this_machine_lacks_is_raised_never_a_reward_of_zero() -> None:
+    from ftcli.data.graders.python_sandbox import SandboxUnavailableError
+
+    def runner(*_args: Any) -> float:
+        raise SandboxUnavailableError("no Landlock here")
+
+    with pytest.raises(SandboxUnavailableError, match="no Landlock"):
+        grade(parse_grader(PYTHON), {}, Sample("x"), python=runner)

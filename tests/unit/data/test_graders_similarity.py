@@ -105,3 +105,23 @@ def test_text_similarity_grader_fills_its_templates() -> None:
         }
     )
     assert grade(grader, {"answer": "sitting"}, Sample("kitten")).reward == pytest.approx(8 / 13)
+
+
+def test_texts_over_the_cap_are_that_samples_error_never_cut_short() -> None:
+    over = "word " * (similarity.MAX_TEXT_LENGTH // 5) + "x"
+    at_cap = over[: similarity.MAX_TEXT_LENGTH]
+    assert similarity.similarity("fuzzy_match", at_cap, at_cap) == 1.0
+    for text, reference, what in ((over, "word", "the input"), ("word", over, "the reference")):
+        with pytest.raises(GraderError, match=f"rouge_l: {what} is {len(over)} characters, over the 10000"):
+            similarity.similarity("rouge_l", text, reference)
+    grader = parse_grader(
+        {
+            "type": "text_similarity",
+            "name": "s",
+            "input": "{{sample.output_text}}",
+            "reference": "{{item.answer}}",
+            "evaluation_metric": "fuzzy_match",
+        }
+    )
+    result = grade(grader, {"answer": "word"}, Sample(over))
+    assert result.reward == 0.0 and result.kinds == {"other_error"} and "over the 10000" in result.errors[0]

@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 
 from ftcli.data.graders import similarity
 from ftcli.data.graders.expression import ExpressionError, evaluate, parse_expression
+from ftcli.data.graders.python_sandbox import SandboxUnavailableError
 from ftcli.data.graders.spec import (
     Embedder,
     Grader,
@@ -67,7 +68,7 @@ class Sample:
         """A sample from the answer's text: output_json filled when the text is valid JSON (as OpenAI does)."""
         try:
             parsed = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # "[" * 100000 nests past the parser's recursion limit
             parsed = None
         return cls(output_text=text, output_json=parsed, output_tools=tuple(tools))
 
@@ -301,6 +302,8 @@ def _run_python(grader: PythonGrader, item: dict[str, Any], sample: Sample, runn
         value = runner(grader.source, sample.as_dict(), item)
     except GraderError as exc:
         raise _Failed("python_grader_runtime_error", exc.message) from None
+    except SandboxUnavailableError:
+        raise  # this machine can't run python graders at all: not one sample's reward of 0
     except Exception as exc:  # noqa: BLE001 (the sandbox itself failed: reported, training goes on)
         raise _Failed("python_grader_server_error", f"{type(exc).__name__}: {exc}"[:500]) from None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -419,7 +422,7 @@ def _json_answer(text: str) -> Any:
     fenced = _FENCE.match(text)
     try:
         return json.loads(fenced[1] if fenced else text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

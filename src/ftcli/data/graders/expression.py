@@ -18,6 +18,7 @@ from ftcli.data.graders.spec import GraderError
 
 MAX_LENGTH = 2000  # characters of a formula
 MAX_DEPTH = 50  # nested parentheses, calls and unary signs
+MAX_TOKENS = 300  # numbers, names and operators: `a+a+…` nests one tree level per operator, evaluated recursively
 
 FUNCTIONS: dict[str, tuple[Callable[..., float], int | None]] = {  # name: (function, its arity; None: one or more)
     "min": (min, None),
@@ -78,10 +79,14 @@ def parse_expression(text: str, *, names: set[str], where: str = "calculate_outp
         raise GraderError(f"{where}: a formula of at most {MAX_LENGTH} characters, got {len(text)}")
     try:
         tokens = _tokens(text)
+        if len(tokens) > MAX_TOKENS:
+            raise ValueError(f"a formula of at most {MAX_TOKENS} numbers, names and operators, got {len(tokens)}")
         parser = _Parser(tokens, names)
         tree = parser.expression(0)
         if parser.position < len(tokens):
             raise ValueError(f"unexpected {tokens[parser.position]!r}")
+    except RecursionError:
+        raise GraderError(f"{where}: the formula is nested too deep") from None
     except ValueError as exc:
         raise GraderError(
             f"{where}: {exc} in {text!r}",
@@ -99,6 +104,8 @@ def evaluate(tree: Node, values: Mapping[str, float]) -> float:
         raise ExpressionError("calculate_output divides by zero") from None
     except OverflowError:
         raise ExpressionError("calculate_output overflows (a number too large for a float)") from None
+    except RecursionError:  # a tree built around parse_expression's bounds
+        raise ExpressionError("calculate_output is nested too deep to evaluate") from None
     except ValueError as exc:  # math's domain errors: sqrt(-1), log(0), (-8)^(1/3)
         raise ExpressionError(f"calculate_output is undefined here: {exc}") from None
     if not math.isfinite(result):

@@ -27,6 +27,7 @@ import contextlib
 import ctypes
 import functools
 import json
+import math
 import os
 import platform
 import selectors
@@ -41,7 +42,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ftcli.data.errors import FtcliError
-from ftcli.data.graders.spec import GraderError
+from ftcli.data.graders.spec import Grader, GraderError, MultiGrader, PythonGrader
 
 CHILD_SCRIPT = Path(__file__).with_name("_sandbox_child.py")
 MAX_SOURCE_BYTES = 256 * 1024  # OpenAI's limit on a python grader's source
@@ -262,6 +263,17 @@ def sandbox_problem() -> str | None:
 # --- checking a grader without running it ------------------------------------------------------------------------
 
 
+def python_grader_paths(grader: Grader, where: str) -> list[str]:
+    """The JSON path of every python grader in `grader`, a multi grader's included."""
+    if isinstance(grader, PythonGrader):
+        return [where]
+    if isinstance(grader, MultiGrader):
+        return [
+            path for name, sub in grader.graders.items() for path in python_grader_paths(sub, f"{where}.graders.{name}")
+        ]
+    return []
+
+
 def check_python_grader(source: str, *, where: str = "source") -> None:
     """Refuse a python grader's source that can't work: too big, not Python, or without `grade(sample, item)`.
     Compiles and reads the syntax tree only; nothing of the source runs."""
@@ -275,6 +287,8 @@ def check_python_grader(source: str, *, where: str = "source") -> None:
         raise GraderError(f"{where}: not valid Python: {exc.msg} (line {exc.lineno})") from None
     except ValueError as exc:  # a NUL byte
         raise GraderError(f"{where}: not valid Python: {exc}") from None
+    except (RecursionError, MemoryError):  # "1+" * 100000: nested past what the parser or compiler can hold
+        raise GraderError(f"{where}: not valid Python: nested too deeply to compile") from None
     definition = _top_level_grade(tree)
     if definition is None:
         raise GraderError(f"{where}: defines no function grade(sample, item) at the top level")
@@ -491,9 +505,9 @@ def _interpret(run: _Run, limits: SandboxLimits) -> dict[str, Any]:
         raise failed(f"used up its {limits.cpu_seconds} s of CPU time and was stopped", "cpu_time")
     if signalled == signal.SIGSYS:
         raise failed("made a system call the sandbox forbids and was killed", "forbidden")
-    try:
+    try:  # deep nesting ("[" * 100000) is not the child's answer
         answer = json.loads(run.answer) if run.status == 0 and run.answer else None
-    except ValueError:
+    except (ValueError, RecursionError):
         answer = None
     if not isinstance(answer, dict):
         how = f"died of {signal.Signals(signalled).name}" if signalled else f"exited with code {run.status}"
@@ -509,7 +523,8 @@ def _interpret(run: _Run, limits: SandboxLimits) -> dict[str, Any]:
         failure: PythonGraderFailure = kind if kind in ("invalid", "memory", "forbidden") else "runtime"
         prefix = {"runtime": "raised", "invalid": "is invalid:", "memory": "", "forbidden": ""}[failure]
         raise failed(f"{prefix} {answer['error']}".strip(), failure)
-    if not isinstance(answer.get("score"), int | float):
+    score = answer.get("score")
+    if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
         raise failed("wrote an answer that is not the sandbox's", "crash")
     return answer
 

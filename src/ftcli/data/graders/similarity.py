@@ -27,6 +27,8 @@ from ftcli.data.eval.graders import tokens as rouge_tokens
 from ftcli.data.graders.spec import Embedder, GraderError, Metric
 
 INSTALL_HINT = "pip install 'ftcli[eval]'"
+# characters of an input or a reference: rouge_l's table, rapidfuzz and METEOR take time in the product of lengths
+MAX_TEXT_LENGTH = 10_000
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LIBRARY = {
     "fuzzy_match": "rapidfuzz",
@@ -52,7 +54,13 @@ def unavailable(metric: Metric) -> str | None:
 
 
 def similarity(metric: Metric, text: str, reference: str, *, embedder: Embedder | None = None) -> float:
-    """`text` scored against `reference` by `metric` (0..1; cosine -1..1)."""
+    """`text` scored against `reference` by `metric` (0..1; cosine -1..1). A text or reference over
+    MAX_TEXT_LENGTH characters is a GraderError, never cut short: the metrics are quadratic in their lengths."""
+    for what, value in (("the input", text), ("the reference", reference)):
+        if len(value) > MAX_TEXT_LENGTH:
+            raise GraderError(
+                f"{metric}: {what} is {len(value)} characters, over the {MAX_TEXT_LENGTH} this grader compares"
+            )
     reason = unavailable(metric)
     if reason is not None:
         raise GraderError(reason)

@@ -17,12 +17,16 @@ then named by its `name`.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError, field_validator
 
 from ftcli.data.errors import DataError
+
+MAX_LABELS = 256  # labels (and passing labels) of a label_model grader
+MAX_SUB_GRADERS = 32  # a multi grader's graders, run one after another for each sample
 
 
 class GraderError(DataError):
@@ -162,13 +166,13 @@ class LabelModelGrader(_Strict):
     name: str
     model: str
     input: list[Message]
-    labels: Annotated[list[str], Field(min_length=1)]
-    passing_labels: Annotated[list[str], Field(min_length=1)]
+    labels: Annotated[list[str], Field(min_length=1, max_length=MAX_LABELS)]
+    passing_labels: Annotated[list[str], Field(min_length=1, max_length=MAX_LABELS)]
 
     @field_validator("labels")
     @classmethod
     def _distinct(cls, value: list[str]) -> list[str]:
-        twice = sorted({label for label in value if value.count(label) > 1})
+        twice = sorted(label for label, count in Counter(value).items() if count > 1)
         if twice:
             raise ValueError(f"each label once; repeated: {', '.join(map(repr, twice))}")
         return value
@@ -201,7 +205,9 @@ class MultiGrader(_Strict):
                 if name in named:
                     raise ValueError(f"two graders are named {name!r}: calculate_output can't tell them apart")
                 named[name] = grader
-            return named
+            value = named
+        if isinstance(value, dict) and len(value) > MAX_SUB_GRADERS:  # before each one is validated
+            raise ValueError(f"a multi grader has at most {MAX_SUB_GRADERS} graders, got {len(value)}")
         return value
 
     @field_validator("graders")
@@ -278,7 +284,8 @@ def _check_meaning(grader: Grader, where: str, embedder: Embedder | None) -> Non
     for field, text in template.template_fields(grader):
         template.check_template(text, where=f"{where}.{field}")
     if isinstance(grader, LabelModelGrader):
-        unknown = [label for label in grader.passing_labels if label not in grader.labels]
+        labels = set(grader.labels)
+        unknown = [label for label in grader.passing_labels if label not in labels]
         if unknown:
             raise GraderError(f"{where}.passing_labels: not among labels: {', '.join(map(repr, unknown))}")
     if isinstance(grader, TextSimilarityGrader):

@@ -31,7 +31,10 @@ if TYPE_CHECKING:
     from ftcli.data.graders.engine import Sample
     from ftcli.data.graders.spec import Grader
 
-PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+# no braces inside: a linear scan, where `(.*?)` rescanned the rest of the text after each "{{" without a "}}"
+PLACEHOLDER = re.compile(r"\{\{([^{}]*)\}\}")
+MAX_TEMPLATE_LENGTH = 100_000  # characters of one template string of a grader
+MAX_RENDERED_LENGTH = 1_000_000  # characters of one template filled for a sample
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")  # a key, or an [index]
 SAMPLE_VARIABLES = ("output_text", "output_json", "output_tools")
 Path = tuple[str, ...]
@@ -68,7 +71,10 @@ def parse_variable(expression: str) -> tuple[str, Path]:
 
 
 def check_template(text: str, *, where: str) -> None:
-    """Every variable in `text` is one the engine can fill (item.…, sample.output_*): else a GraderError."""
+    """Every variable in `text` is one the engine can fill (item.…, sample.output_*), and `text` is at most
+    MAX_TEMPLATE_LENGTH characters: else a GraderError."""
+    if len(text) > MAX_TEMPLATE_LENGTH:
+        raise GraderError(f"{where}: a template of at most {MAX_TEMPLATE_LENGTH} characters, got {len(text)}")
     for match in PLACEHOLDER.finditer(text):
         try:
             parse_variable(match.group(1))
@@ -78,7 +84,9 @@ def check_template(text: str, *, where: str) -> None:
 
 def render(template: str, item: dict[str, Any], sample: Sample | None) -> str:
     """`template` with each variable replaced by its value (strings as they are, other values as JSON); a variable
-    this item or sample lacks raises a TemplateError naming it."""
+    this item or sample lacks raises a TemplateError naming it, and so does a result over MAX_RENDERED_LENGTH
+    characters (a variable repeated over a large field would otherwise fill memory)."""
+    rendered = len(template)
 
     def value_of(match: re.Match[str]) -> str:
         try:
@@ -89,7 +97,15 @@ def render(template: str, item: dict[str, Any], sample: Sample | None) -> str:
             found = lookup(item, path, what="the item")
         else:
             found = _sample_value(sample, path, match.group(0))
-        return found if isinstance(found, str) else json.dumps(found, ensure_ascii=False)
+        text = found if isinstance(found, str) else json.dumps(found, ensure_ascii=False)
+        nonlocal rendered
+        rendered += len(text)
+        if rendered > MAX_RENDERED_LENGTH:
+            raise TemplateError(
+                f"the filled template is over {MAX_RENDERED_LENGTH} characters (its variables' values are too large)",
+                kind="other_error",
+            )
+        return text
 
     return PLACEHOLDER.sub(value_of, template)
 

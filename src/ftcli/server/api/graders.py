@@ -36,13 +36,13 @@ THINK_CLOSE = "</think>"
 @router.post("/validate", openapi_extra=documented_body(ValidateGraderRequest))
 async def validate_grader(request: Request) -> ValidateGraderResponse:
     body = await read_request(request, ValidateGraderRequest)
-    return ValidateGraderResponse(grader=grader_json(_grader(body.grader)))
+    return ValidateGraderResponse(grader=grader_json(await run_in_threadpool(_grader, body.grader)))
 
 
 @router.post("/run", openapi_extra=documented_body(RunGraderRequest))
 async def run_grader(request: Request) -> RunGraderResponse:
     body = await read_request(request, RunGraderRequest)
-    grader = _grader(body.grader)
+    grader = await run_in_threadpool(_grader, body.grader)  # checking a large grader must not stall the event loop
     if body.item is not None and not isinstance(body.item, dict):
         raise ApiError(400, f"item: the dataset item is a JSON object, got {type(body.item).__name__}", param="item")
     item: dict[str, Any] = body.item or {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from ftcli.server import hardware
 from ftcli.server.api import paging
@@ -46,7 +47,8 @@ async def create_job(request: Request) -> FineTuningJob:
             raise ApiError(400, f"{key} {file_id} does not exist", param=key)
     method, requested = _method(body, request.app.state.lora_defaults)
     if requested.method == "reinforcement":
-        method["reinforcement"]["grader"] = _grader(store, body)
+        # off the event loop: a grader's templates and formula are checked in time proportional to their size
+        method["reinforcement"]["grader"] = await run_in_threadpool(_grader, store, body)
     job = FineTuningJob(
         id=new_id("ftjob"),
         created_at=now(),
@@ -103,6 +105,7 @@ def _method(body: CreateJob, server_defaults: dict[str, Any]) -> tuple[dict[str,
 def _grader(store: Store, body: CreateJob) -> dict[str, Any]:
     """A reinforcement job's grader, checked as OpenAI's validate endpoint checks it (data/graders/spec.py) and its
     judge models served here: a 400 names the field. The job keeps it as the request wrote it."""
+    from ftcli.data.graders.python_sandbox import python_grader_paths, sandbox_problem
     from ftcli.data.graders.spec import GraderError, parse_grader
     from ftcli.server.judge import unreachable_judge
 
@@ -116,6 +119,10 @@ def _grader(store: Store, body: CreateJob) -> dict[str, Any]:
         message = str(exc)
         path = message.split(":", 1)[0]
         raise ApiError(400, message, param=path if path.startswith(where) else where) from None
+    python = python_grader_paths(grader, where)
+    problem = sandbox_problem() if python else None
+    if problem is not None:  # it would only ever score 0: refused now rather than train on nothing
+        raise ApiError(400, f"{python[0]}: python graders can't run on this server: {problem}", param=python[0])
     unserved = unreachable_judge(store, grader, where)
     if unserved is not None:
         raise ApiError(400, unserved[1], param=unserved[0], code="model_not_available")

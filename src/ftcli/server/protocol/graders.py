@@ -4,11 +4,13 @@ parse_grader (data/graders/spec.py), which names the field that is wrong."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, StrictStr
 
 from ftcli.server.protocol.common import Request, Response
+
+MAX_MODEL_SAMPLE = 200_000  # characters of the answer /run grades (a long completion, with room to spare)
 
 
 class ValidateGraderRequest(Request):
@@ -17,7 +19,9 @@ class ValidateGraderRequest(Request):
 
 class RunGraderRequest(Request):
     grader: dict[str, Any]
-    model_sample: StrictStr  # the answer: `sample.output_text`, and `output_json` where it is valid JSON
+    model_sample: Annotated[
+        StrictStr, Field(max_length=MAX_MODEL_SAMPLE)
+    ]  # the answer: `sample.output_text`, and `output_json` where it is valid JSON
     item: Any = None  # the dataset record (`item`): an object
 
 

@@ -307,3 +307,25 @@ def test_a_python_grader_is_refused_at_job_creation_where_the_sandbox_cant_run(
         assert error["param"] == param and "no Landlock" in error["message"], error
     assert client.get(JOBS).json()["data"] == []
     assert _create(client, file_id, {"grader": HAS_AN_A}).status_code == 200  # graders without python still go
+
+
+def test_an_answer_the_grader_failed_on_has_no_advantage_and_no_weight_in_its_group() -> None:
+    """A failed grade is no score: counted as 0 it would punish a passing judge's hiccup, and with a range below 0
+    a failure would beat a bad answer (a way to game the reward)."""
+    from types import SimpleNamespace
+
+    from ftcli.server.objectives import Grpo, GrpoSettings
+
+    objective = Grpo(SimpleNamespace(), GrpoSettings(samples_per_prompt=4))
+    rewards = [-1.0, 0.0, 1.0, -1.0, 0.5, 0.5, 0.5, 0.0]  # two prompts' groups; the 2nd and 8th answers failed
+    failed = [False, True, False, False, False, False, False, True]
+    advantages = objective.advantages(rewards, failed).tolist()
+    assert advantages[1] == 0.0 and advantages[7] == 0.0
+    scored = [-1.0, 1.0, -1.0]  # the first group without its failure: mean -1/3, spread sqrt(8/9)
+    mean, spread = sum(scored) / 3, (sum((r - sum(scored) / 3) ** 2 for r in scored) / 3) ** 0.5
+    for index, reward in zip((0, 2, 3), scored, strict=True):
+        assert advantages[index] == pytest.approx((reward - mean) / (spread + 1e-4), rel=1e-5)
+    assert advantages[4:7] == [0.0, 0.0, 0.0]  # the rest of the second group scored alike: nothing to learn
+    # without failures, every answer counts: the plain group normalisation
+    plain = objective.advantages([-1.0, 0.0, 1.0, -1.0, 0.5, 0.5, 0.5, 0.0]).tolist()
+    assert plain[1] != 0.0 and plain[7] != 0.0

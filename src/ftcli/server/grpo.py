@@ -65,6 +65,7 @@ class Grading:
 class Graded:
     rewards: list[float]
     errors: list[str]  # one per failed answer
+    failed: list[bool] | None = None  # per answer: the grader failed on it (its reward 0 is no score)
 
 
 def train_grpo(
@@ -252,7 +253,11 @@ def grade_answers(grading: Grading, items: Sequence[dict[str, Any]], texts: Sequ
 
     samples = [Sample.of_text(text) for text in texts]
     results = grade_batch(grading.grader, items, samples, judge=grading.judge, python=grading.python)
-    return Graded([result.reward for result in results], [error for r in results for error in r.errors[:1]])
+    return Graded(
+        [result.reward for result in results],
+        [error for r in results for error in r.errors[:1]],
+        [bool(result.errors) for result in results],
+    )
 
 
 def _rollouts(
@@ -269,7 +274,7 @@ def _rollouts(
         rollouts = sample_answers(policy, objective.tokenizer, batch, copies, settings, accelerator.device)
     items = [prompt.item for prompt in batch for _ in range(copies)]
     graded = grade_answers(grading, items, answer_texts(objective.tokenizer, rollouts))
-    rollouts = replace(rollouts, advantages=objective.advantages(graded.rewards))
+    rollouts = replace(rollouts, advantages=objective.advantages(graded.rewards, graded.failed))
 
     def logps(adapter_off: bool) -> Any:
         parts = []

@@ -256,14 +256,23 @@ class Grpo:
         cut = self.max_prompt is not None and len(ids) > self.max_prompt
         return EncodedPrompt(ids[-self.max_prompt :] if cut and self.max_prompt else ids, example, cut)
 
-    def advantages(self, rewards: list[float]) -> Any:
+    def advantages(self, rewards: list[float], failed: list[bool] | None = None) -> Any:
         """Each reward's distance from its group's mean, in the group's standard deviations (a group whose answers
-        all scored alike teaches nothing: zeros)."""
+        all scored alike teaches nothing: zeros). An answer the grader failed on (`failed`) has no score: it gets
+        advantage 0 and stays out of its group's mean and spread, so a failure is neither punished as a 0 nor a way
+        to beat a negative score."""
         import torch
 
         grouped = torch.tensor(rewards, dtype=torch.float32).view(-1, self.settings.samples_per_prompt)
-        centred = grouped - grouped.mean(dim=1, keepdim=True)
-        return (centred / (grouped.std(dim=1, unbiased=False, keepdim=True) + 1e-4)).flatten()
+        scored = (
+            torch.ones_like(grouped)
+            if failed is None
+            else (~torch.tensor(failed, dtype=torch.bool)).view_as(grouped).to(grouped.dtype)
+        )
+        count = scored.sum(dim=1, keepdim=True).clamp(min=1)
+        mean = (grouped * scored).sum(dim=1, keepdim=True) / count
+        spread = (((grouped - mean) ** 2 * scored).sum(dim=1, keepdim=True) / count).sqrt()
+        return ((grouped - mean) / (spread + 1e-4) * scored).flatten()
 
     def token_logps(self, model: Any, rollouts: Rollouts) -> Any:
         """log π(answer token | prompt, answer so far) for every answer position, at the sampling temperature (the

@@ -259,7 +259,10 @@ def test_the_sampling_policys_and_the_bases_logps_are_computed_without_dropout(
     monkeypatch.setattr(grpo, "grade_answers", lambda *args: grpo.Graded([0.0, 1.0], []))
     settings = GrpoSettings(samples_per_prompt=2, updates_per_batch=2, kl_coefficient=0.1)
     objective = SimpleNamespace(
-        settings=settings, tokenizer=None, advantages=lambda rewards, failed=None: torch.zeros(2), token_logps=token_logps
+        settings=settings,
+        tokenizer=None,
+        advantages=lambda rewards, failed=None: torch.zeros(2),
+        token_logps=token_logps,
     )
     accelerator = SimpleNamespace(unwrap_model=lambda m: m, autocast=contextlib.nullcontext, device="cpu")
     grading = Grading(parse_grader(HAS_AN_A))

@@ -85,7 +85,14 @@ def test_lora_makes_trained_answers_far_more_likely_than_the_base(tiny_base: Pat
     # what depends on the base and the machine is settled once the base is loaded: tiny's context, this CPU's
     # precision (bf16 where it computes in it, else fp32)
     precision = hardware.precision(None, hardware.Machine.this_one())
-    assert hyper == replace(asked, max_seq_length=2048, gradient_checkpointing=False, precision=precision)
+    assert hyper.tokens_per_pass is not None and hyper.tokens_per_pass > 2048  # a tiny model's batch: one pass
+    assert hyper == replace(
+        asked,
+        max_seq_length=2048,
+        gradient_checkpointing=False,
+        precision=precision,
+        tokens_per_pass=hyper.tokens_per_pass,
+    )
     # ... and the job reports every setting as it trained with it, in the method's schema (a valid request again)
     assert hyper.trained_with() == SupervisedHyperparameters(
         n_epochs=50, batch_size=2, learning_rate_multiplier=1.0, lora_rank=32, lora_alpha=64, lora_dropout=0.0,

@@ -235,6 +235,28 @@ def test_answers_are_sampled_with_neutral_settings_not_the_models_generation_con
     assert (config.epsilon_cutoff, config.eta_cutoff, config.min_new_tokens, config.num_beams) == (0, 0, 0, 1)
 
 
+@pytest.mark.parametrize("setting", ["suppress_tokens", "bad_words_ids"])
+def test_settings_of_the_models_generation_config_that_have_no_neutral_value_are_set_aside(
+    tiny_base: Path, setting: str
+) -> None:
+    """suppress_tokens or bad_words_ids in a base's generation_config.json would take tokens out of the sampled
+    distribution that the policy gradient still scores: here they ban every token but the end token, and the
+    answers are sampled from the whole distribution all the same."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ftcli.server.grpo import sample_answers
+    from ftcli.server.objectives import EncodedPrompt, GrpoSettings
+
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_base), AutoTokenizer.from_pretrained(tiny_base)
+    banned = [token for token in range(model.config.vocab_size) if token != tokenizer.eos_token_id]
+    setattr(model.generation_config, setting, banned if setting == "suppress_tokens" else [[t] for t in banned])
+    prompt = EncodedPrompt(tokenizer("Write a word.", add_special_tokens=False)["input_ids"], {})
+    rollouts = sample_answers(model, tokenizer, [prompt], 4, GrpoSettings(max_new_tokens=6), "cpu")
+    answered = rollouts.completion_ids[rollouts.completion_mask.bool()]
+    assert (answered != tokenizer.eos_token_id).sum() > 4, rollouts.completion_ids  # not one end token each
+    assert getattr(model.generation_config, setting)  # the model's own config is back as it was
+
+
 def test_the_sampling_policys_and_the_bases_logps_are_computed_without_dropout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -182,6 +182,22 @@ def _warn_before(report: TrainingReporter, train: list[EncodedPrompt], objective
         )
 
 
+@contextlib.contextmanager
+def _without_generation_defaults(model: Any) -> Iterator[None]:
+    """The model's generation_config.json set aside while answers are sampled: generate fills every setting left
+    unset from it, and some have no neutral value to pass instead (suppress_tokens, bad_words_ids, sequence_bias,
+    forced tokens would sample from another distribution than the one the policy gradient scores)."""
+    from transformers import GenerationConfig
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PeftModel's transformer
+    kept = getattr(inner, "generation_config", None)
+    inner.generation_config = GenerationConfig()  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        inner.generation_config = kept
+
+
 def sample_answers(
     model: Any, tokenizer: Any, prompts: Sequence[EncodedPrompt], copies: int, settings: GrpoSettings, device: Any
 ) -> Rollouts:
@@ -213,7 +229,6 @@ def sample_answers(
         repetition_penalty=1.0,
         encoder_repetition_penalty=1.0,
         no_repeat_ngram_size=0,
-        min_length=0,
         min_new_tokens=0,
         num_beams=1,
         max_new_tokens=settings.max_new_tokens,
@@ -223,7 +238,7 @@ def sample_answers(
     answers = []
     was_training = model.training
     model.eval()  # no dropout: the answers are the policy's own
-    with torch.no_grad():
+    with torch.no_grad(), _without_generation_defaults(model):
         for start in range(0, len(rows), GENERATION_ROWS):
             ids = prompt_ids[start : start + GENERATION_ROWS].to(device)
             mask = prompt_mask[start : start + GENERATION_ROWS].to(device)

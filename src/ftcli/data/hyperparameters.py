@@ -198,7 +198,7 @@ class ReinforcementHyperparameters(TrainingHyperparameters):
         description="Training steps between two rewards measured on the validation file's prompts.",
         json_schema_extra=_openai("the steps of one epoch (once per epoch)"),
     )
-    eval_samples: AutoOr[Annotated[Count, Field(ge=1)]] = Field(
+    eval_samples: AutoOr[Annotated[Count, Field(ge=1, le=256)]] = Field(
         AUTO,
         description="Answers sampled per validation prompt at each evaluation.",
         json_schema_extra=_openai("1"),

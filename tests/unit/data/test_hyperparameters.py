@@ -55,6 +55,7 @@ BOTH = ["supervised", "dpo", "reinforcement"]
         ("reinforcement", "compute_multiplier", 11, "at most 10"),
         ("reinforcement", "eval_interval", 0, "an integer at least 1"),
         ("reinforcement", "eval_samples", 1.5, "got 1.5"),
+        ("reinforcement", "eval_samples", 257, "from 1 to 256"),  # each one generated per validation prompt
         ("reinforcement", "samples_per_prompt", 1, "from 2 to 256"),  # a group of one has no spread to learn from
         ("reinforcement", "temperature", 0, "a number above 0, at most 2"),
         ("reinforcement", "kl_coefficient", float("nan"), "got NaN"),

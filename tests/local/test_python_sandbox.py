@@ -327,6 +327,33 @@ def test_a_1_gb_string_runs_into_the_memory_limit() -> None:
     assert error.failure == "memory" and "512 MiB memory limit" in str(error)
 
 
+def test_a_thread_bomb_runs_into_the_memory_limit_and_leaves_nothing_behind() -> None:
+    """Threads are allowed (graders use them), and their number has no limit of its own where the machine runs the
+    sandbox as root (the kernel exempts root from RLIMIT_NPROC): each thread's stack counts against the address
+    space, so even at Python's smallest stack the bomb stops within the memory limit, and the wall-clock limit ends
+    the sleeping threads with their process."""
+    source = grader(
+        """
+        import threading, time
+        threading.stack_size(32768)
+
+        def grade(sample, item):
+            started = 0
+            try:
+                while started < 1_000_000:
+                    threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()
+                    started += 1
+            except RuntimeError:  # can't start new thread: no address space left
+                return started / 1_000_000
+            return 1.0
+        """
+    )
+    started = run_python_grader(source, {"output_text": "x"}, {}, limits=QUICK) * 1_000_000
+    # 512 MiB / (32 KiB of stack + a guard page) is about 15,000; a limit that didn't hold would reach 1,000,000
+    assert 0 < started < 20_000, started
+    assert sandbox_children() == []
+
+
 def test_printing_100_mb_is_cut_off_at_the_output_limit() -> None:
     source = grader(
         """

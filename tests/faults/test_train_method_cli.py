@@ -9,12 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx2
-import pytest
-from typer.testing import CliRunner
-
-from ftcli.cli import context
-from ftcli.cli.app import app
+from tests.faults.conftest import run_cli as run
 from tests.faults.fakeapi import FakeAPI, error
 
 MODEL = "gpt-4.1-mini-2025-04-14"
@@ -24,25 +19,6 @@ def preference(i: int) -> dict[str, object]:
     return {"input": {"messages": [{"role": "user", "content": f"What is {i} plus {i}?"}]},
             "preferred_output": [{"role": "assistant", "content": f"{2 * i}"}],
             "non_preferred_output": [{"role": "assistant", "content": "no idea"}]}  # fmt: skip
-
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[FakeAPI, list[dict[str, Any]]]:
-    fake, created = FakeAPI(), []
-
-    def record_job(request: httpx2.Request) -> None:
-        if request.method == "POST" and request.url.path.endswith("/fine_tuning/jobs"):
-            created.append(json.loads(request.content))
-
-    fake.faults.append(record_job)
-    monkeypatch.setattr(context.AppContext, "client", lambda self, **_: fake.client())
-    monkeypatch.chdir(tmp_path)  # run manifests go to ./.ftcli/runs
-    return fake, created
-
-
-def run(*args: str) -> Any:
-    env = {"OPENAI_API_KEY": "sk-test-0123456789", "FTCLI_CONFIG_DIR": "config", "FTCLI_DATA_DIR": "data"}
-    return CliRunner().invoke(app, list(args), env=env)
 
 
 def test_a_dpo_file_check_passes_trains_as_dpo(

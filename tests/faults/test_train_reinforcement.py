@@ -11,16 +11,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
-from typer.testing import CliRunner
 
-from ftcli.cli import context
-from ftcli.cli.app import app
 from ftcli.data.hyperparameters import InvalidHyperparameter
 from ftcli.service.errors import CheckFailed, UsageError
 from ftcli.service.jobs import JobRequest
 from ftcli.service.training import check_hyperparameters, prepare
+from tests.faults.conftest import run_cli as run
 from tests.faults.fakeapi import FakeAPI
 from tests.faults.test_together_content import Together
 
@@ -36,25 +33,6 @@ GRADER = {
 
 def prompt(i: int) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": f"What is {i} plus {i}?"}], "answer": str(2 * i)}
-
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[FakeAPI, list[dict[str, Any]]]:
-    fake, created = FakeAPI(), []
-
-    def record_job(request: httpx2.Request) -> None:
-        if request.method == "POST" and request.url.path.endswith("/fine_tuning/jobs"):
-            created.append(json.loads(request.content))
-
-    fake.faults.append(record_job)
-    monkeypatch.setattr(context.AppContext, "client", lambda self, **_: fake.client())
-    monkeypatch.chdir(tmp_path)  # run manifests go to ./.ftcli/runs
-    return fake, created
-
-
-def run(*args: str) -> Any:
-    env = {"OPENAI_API_KEY": "sk-test-0123456789", "FTCLI_CONFIG_DIR": "config", "FTCLI_DATA_DIR": "data"}
-    return CliRunner().invoke(app, list(args), env=env)
 
 
 def grader_file(tmp_path: Path, grader: object = GRADER) -> Path:

@@ -21,11 +21,28 @@ if TYPE_CHECKING:
 
 def train(
     ctx: typer.Context,
-    model: Annotated[str, typer.Option("--model", "-m", help="Base model to fine-tune.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Base model to fine-tune, or a fine-tuned model (ft:…) to train further: on ftcli serve the new job "
+            "trains that model's adapter on (the first loss is the model's last), on OpenAI it is sent as is, on "
+            "Together it becomes from_checkpoint.",
+        ),
+    ] = None,
     file: Annotated[
         str | None, typer.Option("--file", help="Training file: an uploaded file id or a local path.")
     ] = None,
     validation_file: Annotated[str | None, typer.Option(help="Validation file id or path.")] = None,
+    from_checkpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="Train a checkpoint of an earlier job further: OpenAI and ftcli serve name it by its model "
+            "(ft:…:ckpt-step-N, `ftcli status JOB --checkpoints`), Together by JOB_ID or OUTPUT_MODEL_NAME, either "
+            "with :STEP. --model may be left out (the checkpoint's base); given, it must be that base.",
+        ),
+    ] = None,
     from_export: Annotated[
         Path | None,
         typer.Option(
@@ -80,7 +97,8 @@ def train(
     app = app_context(ctx)
     app.use_backend(backend)
     request = JobRequest(
-        model=model,
+        model=model or "",
+        from_checkpoint=from_checkpoint,
         training_file=file or "",
         validation_file=validation_file,
         method=method or ("reinforcement" if grader_file is not None else None),
@@ -103,7 +121,7 @@ def train(
         progress=upload_bar(app),
         ftcli_server=training.is_ftcli_server(app.settings()),
     )
-    warn_shutdown(model)
+    warn_shutdown(prepared.request.model)
     _confirm(prepared, yes=yes)
     job = training.start(backend_, prepared, described=app.settings().describe())
     if wait:

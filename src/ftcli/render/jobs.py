@@ -74,7 +74,10 @@ def job_details(job: Any, *, estimate_tokens: int | None = None) -> RenderableTy
     table.add_column(min_width=max(cell_len(name) for name in names))  # ids and model names stay on one line
     table.add_row("job", Text(job.id))
     table.add_row("status", status_text(str(job.status)))
-    table.add_row("base model", Text(job.model))
+    parent = lineage(job)
+    table.add_row("base model", Text(job.model if parent is None else str(_field(job.parent, "base") or job.model)))
+    if parent is not None:
+        table.add_row("continues", parent)
     table.add_row("fine-tuned model", Text(job.fine_tuned_model or "-"))
     trained = f"{job.trained_tokens:,}" if job.trained_tokens else "-"
     if estimate_tokens:
@@ -91,6 +94,24 @@ def job_details(job: Any, *, estimate_tokens: int | None = None) -> RenderableTy
     if job.error and (job.error.message or job.error.code):
         parts.append(Text(f"error: {explain_error(job.error.code, job.error.message)}", style="bold red"))
     return Group(*parts)
+
+
+def lineage(job: Any) -> Text | None:
+    """parent → child, for a job that continues a fine-tuned model or checkpoint (`parent`: ftcli serve's and
+    Together's jobs say what they started from); None for a job of a base."""
+    parent = getattr(job, "parent", None)
+    if not parent:
+        return None
+    named = _field(parent, "model") or _field(parent, "checkpoint") or "?"
+    made_by = [str(part) for part in (_field(parent, "job_id"), _field(parent, "checkpoint")) if part]
+    made_by = [part for part in made_by if part != named]
+    origin = f"{named} ({', '.join(made_by)})" if made_by else str(named)
+    return Text(f"{origin} → {job.id}")
+
+
+def _field(value: Any, name: str) -> Any:
+    """A field of an object the SDK kept as it came (a dict) or parsed."""
+    return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
 
 
 def explain_error(code: str | None, message: str | None) -> str:

@@ -4,6 +4,8 @@ rewards, server/grpo.py samples and grades them). Each encodes examples once and
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Any, Protocol, TypeVar
 
@@ -119,7 +121,9 @@ class EncodedPair:
 class Dpo:
     """Direct Preference Optimization (Rafailov et al., 2023) on OpenAI's preference format: the loss is
     -log σ(β·[(log π(chosen) − log π_ref(chosen)) − (log π(rejected) − log π_ref(rejected))]) over the answer tokens;
-    the reference π_ref is the same model with the LoRA adapter switched off, so no second copy is held."""
+    the reference π_ref is the same model with the LoRA adapter switched off, so no second copy is held; for a job that
+    continues a fine-tuned model (SFT first, then preferences), that model's adapter, held beside the trained one as
+    REFERENCE_ADAPTER."""
 
     def __init__(self, tokenizer: Any, beta: float, *, max_length: int | None = None) -> None:
         self.tokenizer = tokenizer
@@ -141,12 +145,31 @@ class Dpo:
         labels = inputs.pop("labels")
         policy = sequence_logps(model(**inputs).logits, labels)
         peft_model = getattr(model, "module", model)  # under data parallelism: the wrapped model
-        with torch.no_grad(), peft_model.disable_adapter():
+        with torch.no_grad(), reference_of(peft_model):
             reference = sequence_logps(peft_model(**inputs).logits, labels)
         n = len(batch)
         margin = self.beta * ((policy[:n] - reference[:n]) - (policy[n:] - reference[n:]))
         loss = -torch.nn.functional.logsigmoid(margin).mean()
         return loss, float((margin.detach() > 0).float().mean())
+
+
+REFERENCE_ADAPTER = "reference"  # DPO's reference where it is an adapter (a continued job's parent), not the base
+
+
+@contextlib.contextmanager
+def reference_of(peft_model: Any) -> Iterator[None]:
+    """DPO's reference model for the length of the block: the REFERENCE_ADAPTER where the model holds one (switched
+    to and back, as TRL's `ref_adapter_name` does), else the base with the adapter off."""
+    if REFERENCE_ADAPTER not in peft_model.peft_config:
+        with peft_model.disable_adapter():
+            yield
+        return
+    trained = peft_model.active_adapter
+    peft_model.set_adapter(REFERENCE_ADAPTER, inference_mode=True)
+    try:
+        yield
+    finally:
+        peft_model.set_adapter(trained)  # trainable again, the reference frozen
 
 
 @dataclass(frozen=True, slots=True)

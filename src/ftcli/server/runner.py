@@ -156,7 +156,8 @@ class JobRunner:
             options = CheckOptions(model=None, method=method, workers=1, profile="local-training", grader=grader)
             found = check_file(self.store.blob_path(row["sha256"]), options=options).first_errors()
             # then what this backend can't train as it is (images, reasoning its base's template has no place for)
-            problems += found or untrainable_locally(self.store.blob_path(row["sha256"]), job["model"])
+            base = (job.get("parent") or {}).get("base") or job["model"]  # a continued job's model is an ft: name
+            problems += found or untrainable_locally(self.store.blob_path(row["sha256"]), base)
         if problems:
             message = f"The training file has errors: {'; '.join(problems)}"
             self.store.fail_job(job["id"], "invalid_training_file", message, param="training_file")

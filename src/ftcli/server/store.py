@@ -310,6 +310,11 @@ class Store:
             (job_id, job_id, keep),
         )
 
+    def checkpoint_named(self, model: str) -> dict[str, Any] | None:
+        """The checkpoint listed under this model name (`…:ckpt-step-N`), `metrics` decoded; None if none is."""
+        row = self._one("SELECT * FROM checkpoints WHERE model = ?", (model,))
+        return {**dict(row), "metrics": json.loads(row["metrics"])} if row else None
+
     def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
         """Newest first; `metrics` decoded."""
         rows = self._all("SELECT * FROM checkpoints WHERE job_id = ? ORDER BY step_number DESC", (job_id,))

@@ -16,7 +16,7 @@ from ftcli.data.estimate import default_epochs
 from ftcli.server import allocator, hardware
 from ftcli.server.chat_tokens import group_by_length, shuffled_batches
 from ftcli.server.hardware import Machine
-from ftcli.server.objectives import Dpo, GrpoSettings, Objective, Supervised, passes
+from ftcli.server.objectives import REFERENCE_ADAPTER, Dpo, GrpoSettings, Objective, Supervised, passes
 from ftcli.server.protocol.hyperparameters import (
     AUTO,
     Auto,
@@ -197,10 +197,13 @@ def train_lora(
     reporter: TrainingReporter | None = None,
     start_epoch: int = 0,
     resume_adapter: Path | None = None,
+    reference_adapter: Path | None = None,
 ) -> tuple[Hyperparameters, TrainingResult]:
     """Supervised (loss on assistant tokens) or DPO (preferred vs non-preferred answers, the base without the
     adapter as the reference model) fine-tuning of a LoRA adapter; checkpoints per epoch. `reporter` is told the
-    steps, epochs, checkpoints and warnings as they happen (server/reporting.py)."""
+    steps, epochs, checkpoints and warnings as they happen (server/reporting.py). `resume_adapter`: the adapter
+    trained further (a paused job's checkpoint, or the fine-tuned model a job continues); `reference_adapter`: DPO's
+    reference where it is not the base (the fine-tuned model a DPO job continues: SFT, then preferences)."""
     import torch
 
     report = reporter or Silent()
@@ -218,6 +221,8 @@ def train_lora(
     hyper = hyper.settle(model, machine)
     _prepare_memory(model, hyper)
     model = with_adapter(model, hyper, resume_adapter)
+    if reference_adapter is not None and hyper.method == "dpo":  # frozen beside the trained one (objectives.Dpo)
+        model.load_adapter(str(reference_adapter), adapter_name=REFERENCE_ADAPTER, is_trainable=False)
     # Accelerate places the model (CPU, or CUDA with bf16 autocast) and, when the job was launched as several
     # processes (torchrun, one per GPU), wraps it for data parallelism with gradients all-reduced.
     accelerator = _accelerator(hyper.precision or "fp32")

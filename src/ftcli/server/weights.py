@@ -14,7 +14,9 @@ def save_pretrained_atomically(directory: Path, *parts: Any, state_dict: dict[st
     shutil.rmtree(temp, ignore_errors=True)  # left by an interrupted save
     for part in parts:
         if hasattr(part, "state_dict"):
-            extra = {"state_dict": state_dict} if state_dict is not None else {}
+            extra: dict[str, Any] = {"state_dict": state_dict} if state_dict is not None else {}
+            if len(getattr(part, "peft_config", ())) > 1:  # a DPO job's reference adapter beside it: not saved
+                extra["selected_adapters"] = [part.active_adapter]
             part.save_pretrained(temp, safe_serialization=True, **extra)
         else:
             part.save_pretrained(temp)

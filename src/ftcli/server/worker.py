@@ -147,11 +147,12 @@ def run_job(data_dir: str, job_id: str) -> None:
     last = next(iter(store.checkpoints(job_id)), None)
     resume = Path(last["path"]) if last and Path(last["path"]).exists() else None
     start_epoch = last["metrics"].get("epoch", 0) if resume and last else 0
+    parent = _parent_adapter(store, job, main=main)  # a continued job: the adapter it trains further
     if main:
         store.transition(
             job_id, "running", "Fine-tuning job started" if not resume else f"Resuming from epoch {start_epoch}"
         )
-    base_path = resolve_base(job.model, Path(data_dir))
+    base_path = resolve_base(job.base, Path(data_dir))
     examples = read_examples(store, job.training_file)
     validation = read_examples(store, job.validation_file) if job.validation_file else None
     try:
@@ -160,7 +161,7 @@ def run_job(data_dir: str, job_id: str) -> None:
 
             hyper, result = train_grpo(
                 base_path,
-                job.model,
+                job.base,
                 examples,
                 grading=_grading(store, job),
                 output=output,
@@ -169,12 +170,12 @@ def run_job(data_dir: str, job_id: str) -> None:
                 validation=validation,
                 reporter=JobReporter(store, job),
                 start_epoch=int(start_epoch),
-                resume_adapter=resume,
+                resume_adapter=resume or parent,
             )
         else:
             hyper, result = train_lora(
                 base_path,
-                job.model,
+                job.base,
                 examples,
                 output=output,
                 seed=job.seed,
@@ -182,7 +183,8 @@ def run_job(data_dir: str, job_id: str) -> None:
                 validation=validation,
                 reporter=JobReporter(store, job),
                 start_epoch=int(start_epoch),
-                resume_adapter=resume,
+                resume_adapter=resume or parent,
+                reference_adapter=parent,  # DPO on a fine-tuned model: that model is the reference
             )
     except Exception as exc:  # the job fails with words the user can act on; the server and the next job go on
         traceback.print_exc()  # for the server's log
@@ -192,6 +194,27 @@ def run_job(data_dir: str, job_id: str) -> None:
         raise SystemExit(1) from exc
     if main:
         _succeed(store, job, hyper, result, output / "adapter")
+
+
+def _parent_adapter(store: Store, job: FineTuningJob, *, main: bool) -> Path | None:
+    """The adapter a continued job (`model` a fine-tuned model or checkpoint of this server) trains further; None for
+    a job of a base. Deleted since the job was created: the job fails, saying so, rather than start afresh."""
+    from ftcli.server.lineage import parent_adapter
+
+    if job.parent is None:
+        return None
+    adapter = parent_adapter(store, job.parent)
+    if adapter is None:
+        if main:
+            store.fail_job(
+                job.id,
+                "model_not_available",
+                f"{job.parent.model} was deleted (or its checkpoint is no longer kept) before this job started, so "
+                "there is nothing to continue",
+                param="model",
+            )
+        raise SystemExit(1)
+    return adapter
 
 
 def _succeed(store: Store, job: FineTuningJob, hyper: Hyperparameters, result: TrainingResult, adapter: Path) -> None:
@@ -206,7 +229,7 @@ def _succeed(store: Store, job: FineTuningJob, hyper: Hyperparameters, result: T
             f"Stopped after epoch {epoch} of {hyper.n_epochs}: mean training loss {loss:.4f} reached stop_at_loss",
         )
     model_id = _model_name(job)
-    store.add_model(model_id, base=job.model, adapter=adapter, job_id=job.id)
+    store.add_model(model_id, base=job.base, adapter=adapter, job_id=job.id)
     results_id = _save_results(store, job.id)
     trained = hyper.trained_with().given()
     kind = job.method["type"]
@@ -238,7 +261,7 @@ def _grading(store: Store, job: FineTuningJob) -> Grading:
 
 
 def _model_name(job: FineTuningJob) -> str:
-    return fine_tuned_name(job.model, job.user_provided_suffix, job.id)
+    return fine_tuned_name(job.base, job.user_provided_suffix, job.id)  # a continued job's too: ft:BASE:…
 
 
 def _failure(exc: BaseException, requested: TrainingHyperparameters) -> tuple[str, str, str | None]:

@@ -41,7 +41,7 @@ class JobRequest:
     an uploaded file's id) and, with `--from-export`, the training file "" and the method None (the exported job's
     fill them); the prepared request always has file ids and a method."""
 
-    model: str
+    model: str  # "" where `from_checkpoint` names the start and the backend tells the base (Backend.start_from)
     training_file: str = ""
     validation_file: str | None = None
     method: str | None = None  # "sft" | "dpo" | "reinforcement"; None: sft
@@ -54,6 +54,9 @@ class JobRequest:
     metadata: dict[str, str] = field(default_factory=dict)
     extra_hyperparameters: dict[str, Any] = field(default_factory=dict)  # a backend's own (`train -H key=value`)
     grader: dict[str, Any] | None = None  # reinforcement only: OpenAI's grader JSON, sent as given once it validates
+    # a checkpoint of an earlier job to train further (`train --from-checkpoint`), as the backend names it; OpenAI's
+    # protocol takes it as the job's model (Backend.start_from), Together as its `from_checkpoint`
+    from_checkpoint: str | None = None
 
     @property
     def method_type(self) -> str:
@@ -124,6 +127,11 @@ def create_job(
     we look the tag up before trying again (and stop, naming the tag, when the lookup itself keeps failing).
     """
     request.validate()
+    if request.from_checkpoint is not None:  # never dropped on the way: the job would start from the base
+        raise UsageError(
+            "OpenAI's protocol has no from_checkpoint: the checkpoint's model name is the job's model",
+            hint=f"--model {request.from_checkpoint}",
+        )
     tag = tag or uuid.uuid4().hex
     params = request.create_params(tag)
     once = client.with_options(max_retries=0)

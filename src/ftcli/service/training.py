@@ -74,6 +74,8 @@ def prepare(
     request, exported = _with_export(request, from_export, backend.kind)
     if not request.training_file:
         raise UsageError("--file is required", hint="or --from-export OUT/<job-id> to re-train an exported job")
+    if not request.model and request.from_checkpoint is None:
+        raise UsageError("--model is required", hint="or --from-checkpoint CHECKPOINT to train a checkpoint further")
     training_path = _local_file(request.training_file)
     validation_path = _local_file(request.validation_file) if request.validation_file else None
     given = request.method  # None: the training file's records decide it, as `check` decides it
@@ -90,6 +92,8 @@ def prepare(
     # checked before anything is sent: the files are still as given (paths or ids)
     request.validate()
     check_hyperparameters(request, backend.kind, ftcli_server=ftcli_server)
+    # a job that continues a fine-tuned model or checkpoint, as the backend takes one (unknown ones refused here)
+    request = backend.start_from(request)
 
     length = request.extra_hyperparameters.get("max_seq_length")
     counting = CheckOptions(

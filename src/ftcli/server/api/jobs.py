@@ -12,8 +12,9 @@ from ftcli.server.api import paging
 from ftcli.server.api.bodies import documented_body, read_request
 from ftcli.server.api.errors import ApiError, not_found
 from ftcli.server.bases import UnknownBase, require_base
+from ftcli.server.lineage import Start, find_start, has_adapter, lora_settings
 from ftcli.server.protocol.common import CursorPage, Page
-from ftcli.server.protocol.hyperparameters import METHODS, InvalidHyperparameter, TrainingHyperparameters, parse
+from ftcli.server.protocol.hyperparameters import AUTO, METHODS, InvalidHyperparameter, TrainingHyperparameters, parse
 from ftcli.server.protocol.jobs import Checkpoint, CreateJob, FineTuningJob, JobEvent
 from ftcli.server.runner import JobRunner
 from ftcli.server.store import Store, new_id, now
@@ -38,14 +39,16 @@ def _job(store: Store, job_id: str) -> dict[str, Any]:
 async def create_job(request: Request) -> FineTuningJob:
     body = await read_request(request, CreateJob)
     store, _ = _state(request)
+    start = _start(store, body.model)  # a fine-tuned model or checkpoint of this server: the job continues it
     try:
-        model = require_base(body.model)
+        base = require_base(start.parent.base if start else body.model)
     except UnknownBase as exc:
         raise ApiError(400, str(exc), param="model", code="model_not_available") from None
+    model = body.model if start else base  # a continued job's is the model it continues, as OpenAI reports it
     for key, file_id in (("training_file", body.training_file), ("validation_file", body.validation_file)):
         if file_id and store.file(file_id) is None:
             raise ApiError(400, f"{key} {file_id} does not exist", param=key)
-    method, requested = _method(body, request.app.state.lora_defaults)
+    method, requested = _method(body, request.app.state.lora_defaults, continued=start)
     if requested.method == "reinforcement":
         # off the event loop: a grader's templates and formula are checked in time proportional to their size
         method["reinforcement"]["grader"] = await run_in_threadpool(_grader, store, body)
@@ -61,16 +64,59 @@ async def create_job(request: Request) -> FineTuningJob:
         seed=body.seed or 0,
         metadata=body.metadata,
         user_provided_suffix=body.suffix,
+        parent=start.parent if start else None,
     )
     store.save_job(job.model_dump(mode="json"))
     store.add_event(job.id, f"Created fine-tuning job: {job.id}")
+    if start is not None:
+        of = f"checkpoint {start.parent.checkpoint}" if start.parent.checkpoint else "the fine-tuned model"
+        store.add_event(job.id, f"Continues {start.parent.model} ({of} of {start.parent.job_id})")
     return job
 
 
-def _method(body: CreateJob, server_defaults: dict[str, Any]) -> tuple[dict[str, Any], TrainingHyperparameters]:
+def _start(store: Store, model: str) -> Start | None:
+    """What a job naming `model` continues: a fine-tuned model or a checkpoint of this server (with its adapter
+    still there); None for a base. Any other `ft:` name is refused naming it."""
+    start = find_start(store, model)
+    if start is None:
+        if model.startswith("ft:"):
+            raise ApiError(
+                400,
+                f"{model!r} is not a fine-tuned model or checkpoint of this server: GET /v1/models lists its models, "
+                "GET /v1/fine_tuning/jobs/{job_id}/checkpoints a job's checkpoints",
+                param="model",
+                code="model_not_available",
+            )
+        return None
+    if not has_adapter(start.adapter):
+        kept = "its job keeps only its last checkpoints" if start.parent.checkpoint else "its files are gone"
+        raise ApiError(400, f"{model!r} can't be continued: {kept}", param="model", code="model_not_available")
+    return start
+
+
+def _parent_lora(start: Start, given: dict[str, Any], where: str) -> dict[str, Any]:
+    """The LoRA settings of the adapter a continued job trains further. They are the parent's, not the job's to
+    choose: one the request sets to another value is refused, naming it, rather than silently replaced."""
+    parent = lora_settings(start.adapter)
+    for key, value in parent.items():
+        asked = given.get(key, AUTO)
+        if asked != AUTO and asked != value:
+            raise ApiError(
+                400,
+                f"{where}.{key}: {start.parent.model} was trained with {key}={value}, and a job that continues it "
+                f"trains that same adapter further: leave {key} unset (or {value})",
+                param=f"{where}.{key}",
+            )
+    return parent
+
+
+def _method(
+    body: CreateJob, server_defaults: dict[str, Any], *, continued: Start | None = None
+) -> tuple[dict[str, Any], TrainingHyperparameters]:
     """The job's `method` (from the deprecated top-level `hyperparameters` when it names none), its hyperparameters
-    checked against the method's schema with the server's LoRA defaults filling what the request leaves unset; and
-    the typed hyperparameters. A refusal is a 400 naming the field where the request put it."""
+    checked against the method's schema with the server's LoRA defaults filling what the request leaves unset (for a
+    job that `continued` a fine-tuned model: that model's LoRA settings); and the typed hyperparameters. A refusal is
+    a 400 naming the field where the request put it."""
     if body.method is None:
         kind: Any = "supervised"
         section: Any = {"hyperparameters": body.hyperparameters}
@@ -88,8 +134,9 @@ def _method(body: CreateJob, server_defaults: dict[str, Any]) -> tuple[dict[str,
     given = (section or {}).get("hyperparameters")
     if not isinstance(given, dict | None):
         raise ApiError(400, f"{where} must be an object", param=where)
+    lora = _parent_lora(continued, given or {}, where) if continued is not None else {}
     try:
-        requested = parse(kind, {**server_defaults, **(given or {})})
+        requested = parse(kind, {**server_defaults, **(given or {}), **lora})
     except InvalidHyperparameter as exc:
         raise ApiError(400, exc.message, param=f"{where}.{exc.key}" if exc.key else where) from None
     if requested.quantization == "4bit" or requested.precision in ("bf16", "fp16"):

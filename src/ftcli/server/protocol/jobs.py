@@ -17,7 +17,19 @@ class JobError(Response):
     param: str | None = None
 
 
+class JobParent(Response):
+    """ftcli's own field of a job (OpenAI's job object has none; its SDK keeps fields it doesn't know): the
+    fine-tuned model or checkpoint of this server that the job continues, and the base model under them."""
+
+    job_id: str  # the job that made the model or checkpoint
+    model: str  # its name, as the new job's `model` gave it (an `ft:` model, or a checkpoint's `:ckpt-step-N`)
+    checkpoint: str | None = None  # the checkpoint's id, where the job starts from one
+    base: str  # the base model the adapter was trained on (the new job's too)
+
+
 class FineTuningJob(Response):
+    omitted_when_none: ClassVar[frozenset[str]] = frozenset({"parent"})
+
     id: str
     object: Literal["fine_tuning.job"] = "fine_tuning.job"
     created_at: int
@@ -40,6 +52,13 @@ class FineTuningJob(Response):
     estimated_finish: int | None = None
     user_provided_suffix: str | None = None
     integrations: list[Any] = Field(default_factory=list)
+    parent: JobParent | None = None  # ftcli's own: what a continued job starts from (left out for the others)
+
+    @property
+    def base(self) -> str:
+        """The base model the job trains an adapter of: its `model`, or where it continues a fine-tuned model,
+        that model's base."""
+        return self.parent.base if self.parent is not None else self.model
 
 
 class JobEvent(Response):

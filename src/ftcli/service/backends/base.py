@@ -55,6 +55,13 @@ class Backend(Protocol):
         """Create the job exactly once, through timeouts and retries."""
         ...
 
+    def start_from(self, request: JobRequest) -> JobRequest:
+        """Before anything is sent: a job that continues a fine-tuned model or a checkpoint
+        (`train --model ft:…`, `--from-checkpoint`) as this backend asks for one (OpenAI's protocol: the model's or
+        checkpoint's name as the job's model; Together: its base as the model, the name as `from_checkpoint`).
+        Refused (UsageError, naming it) where the checkpoint is unknown or of another base than `--model`."""
+        ...
+
     def fit_request(self, request: JobRequest, content: TrainingContent | None) -> JobRequest:
         """Before anything is sent: refuse (UsageError, naming why) training data this backend would not train as
         written, or the request with the settings the data needs (Together's vision option for images). `content`:

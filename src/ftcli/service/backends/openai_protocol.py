@@ -5,6 +5,7 @@ service/files.py; this binds them to one client."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -48,6 +49,26 @@ class OpenAIBackend:
 
     def create_job(self, request: jobs.JobRequest) -> FineTuningJob:
         return jobs.create_job(self.client, request)
+
+    def start_from(self, request: jobs.JobRequest) -> jobs.JobRequest:
+        """OpenAI's protocol trains further from a fine-tuned model or a checkpoint named as the job's `model`
+        (`ft:…`, a checkpoint's `ft:…:ckpt-step-N`; ftcli serve alike): `--from-checkpoint` becomes the model. Its
+        base must be `--model`'s, where both are given; which names exist is the backend's to say (a 400 naming
+        the model)."""
+        checkpoint = request.from_checkpoint
+        if checkpoint is None:
+            return request
+        if not checkpoint.startswith("ft:"):
+            raise UsageError(
+                f"{checkpoint!r}: this backend names a checkpoint by its model (ft:…:ckpt-step-N)",
+                hint="`ftcli status JOB --checkpoints` lists a job's checkpoints by that name",
+            )
+        if request.model and request.model != checkpoint and _base(request.model) != _base(checkpoint):
+            raise UsageError(
+                f"the checkpoint {checkpoint} is of {_base(checkpoint)}, not of {_base(request.model)}",
+                hint="leave --model out: the checkpoint names its base",
+            )
+        return replace(request, model=checkpoint, from_checkpoint=None)
 
     def fit_request(self, request: jobs.JobRequest, content: TrainingContent | None) -> jobs.JobRequest:
         """Sent as it is: an `ftcli serve` refuses what it can't train itself when it validates the files
@@ -136,3 +157,11 @@ class OpenAIBackend:
     ) -> str:
         del job_id, partial, on_progress, max_bytes  # nothing is downloaded from these backends
         self.check_weights(fmt)
+
+
+def _base(model: str) -> str:
+    """The base model under a model's name (an `ft:` name's, an alias's canonical name)."""
+    from ftcli.data.catalog import base_model
+    from ftcli.data.local_bases import canonical_name
+
+    return canonical_name(base_model(model))

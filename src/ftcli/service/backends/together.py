@@ -145,6 +145,55 @@ class TogetherBackend:
         self._check_limits(body)
         return price_estimate(self._call("post", "/fine-tunes/estimate-price", body=estimate_body(body)))
 
+    def start_from(self, request: JobRequest) -> JobRequest:
+        """Together trains further from a job's model or checkpoint through `from_checkpoint` (`JOB_ID`,
+        `OUTPUT_MODEL_NAME`, either with `:STEP`), the job's base as the model: `--model` naming a model one of the
+        account's jobs made becomes that; `--from-checkpoint` is looked up to fill the model in (or to refuse one of
+        another base than `--model`). Unknown names are refused before anything is uploaded."""
+        if request.from_checkpoint is not None:
+            job = self._job_of(request.from_checkpoint)
+            if request.model and request.model != job.model:
+                raise UsageError(
+                    f"the checkpoint {request.from_checkpoint} is of {job.model}, not of {request.model}",
+                    hint="leave --model out: the checkpoint names its base",
+                )
+            return replace(request, model=job.model)
+        if self._known_model(request.model):
+            return request
+        made = next((job for job in self.list_jobs(limit=1 << 30) if job.fine_tuned_model == request.model), None)
+        if made is None:
+            raise UsageError(
+                f"Together does not fine-tune {request.model}",
+                hint="see `ftcli models --trainable` with this backend",
+            )
+        return replace(request, model=made.model, from_checkpoint=request.model)
+
+    def _job_of(self, checkpoint: str) -> FineTuningJob:
+        """The job whose model or checkpoint `checkpoint` names (`JOB_ID`, `OUTPUT_MODEL_NAME`, `…:STEP`)."""
+        named, _, step = checkpoint.rpartition(":")
+        named = named if named and step.isdigit() else checkpoint
+        if named.startswith("ft-"):
+            try:
+                return self.get_job(named)
+            except NotFound:
+                raise UsageError(f"Together has no job {named} (from checkpoint {checkpoint})") from None
+        made = next((job for job in self.list_jobs(limit=1 << 30) if job.fine_tuned_model == named), None)
+        if made is None:
+            raise UsageError(
+                f"no job of this Together account made {named} (from checkpoint {checkpoint})",
+                hint="name a checkpoint as JOB_ID, OUTPUT_MODEL_NAME, or either with :STEP (`ftcli status JOB "
+                "--checkpoints`)",
+            )
+        return made
+
+    def _known_model(self, model: str) -> bool:
+        """Whether Together fine-tunes `model` as a base (it has limits for it)."""
+        try:
+            self._limits(model)
+        except UsageError:
+            return False
+        return True
+
     def _check_limits(self, body: dict[str, Any]) -> None:
         model = str(body["model"])
         for problem in limit_problems(body, self._limits(model)):

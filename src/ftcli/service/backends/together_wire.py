@@ -132,7 +132,10 @@ def create_body(request: JobRequest) -> dict[str, Any]:
         "batch_size": request.batch_size,
         "suffix": request.suffix,
         "random_seed": request.seed,
+        "from_checkpoint": request.from_checkpoint,  # a job's model or checkpoint trained further
     }
+    if request.from_checkpoint is not None and "from_checkpoint" in body:
+        raise UsageError("-H from_checkpoint=... duplicates an option", hint="use --from-checkpoint")
     body.update({key: value for key, value in optional.items() if value is not None})
     if request.learning_rate_multiplier is not None and "learning_rate" not in body:
         body["learning_rate"] = DEFAULT_LEARNING_RATE * request.learning_rate_multiplier
@@ -222,6 +225,7 @@ def job_object(raw: dict[str, Any]) -> FineTuningJob:
         hyper["learning_rate_multiplier"] = float(raw["learning_rate"]) / DEFAULT_LEARNING_RATE
     failure = _failure(raw) if mapped == "failed" else None
     updated = _epoch(raw.get("updated_at"))
+    continued: dict[str, Any] = {"parent": _parent(raw)} if raw.get("from_checkpoint") else {}
     return FineTuningJob.model_construct(
         id=str(raw["id"]),
         object="fine_tuning.job",
@@ -243,7 +247,18 @@ def job_object(raw: dict[str, Any]) -> FineTuningJob:
         metadata=None,
         user_provided_suffix=raw.get("suffix"),
         backend_status=status,
+        **continued,
     )
+
+
+def _parent(raw: dict[str, Any]) -> dict[str, Any]:
+    """What a job continues (its `from_checkpoint`: `JOB_ID`, `OUTPUT_MODEL_NAME`, either with `:STEP`), in the
+    shape of ftcli serve's `parent`."""
+    checkpoint = str(raw["from_checkpoint"])
+    named, _, step = checkpoint.rpartition(":")
+    named = named if named and step.isdigit() else checkpoint
+    job = named if named.startswith("ft-") else None
+    return {"job_id": job, "model": None if job else named, "checkpoint": checkpoint, "base": raw.get("model")}
 
 
 def _failure(raw: dict[str, Any]) -> dict[str, Any]:

@@ -316,6 +316,48 @@ def test_a_judges_answer_is_held_to_the_servers_max_tokens(monkeypatch: pytest.M
     assert judge.LocalJudge(Store(data_dir)).max_tokens == 4096  # ChatLimits' default
 
 
+def test_a_jobs_judges_are_held_to_the_max_tokens_the_server_was_started_with(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    """`serve --max-tokens` reaches the training process: its judges answer no longer than a chat may."""
+    from ftcli.server import worker
+    from ftcli.server.api.chat import ChatLimits
+    from ftcli.server.protocol.jobs import FineTuningJob
+    from ftcli.server.runner import Cluster
+    from ftcli.server.store import Store
+
+    app = create_app(data_dir, chat_limits=ChatLimits(max_tokens=77))
+    runner = app.state.runner
+    launched: list[tuple[Any, ...]] = []
+
+    class Process:
+        def __init__(self, *, target: Any, args: tuple[Any, ...], **_: Any) -> None:
+            launched.append(args)
+
+        def start(self) -> None:
+            pass
+
+    monkeypatch.setattr(runner._context, "Process", Process)
+    runner.processes_per_job = 1
+    runner._launch("ftjob-1")
+    assert launched == [(str(data_dir), "ftjob-1", "77")]
+    command = Cluster(nodes=2, host="127.0.0.1", port=1).torchrun(1, 1, *launched[0])
+    assert command[-4:] == ["ftcli.server.worker", str(data_dir), "ftjob-1", "77"]
+
+    method = {"type": "reinforcement", "reinforcement": {"grader": HAS_AN_A}}
+    job = FineTuningJob.model_validate(
+        {
+            "id": "ftjob-1",
+            "model": "ftcli/tiny",
+            "training_file": "file-1",
+            "created_at": 0,
+            "method": method,
+            "status": "queued",
+        }  # fmt: skip
+    )
+    assert worker._grading(Store(data_dir), job, 77).judge.max_tokens == 77  # type: ignore[union-attr]
+
+
 def test_a_python_grader_is_refused_at_job_creation_where_the_sandbox_cant_run(
     monkeypatch: pytest.MonkeyPatch, client: TestClient, file_id: str
 ) -> None:

@@ -39,13 +39,14 @@ class Cluster:
     host: str
     port: int
 
-    def torchrun(self, node_rank: int, processes: int, data_dir: str, job_id: str) -> list[str]:
-        """The command of node `node_rank` (node 0 is this machine's: it hosts the rendezvous store)."""
+    def torchrun(self, node_rank: int, processes: int, *job: str) -> list[str]:
+        """The command of node `node_rank` (node 0 is this machine's: it hosts the rendezvous store); `job`: the
+        worker's arguments."""
         launcher = "ftcli.server.rendezvous" if node_rank == 0 else "torch.distributed.run"
         command = [sys.executable, "-m", launcher, "--nnodes", str(self.nodes)]
         command += ["--node_rank", str(node_rank), "--nproc_per_node", str(processes)]
         command += ["--master_addr", self.host, "--master_port", str(self.port)]
-        return [*command, "-m", "ftcli.server.worker", data_dir, job_id]
+        return [*command, "-m", "ftcli.server.worker", *job]
 
 
 class JobRunner:
@@ -57,10 +58,13 @@ class JobRunner:
         processes: int | None = None,
         cluster: Cluster | None = None,
         poll: float = 0.5,
+        judge_max_tokens: int | None = None,
     ) -> None:
         """`parallel`: jobs trained at once; `processes`: data-parallel training processes per job and machine
-        (default: one per CUDA GPU; 1 on a CPU); `cluster`: the other machines a job also trains on."""
+        (default: one per CUDA GPU; 1 on a CPU); `cluster`: the other machines a job also trains on;
+        `judge_max_tokens`: the most tokens a model grader's judge may generate (`serve --max-tokens`, as a chat's)."""
         self.store = store
+        self.judge_max_tokens = judge_max_tokens
         self.parallel = parallel
         self.processes_per_job = processes
         self.cluster = cluster
@@ -169,11 +173,13 @@ class JobRunner:
 
         count = self.processes_per_job or _gpu_count()
         data_dir = str(self.store.data_dir)
+        judge = [str(self.judge_max_tokens)] if self.judge_max_tokens else []
+        job = (data_dir, job_id, *judge)  # run_job's arguments
         if self.cluster is not None:
             cluster = self.cluster
-            command = cluster.torchrun(0, count, data_dir, job_id)
+            command = cluster.torchrun(0, count, *job)
             self.processes[job_id] = _DataParallel.launch(data_dir, job_id, command)
-            join = shlex.join(cluster.torchrun(1, count, data_dir, job_id))
+            join = shlex.join(cluster.torchrun(1, count, *job))
             self.store.add_event(
                 job_id,
                 f"Waiting for {cluster.nodes - 1} more node(s) to join. On each, with {data_dir} shared at the same "
@@ -182,12 +188,10 @@ class JobRunner:
             return
         if count > 1:
             standalone = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(count)]
-            command = [*standalone, "-m", "ftcli.server.worker", data_dir, job_id]
+            command = [*standalone, "-m", "ftcli.server.worker", *job]
             self.processes[job_id] = _DataParallel.launch(data_dir, job_id, command)
             return
-        process = self._context.Process(
-            target=run_job, args=(str(self.store.data_dir), job_id), daemon=True, name=f"ftcli-train-{job_id}"
-        )
+        process = self._context.Process(target=run_job, args=job, daemon=True, name=f"ftcli-train-{job_id}")
         process.start()
         self.processes[job_id] = process
 

@@ -126,9 +126,10 @@ def _reward_metrics(metrics: StepMetrics) -> dict[str, float]:
     return found
 
 
-def run_job(data_dir: str, job_id: str) -> None:
+def run_job(data_dir: str, job_id: str, judge_max_tokens: str | None = None) -> None:
     """A job's life in its process: running (or resuming from its last checkpoint), trained, then succeeded with
-    its model, or failed in words the user can act on."""
+    its model, or failed in words the user can act on. `judge_max_tokens`: the server's ceiling on a model grader's
+    answer (`serve --max-tokens`; text, as a command line passes it)."""
     from ftcli.server.protocol.hyperparameters import InvalidHyperparameter, ReinforcementHyperparameters, parse
     from ftcli.server.training import train_lora
 
@@ -163,7 +164,7 @@ def run_job(data_dir: str, job_id: str) -> None:
                 base_path,
                 job.base,
                 examples,
-                grading=_grading(store, job),
+                grading=_grading(store, job, int(judge_max_tokens) if judge_max_tokens else None),
                 output=output,
                 seed=job.seed,
                 requested=requested,
@@ -248,7 +249,7 @@ def _succeed(store: Store, job: FineTuningJob, hyper: Hyperparameters, result: T
     )
 
 
-def _grading(store: Store, job: FineTuningJob) -> Grading:
+def _grading(store: Store, job: FineTuningJob, judge_max_tokens: int | None) -> Grading:
     """A reinforcement job's grader (checked when the job was created), with this server's models as its judges and
     python graders sandboxed (data/graders/python_sandbox.py)."""
     from ftcli.data.graders.python_sandbox import run_python_grader
@@ -257,7 +258,7 @@ def _grading(store: Store, job: FineTuningJob) -> Grading:
     from ftcli.server.judge import LocalJudge
 
     grader = parse_grader(job.method["reinforcement"]["grader"], where="method.reinforcement.grader")
-    return Grading(grader, judge=LocalJudge(store), python=run_python_grader)
+    return Grading(grader, judge=LocalJudge(store, max_tokens=judge_max_tokens), python=run_python_grader)
 
 
 def _model_name(job: FineTuningJob) -> str:
@@ -306,4 +307,4 @@ def _save_results(store: Store, job_id: str) -> str:
 if __name__ == "__main__":  # one rank of a data-parallel job, started by torchrun (see runner.py)
     import sys
 
-    run_job(sys.argv[1], sys.argv[2])
+    run_job(*sys.argv[1:4])

@@ -1,5 +1,5 @@
 """`ftcli models`: the backend's models with their base model, owner and the day they stop serving; `ftcli models
-export MODEL --out DIR`: a fine-tuned model's files, to serve with vLLM, Ollama or transformers."""
+export MODEL --out DIR`: a fine-tuned model's files, to serve with vLLM, Ollama, llama.cpp or transformers."""
 
 from __future__ import annotations
 
@@ -50,22 +50,31 @@ def export(
     model: Annotated[str, typer.Argument(help="The fine-tuned model (ft:...), as `ftcli models` lists it.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The folder to write (it must not exist yet).")],
     fmt: Annotated[
-        Literal["adapter", "merged"],
-        typer.Option("--format", help="adapter: PEFT adapter + tokenizer; merged: full weights, Modelfile."),
+        Literal["adapter", "merged", "gguf", "gguf-lora"],
+        typer.Option(
+            "--format",
+            help="adapter: PEFT adapter + tokenizer; merged: full weights, Modelfile; gguf: one GGUF file for "
+            "llama.cpp, Ollama, LM Studio, with Modelfile; gguf-lora: the adapter as a GGUF LoRA (llama.cpp --lora).",
+        ),
     ] = "adapter",
+    quant: Annotated[
+        Literal["f16", "q8_0", "q4_k_m"] | None,
+        typer.Option("--quant", help="GGUF quantization: f16 (default), q8_0, q4_k_m (gguf only)."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the folder if it exists.")] = False,
 ) -> None:
-    """Export a fine-tuned model of `ftcli serve` as files to serve elsewhere (vLLM, Ollama, transformers).
-    Prints the folder; with --json, the files with their sha256 and the commands that serve them."""
+    """Export a fine-tuned model of `ftcli serve` as files to serve elsewhere (vLLM, Ollama, llama.cpp,
+    transformers). Prints the folder; with --json, the files with their sha256 and the commands that serve them."""
     from ftcli.service.model_export import export_model
 
     context = app_context(ctx)
-    with stderr().status(f"exporting {model} ({fmt}) …", spinner="dots") if not context.json else nullcontext():
-        result = export_model(context.client(), model, out, fmt=fmt, force=force)
+    what = f"{fmt} {quant}" if quant else fmt
+    with stderr().status(f"exporting {model} ({what}) …", spinner="dots") if not context.json else nullcontext():
+        result = export_model(context.client(), model, out, fmt=fmt, quant=quant, force=force)
 
     def view() -> str:
         console = stderr()
-        console.print(f"exported {model} as {fmt} to {result.folder}; serve it with:", highlight=False, markup=False)
+        console.print(f"exported {model} as {what} to {result.folder}; serve it with:", highlight=False, markup=False)
         for command in result.serve:
             console.print(f"  {command}", highlight=False, soft_wrap=True, markup=False)
         return result.folder

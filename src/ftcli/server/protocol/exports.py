@@ -6,10 +6,14 @@ from typing import Literal
 
 from ftcli.server.protocol.common import ModelId, Request, Response
 
+ExportFormat = Literal["adapter", "merged", "gguf", "gguf-lora"]
+GgufQuant = Literal["f16", "q8_0", "q4_k_m"]
+
 
 class CreateExport(Request):
     model: ModelId
-    format: Literal["adapter", "merged"] = "adapter"
+    format: ExportFormat = "adapter"
+    quant: GgufQuant | None = None  # the GGUF formats' quantization (f16 when unset); refused for the others
 
 
 class ExportedFile(Response):
@@ -27,6 +31,7 @@ class ExportObject(Response):
     id: str
     object: Literal["ftcli.model.export"] = "ftcli.model.export"
     model: str
-    format: Literal["adapter", "merged"]
+    format: ExportFormat
+    quant: GgufQuant | None = None
     files: list[ExportedFile]
     base: ExportBase | None = None

@@ -90,6 +90,14 @@ def serve(
     max_upload: Annotated[
         str, typer.Option(help="Largest file a client may upload: bytes, or with K, M or G (powers of 1024).")
     ] = "8G",
+    adapter_cache_mb: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Memory for fine-tunes' LoRA adapters held beside their base (MiB); the least recently used leave "
+            "first.",
+        ),
+    ] = 1024,
     processes: Annotated[
         int | None,
         typer.Option(
@@ -188,6 +196,7 @@ def serve(
         host=host,
         max_upload_bytes=upload_limit,
         chat_limits=ChatLimits(max_tokens=max_tokens, max_prompt_tokens=max_prompt_tokens),
+        adapter_cache_mb=adapter_cache_mb,
         api_key=key,
         parallel_jobs=parallel_jobs,
         processes_per_job=processes,

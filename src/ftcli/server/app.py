@@ -16,6 +16,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ftcli.server.adapters import DEFAULT_ADAPTER_CACHE_MB
 from ftcli.server.api import chat, evals, exports, files, graders, jobs, models, web
 from ftcli.server.api.chat import ChatLimits
 from ftcli.server.api.errors import ApiError, error_response, handle_api_error, handle_unexpected
@@ -42,13 +43,18 @@ def create_app(
     chat_slots: ChatSlots | None = None,
     max_json_bytes: int = MAX_JSON_BODY,
     failed_keys: FailedKeys | None = None,
+    adapter_cache_mb: int = DEFAULT_ADAPTER_CACHE_MB,
 ) -> FastAPI:
     """`lora_defaults`: the server's own lora_rank / lora_alpha / lora_dropout for jobs that don't set them (else
     per-base defaults apply); written into each job's hyperparameters, so the job reports what it trained with.
     `failed_keys`: how repeated wrong keys are slowed down; by default on any host but loopback (where every local
-    user shares 127.0.0.1, and one could lock the others out)."""
+    user shares 127.0.0.1, and one could lock the others out). `adapter_cache_mb`: memory for fine-tunes' adapters
+    beside their base (server/adapters.py)."""
     store = Store(data_dir)
-    runner = JobRunner(store, parallel=parallel_jobs, processes=processes_per_job, cluster=cluster)
+    limits = chat_limits or ChatLimits()
+    runner = JobRunner(
+        store, parallel=parallel_jobs, processes=processes_per_job, cluster=cluster, judge_max_tokens=limits.max_tokens
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -57,10 +63,10 @@ def create_app(
         runner.stop()
 
     app = FastAPI(title="ftcli local backend", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.store, app.state.runner, app.state.models = store, runner, ModelCache()
+    app.state.store, app.state.runner, app.state.models = store, runner, ModelCache(adapter_cache_mb)
     app.state.max_upload_bytes = max_upload_bytes
     app.state.lora_defaults = dict(lora_defaults or {})
-    app.state.chat_limits = chat_limits or ChatLimits()
+    app.state.chat_limits = limits
     app.state.chat_slots = chat_slots or ChatSlots()
     app.add_exception_handler(ApiError, handle_api_error)
     app.add_exception_handler(Exception, handle_unexpected)  # the safety net: a 500 in the envelope, no traceback

@@ -1,64 +1,91 @@
-"""Generation for chat completions: a base model, or a base with a LoRA adapter; streamed as text deltas."""
+"""Generation for chat completions: a base model, or a base with a LoRA adapter; streamed as text deltas. Every
+answer goes through its model's batching engine (server/batching.py), so answers asked at once are generated side by
+side; a base's fine-tunes share one copy of its weights (server/adapters.py)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from ftcli.data.chat_template import THINK_OPEN, render_prompt, thinks_in_tags
+from ftcli.server.adapters import DEFAULT_ADAPTER_CACHE_MB, MIB, AdapterCache
+from ftcli.server.batching import BASE_ADAPTER, BatchEngine, GenerationRequest, Sampling, TokenStream, penalized
 from ftcli.server.training import load_base
+
+__all__ = ["LoadedModel", "ModelCache", "Sampling", "generate_stream", "penalized"]
 
 
 @dataclass
 class LoadedModel:
+    """A model as one request sees it: its base's weights (shared with the base's other fine-tunes) and, for a
+    fine-tune, which adapter. `model` is shared: the engine names each answer's adapter; a caller of `model` itself
+    gets the adapter of the latest `ModelCache.get`, or calls `forward`."""
+
     model: Any
     tokenizer: Any
-    lock: threading.Lock
+    lock: threading.Lock  # (kept for callers that build one; the engine batches instead of taking turns)
     thinking: bool = False  # writes its reasoning in <think> blocks (its template says so): answered apart
+    adapter: Path | None = None  # the fine-tune's adapter folder (None: the base itself)
+    adapters: AdapterCache | None = None  # the base's adapters and engine, when loaded through ModelCache
+    engine: BatchEngine = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.engine = (
+            self.adapters.engine if self.adapters is not None else BatchEngine(lambda: self.model, self.tokenizer)
+        )
+
+    def submit(self, prompt: list[int], sampling: Sampling, stop: threading.Event) -> TokenStream:
+        def request(adapter: str | None) -> GenerationRequest:
+            return GenerationRequest(prompt, sampling, adapter, stop)
+
+        if self.adapters is None:
+            return self.engine.submit(request(None))
+        return self.adapters.submit(self.adapter, request)
+
+    def forward(self, **inputs: Any) -> Any:
+        """The model's own forward, with this request's adapter (or none) whatever the model's active one is."""
+        if self.adapters is not None and hasattr(self.adapters.model, "peft_config"):
+            rows = int(inputs["input_ids"].shape[0])
+            name = self.adapters.activate(self.adapter) if self.adapter is not None else BASE_ADAPTER
+            inputs["adapter_names"] = [name] * rows
+        return self.adapters.model(**inputs) if self.adapters is not None else self.model(**inputs)
 
 
 class ModelCache:
-    """Keeps the most recently used model in memory (one at a time: CPUs and laptops have little RAM)."""
+    """Keeps the most recently used base in memory (one at a time: CPUs and laptops have little RAM), with the
+    adapters of its fine-tunes beside it (at most `adapter_cache_mb` of them, least recently used evicted first).
+    A merged model is a base of its own."""
 
-    def __init__(self) -> None:
-        self._key: tuple[str, str | None] | None = None
-        self._loaded: LoadedModel | None = None
+    def __init__(self, adapter_cache_mb: int = DEFAULT_ADAPTER_CACHE_MB) -> None:
+        self.adapter_cache_bytes = adapter_cache_mb * MIB
+        self._base: str | None = None
+        self._loaded: AdapterCache | None = None
+        self._thinking = False
         self._lock = threading.Lock()
 
     def get(self, base: Path, adapter: Path | None) -> LoadedModel:
-        key = (str(base), str(adapter) if adapter else None)
         with self._lock:
-            if self._key != key or self._loaded is None:
+            if self._base != str(base) or self._loaded is None:
                 model, tokenizer = load_base(base)
-                if adapter is not None:
-                    from peft import PeftModel
-
-                    model = PeftModel.from_pretrained(model, adapter)
                 model.eval()
-                loaded = LoadedModel(model, tokenizer, threading.Lock(), thinking=thinks_in_tags(tokenizer))
-                self._key, self._loaded = key, loaded
-            return self._loaded
+                self._loaded = AdapterCache(model, tokenizer, limit_bytes=self.adapter_cache_bytes)
+                self._base, self._thinking = str(base), thinks_in_tags(tokenizer)
+            loaded, thinking = self._loaded, self._thinking
+        if adapter is not None:
+            loaded.activate(adapter)  # loaded now: a broken adapter fails here, before anything is generated
+        return LoadedModel(
+            loaded.model, loaded.engine.tokenizer, threading.Lock(), thinking, adapter=adapter, adapters=loaded
+        )
 
     def forget(self, adapter: Path) -> None:
-        """Drop the model in memory if it is this adapter's (the model was deleted)."""
+        """The adapter's model was deleted: it is no longer answered from memory."""
         with self._lock:
-            if self._key is not None and self._key[1] == str(adapter):
-                self._key, self._loaded = None, None
-
-
-@dataclass(frozen=True, slots=True)
-class Sampling:
-    max_tokens: int = 256
-    min_tokens: int = 0  # vLLM's extension: no end of answer before this many tokens
-    temperature: float = 0.0  # 0 (below GREEDY_BELOW): greedy, deterministic
-    top_p: float = 1.0  # 0: only the most likely token (greedy)
-    seed: int | None = None
-    stop: tuple[str, ...] = ()  # the answer ends before the first of these (not included)
-    presence_penalty: float = 0.0  # OpenAI's: subtracted from the logit of every token already generated
-    frequency_penalty: float = 0.0  # OpenAI's: subtracted once per time a token was already generated
+            loaded = self._loaded
+        if loaded is not None:
+            loaded.forget(adapter)
 
 
 def prompt_ids(loaded: LoadedModel, messages: list[dict[str, Any]], tools: list[Any] | None = None) -> Any:
@@ -79,81 +106,16 @@ def generate_stream(
     tools: list[Any] | None = None,
     stop: threading.Event | None = None,
 ) -> Iterator[str]:
-    """Yield text deltas as tokens are produced (transformers' own generate + streamer, in a thread). Generation
-    ends at the next token once `stop` is set (a client that left), this iterator is closed, or a stop sequence
-    appears (the text yielded ends before it)."""
-    import torch
-    from transformers import (
-        LogitsProcessor,
-        LogitsProcessorList,
-        StoppingCriteria,
-        StoppingCriteriaList,
-        TextIteratorStreamer,
-    )
-
+    """Yield text deltas as tokens are produced (the answer joins its model's running batch). Generation ends at
+    the next step once `stop` is set (a client that left), this iterator is closed, or a stop sequence appears (the
+    text yielded ends before it)."""
     abandoned = stop or threading.Event()
-
-    class WhenAbandoned(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:  # noqa: ARG002 (its signature)
-            return torch.full((input_ids.shape[0],), abandoned.is_set(), dtype=torch.bool, device=input_ids.device)
-
-    inputs = prompt_ids(loaded, messages, tools)
-    prompt_length = int(inputs["input_ids"].shape[1])
-
-    class Penalties(LogitsProcessor):
-        def __call__(self, input_ids: Any, scores: Any) -> Any:
-            return penalized(scores, input_ids[:, prompt_length:], sampling)
-
-    streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
-    options: dict[str, Any] = {
-        "max_new_tokens": sampling.max_tokens,
-        "min_new_tokens": sampling.min_tokens,
-        "streamer": streamer,
-        "eos_token_id": loaded.tokenizer.eos_token_id,
-        "pad_token_id": loaded.tokenizer.pad_token_id,
-        # a reader that goes away (a client that disconnected) stops generation at the next token: the lock is
-        # not held for tokens nobody reads
-        "stopping_criteria": StoppingCriteriaList([WhenAbandoned()]),
-    }
-    if sampling.presence_penalty or sampling.frequency_penalty:
-        options["logits_processor"] = LogitsProcessorList([Penalties()])
-    if sampling.temperature >= GREEDY_BELOW and sampling.top_p > 0:
-        options.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
-    else:
-        options.update(do_sample=False)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            with loaded.lock, torch.no_grad():
-                if sampling.seed is not None:
-                    torch.manual_seed(sampling.seed)
-                loaded.model.generate(**inputs, **options)
-        except BaseException as exc:  # surfaced in the caller's thread below
-            errors.append(exc)
-            streamer.end()  # type: ignore[no-untyped-call]
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
+    prompt = [int(token) for token in prompt_ids(loaded, messages, tools)["input_ids"][0]]
+    stream = loaded.submit(prompt, sampling, abandoned)
     try:
-        yield from _until_stop_sequence((delta for delta in streamer if delta), sampling.stop)
+        yield from _until_stop_sequence((delta.text for delta in stream if delta.text), sampling.stop)
     finally:
         abandoned.set()
-    worker.join()
-    if errors:
-        raise errors[0]
-
-
-GREEDY_BELOW = 1e-6  # a lower temperature is greedy decoding (its limit), without logits divided into infinity
-
-
-def penalized(scores: Any, generated: Any, sampling: Sampling) -> Any:
-    """OpenAI's presence and frequency penalties on the next token's logits: each token already generated (in
-    `generated`, the answer's ids so far) loses `presence_penalty` once and `frequency_penalty` per time it came."""
-    import torch
-
-    counts = torch.zeros_like(scores).scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
-    return scores - counts * sampling.frequency_penalty - (counts > 0).to(scores.dtype) * sampling.presence_penalty
 
 
 def _until_stop_sequence(deltas: Iterator[str], stops: tuple[str, ...]) -> Iterator[str]:

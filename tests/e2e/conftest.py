@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -15,7 +16,9 @@ from typing import Any
 
 import pytest
 from openai.types.fine_tuning import FineTuningJob
+from typer.testing import CliRunner
 
+from ftcli.cli.app import app
 from ftcli.data.local_server import announcement
 
 pytest.importorskip("torch", reason="the local backend needs the `local` extra (scripts/test installs it)")
@@ -31,6 +34,14 @@ class Server:
     @property
     def auth(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.key}"}
+
+
+def cli_json(server: Server, tmp_path: Path, *args: str) -> Any:
+    """`ftcli --base-url SERVER --json ARGS` in-process, with its own config and data folders: its one JSON document."""
+    env = {"FTCLI_CONFIG_DIR": str(tmp_path / "config"), "FTCLI_DATA_DIR": str(tmp_path / "data")}
+    result = CliRunner().invoke(app, ["--base-url", server.url, "--json", *args], env=env)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
 
 
 def free_port() -> int:

@@ -10,25 +10,16 @@ from pathlib import Path
 import httpx2
 import pytest
 from openai.types.fine_tuning import FineTuningJob
-from typer.testing import CliRunner
 
-from ftcli.cli.app import app
 from ftcli.service.backends.openai_protocol import OpenAIBackend
 from ftcli.service.client import make_client
 from ftcli.service.errors import FtcliError
 from ftcli.service.job_export import export_jobs
 from ftcli.service.settings import Settings
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, cli_json
 from tests.local.zorbia import QA, chat_jsonl
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local, pytest.mark.slow]
-
-
-def cli(server: Server, tmp_path: Path, *args: str) -> dict | list:  # type: ignore[type-arg]
-    env = {"FTCLI_CONFIG_DIR": str(tmp_path / "config"), "FTCLI_DATA_DIR": str(tmp_path / "data")}
-    result = CliRunner().invoke(app, ["--base-url", server.url, "--json", *args], env=env)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)  # type: ignore[no-any-return]  # one document, --wait or not
 
 
 def test_export_golden_retrain_and_compare(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -36,12 +27,12 @@ def test_export_golden_retrain_and_compare(server: Server, tmp_path: Path, monke
     data = tmp_path / "zorbia.jsonl"
     data.write_text(chat_jsonl(QA))
     train = ["train", "--model", "ftcli/tiny", "--epochs", "3", "--batch-size", "2", "--seed", "11", "--yes", "--wait"]
-    old = cli(server, tmp_path, *train, "--file", str(data), "--suffix", "old")
+    old = cli_json(server, tmp_path, *train, "--file", str(data), "--suffix", "old")
     assert isinstance(old, dict) and old["status"] == "succeeded"  # --wait --json: the finished job
 
     # Export: every artifact, with sizes and sha256 in the manifest
     out = tmp_path / "export"
-    first = cli(server, tmp_path, "export", "--out", str(out), "--job", old["id"])
+    first = cli_json(server, tmp_path, "export", "--out", str(out), "--job", old["id"])
     assert first == {"folder": str(out), "jobs": 1, "fetched": 5, "verified": 0}
     folder = out / old["id"]
     assert json.loads((folder / "job.json").read_text())["fine_tuned_model"] == old["fine_tuned_model"]
@@ -58,24 +49,25 @@ def test_export_golden_retrain_and_compare(server: Server, tmp_path: Path, monke
     assert artifacts[f"{old['id']}/files/{copy.name}"]["bytes"] == data.stat().st_size
 
     # Rerun: data and result files are verified, not fetched; a damaged copy is fetched again
-    assert cli(server, tmp_path, "export", "--out", str(out), "--job", old["id"])["verified"] == 2  # type: ignore[call-overload]
+    assert cli_json(server, tmp_path, "export", "--out", str(out), "--job", old["id"])["verified"] == 2
     copy.write_bytes(b"damaged")
-    again = cli(server, tmp_path, "export", "--out", str(out), "--job", old["id"])
+    again = cli_json(server, tmp_path, "export", "--out", str(out), "--job", old["id"])
     assert again == {"folder": str(out), "jobs": 1, "fetched": 4, "verified": 1}
     assert copy.read_bytes() == data.read_bytes()
 
     # Golden answers while the old model exists
     golden = tmp_path / "golden.jsonl"
     model = old["fine_tuned_model"]
-    cli(server, tmp_path, "export", "--golden", str(data), "--model", model, "--out", str(golden), "--max-tokens", "24")
+    golden_args = ["--golden", str(data), "--model", model, "--out", str(golden), "--max-tokens", "24"]
+    cli_json(server, tmp_path, "export", *golden_args)
     recorded = [json.loads(line) for line in golden.read_text().splitlines()]
     assert len(recorded) == len(QA) and all(r["messages"][-1]["role"] == "assistant" for r in recorded)
     meta = json.loads((tmp_path / "golden.jsonl.meta.json").read_text())
     assert meta["model"] == old["fine_tuned_model"] and meta["temperature"] == 0.0 and meta["max_tokens"] == 24
 
     # Re-train from the export: same data, method and hyperparameters, linked to the old job
-    new = cli(server, tmp_path, "train", "--from-export", str(folder), "--model", "ftcli/tiny", "--yes", "--wait")
-    new = cli(server, tmp_path, "status", new["id"])  # type: ignore[call-overload]
+    new = cli_json(server, tmp_path, "train", "--from-export", str(folder), "--model", "ftcli/tiny", "--yes", "--wait")
+    new = cli_json(server, tmp_path, "status", new["id"])
     assert isinstance(new, dict) and new["status"] == "succeeded" and new["id"] != old["id"]
     assert new["method"]["supervised"]["hyperparameters"]["n_epochs"] == 3 and new["seed"] == 11
     assert new["user_provided_suffix"] == "old" and new["metadata"]["ftcli_retrain_of"] == old["id"]
@@ -84,11 +76,11 @@ def test_export_golden_retrain_and_compare(server: Server, tmp_path: Path, monke
 
     # Compare: the re-trained model reproduces the old model's recorded answers
     new_model = new["fine_tuned_model"]
-    score = cli(server, tmp_path, "chat", "--eval", str(golden), "--model", new_model, "--max-tokens", "24")
-    assert score["examples"] == len(QA) and score["exact_matches"] == len(QA), score  # type: ignore[call-overload]
-    listed = cli(server, tmp_path, "models", "--fine-tuned")
-    assert {old["fine_tuned_model"], new["fine_tuned_model"]} <= {m["id"] for m in listed}  # type: ignore[index]
-    assert all(m["base_model"] == "ftcli/tiny" for m in listed if m["id"] == new["fine_tuned_model"])  # type: ignore[index]
+    score = cli_json(server, tmp_path, "chat", "--eval", str(golden), "--model", new_model, "--max-tokens", "24")
+    assert score["examples"] == len(QA) and score["exact_matches"] == len(QA), score
+    listed = cli_json(server, tmp_path, "models", "--fine-tuned")
+    assert {old["fine_tuned_model"], new["fine_tuned_model"]} <= {m["id"] for m in listed}
+    assert all(m["base_model"] == "ftcli/tiny" for m in listed if m["id"] == new["fine_tuned_model"])
 
 
 class _FailingContent(httpx2.BaseTransport):

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ftcli.service.client import make_client
 from ftcli.service.settings import Settings
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, cli_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.local, pytest.mark.slow]
 
@@ -70,3 +71,40 @@ def test_an_rft_job_made_with_the_openai_sdk_succeeds_with_rewards_in_its_events
             model=job.fine_tuned_model or "", messages=[{"role": "user", "content": "Write a word."}], max_tokens=4
         )
         assert answer.choices[0].message.content is not None
+
+
+def test_an_rft_job_trained_from_the_cli_is_exported_and_re_trained_from_the_export(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`train --grader-file` → `export` keeps the grader, the prompts and the settings → `train --from-export` runs
+    the same RFT job again: same method, grader, data and hyperparameters, linked to the first."""
+    monkeypatch.chdir(tmp_path)
+    data, grader_file = tmp_path / "rft.jsonl", tmp_path / "grader.json"
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"A word ({n})."}]}) + "\n"
+                            for n in range(10)))  # fmt: skip
+    grader = {"type": "string_check", "name": "has an a", "input": "{{sample.output_text}}", "reference": "a",
+              "operation": "like"}  # fmt: skip
+    grader_file.write_text(json.dumps(grader))
+    settings = ["-H", "samples_per_prompt=2", "-H", "max_new_tokens=3", "--epochs", "1", "--batch-size", "5"]
+    old = cli_json(server, tmp_path, "train", "--file", str(data), "--model", "ftcli/tiny", "--grader-file",
+              str(grader_file), *settings, "--seed", "5", "--yes", "--wait")  # fmt: skip
+    assert old["status"] == "succeeded" and old["method"]["reinforcement"]["grader"] == grader, old
+
+    out = tmp_path / "export"
+    cli_json(server, tmp_path, "export", "--out", str(out), "--job", old["id"])
+    folder = out / old["id"]
+    kept = json.loads((folder / "job.json").read_text())["method"]
+    assert kept["type"] == "reinforcement" and kept["reinforcement"]["grader"] == grader
+    (copy,) = (folder / "files").iterdir()
+    assert copy.read_bytes() == data.read_bytes()
+
+    new = cli_json(server, tmp_path, "train", "--from-export", str(folder), "--model", "ftcli/tiny", "--yes", "--wait")
+    new = cli_json(server, tmp_path, "status", new["id"])
+    assert new["status"] == "succeeded" and new["id"] != old["id"], new
+    assert new["metadata"]["ftcli_retrain_of"] == old["id"] and new["seed"] == 5
+    assert new["method"]["type"] == "reinforcement" and new["method"]["reinforcement"]["grader"] == grader
+    trained, before = (
+        new["method"]["reinforcement"]["hyperparameters"],
+        old["method"]["reinforcement"]["hyperparameters"],
+    )
+    assert trained == before and trained["samples_per_prompt"] == 2 and trained["max_new_tokens"] == 3, trained

@@ -292,9 +292,10 @@ class ExportedJob:
         }
 
 
-# What each kind of backend accepts: OpenAI and Azure take OpenAI's hyperparameters within its bounds; other
-# OpenAI-compatible servers (ftcli's own included) also take the rest (e.g. lora_rank).
-OPENAI_HYPERPARAMETERS = all_openai_keys()  # n_epochs, batch_size, learning_rate_multiplier, beta
+# What each kind of backend accepts: OpenAI and Azure take OpenAI's hyperparameters within its bounds; Together the
+# settings its create request has a field for (together_wire's mapping); other OpenAI-compatible servers (ftcli's
+# own included) also take the rest (e.g. lora_rank, an RFT job's samples_per_prompt).
+OPENAI_HYPERPARAMETERS = all_openai_keys()  # n_epochs, batch_size, learning_rate_multiplier, beta, eval_interval, …
 OPENAI_MAX_EPOCHS = 50
 
 
@@ -302,6 +303,10 @@ def _carried(hyperparameters: dict[str, Any], backend_kind: str) -> dict[str, An
     carried = dict(hyperparameters)
     if backend_kind in ("openai", "azure"):
         carried = {k: v for k, v in carried.items() if k in OPENAI_HYPERPARAMETERS}
+    elif backend_kind == "together":
+        from ftcli.service.backends.together_wire import takes
+
+        carried = {k: v for k, v in carried.items() if k in OPENAI_HYPERPARAMETERS or takes(k)}
     if isinstance(carried.get("n_epochs"), int):
         carried["n_epochs"] = min(carried["n_epochs"], OPENAI_MAX_EPOCHS)
     return carried

@@ -202,6 +202,8 @@ def _with_export(
     exported = load_export(from_export)
     carried = {**exported.carried_parameters(backend_kind), "seed": exported.job.get("seed")}
     unset: dict[str, Any] = {key: carried.get(key) for key in (*OPTION_FLAGS, "seed") if getattr(request, key) is None}
+    # the rest (lora_rank, an RFT job's samples_per_prompt, …) as -H would set them, where this backend takes them
+    own = {key: value for key, value in carried.items() if key not in (*OPTION_FLAGS, "seed") and value is not None}
     metadata = dict(request.metadata)
     metadata.setdefault("ftcli_retrain_of", str(exported.job["id"])[:512])
     validation = request.validation_file
@@ -216,6 +218,7 @@ def _with_export(
         grader=request.grader if request.grader is not None or method != "reinforcement" else exported.grader,
         suffix=request.suffix or exported.job.get("user_provided_suffix"),
         metadata=metadata,
+        extra_hyperparameters={**own, **request.extra_hyperparameters},
         **unset,
     )
     return merged, exported

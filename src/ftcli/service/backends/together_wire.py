@@ -81,6 +81,12 @@ def price_estimate(answer: Any) -> PriceEstimate | None:
     )
 
 
+def takes(setting: str) -> bool:
+    """Whether Together's create request has a field for this `-H` setting (ftcli's name)."""
+    name = RENAMED.get(setting, setting)
+    return name in (*LORA_FIELDS, *SFT_FIELDS, *DPO_FIELDS, *TOP_LEVEL)
+
+
 def create_body(request: JobRequest) -> dict[str, Any]:
     """ftcli's job request as Together's `POST /fine-tunes` body (field names from its spec)."""
     request.validate()

@@ -10,20 +10,28 @@ Every answer goes through what the chat route runs (`server/inference.generate_s
   after another (target >= 2.5x); before batching a switch between two fine-tunes also reloaded the base;
 - one chat alone: the batching engine vs today's path (transformers' `generate` with a `TextIteratorStreamer`, as
   `server/inference.py` generated before issue 26), latency and tokens/s (target: within 10 %);
-- llama.cpp on the same model's GGUF (Q4_1, while ftcli runs it in fp32) when llama-cpp-python is installed.
+- llama.cpp on the same model's GGUF (Q4_1, while ftcli runs it in fp32) when llama-cpp-python is installed;
+- `ftcli eval` of `--eval-cases` cases (64) against a real `ftcli serve` (a subprocess serving the base folder with
+  `--model-dir`), `--parallel 8` vs `--parallel 1` (the old one at a time), each run with an empty answer cache; the
+  wall time of the whole command, its start-up included (target >= 3x).
 
 Rounds alternate the order of the sides; each figure is the median of the rounds. The fine-tunes are LoRA adapters
 with random weights (rank 8, all linear layers, as `ftcli serve` trains them): their speed is a trained adapter's.
 
     .venv/bin/python bench/serve_speed.py [--model smollm2|tiny] [--tokens 64] [--chats 8] [--rounds 3] [--threads N]
+        [--eval-cases 64] [--only all|chats|eval]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -174,6 +182,65 @@ def median_of(rounds: int, sides: dict[str, Callable[[], float]]) -> dict[str, f
     return {name: statistics.median(values) for name, values in taken.items()}
 
 
+def eval_speed(base: Path, cases: int, tokens: int, rounds: int, threads: int | None) -> str:
+    """`ftcli eval` of `cases` cases against a real `ftcli serve` of `base`: --parallel 8 vs --parallel 1."""
+    from ftcli.data.local_server import announcement
+
+    with tempfile.TemporaryDirectory(prefix="ftcli-eval-bench-") as folder:
+        root = Path(folder)
+        data = root / "cases.jsonl"
+        lines = [
+            {"messages": [*chat(QUESTIONS[index % len(QUESTIONS)]), {"role": "assistant", "content": "A reference."}]}
+            for index in range(cases)
+        ]
+        data.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+        env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}/v1"
+        command = [sys.executable, "-m", "ftcli", "serve", "--port", str(port), "--data-dir", str(root / "server")]
+        with (root / "serve.log").open("ab") as log:
+            server = subprocess.Popen([*command, "--model-dir", str(base)], env=env, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 120
+            while (written := announcement(url)) is None or written.get("pid") != server.pid:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"ftcli serve did not start: {(root / 'serve.log').read_text()}")
+                time.sleep(0.2)
+            runs = 0
+
+            def evaluate(parallel: int) -> float:
+                nonlocal runs
+                runs += 1  # each run its own answer cache: every answer is generated
+                client = {**env, "FTCLI_DATA_DIR": str(root / f"client-{runs}"), "FTCLI_CONFIG_DIR": str(root / "c")}
+                start = time.perf_counter()
+                subprocess.run(
+                    [sys.executable, "-m", "ftcli", "--base-url", url, "--json", "eval", str(data), "--model",
+                     base.name, "--parallel", str(parallel), "--max-tokens", str(tokens), "--no-publish"],
+                    env=client, check=True, capture_output=True,
+                )  # fmt: skip
+                return time.perf_counter() - start
+
+            evaluate(8)  # the server's first chat loads the model: out of every figure
+            figures = median_of(rounds, {"parallel 8": lambda: evaluate(8), "parallel 1": lambda: evaluate(1)})
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    ratio = figures["parallel 1"] / figures["parallel 8"]
+    return (
+        f"ftcli eval of {cases} cases (answers of at most {tokens} tokens) against ftcli serve:\n"
+        f"  --parallel 1 (one at a time)  {figures['parallel 1']:6.1f} s\n"
+        f"  --parallel 8 (one batch)      {figures['parallel 8']:6.1f} s  ->  {ratio:.2f}x  (target >= 3x)"
+    )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", choices=list(MODELS), default="smollm2")
@@ -181,6 +248,8 @@ def main() -> None:
     parser.add_argument("--chats", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch's threads (default: its own, one per core)")
+    parser.add_argument("--eval-cases", type=int, default=64, help="cases of the `ftcli eval` figure")
+    parser.add_argument("--only", choices=["all", "chats", "eval"], default="all", help="one part of the bench")
     args = parser.parse_args()
 
     import torch
@@ -194,6 +263,9 @@ def main() -> None:
 
     WORK.mkdir(parents=True, exist_ok=True)
     base = resolve_base(MODELS[args.model], WORK.parent)  # the bases bench/train_speed.py converted
+    if args.only == "eval":
+        print(eval_speed(base, args.eval_cases, args.tokens, args.rounds, args.threads))
+        return
     one, two = adapters(base, 2)
     cache = ModelCache()
     plain = cache.get(base, None)
@@ -279,6 +351,9 @@ def main() -> None:
         f"first token {statistics.median(firsts['engine']):.2f} s  ->  {change:+.0%} latency (target within 10 %)"
     )
     print(f"  {llama_cpp(tokens, args.rounds)}")
+    if args.only == "all":
+        print()
+        print(eval_speed(base, args.eval_cases, tokens, args.rounds, args.threads))
     print(f"({about.load()} at the end)")
 
 

@@ -98,6 +98,21 @@ def serve(
             "first.",
         ),
     ] = 1024,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="What answers chats: auto (vLLM where it is installed and a CUDA GPU is there, else the built-in "
+            "engine), builtin (continuous batching on the model's own forward, CPU or GPU), or vllm (refused "
+            "without a CUDA GPU and the vllm package)."
+        ),
+    ] = "auto",
+    gpu_memory_fraction: Annotated[
+        float,
+        typer.Option(
+            help="With vLLM: the share of the GPU's memory it takes (weights and KV cache); the rest is left to "
+            "training jobs.",
+        ),
+    ] = 0.5,
     processes: Annotated[
         int | None,
         typer.Option(
@@ -166,6 +181,13 @@ def serve(
     from ftcli.server.guard import is_loopback
     from ftcli.service.ledger import data_dir as user_data_dir
 
+    answering = _engine(engine)
+    if not 0 < gpu_memory_fraction < 1:
+        raise UsageError(
+            f"--gpu-memory-fraction must be between 0 and 1 (exclusive), got {gpu_memory_fraction}",
+            hint="e.g. 0.5: half the GPU's memory for vLLM, the rest for training",
+        )
+
     api_key = api_key or os.environ.get(api_key_env) or None
     on_network = not is_loopback(host)
     if on_network and not api_key:
@@ -197,6 +219,7 @@ def serve(
         max_upload_bytes=upload_limit,
         chat_limits=ChatLimits(max_tokens=max_tokens, max_prompt_tokens=max_prompt_tokens),
         adapter_cache_mb=adapter_cache_mb,
+        vllm=_vllm_settings(gpu_memory_fraction) if answering == "vllm" else None,
         api_key=key,
         parallel_jobs=parallel_jobs,
         processes_per_job=processes,
@@ -225,13 +248,14 @@ def serve(
             )
             stderr().print(
                 f"ftcli local backend on {base_url} (data in {folder}); use it with --base-url {base_url}; "
-                f"{key_note}; the web page is {page}",
+                f"{key_note}; the web page is {page}; chats answered by {_engine_note(answering, gpu_memory_fraction)}",
                 highlight=False,
             )
             if open_page:
                 opener = _open_in_browser(page, port)
                 runtime_file.extend([opener] if opener else [])
-            emit(app, {"base_url": base_url, "web": page, "data_dir": str(folder), "key_file": _shown(key_file)})
+            document = {"base_url": base_url, "web": page, "data_dir": str(folder), "key_file": _shown(key_file)}
+            emit(app, {**document, "engine": answering})
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             deadline.arm(sig)
@@ -254,6 +278,34 @@ def serve(
     deadline = ExitDeadline(before_exit)
     config = uvicorn.Config(server_app, log_level="warning", timeout_graceful_shutdown=GRACE_SECONDS)
     Announced(config).run(sockets=listeners)
+
+
+def _engine(setting: str) -> str:
+    """`--engine`'s choice on this machine; vLLM asked for where it can't run: a usage error with the reason."""
+    from ftcli.server.hardware import UnsupportedSetting, serving_engine, vllm_installed
+
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    except ImportError:
+        cuda = False
+    try:
+        return serving_engine(setting, cuda=cuda, vllm_installed=vllm_installed())
+    except UnsupportedSetting as exc:
+        raise UsageError(str(exc), hint="serve with --engine builtin (or auto) on this machine") from None
+
+
+def _vllm_settings(gpu_memory_fraction: float) -> Any:
+    from ftcli.server.vllm_engine import VllmSettings
+
+    return VllmSettings(gpu_memory_fraction=gpu_memory_fraction)
+
+
+def _engine_note(answering: str, gpu_memory_fraction: float) -> str:
+    if answering == "vllm":
+        return f"vLLM (on {gpu_memory_fraction:.0%} of the GPU's memory)"
+    return "the built-in engine"
 
 
 def _listen(host: str, port: int, base_url: str) -> list[socket.socket]:

@@ -25,6 +25,7 @@ from ftcli.server.inference import ModelCache
 from ftcli.server.limits import MAX_JSON_BODY, BodyLimit, ChatSlots
 from ftcli.server.runner import Cluster, JobRunner
 from ftcli.server.store import Store
+from ftcli.server.vllm_engine import VllmSettings
 
 DEFAULT_MAX_UPLOAD = 8 * 1024 * 1024 * 1024
 
@@ -44,12 +45,14 @@ def create_app(
     max_json_bytes: int = MAX_JSON_BODY,
     failed_keys: FailedKeys | None = None,
     adapter_cache_mb: int = DEFAULT_ADAPTER_CACHE_MB,
+    vllm: VllmSettings | None = None,
 ) -> FastAPI:
     """`lora_defaults`: the server's own lora_rank / lora_alpha / lora_dropout for jobs that don't set them (else
     per-base defaults apply); written into each job's hyperparameters, so the job reports what it trained with.
     `failed_keys`: how repeated wrong keys are slowed down; by default on any host but loopback (where every local
     user shares 127.0.0.1, and one could lock the others out). `adapter_cache_mb`: memory for fine-tunes' adapters
-    beside their base (server/adapters.py)."""
+    beside their base (server/adapters.py). `vllm`: chats answered by vLLM with these settings (`serve --engine
+    vllm`, server/vllm_engine.py) instead of the built-in engine."""
     store = Store(data_dir)
     limits = chat_limits or ChatLimits()
     runner = JobRunner(
@@ -61,9 +64,10 @@ def create_app(
         runner.start()
         yield
         runner.stop()
+        _app.state.models.close()  # vLLM's engine, where it answers: its GPU memory back
 
     app = FastAPI(title="ftcli local backend", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.store, app.state.runner, app.state.models = store, runner, ModelCache(adapter_cache_mb)
+    app.state.store, app.state.runner, app.state.models = store, runner, ModelCache(adapter_cache_mb, vllm=vllm)
     app.state.max_upload_bytes = max_upload_bytes
     app.state.lora_defaults = dict(lora_defaults or {})
     app.state.chat_limits = limits

@@ -164,3 +164,31 @@ def is_out_of_memory(exc: BaseException) -> bool:
     except ImportError:
         return False
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+ServingEngine = Literal["builtin", "vllm"]
+ENGINES = ("auto", "builtin", "vllm")
+
+
+def serving_engine(setting: str, *, cuda: bool, vllm_installed: bool) -> ServingEngine:
+    """Which engine answers `ftcli serve`'s chats (`--engine`): `auto` is vLLM where it is installed and a CUDA GPU
+    is there, else the built-in one; `vllm` asked for on a machine that can't run it is refused with the reason."""
+    if setting not in ENGINES:
+        raise UnsupportedSetting(f"--engine must be one of {', '.join(ENGINES)}, got {setting!r}")
+    if setting == "builtin" or (setting == "auto" and not (cuda and vllm_installed)):
+        return "builtin"
+    missing = [
+        reason
+        for reason, wanting in (
+            ("this machine has no CUDA GPU", not cuda),
+            ("the vllm package is not installed (pip install vllm)", not vllm_installed),
+        )
+        if wanting
+    ]
+    if missing:
+        raise UnsupportedSetting(f"--engine vllm needs a CUDA GPU and vLLM: {'; '.join(missing)}")
+    return "vllm"
+
+
+def vllm_installed() -> bool:
+    return importlib.util.find_spec("vllm") is not None

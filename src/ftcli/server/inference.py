@@ -5,15 +5,19 @@ side; a base's fine-tunes share one copy of its weights (server/adapters.py)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Literal
 
 from ftcli.data.chat_template import THINK_OPEN, render_prompt, thinks_in_tags
 from ftcli.server.adapters import DEFAULT_ADAPTER_CACHE_MB, MIB, AdapterCache
 from ftcli.server.batching import BASE_ADAPTER, BatchEngine, GenerationRequest, Sampling, TokenStream, penalized
 from ftcli.server.training import load_base
+
+if TYPE_CHECKING:
+    from ftcli.server.vllm_engine import VllmEngine, VllmSettings
 
 __all__ = ["LoadedModel", "ModelCache", "Sampling", "generate_stream", "penalized"]
 
@@ -30,6 +34,7 @@ class LoadedModel:
     thinking: bool = False  # writes its reasoning in <think> blocks (its template says so): answered apart
     adapter: Path | None = None  # the fine-tune's adapter folder (None: the base itself)
     adapters: AdapterCache | None = None  # the base's adapters and engine, when loaded through ModelCache
+    vllm: VllmEngine | None = None  # `serve --engine vllm`: vLLM answers (then `model` holds only the config)
     engine: BatchEngine = field(init=False)
 
     def __post_init__(self) -> None:
@@ -41,6 +46,8 @@ class LoadedModel:
         def request(adapter: str | None) -> GenerationRequest:
             return GenerationRequest(prompt, sampling, adapter, stop)
 
+        if self.vllm is not None:  # the adapter by its folder: vLLM loads it as a LoRA module of its own id
+            return self.vllm.submit(request(str(self.adapter) if self.adapter is not None else None))
         if self.adapters is None:
             return self.engine.submit(request(None))
         return self.adapters.submit(self.adapter, request)
@@ -59,14 +66,31 @@ class ModelCache:
     adapters of its fine-tunes beside it (at most `adapter_cache_mb` of them, least recently used evicted first).
     A merged model is a base of its own."""
 
-    def __init__(self, adapter_cache_mb: int = DEFAULT_ADAPTER_CACHE_MB) -> None:
+    def __init__(
+        self,
+        adapter_cache_mb: int = DEFAULT_ADAPTER_CACHE_MB,
+        *,
+        vllm: VllmSettings | None = None,
+        start_vllm: Callable[[Path, VllmSettings], VllmEngine] | None = None,
+    ) -> None:
+        """`vllm`: answer through vLLM (`serve --engine vllm`) with these settings; `start_vllm` builds its engine
+        for a base (server/vllm_engine.start_vllm; tests give a fake)."""
         self.adapter_cache_bytes = adapter_cache_mb * MIB
         self._base: str | None = None
         self._loaded: AdapterCache | None = None
         self._thinking = False
         self._lock = threading.Lock()
+        self._vllm_settings = vllm
+        self._start_vllm = start_vllm
+        self._vllm: tuple[VllmEngine, Any, Any] | None = None  # the engine, the base's config and tokenizer
+
+    @property
+    def engine_name(self) -> str:
+        return "vllm" if self._vllm_settings is not None else "builtin"
 
     def get(self, base: Path, adapter: Path | None) -> LoadedModel:
+        if self._vllm_settings is not None:
+            return self._get_vllm(base, adapter, self._vllm_settings)
         with self._lock:
             if self._base != str(base) or self._loaded is None:
                 model, tokenizer = load_base(base)
@@ -83,9 +107,43 @@ class ModelCache:
     def forget(self, adapter: Path) -> None:
         """The adapter's model was deleted: it is no longer answered from memory."""
         with self._lock:
-            loaded = self._loaded
+            loaded, served = self._loaded, self._vllm
         if loaded is not None:
             loaded.forget(adapter)
+        if served is not None:
+            served[0].forget(adapter)
+
+    def close(self) -> None:
+        """vLLM's engine stopped (the built-in engine's threads end by themselves when idle)."""
+        with self._lock:
+            served, self._vllm, self._base = self._vllm, None, None
+        if served is not None:
+            served[0].close()
+
+    def _get_vllm(self, base: Path, adapter: Path | None, settings: VllmSettings) -> LoadedModel:
+        """The base in vLLM (one base at a time: vLLM holds its share of the GPU for it; a switch stops the
+        engine of the previous base), its tokenizer and config here for the chat route's prompt and limits."""
+        from transformers import AutoConfig, AutoTokenizer
+
+        from ftcli.server.vllm_engine import start_vllm
+
+        with self._lock:
+            if self._base != str(base) or self._vllm is None:
+                if self._vllm is not None:
+                    self._vllm[0].close()
+                    self._vllm, self._base = None, None
+                config = AutoConfig.from_pretrained(base, local_files_only=True)
+                tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+                engine = (self._start_vllm or start_vllm)(base, settings)
+                self._vllm, self._base, self._thinking = (
+                    (engine, config, tokenizer),
+                    str(base),
+                    thinks_in_tags(tokenizer),
+                )
+            (engine, config, tokenizer), thinking = self._vllm, self._thinking
+        if adapter is not None:
+            engine.check_adapter(adapter)  # refused now, with the reason, before anything is generated
+        return LoadedModel(SimpleNamespace(config=config), tokenizer, threading.Lock(), thinking, adapter, vllm=engine)
 
 
 def prompt_ids(loaded: LoadedModel, messages: list[dict[str, Any]], tools: list[Any] | None = None) -> Any:

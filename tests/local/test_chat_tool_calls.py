@@ -64,7 +64,7 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Te
     loaded = SimpleNamespace(
         model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=2048)), thinking=False
     )
-    app.state.models = type("Models", (), {"get": staticmethod(lambda _base, _adapter: loaded)})()
+    app.state.models = SimpleNamespace(get=lambda _base, _adapter: loaded, close=lambda: None)
     with TestClient(app, base_url="http://127.0.0.1:8765") as test_client:
         yield test_client, seen_tools
 

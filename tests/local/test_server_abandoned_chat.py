@@ -64,7 +64,7 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[st
     monkeypatch.setattr(inference, "count_tokens", lambda *_args: 3)
     monkeypatch.setattr(inference, "count_text_tokens", lambda _loaded, text: len(text))
     app = create_app(tmp_path / "data", chat_slots=ChatSlots(running=1, waiting=4))
-    app.state.models = SimpleNamespace(get=lambda _base, _adapter: model)
+    app.state.models = SimpleNamespace(get=lambda _base, _adapter: model, close=lambda: None)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -74,23 +74,33 @@ def test_starlettes_own_errors_come_in_openais_envelope(client: TestClient) -> N
     assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "invalid_request_error"
 
 
-def test_a_flood_of_chats_leaves_the_other_routes_answering(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """50 chats whose generation never ends (stubbed: it waits for the test) against a server of 2 running and 8
-    waiting chats: the rest are told to retry (429), and listing files still answers at once. Without the slots
-    each chat would hold one of the 40 worker threads and the listing would wait behind them."""
+@pytest.mark.parametrize(
+    "slots",
+    [ChatSlots(running=2, waiting=8), ChatSlots()],
+    ids=["2 running and 8 waiting", "the defaults: a batch's rows running"],
+)
+def test_a_flood_of_chats_leaves_the_other_routes_answering(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slots: ChatSlots
+) -> None:
+    """40 chats more than the server runs and keeps waiting, whose generation never ends (stubbed: it waits for the
+    test): the 40 are told to retry (429), and listing files still answers at once. Without the slots each chat
+    would hold one of the 40 worker threads and the listing would wait behind them; the default (a batch's rows, as
+    batching answers them together) is still short of that pool."""
+    from ftcli.server.batching import MAX_BATCH
+
+    assert ChatSlots().running == MAX_BATCH
     release = threading.Event()
 
     def held_generation(*_args: Any, **_kwargs: Any) -> Iterator[str]:
         release.wait(60)
         yield "done"
 
-    model = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=2048)), thinking=False)
-    monkeypatch.setattr(chat, "_resolve", lambda _store, _name: (tmp_path, None))
     monkeypatch.setattr(inference, "generate_stream", held_generation)
     monkeypatch.setattr(inference, "count_tokens", lambda *_args: 3)
     monkeypatch.setattr(inference, "count_text_tokens", lambda *_args: 1)
-    app = create_app(tmp_path / "data", chat_slots=ChatSlots(running=2, waiting=8))
-    app.state.models = SimpleNamespace(get=lambda _base, _adapter: model)
+    app = create_app(tmp_path / "data", chat_slots=slots)
+    _stub_model(monkeypatch, tmp_path, app)
+    held, told_to_retry = slots.running + slots.waiting, 40
     statuses: list[int] = []
     with TestClient(app, base_url=LOCAL) as client:
 
@@ -98,30 +108,30 @@ def test_a_flood_of_chats_leaves_the_other_routes_answering(tmp_path: Path, monk
             body = {"model": "ftcli/tiny", "messages": [{"role": "user", "content": "hi"}]}
             statuses.append(client.post("/v1/chat/completions", json=body).status_code)
 
-        askers = [threading.Thread(target=ask) for _ in range(50)]
+        askers = [threading.Thread(target=ask) for _ in range(held + told_to_retry)]
         for asker in askers:
             asker.start()
         deadline = time.monotonic() + 30
-        while len(statuses) < 40 and time.monotonic() < deadline:
+        while len(statuses) < told_to_retry and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert statuses.count(429) == 40  # past 2 running and 8 waiting: retry later
+        assert statuses.count(429) == told_to_retry  # past those running and waiting: retry later
 
         listed: list[int] = []
         lister = threading.Thread(target=lambda: listed.append(client.get("/v1/files").status_code))
         lister.start()
         lister.join(timeout=10)
-        assert listed == [200]  # answered while ten chats are still held
+        assert listed == [200]  # answered while the others are still held
 
         release.set()
         for asker in askers:
             asker.join(timeout=30)
-    assert sorted(statuses) == [200] * 10 + [429] * 40
+    assert sorted(statuses) == [200] * held + [429] * told_to_retry
 
 
 def _stub_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, app: Any) -> None:
     model = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=2048)), thinking=False)
     monkeypatch.setattr(chat, "_resolve", lambda _store, _name: (tmp_path, None))
-    app.state.models = SimpleNamespace(get=lambda _base, _adapter: model)
+    app.state.models = SimpleNamespace(get=lambda _base, _adapter: model, close=lambda: None)
 
 
 def _latencies_while(client: TestClient, busy: threading.Thread) -> list[float]:

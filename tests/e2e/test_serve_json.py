@@ -38,6 +38,7 @@ def test_serve_json_announces_itself_once_listening(tmp_path: Path) -> None:
             "web": f"http://127.0.0.1:{port}/#token={key}",  # the page takes its key from the fragment
             "data_dir": str(data_dir),
             "key_file": str(key_file),
+            "engine": "builtin",  # no CUDA GPU with vLLM here: the built-in engine answers chats
         }
         auth = {"authorization": f"Bearer {key}"}
         assert httpx2.get(f"{started['base_url']}/models", headers=auth, timeout=10).status_code == 200  # listening

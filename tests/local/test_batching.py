@@ -131,6 +131,29 @@ def test_a_request_that_leaves_frees_its_row_and_the_others_finish_alike(loaded:
     _close(kept_alone, _answer(kept))
 
 
+def test_a_generation_thread_that_dies_fails_its_answers_and_the_next_request_starts_another(
+    loaded: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anything that stops the engine's thread outside a step (here: the admission itself raising) is the error of
+    every answer waiting on it, not a wait without end; the next request gets a thread of its own."""
+    engine = BatchEngine(lambda: loaded.model, loaded.tokenizer)
+    monkeypatch.setattr(engine, "_mergeable", lambda: 1 / 0)
+    outcome: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            _answer(engine.submit(GenerationRequest(PROMPTS[0], GREEDY)))
+        except RuntimeError as error:
+            outcome.append(error)
+
+    asker = threading.Thread(target=ask, daemon=True)  # a daemon: a regression waits forever, the test does not
+    asker.start()
+    asker.join(timeout=60)
+    assert len(outcome) == 1 and "generation stopped: ZeroDivisionError" in str(outcome[0]), outcome
+    monkeypatch.undo()
+    assert len(_answer(engine.submit(GenerationRequest(PROMPTS[0], GREEDY)))) > 0
+
+
 def test_a_stop_event_ends_an_answer_at_the_next_step(loaded: LoadedModel) -> None:
     stop = threading.Event()
     engine = loaded.engine

@@ -214,6 +214,19 @@ class BatchEngine:
         return {request.adapter for request in rows if request.adapter is not None}
 
     def _run(self) -> None:
+        """The generation thread. Whatever stops it unexpectedly is every waiting and running answer's error, and the
+        next request starts a new thread: no answer waits on a thread that is gone."""
+        try:
+            self._loop()
+        except BaseException as exc:  # noqa: BLE001 (told to each answer; the engine starts again on demand)
+            with self._lock:
+                self._thread = None
+                orphans = self._pending + [row.stream for row in self._rows]
+                self._pending, self._rows, self._cache, self._mask = [], [], None, None
+            for stream in orphans:
+                stream.items.put(RuntimeError(f"generation stopped: {type(exc).__name__}: {exc}"))
+
+    def _loop(self) -> None:
         while True:
             with self._lock:
                 if not self._pending and not self._rows:
@@ -239,8 +252,12 @@ class BatchEngine:
             from transformers import DynamicCache
             from transformers.cache_utils import DynamicLayer
 
-            layers = DynamicCache(config=self._model().config).layers
-            self._plain_cache = all(type(layer) is DynamicLayer for layer in layers)
+            try:
+                layers = DynamicCache(config=self._model().config).layers
+            except Exception:  # noqa: BLE001 (a config transformers' cache can't read: answered one at a time)
+                self._plain_cache = False
+            else:
+                self._plain_cache = all(type(layer) is DynamicLayer for layer in layers)
         return self._plain_cache
 
     def _fail(self, admitted: list[_Stream], exc: BaseException) -> None:

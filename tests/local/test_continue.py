@@ -231,3 +231,18 @@ def test_a_model_deleted_before_its_continuation_ran_fails_the_job_in_words(serv
     assert server.losses(created["id"]) == []  # not a step trained
     # and now it is unknown at creation
     assert server.create(short["fine_tuned_model"], sft_file).status_code == 400
+
+
+def test_a_parent_whose_adapter_config_is_damaged_is_a_400_not_a_crash(tmp_path: Path) -> None:
+    from ftcli.server.api.errors import ApiError
+    from ftcli.server.api.jobs import _parent_lora
+    from ftcli.server.lineage import Start
+    from ftcli.server.protocol.jobs import JobParent
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{not json")
+    start = Start(JobParent(job_id="ftjob-1", model="ft:ftcli/tiny:local::ftjob-1", base="ftcli/tiny"), adapter)
+    with pytest.raises(ApiError) as refused:
+        _parent_lora(start, {}, "method.supervised.hyperparameters")
+    assert refused.value.status == 400 and "can't be continued" in str(refused.value.message)

@@ -317,3 +317,36 @@ def test_install_unpacks_only_the_converters_regular_files(monkeypatch: pytest.M
         "gguf-py/pyproject.toml",
     ]
     assert not (tmp_path / "evil.py").exists() and not list(tmp_path.rglob("evil.py"))
+
+
+def test_a_base_with_named_chat_templates_is_checked_against_its_default_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """transformers keeps several named templates as a dict; llama.cpp embeds the default one."""
+    from types import SimpleNamespace
+
+    from ftcli.server import gguf_export
+
+    tokenizer = SimpleNamespace(chat_template={"default": "{{ messages }}", "tool_use": "{{ tools }}"}, eos_token_id=2)
+    embedded = {"tokenizer.chat_template": "{{ messages }}", "tokenizer.ggml.eos_token_id": 2}
+    monkeypatch.setattr(gguf_export, "metadata", lambda _path: embedded)
+    assert gguf_export.check_embedded(Path("model.gguf"), tokenizer) == embedded
+    monkeypatch.setattr(gguf_export, "metadata", lambda _path: {**embedded, "tokenizer.chat_template": "{{ tools }}"})
+    with pytest.raises(gguf_export.GgufFailed, match="does not carry the base's chat template"):
+        gguf_export.check_embedded(Path("model.gguf"), tokenizer)
+
+
+def test_a_converter_that_hangs_is_stopped_and_said_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import subprocess
+
+    from ftcli.server import gguf_export
+
+    asked: dict[str, Any] = {}
+
+    def hangs(command: list[str], **options: Any) -> Any:
+        asked.update(options)
+        raise subprocess.TimeoutExpired(command, options["timeout"])
+
+    monkeypatch.setattr(subprocess, "run", hangs)
+    tools = gguf_export.LlamaCpp(version="0", sources=tmp_path)
+    with pytest.raises(gguf_export.GgufFailed, match="convert_hf_to_gguf.py ran past 120 minutes and was stopped"):
+        gguf_export._run_converter(tools, "convert_hf_to_gguf.py", [])
+    assert asked["timeout"] == gguf_export.CONVERTER_TIMEOUT_SECONDS

@@ -51,6 +51,8 @@ CONVERTER_MEMBERS = (
 )
 SOURCES_ENV = "FTCLI_LLAMA_CPP_SOURCES"  # a llama.cpp source folder of the user's, instead of the unpacked one
 DISTRIBUTION = "llama-cpp-python"
+# A conversion reads and writes the model once (minutes for 8B on a CPU): a converter still running after this hangs
+CONVERTER_TIMEOUT_SECONDS = 2 * 3600
 
 
 class GgufUnavailable(ValueError):
@@ -168,14 +170,20 @@ def _run_converter(tools: LlamaCpp, script: str, arguments: list[str]) -> None:
     # Offline: the converter is given folders; the Hub is never asked (no `--remote`, no base looked up by name).
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONNOUSERSITE": "1"}
     env.pop("NO_LOCAL_GGUF", None)  # the converter's own gguf-py, the version it was written for
-    done = subprocess.run(
-        [sys.executable, str(tools.sources / script), *arguments],
-        cwd=tools.sources,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, str(tools.sources / script), *arguments],
+            cwd=tools.sources,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=CONVERTER_TIMEOUT_SECONDS,
+        )
+    except subprocess.TimeoutExpired:
+        raise GgufFailed(
+            f"llama.cpp's {script} ran past {CONVERTER_TIMEOUT_SECONDS // 60} minutes and was stopped"
+        ) from None
     if done.returncode != 0:
         said = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
         last = said[-1] if said else f"exit status {done.returncode}"
@@ -199,7 +207,10 @@ def check_embedded(path: Path, tokenizer: Any) -> dict[str, Any]:
     """The chat template and end-of-turn token the converter embedded are the base's; GgufFailed otherwise (a GGUF
     whose runner would format chats differently, or not stop, must not leave as this model)."""
     found = metadata(path)
-    template = str(getattr(tokenizer, "chat_template", "") or "")
+    template = getattr(tokenizer, "chat_template", None) or ""
+    if isinstance(template, dict):  # named templates: llama.cpp embeds the default one as tokenizer.chat_template
+        template = template.get("default", "")
+    template = str(template)
     if template and found.get("tokenizer.chat_template") != template:
         raise GgufFailed(f"{path.name} does not carry the base's chat template")
     eos = tokenizer.eos_token_id

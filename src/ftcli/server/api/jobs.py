@@ -97,7 +97,13 @@ def _start(store: Store, model: str) -> Start | None:
 def _parent_lora(start: Start, given: dict[str, Any], where: str) -> dict[str, Any]:
     """The LoRA settings of the adapter a continued job trains further. They are the parent's, not the job's to
     choose: one the request sets to another value is refused, naming it, rather than silently replaced."""
-    parent = lora_settings(start.adapter)
+    try:
+        parent = lora_settings(start.adapter)
+    except (OSError, ValueError):  # deleted or damaged since it was found
+        raise ApiError(
+            400, f"{start.parent.model!r} can't be continued: its adapter can't be read", param="model",
+            code="model_not_available",
+        ) from None  # fmt: skip
     for key, value in parent.items():
         asked = given.get(key, AUTO)
         if asked != AUTO and asked != value:

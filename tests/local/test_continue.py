@@ -246,3 +246,22 @@ def test_a_parent_whose_adapter_config_is_damaged_is_a_400_not_a_crash(tmp_path:
     with pytest.raises(ApiError) as refused:
         _parent_lora(start, {}, "method.supervised.hyperparameters")
     assert refused.value.status == 400 and "can't be continued" in str(refused.value.message)
+
+
+def test_a_continued_job_resumes_from_its_own_checkpoint_after_its_parent_is_deleted(
+    server: Server, sft_file: str
+) -> None:
+    """After a restart a job trains its own last checkpoint further: the parent it started from is no longer needed
+    (a server restarted after the parent model was deleted must not fail a job that can go on)."""
+    from ftcli.server import worker
+    from ftcli.server.store import Store
+
+    short = server.train("ftcli/tiny", sft_file, n_epochs=1, batch_size=2)
+    child = server.train(short["fine_tuned_model"], sft_file, n_epochs=1, batch_size=2)
+    assert child["status"] == "succeeded", child
+    assert server.client.delete(f"/v1/models/{short['fine_tuned_model']}").status_code == 200
+    # as the runner leaves a job the server stopped during its training: queued again, its checkpoints kept
+    Store(server.data_dir, clean=False).transition(child["id"], "queued", "The server restarted during training")
+    worker.run_job(str(server.data_dir), child["id"])
+    resumed = server.client.get(f"{JOBS}/{child['id']}").json()
+    assert resumed["status"] == "succeeded", resumed

@@ -148,7 +148,9 @@ def run_job(data_dir: str, job_id: str, judge_max_tokens: str | None = None) -> 
     last = next(iter(store.checkpoints(job_id)), None)
     resume = Path(last["path"]) if last and Path(last["path"]).exists() else None
     start_epoch = last["metrics"].get("epoch", 0) if resume and last else 0
-    parent = _parent_adapter(store, job, main=main)  # a continued job: the adapter it trains further
+    # a continued job: the adapter it trains further (a resumed one trains its own checkpoint further; DPO still
+    # needs the parent as its reference)
+    parent = _parent_adapter(store, job, main=main) if resume is None or kind == "dpo" else None
     if main:
         store.transition(
             job_id, "running", "Fine-tuning job started" if not resume else f"Resuming from epoch {start_epoch}"

@@ -185,7 +185,7 @@ class BatchEngine:
         self._mask: Any = None  # [rows, length]: 1 where a row has a real token
         self._lock = threading.Lock()  # guards the lists of streams and rows, and the thread
         self._thread: threading.Thread | None = None
-        self._stepping = threading.Lock()  # held for each step, and while adapters change
+        self._stepping = threading.RLock()  # held for each step, and while adapters change (re-entered by them)
         self.steps = 0  # decode steps run (for tests and the bench: how many answers shared them)
         self.widest = 0  # the most rows one decode step carried
         self.submitted = 0  # requests ever submitted

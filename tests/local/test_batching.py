@@ -154,6 +154,30 @@ def test_a_generation_thread_that_dies_fails_its_answers_and_the_next_request_st
     assert len(_answer(engine.submit(GenerationRequest(PROMPTS[0], GREEDY)))) > 0
 
 
+def test_a_prompt_whose_prefill_fails_fails_alone_and_the_batch_goes_on(
+    loaded: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newcomer's prefill that raises (e.g. out of memory on a long prompt) is that request's error; the answers
+    already in the batch finish as they would have."""
+    poison = PROMPTS[3]
+    sampling = Sampling(max_tokens=40, min_tokens=40)
+    alone = _answer(loaded.engine.submit(GenerationRequest(PROMPTS[0], sampling)))
+    engine = BatchEngine(lambda: loaded.model, loaded.tokenizer)
+    forward = engine._forward
+
+    def failing_on_the_poison(model: Any, adapters: list[str | None], **inputs: Any) -> Any:
+        if poison in inputs["input_ids"].tolist():
+            raise MemoryError("the poison prompt's prefill")
+        return forward(model, adapters, **inputs)
+
+    monkeypatch.setattr(engine, "_forward", failing_on_the_poison)
+    running = iter(engine.submit(GenerationRequest(PROMPTS[0], sampling)))
+    first = next(running)
+    with pytest.raises(MemoryError, match="poison"):
+        _answer(engine.submit(GenerationRequest(poison, GREEDY)))
+    _close(alone, [first, *running])
+
+
 def test_a_stop_event_ends_an_answer_at_the_next_step(loaded: LoadedModel) -> None:
     stop = threading.Event()
     engine = loaded.engine

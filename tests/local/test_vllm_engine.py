@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -91,6 +92,7 @@ class FakeAsyncLLM:
     closed: list[str] = field(default_factory=list)  # requests whose generator was closed
     removed: list[int] = field(default_factory=list)
     shut: bool = False
+    model_config: Any = None  # vLLM's ModelConfig: its max_model_len
 
     async def generate(
         self, prompt: Any, sampling_params: Any, request_id: str, *, lora_request: Any = None
@@ -284,6 +286,27 @@ def test_chat_completions_are_answered_through_vllm(
     assert (given["temperature"], given["seed"], given["stop"], given["max_tokens"]) == (0.6, 5, [" STOP"], 4)
     assert given["presence_penalty"] == 1.0
     assert fake.shut  # the server's shutdown stopped vLLM (its GPU memory back)
+
+
+def test_a_prompt_longer_than_vllms_context_is_refused_before_it_reaches_vllm(
+    tiny_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeAsyncLLM
+) -> None:
+    """vLLM's max_model_len (it may be below the model's positions, where its KV cache would not fit) bounds the
+    prompt, as the model's own context does for the built-in engine: a 400 naming it, not vLLM's error as a 500."""
+    fake.model_config = SimpleNamespace(max_model_len=64)
+    app = create_app(tmp_path / "data")
+    app.state.models = ModelCache(
+        vllm=VllmSettings(), start_vllm=lambda _base, _settings: VllmEngine(lambda: fake, API)
+    )
+    monkeypatch.setattr(chat, "_resolve", lambda _store, _name: (tiny_base, None))
+    body = {"model": "base", "max_tokens": 16}
+    with TestClient(app, base_url=LOCAL) as client:
+        short = client.post("/v1/chat/completions", json={**body, "messages": [{"role": "user", "content": "hi"}]})
+        long = client.post("/v1/chat/completions", json={**body, "messages": [{"role": "user", "content": "hi " * 60}]})
+    assert short.status_code == 200, short.text
+    assert long.status_code == 400 and long.json()["error"]["code"] == "context_length_exceeded", long.text
+    assert "at most 48 with 16 to generate" in long.json()["error"]["message"]
+    assert len(fake.asked) == 1
 
 
 def _streamed_content(sse: str) -> str:

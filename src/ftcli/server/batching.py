@@ -20,6 +20,7 @@ another engine (vLLM) can stand in its place.
 from __future__ import annotations
 
 import contextlib
+import copy
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -265,7 +266,7 @@ class BatchEngine:
             failed = [row.stream for row in self._rows] + admitted
             self._rows, self._cache, self._mask = [], None, None
         for stream in {id(s): s for s in failed}.values():
-            stream.items.put(exc)
+            stream.items.put(_error_for_one(exc))
 
     def _step(self, admitted: list[_Stream]) -> None:
         import torch
@@ -278,7 +279,14 @@ class BatchEngine:
                 else:
                     fresh.append(stream)
             for group in _prefill_groups(fresh):
-                self._prefill(group)
+                try:
+                    cache, mask, rows, logits = self._prefill(group)
+                except Exception as exc:  # noqa: BLE001 (these prompts' error alone: the rows running go on)
+                    for stream in group:
+                        stream.items.put(_error_for_one(exc))
+                    continue
+                self._merge(cache, mask, rows)
+                self._emit(rows, logits)
             self._drop_abandoned()
             if self._rows:
                 self._decode()
@@ -288,8 +296,9 @@ class BatchEngine:
             inputs["adapter_names"] = [name or BASE_ADAPTER for name in adapters]
         return model(**inputs, use_cache=True, logits_to_keep=1).logits[:, -1, :]
 
-    def _prefill(self, streams: list[_Stream]) -> None:
-        """The prompts that arrived together (left-padded to the longest), then their rows merged into the batch."""
+    def _prefill(self, streams: list[_Stream]) -> tuple[Any, Any, list[_Row], Any]:
+        """The prompts that arrived together, left-padded to the longest: their cache, mask, rows and the logits of
+        their first token, not yet in the batch."""
         import torch
         from transformers import DynamicCache
 
@@ -309,8 +318,7 @@ class BatchEngine:
         rows = [_Row(stream, self.tokenizer.eos_token_id, device) for stream in streams]
         for row, prompt in zip(rows, prompts, strict=True):
             row.cached = len(prompt)
-        self._merge(cache, mask, rows)
-        self._emit(rows, logits)
+        return cache, mask, rows, logits
 
     def _merge(self, cache: Any, mask: Any, rows: list[_Row]) -> None:
         """New rows into the batch: both caches left-padded to the longer one, then stacked."""
@@ -409,6 +417,17 @@ def _prefill_groups(streams: list[_Stream]) -> list[list[_Stream]]:
         else:
             groups.append([stream])
     return groups
+
+
+def _error_for_one(exc: BaseException) -> BaseException:
+    """An error of its own for each answer that fails: their readers raise it in threads of their own, and raising
+    one exception object in several threads at once tangles its traceback."""
+    try:
+        own = copy.copy(exc)
+    except Exception:  # noqa: BLE001 (an exception type copy can't rebuild: its words are kept)
+        own = RuntimeError(f"{type(exc).__name__}: {exc}")
+    own.__cause__ = exc  # its traceback, for whoever logs it
+    return own
 
 
 def _device_of(model: Any) -> Any:

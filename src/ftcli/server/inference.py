@@ -52,6 +52,15 @@ class LoadedModel:
             return self.engine.submit(request(None))
         return self.adapters.submit(self.adapter, request)
 
+    @property
+    def context_length(self) -> int | None:
+        """The most tokens (prompt and answer) one sequence may hold: vLLM's max_model_len where vLLM answers (it
+        may be below the model's own, e.g. where its KV cache would not fit), else the model's positions."""
+        if self.vllm is not None and self.vllm.max_model_len is not None:
+            return self.vllm.max_model_len
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        return context if isinstance(context, int) else None
+
     def forward(self, **inputs: Any) -> Any:
         """The model's own forward, with this request's adapter (or none) whatever the model's active one is."""
         if self.adapters is not None and hasattr(self.adapters.model, "peft_config"):

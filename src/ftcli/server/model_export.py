@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ftcli.data.local_bases import canonical_name
 from ftcli.server.bases import resolve_base
+from ftcli.server.file_lock import exclusive
 from ftcli.server.protocol.exports import ExportFormat, GgufQuant
 from ftcli.server.store import Store
 
@@ -53,35 +55,51 @@ def export_model(store: Store, model_id: str, fmt: ExportFormat, quant: GgufQuan
     variant = f"{fmt}:{quant}" if quant else fmt
     export_id = hashlib.sha256(f"{model_id}|{variant}|{adapter.stat().st_mtime_ns}".encode()).hexdigest()[:24]
     folder = store.data_dir / "exports" / export_id
-    if not (folder / MANIFEST).exists():
-        temp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(temp, ignore_errors=True)
-        temp.mkdir(parents=True)
-        try:
-            base = resolve_base(row["base"], store.data_dir)
-            job = store.job(row["job_id"]) or {}
-            made = _build(temp, fmt, base, adapter, canonical_name(row["base"]), quant, model_id)
-            card = _model_card(store, model_id, row["base"], fmt, job) + made
-            (temp / "README.md").write_text(card, encoding="utf-8")
-            files = [
-                {"name": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path)}
-                for path in sorted(temp.iterdir())
-            ]
-            manifest = {
-                "model": model_id,
-                "format": fmt,
-                "quant": quant,
-                "files": files,
-                "base": {"name": canonical_name(row["base"]), "folder": str(base)},
-            }
-            (temp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        except BaseException:
-            shutil.rmtree(temp, ignore_errors=True)  # a refused or failed build leaves nothing under exports/
-            raise
-        shutil.rmtree(folder, ignore_errors=True)
-        temp.rename(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # one build of an export at a time (two requests for it at once: the second waits and finds it built)
+    with exclusive(folder.with_name(folder.name + ".lock")):
+        if not (folder / MANIFEST).exists():
+            _build_export(store, row, folder, fmt, quant, model_id, adapter)
     manifest = json.loads((folder / MANIFEST).read_text())
     return Exported(export_id, folder, manifest["files"], manifest.get("base"), manifest.get("quant"))
+
+
+def _build_export(
+    store: Store,
+    row: sqlite3.Row,
+    folder: Path,
+    fmt: ExportFormat,
+    quant: GgufQuant | None,
+    model_id: str,
+    adapter: Path,
+) -> None:
+    """The export's files and manifest, built in a folder beside it and moved into place whole."""
+    temp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(temp, ignore_errors=True)
+    temp.mkdir(parents=True)
+    try:
+        base = resolve_base(row["base"], store.data_dir)
+        job = store.job(row["job_id"]) or {}
+        made = _build(temp, fmt, base, adapter, canonical_name(row["base"]), quant, model_id)
+        card = _model_card(store, model_id, row["base"], fmt, job) + made
+        (temp / "README.md").write_text(card, encoding="utf-8")
+        files = [
+            {"name": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path)}
+            for path in sorted(temp.iterdir())
+        ]
+        manifest = {
+            "model": model_id,
+            "format": fmt,
+            "quant": quant,
+            "files": files,
+            "base": {"name": canonical_name(row["base"]), "folder": str(base)},
+        }
+        (temp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)  # a refused or failed build leaves nothing under exports/
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+    temp.rename(folder)
 
 
 def export_file(store: Store, export_id: str, name: str) -> Path | None:

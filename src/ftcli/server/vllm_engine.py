@@ -134,6 +134,12 @@ class VllmEngine:
             self._stop_loop()
             raise
 
+    @property
+    def max_model_len(self) -> int | None:
+        """The longest sequence (prompt and answer) vLLM was started for."""
+        length = getattr(getattr(self._engine, "model_config", None), "max_model_len", None)
+        return length if isinstance(length, int) else None
+
     def submit(self, request: GenerationRequest) -> _Stream:
         stream = _Stream(request)
         with self._lock:

@@ -262,11 +262,9 @@ def _count_prompt(loaded: LoadedModel, messages: list[dict[str, Any]], tools: li
         ) from None
 
 
-def _check_prompt_length(prompt_tokens: int, max_tokens: int, loaded: Any, limits: ChatLimits) -> None:
-    context = getattr(loaded.model.config, "max_position_embeddings", None)
-    allowed = (
-        min(limits.max_prompt_tokens, context - max_tokens) if isinstance(context, int) else limits.max_prompt_tokens
-    )
+def _check_prompt_length(prompt_tokens: int, max_tokens: int, loaded: LoadedModel, limits: ChatLimits) -> None:
+    context = loaded.context_length
+    allowed = limits.max_prompt_tokens if context is None else min(limits.max_prompt_tokens, context - max_tokens)
     if prompt_tokens > allowed:
         raise ApiError(
             400,

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import datagen  # noqa: E402
-from proctree import Measured, measure  # noqa: E402
+from proctree import Measured, Memory, measure  # noqa: E402
 
 WORK = Path(__file__).parent / "_work"
 BIN = Path(sys.executable).parent
@@ -32,16 +32,16 @@ def dataset(size_mb: int) -> Path:
     return path
 
 
-def run_check(path: Path, *extra: str, sample_memory: bool = False) -> Measured:
+def run_check(path: Path, *extra: str, memory: Memory = "none") -> Measured:
     command = [str(BIN / "ftcli"), "check", str(path), "--model", "gpt-4o-mini", "--format", "json", *extra]
-    result = measure(command, sample_memory=sample_memory)
+    result = measure(command, memory=memory)
     json.loads(result.stdout)  # a complete report came out
     return result
 
 
-def run_cookbook(path: Path, *, sample_memory: bool = False) -> Measured:
+def run_cookbook(path: Path, *, memory: Memory = "none") -> Measured:
     command = [sys.executable, str(Path(__file__).parent / "cookbook.py"), str(path), "o200k_base"]
-    return measure(command, sample_memory=sample_memory)
+    return measure(command, memory=memory)
 
 
 def median(values: list[float]) -> float:
@@ -67,7 +67,7 @@ print(json.dumps({"seconds": time.perf_counter() - start, "tokens": tokens}))
 def tokenization_limit(path: Path, engine: str) -> float:
     """Seconds one process needs only to count the tokens of the file's message texts (parsing excluded): the
     floor a one-process checker using that counter can't go under."""
-    result = measure([sys.executable, "-c", TOKENIZE_ONLY, str(path), engine])
+    result = measure([sys.executable, "-c", TOKENIZE_ONLY, str(path), engine], memory="none")
     return float(json.loads(result.stdout)["seconds"])
 
 
@@ -85,8 +85,8 @@ def main() -> list[str]:
         checks.append(run_check(small))
     cookbook_s, check_s = median([m.seconds for m in cookbooks]), median([m.seconds for m in checks])
     reference = run_check(small, "--counter", "tiktoken")
-    memory = run_check(small, sample_memory=True)
-    cookbook_memory = run_cookbook(small, sample_memory=True)
+    memory = run_check(small, memory="sampled")
+    cookbook_memory = run_cookbook(small, memory="sampled")
     report, reference_report = json.loads(checks[0].stdout), json.loads(reference.stdout)
     engine = report["counted_with"]
     limits = {name: tokenization_limit(small, name) for name in (engine, "tiktoken")}
@@ -113,7 +113,7 @@ def main() -> list[str]:
         f"  peak PSS: {memory.peak_pss_mb:.0f} MB (target ≤ 150 MB)",
     ]
     if not args.skip_1gb:
-        big = run_check(dataset(1000), sample_memory=True)
+        big = run_check(dataset(1000), memory="sampled")
         lines += [
             f"1 GB file: ftcli check {big.seconds:.1f} s, peak RSS {big.peak_rss_mb:.0f} MB, "
             f"PSS {big.peak_pss_mb:.0f} MB",

@@ -168,6 +168,40 @@ def test_bf16_training_on_a_cpu_follows_fp32(tiny_base: Path, tmp_path: Path, mo
         assert b == pytest.approx(a, rel=0.05), (step, fp32, bf16)
 
 
+def test_lora_layers_under_autocast_keep_one_copy_of_their_input_and_the_same_gradients(tiny_base: Path) -> None:
+    """Under bf16 autocast a training pass leaves LoRA's input as it comes (PEFT would cast it to fp32, and autocast
+    back to bf16: a copy per LoRA layer kept for the backward): the same loss and gradients, less kept."""
+    from ftcli.server.training import _accelerator, training_forward
+
+    def run(uncast: bool) -> tuple[float, dict[str, torch.Tensor], int]:
+        model, tokenizer = load_base(tiny_base, bf16=True)
+        model = _lora(model)
+        objective = Supervised(tokenizer)
+        objective.speed_up(model)
+        batch = [objective.encode({"messages": chat}) for chat in chats()]
+        accelerator = _accelerator("bf16")
+        kept: dict[int, int] = {}
+
+        def keep(tensor: torch.Tensor) -> torch.Tensor:
+            kept[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+            return tensor
+
+        forward = training_forward(accelerator, model) if uncast else accelerator.autocast()
+        with forward, torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+            loss, _ = objective.step(model, batch)
+        loss.backward()
+        gradients = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return float(loss.detach()), gradients, sum(kept.values())
+
+    cast_loss, cast, cast_kept = run(uncast=False)
+    loss, uncast, uncast_kept = run(uncast=True)
+    assert loss == pytest.approx(cast_loss, rel=1e-3)
+    assert cast.keys() == uncast.keys() and len(cast) > 0
+    for name, gradient in cast.items():
+        assert float((uncast[name] - gradient).norm()) <= 1e-2 * float(gradient.norm()) + 1e-9, name
+    assert uncast_kept < 0.9 * cast_kept, (uncast_kept, cast_kept)
+
+
 def test_a_bf16_job_holds_its_base_in_bf16(tiny_base: Path) -> None:
     model, _ = load_base(tiny_base, bf16=True)
     assert {parameter.dtype for parameter in model.parameters()} == {torch.bfloat16}

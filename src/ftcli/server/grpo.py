@@ -39,6 +39,7 @@ from ftcli.server.training import (
     _save_adapter,
     linear_schedule,
     load_base,
+    training_forward,
     with_adapter,
 )
 
@@ -319,7 +320,7 @@ def _update(accelerator: Any, model: Any, objective: Grpo, rollouts: Rollouts) -
     for index, start in enumerate(starts):
         last = index == len(starts) - 1
         with contextlib.nullcontext() if last else accelerator.no_sync(model):
-            with accelerator.autocast():
+            with training_forward(accelerator, model):
                 loss, _clipped = objective.step(model, rollouts.rows(start, start + TRAINING_ROWS), answer_tokens)
             accelerator.backward(loss)
         total += float(loss.detach())

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -340,13 +342,27 @@ def _accumulate(model: Any, objective: Objective, batch: list[Any], hyper: Hyper
         # Under data parallelism gradients are all-reduced once, after the last pass (sharded, every pass reduces)
         last = index == len(parts) - 1 or hyper.fsdp
         with contextlib.nullcontext() if last else accelerator.no_sync(model):
-            with accelerator.autocast():
+            with training_forward(accelerator, model):
                 part_loss, part_accuracy = objective.step(model, part)
             accelerator.backward(part_loss * share)
         allocator.trim()  # the pass's small blocks, before the next pass's activations
         loss = loss + part_loss.detach() * share
         accuracy += part_accuracy * share
     return loss, accuracy
+
+
+@contextmanager
+def training_forward(accelerator: Any, model: Any) -> Iterator[None]:
+    """A training pass's forward: under the job's autocast, where LoRA layers take their input as it comes. PEFT
+    casts a LoRA layer's input to its (fp32) weights' dtype, and autocast then casts it back to bf16 for the multiply:
+    the same numbers, but each LoRA layer kept a bf16 copy of its own for the backward (q, k and v one each of the
+    same input; gate and up too), and an fp32 one passed through. Only under autocast: outside it (validation, a
+    bf16 base) the cast is what makes the dtypes meet."""
+    from peft.helpers import disable_input_dtype_casting
+
+    autocasting = accelerator.mixed_precision in ("bf16", "fp16")
+    with accelerator.autocast(), disable_input_dtype_casting(model, active=autocasting):
+        yield
 
 
 def with_adapter(model: Any, hyper: Hyperparameters, resume_adapter: Path | None) -> Any:

@@ -62,7 +62,7 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Te
     monkeypatch.setattr(chat, "_resolve", lambda _store, _model: (Path("base"), None))
     app = create_app(tmp_path / "data")
     loaded = SimpleNamespace(
-        model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=2048)), thinking=False
+        model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=2048)), context_length=2048, thinking=False
     )
     app.state.models = SimpleNamespace(get=lambda _base, _adapter: loaded, close=lambda: None)
     with TestClient(app, base_url="http://127.0.0.1:8765") as test_client:

@@ -58,7 +58,9 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[st
         generations.append(Generation())
         return generations[-1](*args, **kwargs)
 
-    model = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=8192)), thinking=False)
+    model = SimpleNamespace(
+        model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=8192)), context_length=8192, thinking=False
+    )
     monkeypatch.setattr(chat, "_resolve", lambda _store, _name: (tmp_path, None))
     monkeypatch.setattr(inference, "generate_stream", generate)
     monkeypatch.setattr(inference, "count_tokens", lambda *_args: 3)

@@ -129,7 +129,9 @@ def test_a_flood_of_chats_leaves_the_other_routes_answering(
 
 
 def _stub_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, app: Any) -> None:
-    model = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=2048)), thinking=False)
+    model = SimpleNamespace(
+        model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=2048)), context_length=2048, thinking=False
+    )
     monkeypatch.setattr(chat, "_resolve", lambda _store, _name: (tmp_path, None))
     app.state.models = SimpleNamespace(get=lambda _base, _adapter: model, close=lambda: None)
 

@@ -94,6 +94,7 @@ def _high_water(command: list[str]) -> Measured:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     done, spawned = threading.Event(), threading.Event()
     seen = [0]  # the highest VmHWM read, kB
+    before = [False]  # whether the last look found another process
 
     def watch() -> None:  # counters only (no walk of the mappings); a second process, which the peak would miss
         polls = 0
@@ -102,8 +103,11 @@ def _high_water(command: list[str]) -> Measured:
                 status = Path(f"/proc/{process.pid}/status").read_text()
                 seen[0] = max(seen[0], int(status.split("VmHWM:")[1].split()[0]))
             polls += 1
-            if polls % 10 == 0 and len(_tree(process.pid)) > 1:
-                spawned.set()
+            if polls % 10 == 0:  # twice in a row: a helper that comes and goes (ldconfig, a compiler) is not one
+                others = len(_tree(process.pid)) > 1
+                if others and before[0]:
+                    spawned.set()
+                before[0] = others
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()

@@ -16,7 +16,7 @@ ALLOCATE = "import sys, time; block = b'x' * (int(sys.argv[1]) << 20); time.slee
 SPAWN = (
     "import subprocess, sys; "
     "subprocess.run([sys.executable, '-c', "
-    "'import time; block = b\"x\" * (150 << 20); time.sleep(1.5)'], check=True); print('done')"
+    "'import time; block = b\"x\" * (150 << 20); time.sleep(2.5)'], check=True); print('done')"
 )
 
 

@@ -6,6 +6,7 @@ against one; bf16 on a CPU against fp32."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -171,7 +172,7 @@ def test_bf16_training_on_a_cpu_follows_fp32(tiny_base: Path, tmp_path: Path, mo
 def test_lora_layers_under_autocast_keep_one_copy_of_their_input_and_the_same_gradients(tiny_base: Path) -> None:
     """Under bf16 autocast a training pass leaves LoRA's input as it comes (PEFT would cast it to fp32, and autocast
     back to bf16: a copy per LoRA layer kept for the backward): the same loss and gradients, less kept."""
-    from ftcli.server.training import _accelerator, training_forward
+    from ftcli.server.training import _accelerator, lora_inputs_uncast
 
     def run(uncast: bool) -> tuple[float, dict[str, torch.Tensor], int]:
         model, tokenizer = load_base(tiny_base, bf16=True)
@@ -186,8 +187,8 @@ def test_lora_layers_under_autocast_keep_one_copy_of_their_input_and_the_same_gr
             kept[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
             return tensor
 
-        forward = training_forward(accelerator, model) if uncast else accelerator.autocast()
-        with forward, torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        uncasting = lora_inputs_uncast(accelerator, model) if uncast else contextlib.nullcontext()
+        with uncasting, accelerator.autocast(), torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
             loss, _ = objective.step(model, batch)
         loss.backward()
         gradients = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}

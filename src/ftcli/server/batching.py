@@ -281,12 +281,12 @@ class BatchEngine:
             for group in _prefill_groups(fresh):
                 try:
                     cache, mask, rows, logits = self._prefill(group)
+                    self._emit(rows, logits)  # their first tokens, before they join the batch
                 except Exception as exc:  # noqa: BLE001 (these prompts' error alone: the rows running go on)
                     for stream in group:
                         stream.items.put(_error_for_one(exc))
                     continue
                 self._merge(cache, mask, rows)
-                self._emit(rows, logits)
             self._drop_abandoned()
             if self._rows:
                 self._decode()

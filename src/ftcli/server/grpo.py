@@ -39,7 +39,7 @@ from ftcli.server.training import (
     _save_adapter,
     linear_schedule,
     load_base,
-    training_forward,
+    lora_inputs_uncast,
     with_adapter,
 )
 
@@ -319,8 +319,8 @@ def _update(accelerator: Any, model: Any, objective: Grpo, rollouts: Rollouts) -
     total = 0.0
     for index, start in enumerate(starts):
         last = index == len(starts) - 1
-        with contextlib.nullcontext() if last else accelerator.no_sync(model):
-            with training_forward(accelerator, model):
+        with contextlib.nullcontext() if last else accelerator.no_sync(model), lora_inputs_uncast(accelerator, model):
+            with accelerator.autocast():
                 loss, _clipped = objective.step(model, rollouts.rows(start, start + TRAINING_ROWS), answer_tokens)
             accelerator.backward(loss)
         total += float(loss.detach())

@@ -341,8 +341,8 @@ def _accumulate(model: Any, objective: Objective, batch: list[Any], hyper: Hyper
     for index, (part, share) in enumerate(zip(parts, shares, strict=True)):
         # Under data parallelism gradients are all-reduced once, after the last pass (sharded, every pass reduces)
         last = index == len(parts) - 1 or hyper.fsdp
-        with contextlib.nullcontext() if last else accelerator.no_sync(model):
-            with training_forward(accelerator, model):
+        with contextlib.nullcontext() if last else accelerator.no_sync(model), lora_inputs_uncast(accelerator, model):
+            with accelerator.autocast():
                 part_loss, part_accuracy = objective.step(model, part)
             accelerator.backward(part_loss * share)
         allocator.trim()  # the pass's small blocks, before the next pass's activations
@@ -352,16 +352,19 @@ def _accumulate(model: Any, objective: Objective, batch: list[Any], hyper: Hyper
 
 
 @contextmanager
-def training_forward(accelerator: Any, model: Any) -> Iterator[None]:
-    """A training pass's forward: under the job's autocast, where LoRA layers take their input as it comes. PEFT
-    casts a LoRA layer's input to its (fp32) weights' dtype, and autocast then casts it back to bf16 for the multiply:
-    the same numbers, but each LoRA layer kept a bf16 copy of its own for the backward (q, k and v one each of the
-    same input; gate and up too), and an fp32 one passed through. Only under autocast: outside it (validation, a
-    bf16 base) the cast is what makes the dtypes meet."""
-    from peft.helpers import disable_input_dtype_casting
-
-    autocasting = accelerator.mixed_precision in ("bf16", "fp16")
-    with accelerator.autocast(), disable_input_dtype_casting(model, active=autocasting):
+def lora_inputs_uncast(accelerator: Any, model: Any) -> Iterator[None]:
+    """For a training pass (its forward under the job's autocast, and its backward, which recomputes checkpointed
+    layers): LoRA layers take their input as it comes. PEFT casts a LoRA layer's input to its (fp32) weights' dtype,
+    and autocast then casts it back to bf16 for the multiply: the same numbers, but each LoRA layer kept a bf16 copy
+    of its own for the backward (q, k and v one each of the same input; gate and up too), and an fp32 one passed
+    through. Only where autocast is on: outside it (validation, a bf16 base) the cast is what makes the dtypes meet;
+    and only with a PEFT that has the switch (0.15 on)."""
+    try:
+        from peft.helpers import disable_input_dtype_casting
+    except ImportError:  # an older PEFT: its cast, and the copies
+        yield
+        return
+    with disable_input_dtype_casting(model, active=accelerator.mixed_precision in ("bf16", "fp16")):
         yield
 
 

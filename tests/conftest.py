@@ -1,15 +1,29 @@
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def bench_module(name: str) -> Iterator[ModuleType]:
+    """A module of bench/ (a script folder, not a package), imported with bench/ on the path for a fixture's life."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        yield importlib.import_module(name)
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+
+
 SHARED = REPO.parent / "shared"
 
 pytest_plugins = ["tests.ci_skips"]  # under CI a skip is a failure, outside a short allow-list

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, bench_module
 
 pytest.importorskip("torch", reason="the local backend needs the `local` extra (scripts/test installs it)")
 pytestmark = [pytest.mark.local]
@@ -22,13 +22,7 @@ pytestmark = [pytest.mark.local]
 
 @pytest.fixture(scope="module")
 def gpu_train() -> Any:
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import gpu_train
-
-        yield gpu_train
-    finally:
-        sys.path.remove(str(REPO / "bench"))
+    yield from bench_module("gpu_train")
 
 
 def test_lora_model_flops_are_4n_plus_causal_attention(gpu_train: Any) -> None:

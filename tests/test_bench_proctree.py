@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import bench_module
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc")
 
@@ -22,13 +22,7 @@ SPAWN = (
 
 @pytest.fixture(scope="module")
 def proctree() -> Any:
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import proctree
-
-        yield proctree
-    finally:
-        sys.path.remove(str(REPO / "bench"))
+    yield from bench_module("proctree")
 
 
 def test_the_high_water_mark_is_the_peak_of_memory_freed_before_the_end(proctree: Any) -> None:

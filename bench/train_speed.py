@@ -123,6 +123,11 @@ def encode(tokenizer: Any, data: list[dict[str, Any]]) -> list[Any]:
 
 
 def run_ftcli(base: Path, name: str, data: list[dict[str, Any]], epochs: int, start: float, packing: bool) -> Any:
+    from ftcli.server import hardware
+
+    # as a job's own process does (server/worker.run_job): without the quantization library the job won't use
+    if not hardware.leave_out_quantization("auto"):
+        raise SystemExit("bench: PEFT or Transformers was imported before training started: measure a fresh process")
     from ftcli.server.protocol.hyperparameters import parse
     from ftcli.server.reporting import Silent
     from ftcli.server.training import train_lora

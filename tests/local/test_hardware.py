@@ -327,11 +327,27 @@ def test_a_pass_holds_the_tokens_whose_activations_fit_the_machines_budget() -> 
     on_cpu = hardware.tokens_per_pass(smollm2, element_bytes=2, checkpointing=False, gpu_bytes=None)
     assert on_cpu == hardware.CPU_ACTIVATIONS_BYTES // per_token
     assert hardware.tokens_per_pass(smollm2, element_bytes=4, checkpointing=False, gpu_bytes=None) == on_cpu // 2
-    checkpointed = hardware.tokens_per_pass(smollm2, element_bytes=2, checkpointing=True, gpu_bytes=None)
-    assert checkpointed is not None and on_cpu is not None and checkpointed > 10 * on_cpu  # only layer inputs kept
     on_gpu = hardware.tokens_per_pass(smollm2, element_bytes=2, checkpointing=False, gpu_bytes=80 << 30)
     assert on_gpu == int((80 << 30) * hardware.GPU_ACTIVATIONS_SHARE) // per_token
-    assert hardware.tokens_per_pass(SimpleNamespace(), element_bytes=2, checkpointing=False, gpu_bytes=None) is None
+    checkpointed = hardware.tokens_per_pass(smollm2, element_bytes=2, checkpointing=True, gpu_bytes=80 << 30)
+    assert checkpointed is not None and on_gpu is not None and checkpointed > 10 * on_gpu  # only layer inputs kept
+    assert hardware.tokens_per_pass(SimpleNamespace(), element_bytes=2, checkpointing=False, gpu_bytes=1 << 30) is None
+
+
+def test_a_pass_on_a_cpu_holds_at_most_the_tokens_that_keep_its_multiplies_at_full_speed() -> None:
+    """Past CPU_TOKENS_PER_PASS a CPU is no faster, only fuller: a small model (whose activations would fit ten
+    times as many) or a checkpointed one is held to it on a CPU, not on a GPU."""
+    from types import SimpleNamespace
+
+    tiny = SimpleNamespace(hidden_size=192, intermediate_size=512, num_hidden_layers=4)
+    smollm2 = SimpleNamespace(hidden_size=576, intermediate_size=1536, num_hidden_layers=30)
+    cap = hardware.CPU_TOKENS_PER_PASS
+    for config, checkpointing in ((tiny, False), (smollm2, True)):
+        assert hardware.tokens_per_pass(config, element_bytes=2, checkpointing=checkpointing, gpu_bytes=None) == cap
+        on_gpu = hardware.tokens_per_pass(config, element_bytes=2, checkpointing=checkpointing, gpu_bytes=1 << 30)
+        assert on_gpu is not None and on_gpu > cap
+    unknown_shape = SimpleNamespace()
+    assert hardware.tokens_per_pass(unknown_shape, element_bytes=2, checkpointing=False, gpu_bytes=None) == cap
 
 
 def test_first_fit_groups_within_the_capacity_and_a_larger_item_alone() -> None:

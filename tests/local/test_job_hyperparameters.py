@@ -178,3 +178,50 @@ def test_a_stored_job_with_a_key_no_longer_taken_fails_in_words(
     assert job is not None and job["status"] == "failed" and job["error"]["code"] == "invalid_hyperparameters"
     assert 'unknown hyperparameter "bogus"' in job["error"]["message"]
     assert json.dumps(job["error"]).count("Traceback") == 0
+
+
+_WORKER_SEES = """
+import json, sys
+from ftcli.server import training, worker
+
+def trained(*args, **kwargs):  # what the job's training would find: whether bitsandbytes is there to import
+    import peft.import_utils
+    from transformers.utils import import_utils
+
+    seen = {"peft": peft.import_utils.is_bnb_available(), "transformers": import_utils.is_bitsandbytes_available(),
+            "imported": sys.modules.get("bitsandbytes") is not None}
+    print(json.dumps(seen))
+    raise SystemExit(0)
+
+training.train_lora = trained
+worker.exit_with_parent = lambda: None
+worker.resolve_base = lambda *_: None
+worker.run_job(sys.argv[1], sys.argv[2], own_process=sys.argv[3] == "own")
+"""
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "process", "sees_bitsandbytes"),
+    [({}, "own", False), ({"quantization": "none"}, "own", False), ({"quantization": "4bit"}, "own", True),
+     ({}, "shared", True)],
+)  # fmt: skip
+def test_a_job_that_does_not_quantize_trains_without_bitsandbytes_in_its_own_process(
+    client: TestClient, file_id: str, data_dir: Path, hyperparameters: dict[str, Any], process: str,
+    sees_bitsandbytes: bool,
+) -> None:  # fmt: skip
+    """PEFT and Transformers import bitsandbytes whenever it is installed (45 MB and 1.3 s of a job's start): the
+    worker of a job that doesn't quantize leaves it out, in a fresh interpreter as the server spawns it; a QLoRA job
+    keeps it, and so does a process that isn't the job's own (a test's, where a later job may quantize)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("bitsandbytes", reason="scripts/test installs the gpu extra")
+    body = {"model": "ftcli/tiny", "training_file": file_id, "hyperparameters": hyperparameters}
+    job_id = client.post(JOBS, json=body).json()["id"]
+    ran = subprocess.run(
+        [sys.executable, "-c", _WORKER_SEES, str(data_dir), job_id, process],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    seen = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert seen == {"peft": sees_bitsandbytes, "transformers": sees_bitsandbytes, "imported": sees_bitsandbytes}

@@ -9,6 +9,7 @@ any GPU."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,12 @@ CHECKPOINTING_ABOVE = 1_000_000_000  # parameters: above this, activations are r
 # in several forward passes whose gradients add up (server/objectives.passes), so memory doesn't grow with batch size
 CPU_ACTIVATIONS_BYTES = 384 << 20
 GPU_ACTIVATIONS_SHARE = 0.25  # on a GPU: this share of its memory
+# A CPU multiplies at full speed from a few hundred rows a matrix: a pass of more tokens is no faster, and it holds
+# activations (and glibc's fragments of them) for all of them. Measured on the toy base (ftcli/tiny, batches of ~3.7k
+# tokens): passes of 1k tokens trained in 10.5 s at a 0.59 GB peak, whole batches in 12.6 s at 0.78 GB
+CPU_TOKENS_PER_PASS = 1024
+# Imported by PEFT and Transformers whenever it is installed, used only to quantize (QLoRA)
+QUANTIZATION_MODULES = ("bitsandbytes",)
 GPU_EXTRA = "pip install 'ftcli[gpu]' (bitsandbytes: CUDA kernels on a GPU, its CPU backend elsewhere)"
 
 
@@ -91,31 +98,52 @@ def gradient_checkpointing(setting: Any, parameters: int) -> bool:
 
 
 def tokens_per_pass(config: Any, *, element_bytes: int, checkpointing: bool, gpu_bytes: int | None) -> int | None:
-    """How many tokens one forward pass may hold so its activations stay within the machine's budget (None: no
-    limit, for a model whose shape isn't known). A decoder layer keeps about 12 × hidden + 4 × intermediate values a
-    token (inputs of the norms, projections and LoRA, the attention's q/k/v/output, the MLP's gate, up and product:
-    0.78 MB a token measured on SmolLM2-135M in bf16, 0.80 estimated); checkpointed, only each layer's input is kept,
-    plus one layer's while it is recomputed."""
+    """How many tokens one forward pass may hold so its activations stay within the machine's budget, and on a CPU
+    at most CPU_TOKENS_PER_PASS (None: no limit, on a GPU for a model whose shape isn't known). A decoder layer keeps
+    about 12 × hidden + 4 × intermediate values a token (inputs of the norms, projections and LoRA, the attention's
+    q/k/v/output, the MLP's gate, up and product: 0.78 MB a token measured on SmolLM2-135M in bf16, 0.80 estimated);
+    checkpointed, only each layer's input is kept, plus one layer's while it is recomputed."""
     hidden = getattr(config, "hidden_size", None)
     layers = getattr(config, "num_hidden_layers", None)
     if not isinstance(hidden, int) or not isinstance(layers, int):
-        return None
+        return None if gpu_bytes is not None else CPU_TOKENS_PER_PASS
     intermediate = getattr(config, "intermediate_size", None)
     per_layer = 12 * hidden + 4 * (intermediate if isinstance(intermediate, int) else 4 * hidden)
     per_token = (layers * hidden + per_layer if checkpointing else layers * per_layer) * element_bytes
-    budget = CPU_ACTIVATIONS_BYTES if gpu_bytes is None else int(gpu_bytes * GPU_ACTIVATIONS_SHARE)
-    return max(1, budget // per_token)
+    if gpu_bytes is not None:
+        return max(1, int(gpu_bytes * GPU_ACTIVATIONS_SHARE) // per_token)
+    return max(1, min(CPU_TOKENS_PER_PASS, CPU_ACTIVATIONS_BYTES // per_token))
 
 
 def quantization(setting: Any, machine: Machine) -> Quantization:
     """The job's `quantization`, checked against the machine: 4-bit needs bitsandbytes, whose NF4 layers train on a
     CUDA GPU and, with its CPU backend (0.50 tested), on a CPU: slowly, but in a quarter of the base's memory."""
-    value = "none" if setting in (None, "auto", False) else setting
+    value = _quantization_asked(setting)
     if value not in QUANTIZATIONS:
         raise UnsupportedSetting(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {setting!r}")
     if value == "4bit" and not machine.bitsandbytes:
         raise UnsupportedSetting(f"quantization '4bit' (QLoRA) needs bitsandbytes: {GPU_EXTRA}")
-    return value
+    chosen: Quantization = value
+    return chosen
+
+
+def _quantization_asked(setting: Any) -> Any:
+    return "none" if setting in (None, "auto", False) else setting
+
+
+def leave_out_quantization(setting: Any) -> bool:
+    """In a job's own process, before anything imports PEFT or Transformers: a job that doesn't quantize runs without
+    bitsandbytes, which they import whenever it is installed (measured: 45 MB and 1.3 s of every job's start, with the
+    compiler modules its CPU backend brings). They ask Python where it is (`find_spec`), which answers None for a
+    module set to None; they remember the answer for the process's life, so this is for a process that trains one
+    job, and refused once either is imported. True where it was left out."""
+    if _quantization_asked(setting) == "4bit":
+        return False
+    if any(name in sys.modules for name in ("peft", "transformers", "accelerate", *QUANTIZATION_MODULES)):
+        return False
+    for name in QUANTIZATION_MODULES:
+        sys.modules[name] = None  # type: ignore[assignment]  # Python's own "not importable" marker
+    return True
 
 
 def four_bit_config() -> Any:

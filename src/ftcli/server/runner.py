@@ -191,7 +191,9 @@ class JobRunner:
             command = [*standalone, "-m", "ftcli.server.worker", *job]
             self.processes[job_id] = _DataParallel.launch(data_dir, job_id, command)
             return
-        process = self._context.Process(target=run_job, args=job, daemon=True, name=f"ftcli-train-{job_id}")
+        process = self._context.Process(
+            target=run_job, args=job, kwargs={"own_process": True}, daemon=True, name=f"ftcli-train-{job_id}"
+        )
         process.start()
         self.processes[job_id] = process
 

@@ -10,6 +10,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ftcli.server import hardware
 from ftcli.server.bases import fine_tuned_name, resolve_base
 from ftcli.server.protocol.jobs import FineTuningJob
 from ftcli.server.reporting import StepMetrics
@@ -126,10 +127,11 @@ def _reward_metrics(metrics: StepMetrics) -> dict[str, float]:
     return found
 
 
-def run_job(data_dir: str, job_id: str, judge_max_tokens: str | None = None) -> None:
+def run_job(data_dir: str, job_id: str, judge_max_tokens: str | None = None, *, own_process: bool = False) -> None:
     """A job's life in its process: running (or resuming from its last checkpoint), trained, then succeeded with
     its model, or failed in words the user can act on. `judge_max_tokens`: the server's ceiling on a model grader's
-    answer (`serve --max-tokens`; text, as a command line passes it)."""
+    answer (`serve --max-tokens`; text, as a command line passes it). `own_process`: the process exists for this job
+    alone (the server's spawned worker, a torchrun rank), so it may leave out what the job won't use."""
     from ftcli.server.protocol.hyperparameters import InvalidHyperparameter, ReinforcementHyperparameters, parse
     from ftcli.server.training import train_lora
 
@@ -144,6 +146,8 @@ def run_job(data_dir: str, job_id: str, judge_max_tokens: str | None = None) -> 
         if main:
             store.fail_job(job_id, "invalid_hyperparameters", exc.message, param="hyperparameters")
         raise SystemExit(1) from None
+    if own_process:
+        hardware.leave_out_quantization(requested.quantization)
     output = Path(data_dir) / "runs" / job_id
     last = next(iter(store.checkpoints(job_id)), None)
     resume = Path(last["path"]) if last and Path(last["path"]).exists() else None
@@ -270,8 +274,6 @@ def _model_name(job: FineTuningJob) -> str:
 def _failure(exc: BaseException, requested: TrainingHyperparameters) -> tuple[str, str, str | None]:
     """(code, message, param) of a job that failed: out of GPU memory and a setting the machine can't honour are
     told plainly, with what to change; anything else names the error (its traceback goes to the server's log)."""
-    from ftcli.server import hardware
-
     if isinstance(exc, hardware.UnsupportedSetting):
         return "invalid_hyperparameters", str(exc), "hyperparameters"
     if hardware.is_out_of_memory(exc):
@@ -309,4 +311,4 @@ def _save_results(store: Store, job_id: str) -> str:
 if __name__ == "__main__":  # one rank of a data-parallel job, started by torchrun (see runner.py)
     import sys
 
-    run_job(*sys.argv[1:4])
+    run_job(*sys.argv[1:4], own_process=True)

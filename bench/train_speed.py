@@ -126,7 +126,7 @@ def run_ftcli(base: Path, name: str, data: list[dict[str, Any]], epochs: int, st
     from ftcli.server import hardware
 
     # as a job's own process does (server/worker.run_job): without the quantization library the job won't use
-    if not hardware.leave_out_quantization("auto"):
+    if not hardware.leave_out_quantization("auto", base):
         raise SystemExit("bench: PEFT or Transformers was imported before training started: measure a fresh process")
     from ftcli.server.protocol.hyperparameters import parse
     from ftcli.server.reporting import Silent
@@ -326,7 +326,7 @@ def main() -> list[str]:
     base = prepare_base(name)
     sides = args.sides.split(",")
     runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
-    failed: dict[str, str] = {}
+    failed: dict[str, Any] = {}  # a side's failed run: the Measured of it
     load_before = about.load()
     for round_index in range(args.rounds):
         for side in sides[round_index % len(sides) :] + sides[: round_index % len(sides)]:  # alternating order
@@ -336,8 +336,9 @@ def main() -> list[str]:
             command += ["--examples", str(args.examples), "--epochs", str(args.epochs), "--answers", args.answers]
             measured = measure(command)
             if measured.returncode != 0:  # a side that can't train this data here is a result too, said as such
-                failed[side] = _failure(measured.returncode, measured.peak_rss_mb)
-                print(f"{side} run failed ({failed[side]}): {' '.join(command[1:])}", file=sys.stderr)
+                failed[side] = measured
+                why = _failure(measured.returncode, measured.peak_rss_mb)
+                print(f"{side} run failed ({why}): {' '.join(command[1:])}", file=sys.stderr)
                 continue
             result = json.loads(measured.stdout.decode().strip().splitlines()[-1])
             runs[side].append({**result, "rss_mb": measured.peak_rss_mb})
@@ -356,7 +357,7 @@ def report(
     sides: list[str],
     runs: dict[str, list[dict[str, Any]]],
     load_before: str,
-    failed: dict[str, str],
+    failed: dict[str, Any],
 ) -> list[str]:
     shared = settings(name)
     first = {side: runs[side][0] for side in sides}
@@ -371,8 +372,9 @@ def report(
         f"every side: LoRA r{shared['lora_rank']} α{shared['lora_alpha']} on all linear layers, learning rate "
         f"{shared['learning_rate']:g}, AdamW (weight decay {WEIGHT_DECAY}), gradient clipping 1.0, 1 warm-up step, "
         f"batch {BATCH} chats, examples cut at {SEQ_LENGTH} tokens, "
-        f"the base loaded by ftcli's load_base on every side; attention: the baselines "
-        f"{baseline.get('attention', '?')}, ftcli {first.get('ftcli', {}).get('attention', '?')}",
+        "the base loaded by ftcli's load_base on every side; attention: "
+        + (f"the baselines {baseline['attention']}, " if "attention" in baseline else "")
+        + f"ftcli {first.get('ftcli', {}).get('attention', '?')}",
         "precision and gradient checkpointing, as each side ran: "
         + ", ".join(
             f"{side} {first[side]['precision']}, checkpointing {'on' if first[side]['checkpointing'] else 'off'}"
@@ -398,8 +400,8 @@ def report(
             f"{first[side]['tokens_read'] / seconds[side]:,.0f} tokens read/s, {first[side]['steps']} steps, "
             f"peak RSS {peak[side]:.0f} MB"
         )
-    for side, why in failed.items():
-        lines.append(f"  {SIDES[side]}: did not finish: {why}")
+    for side, run in failed.items():
+        lines.append(f"  {SIDES[side]}: did not finish: {_failure(run.returncode, run.peak_rss_mb)}")
     if "ftcli" in seconds:
         for other in ("trainer", "sft", "ftcli-unpacked"):
             if other in seconds:
@@ -414,6 +416,22 @@ def report(
                 f"  peak memory ftcli / the leaner baseline: {peak['ftcli'] / min(lowest):.2f} (target ≤ 0.5); "
                 f"ftcli's peak {peak['ftcli'] / 1024:.2f} GB (target ≤ 3 GB at batch {BATCH})"
             )
+        lines += _bounds(seconds["ftcli"], peak["ftcli"], {s: r for s, r in failed.items() if s not in seconds})
+    return lines
+
+
+def _bounds(ftcli_seconds: float, ftcli_peak_mb: float, killed: dict[str, Any]) -> list[str]:
+    """A baseline that never finished (killed for memory, then not run again) still bounds the ratios: it needed
+    more memory than it held when killed, and more time than it had run."""
+    lines = []
+    for side, run in killed.items():
+        if run.returncode != -9:
+            continue
+        lines.append(
+            f"  against {side}, killed before it finished: it needed more than {run.peak_rss_mb / 1024:.1f} GB "
+            f"and more than {run.seconds:.0f} s: ftcli's peak at most {ftcli_peak_mb / run.peak_rss_mb:.2f} of its "
+            f"(target ≤ 0.5), ftcli at least {run.seconds / ftcli_seconds:.2f}× as fast (target ≥ 1.3)"
+        )
     return lines
 
 

@@ -182,7 +182,8 @@ def test_a_stored_job_with_a_key_no_longer_taken_fails_in_words(
 
 _WORKER_SEES = """
 import json, sys
-from ftcli.server import training, worker
+from pathlib import Path
+from ftcli.server import grpo, training, worker
 
 def trained(*args, **kwargs):  # what the job's training would find: whether bitsandbytes is there to import
     import peft.import_utils
@@ -194,34 +195,63 @@ def trained(*args, **kwargs):  # what the job's training would find: whether bit
     raise SystemExit(0)
 
 training.train_lora = trained
+grpo.train_grpo = trained
 worker.exit_with_parent = lambda: None
-worker.resolve_base = lambda *_: None
+worker.resolve_base = lambda *_: Path(sys.argv[4])
 worker.run_job(sys.argv[1], sys.argv[2], own_process=sys.argv[3] == "own")
 """
+GRADER = {"type": "string_check", "name": "has an a", "input": "{{sample.output_text}}", "reference": "a",
+          "operation": "like"}  # fmt: skip
+QUANTIZED_CONFIG = {
+    "model_type": "llama",
+    "quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True},
+}
 
 
 @pytest.mark.parametrize(
-    ("hyperparameters", "process", "sees_bitsandbytes"),
-    [({}, "own", False), ({"quantization": "none"}, "own", False), ({"quantization": "4bit"}, "own", True),
-     ({}, "shared", True)],
+    ("hyperparameters", "process", "config", "sees_bitsandbytes"),
+    [({}, "own", {"model_type": "llama"}, False), ({"quantization": "none"}, "own", {"model_type": "llama"}, False),
+     ({"quantization": "4bit"}, "own", {"model_type": "llama"}, True), ({}, "own", QUANTIZED_CONFIG, True),
+     ({}, "shared", {"model_type": "llama"}, True), ({"reinforcement": True}, "own", {"model_type": "llama"}, True)],
+    ids=["auto", "none", "4bit", "base-saved-quantized", "not-its-own-process", "rft"],
 )  # fmt: skip
 def test_a_job_that_does_not_quantize_trains_without_bitsandbytes_in_its_own_process(
-    client: TestClient, file_id: str, data_dir: Path, hyperparameters: dict[str, Any], process: str,
-    sees_bitsandbytes: bool,
+    client: TestClient, file_id: str, data_dir: Path, tmp_path: Path, hyperparameters: dict[str, Any], process: str,
+    config: dict[str, Any], sees_bitsandbytes: bool,
 ) -> None:  # fmt: skip
     """PEFT and Transformers import bitsandbytes whenever it is installed (45 MB and 1.3 s of a job's start): the
-    worker of a job that doesn't quantize leaves it out, in a fresh interpreter as the server spawns it; a QLoRA job
-    keeps it, and so does a process that isn't the job's own (a test's, where a later job may quantize)."""
+    worker of a job that doesn't quantize leaves it out, in a fresh interpreter as the server spawns it. A QLoRA job
+    keeps it, so does a job whose base was saved quantized (Transformers loads it through bitsandbytes), and so does
+    a process that isn't the job's own (a test's, where a later job may quantize), and so does an RFT job (its model
+    graders may run on a base saved quantized)."""
+    import importlib.util
     import subprocess
     import sys
 
-    pytest.importorskip("bitsandbytes", reason="scripts/test installs the gpu extra")
-    body = {"model": "ftcli/tiny", "training_file": file_id, "hyperparameters": hyperparameters}
-    job_id = client.post(JOBS, json=body).json()["id"]
+    if importlib.util.find_spec("bitsandbytes") is None:  # not imported here: this process keeps its own answer
+        pytest.skip("scripts/test installs the gpu extra (bitsandbytes)")
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    body: dict[str, Any] = {"model": "ftcli/tiny", "training_file": file_id, "hyperparameters": hyperparameters}
+    if hyperparameters.get("reinforcement"):  # an RFT job (its method, not a setting)
+        prompts = "".join(
+            json.dumps({"messages": [{"role": "user", "content": f"A word ({n})?"}]}) + "\n" for n in range(4)
+        )
+        uploaded = client.post(
+            "/v1/files", files={"file": ("p.jsonl", prompts.encode())}, data={"purpose": "fine-tune"}
+        )
+        body = {"model": "ftcli/tiny", "training_file": uploaded.json()["id"],
+                "method": {"type": "reinforcement", "reinforcement": {"grader": GRADER}}}  # fmt: skip
+    created = client.post(JOBS, json=body).json()
+    assert "id" in created, created
+    job_id = created["id"]
     ran = subprocess.run(
-        [sys.executable, "-c", _WORKER_SEES, str(data_dir), job_id, process],
+        [sys.executable, "-c", _WORKER_SEES, str(data_dir), job_id, process, str(base)],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr[-2000:]
     seen = json.loads(ran.stdout.strip().splitlines()[-1])
-    assert seen == {"peft": sees_bitsandbytes, "transformers": sees_bitsandbytes, "imported": sees_bitsandbytes}
+    assert (seen["peft"], seen["transformers"]) == (sees_bitsandbytes, sees_bitsandbytes)
+    if not sees_bitsandbytes:
+        assert seen["imported"] is False  # what it saves: the library was not loaded at all

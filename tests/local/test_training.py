@@ -87,6 +87,8 @@ def test_lora_makes_trained_answers_far_more_likely_than_the_base(tiny_base: Pat
     precision = hardware.precision(None, hardware.Machine.this_one())
     if hardware.Machine.this_one().gpu_bytes is None:  # a tiny model's passes: held to a CPU's cap, not its memory
         assert hyper.tokens_per_pass == hardware.CPU_TOKENS_PER_PASS
+    else:
+        assert (hyper.tokens_per_pass or 0) > 2048
     assert hyper == replace(
         asked,
         max_seq_length=2048,

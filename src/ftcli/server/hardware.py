@@ -9,6 +9,7 @@ any GPU."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,19 +132,30 @@ def _quantization_asked(setting: Any) -> Any:
     return "none" if setting in (None, "auto", False) else setting
 
 
-def leave_out_quantization(setting: Any) -> bool:
-    """In a job's own process, before anything imports PEFT or Transformers: a job that doesn't quantize runs without
-    bitsandbytes, which they import whenever it is installed (measured: 45 MB and 1.3 s of every job's start, with the
-    compiler modules its CPU backend brings). They ask Python where it is (`find_spec`), which answers None for a
-    module set to None; they remember the answer for the process's life, so this is for a process that trains one
-    job, and refused once either is imported. True where it was left out."""
-    if _quantization_asked(setting) == "4bit":
+def leave_out_quantization(setting: Any, base: Path) -> bool:
+    """In a job's own process, before anything imports PEFT or Transformers: a job that doesn't quantize a base that
+    isn't quantized already (`base`: its folder) runs without bitsandbytes, which they import whenever it is
+    installed (measured: 45 MB and 1.3 s of every job's start, with the compiler modules its CPU backend brings).
+    They ask Python where it is (`find_spec`), which answers None for a module set to None; they remember the answer
+    for the process's life, so this is for a process that trains one job, and refused once either is imported.
+    True where it was left out."""
+    if _quantization_asked(setting) == "4bit" or saved_quantized(base):
         return False
     if any(name in sys.modules for name in ("peft", "transformers", "accelerate", *QUANTIZATION_MODULES)):
         return False
     for name in QUANTIZATION_MODULES:
         sys.modules[name] = None  # type: ignore[assignment]  # Python's own "not importable" marker
     return True
+
+
+def saved_quantized(base: Path) -> bool:
+    """The base was saved quantized (its config names how, e.g. a `-bnb-4bit` checkpoint): Transformers loads it
+    through that library, whatever the job asks. A config that can't be read counts as quantized (nothing left out)."""
+    try:
+        config = json.loads((base / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    return not isinstance(config, dict) or config.get("quantization_config") is not None
 
 
 def four_bit_config() -> Any:

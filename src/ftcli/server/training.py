@@ -260,7 +260,7 @@ def train_lora(
     if hyper.tokens_per_pass is not None and largest > hyper.tokens_per_pass and main:
         report.info(
             f"A batch is trained in forward passes of at most {hyper.tokens_per_pass:,} tokens, gradients added up "
-            f"(the largest has {largest:,}): activations stay within the memory this machine gives them"
+            f"(the largest has {largest:,}), so the memory a step takes doesn't grow with the batch"
         )
     if hyper.fsdp:  # before the optimizer is made: sharding replaces the parameters with their shards
         model = _shard(model, accelerator.device)  # in place of Accelerate's wrapping, which shards on GPUs only

@@ -146,8 +146,6 @@ def run_job(data_dir: str, job_id: str, judge_max_tokens: str | None = None, *, 
         if main:
             store.fail_job(job_id, "invalid_hyperparameters", exc.message, param="hyperparameters")
         raise SystemExit(1) from None
-    if own_process:
-        hardware.leave_out_quantization(requested.quantization)
     output = Path(data_dir) / "runs" / job_id
     last = next(iter(store.checkpoints(job_id)), None)
     resume = Path(last["path"]) if last and Path(last["path"]).exists() else None
@@ -160,6 +158,9 @@ def run_job(data_dir: str, job_id: str, judge_max_tokens: str | None = None, *, 
             job_id, "running", "Fine-tuning job started" if not resume else f"Resuming from epoch {start_epoch}"
         )
     base_path = resolve_base(job.base, Path(data_dir))
+    # A reinforcement job keeps it: its model graders may run on another base, saved quantized
+    if own_process and not isinstance(requested, ReinforcementHyperparameters):
+        hardware.leave_out_quantization(requested.quantization, base_path)
     examples = read_examples(store, job.training_file)
     validation = read_examples(store, job.validation_file) if job.validation_file else None
     try:

@@ -198,8 +198,13 @@ class StepClock:
         self.target: list[int] = []
 
     def tokens(self, read: int, target: int) -> None:
-        self.read.append(read)
-        self.target.append(target)
+        """One forward pass's tokens: the passes of one step (a CPU's, at most 1,024 tokens each) add up."""
+        if len(self.read) > len(self.ends):  # the step under way had a pass already
+            self.read[-1] += read
+            self.target[-1] += target
+        else:
+            self.read.append(read)
+            self.target.append(target)
 
     def step_done(self) -> None:
         import torch

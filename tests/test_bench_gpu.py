@@ -61,6 +61,17 @@ def test_the_window_starts_after_the_warm_up_steps(gpu_train: Any) -> None:
         clock.figures()
 
 
+def test_a_step_of_several_passes_counts_their_tokens_once(gpu_train: Any) -> None:
+    clock = gpu_train.StepClock(warmup=1)
+    for end, passes in [(10.0, [100]), (11.0, [60, 40, 20]), (12.0, [50, 50])]:
+        for read in passes:  # a CPU's batch in passes of at most 1,024 tokens: one step
+            clock.tokens(read, read // 2)
+        clock.ends.append(end)
+    figures = clock.figures()
+    assert figures["steps"] == 3 and figures["tokens_read"] == 320 and figures["target_tokens"] == 160
+    assert figures["window_tokens_read"] == 220 and figures["window_seconds"] == 2.0
+
+
 @pytest.mark.slow
 def test_the_gpu_benchmark_runs_its_plan_at_toy_size_on_the_cpu() -> None:
     pytest.importorskip("trl", reason="TRL (the bench extra) is not installed: scripts/test installs it")

@@ -1,7 +1,7 @@
 """A whole (non-streamed) chat answer stops generating when its client leaves (issue 29): the review's server kept
 generating for a client that had given up, held the model, and made uvicorn wait minutes on SIGTERM. Here a real
 uvicorn serves the app; generation is a stand-in that makes a token every 10 ms and, like inference.py's, stops at
-the next token once its stop flag is set. The client gives up after half a second of a 4,096-token answer."""
+the next token once its stop flag is set. The client gives up after two seconds of a 4,096-token answer."""
 
 from __future__ import annotations
 
@@ -84,10 +84,14 @@ def test_an_abandoned_answer_stops_generating(served: tuple[str, list[Generation
     url, generations = served
     body = {"model": "ftcli/tiny", "messages": [{"role": "user", "content": "Count."}], "max_tokens": MAX_TOKENS}
     with pytest.raises(httpx2.ReadTimeout):  # the client gives up and closes its connection
-        httpx2.post(f"{url}/v1/chat/completions", json=body, timeout=0.5)
+        httpx2.post(f"{url}/v1/chat/completions", json=body, timeout=2)
+    deadline = time.monotonic() + 20  # a busy machine may start the answer late: it still starts
+    while not generations and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert generations, "the answer was never started"
     abandoned = generations[0]
     assert abandoned.finished.wait(20), f"still generating: {abandoned.tokens} tokens"
-    assert abandoned.stopped and abandoned.tokens < MAX_TOKENS // 4, abandoned.tokens  # about 50 at 10 ms a token
+    assert abandoned.stopped and abandoned.tokens < MAX_TOKENS // 4, abandoned.tokens  # about 200 at 10 ms a token
 
     # its slot (the only one) is free again: the next chat is answered at once, in full
     answer = httpx2.post(f"{url}/v1/chat/completions", json={**body, "max_tokens": 3}, timeout=20)

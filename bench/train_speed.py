@@ -49,7 +49,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 import about  # noqa: E402
-from proctree import measure  # noqa: E402
+from proctree import Measured, measure  # noqa: E402
 
 WORK = Path(__file__).parent / "_work"
 WORDS = [
@@ -326,7 +326,7 @@ def main() -> list[str]:
     base = prepare_base(name)
     sides = args.sides.split(",")
     runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
-    failed: dict[str, Any] = {}  # a side's failed run: the Measured of it
+    failed: dict[str, Measured] = {}  # a side's failed run
     load_before = about.load()
     for round_index in range(args.rounds):
         for side in sides[round_index % len(sides) :] + sides[: round_index % len(sides)]:  # alternating order
@@ -357,7 +357,7 @@ def report(
     sides: list[str],
     runs: dict[str, list[dict[str, Any]]],
     load_before: str,
-    failed: dict[str, Any],
+    failed: dict[str, Measured],
 ) -> list[str]:
     shared = settings(name)
     first = {side: runs[side][0] for side in sides}
@@ -420,7 +420,7 @@ def report(
     return lines
 
 
-def _bounds(ftcli_seconds: float, ftcli_peak_mb: float, killed: dict[str, Any]) -> list[str]:
+def _bounds(ftcli_seconds: float, ftcli_peak_mb: float, killed: dict[str, Measured]) -> list[str]:
     """A baseline that never finished (killed for memory, then not run again) still bounds the ratios: it needed
     more memory than it held when killed, and more time than it had run."""
     lines = []

@@ -259,3 +259,28 @@ def test_lean_layers_replace_only_the_layers_they_compute() -> None:
     assert all("forward" not in vars(layer.mlp) for layer in gelu.model.layers)
     after = gelu(input_ids=ids).logits.detach()
     assert float((after - before).abs().max()) < 1e-5 * float(before.abs().max())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_sliced_swiglu_backward_gives_autograds_gradients_and_leaves_its_inputs(
+    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worked out a slice of rows at a time (here 7 rows of 96 values, so 5 slices, the last a short one), in place on
+    buffers of its own: the gradients of plain `silu(gate) * up` in fp32, within bf16's rounding where the layers are
+    bf16, for an upstream gradient that isn't contiguous; the saved gate and up are left as they were."""
+    monkeypatch.setattr(lean_layers, "BACKWARD_SLICE_VALUES", 7 * 96)
+    generator = torch.Generator().manual_seed(0)
+    gate, up = (torch.randn(3, 11, 96, generator=generator).to(dtype).requires_grad_() for _ in range(2))
+    weight = torch.randn(11, 3, 96, generator=generator)  # (length, batch, width): its transpose isn't contiguous
+    kept = gate.detach().clone(), up.detach().clone()
+
+    product = lean_layers._SwiGlu.apply(gate, up)  # type: ignore[no-untyped-call]
+    (product.transpose(0, 1).float() * weight).sum().backward()
+
+    wide_gate, wide_up = (t.detach().float().requires_grad_() for t in (gate, up))
+    (torch.nn.functional.silu(wide_gate) * wide_up * weight.transpose(0, 1)).sum().backward()
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-2
+    for lean, plain in ((gate.grad, wide_gate.grad), (up.grad, wide_up.grad)):
+        assert lean is not None and plain is not None and lean.dtype == dtype
+        assert float((lean.float() - plain).abs().max()) <= tolerance * float(plain.abs().max())
+    assert torch.equal(gate.detach(), kept[0]) and torch.equal(up.detach(), kept[1])

@@ -284,3 +284,16 @@ def test_the_sliced_swiglu_backward_gives_autograds_gradients_and_leaves_its_inp
         assert lean is not None and plain is not None and lean.dtype == dtype
         assert float((lean.float() - plain).abs().max()) <= tolerance * float(plain.abs().max())
     assert torch.equal(gate.detach(), kept[0]) and torch.equal(up.detach(), kept[1])
+
+
+def test_the_swiglu_backward_is_sliced_on_a_cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU (here the meta device, which runs no kernel) slices would cost kernel launches: one piece there."""
+    monkeypatch.setattr(lean_layers, "BACKWARD_SLICE_VALUES", 7 * 96)
+    pieces: list[int] = []
+    whole = lean_layers._swiglu_backward
+    monkeypatch.setattr(lean_layers, "_swiglu_backward", lambda *piece: (pieces.append(len(piece[0])), whole(*piece)))
+    for device, expected in (("cpu", [7, 7, 7, 7, 5]), ("meta", [33])):
+        pieces.clear()
+        gate, up = (torch.randn(3, 11, 96, device=device).requires_grad_() for _ in range(2))
+        lean_layers._SwiGlu.apply(gate, up).sum().backward()  # type: ignore[no-untyped-call]
+        assert pieces == expected, device

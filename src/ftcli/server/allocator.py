@@ -1,15 +1,15 @@
 """Keeping a training process's memory flat from step to step (issue 30): freed memory given back to the system where
-the C library is glibc, and no per-shape caches of matrix-multiply kernels.
+the C library is glibc, and the per-shape caches of matrix-multiply kernels bounded.
 
 oneDNN (PyTorch's CPU kernels for bf16) keeps a compiled primitive per matrix shape it has seen, and ideep a cache of
 its own beside it, up to 1024 each: packed batches have a new token count at almost every pass, so both grew by
-~40 MB a step on SmolLM2-135M (500 MB by step 12) with entries never used again. Without oneDNN's a step took four
-times as long (every layer of a pass compiles again what the one before it did); 64 entries keep what one pass reuses
-at the same speed (measured). ideep's cache holds primitive descriptors, 0.26 MB each for a bf16 matrix multiply
-(oneDNN's brgemm descriptor, whatever the shape); one missed there is described again without compiling anything,
-oneDNN's cache still holding its primitive: 4 entries train SmolLM2-135M as fast as 64 and hold 30–40 MB less
-(measured on it and on the toy base). They read these variables when first used, so they are set before the first
-multiply; a user's own setting of either is kept.
+~40 MB a step on SmolLM2-135M (500 MB by step 12) with entries never used again. Without oneDNN's cache a step took
+four times as long (every layer of a pass compiles again what the one before it did); 64 entries keep what one pass
+reuses at the same speed (measured). ideep's cache holds primitive descriptors, 0.26 MB each for a bf16 matrix
+multiply whatever its shape (oneDNN's brgemm descriptor). A descriptor missed there is made again without compiling
+anything, since oneDNN's cache still holds its primitive: with 4 entries SmolLM2-135M trains as fast as with 64 and
+holds 30–40 MB less (measured on it and on the toy base). They read these variables when first used, so they are set
+before the first multiply; a user's own setting of either is kept.
 
 A step's activations are hundreds of buffers of a few MB each, freed at the end of its backward pass. glibc serves
 blocks over a threshold with a mapping of their own, returned to the system when freed; but the threshold grows to

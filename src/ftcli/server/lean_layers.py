@@ -60,11 +60,14 @@ class _SwiGlu(torch.autograd.Function):
         return torch.nn.functional.silu(gate) * up
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # in place: no graph of the backward itself
     def backward(ctx: Any, *grad_outputs: Any) -> Any:
         gate, up = ctx.saved_tensors
         grad = grad_outputs[0]
         grad_gate, grad_up = (torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (gate, up))  # contiguous
-        rows = max(1, BACKWARD_SLICE_VALUES // gate.shape[-1])
+        width = gate.shape[-1]
+        # on a GPU in one piece: there the cost of slices is kernel launches, and its allocator reuses the temporaries
+        rows = max(1, BACKWARD_SLICE_VALUES // width if gate.device.type == "cpu" else gate.numel() // width)
         slices = (t.reshape(-1, t.shape[-1]).split(rows) for t in (gate, up, grad, grad_gate, grad_up))
         for piece in zip(*slices, strict=True):
             _swiglu_backward(*piece)
@@ -73,7 +76,7 @@ class _SwiGlu(torch.autograd.Function):
 
 def _swiglu_backward(gate: Any, up: Any, grad: Any, grad_gate: Any, grad_up: Any) -> None:
     """One slice of rows, in fp32, into `grad_gate` and `grad_up`: d silu(x)/dx = s + silu(x)(1 − s), s = sigmoid(x),
-    in place on three slice-sized buffers."""
+    in place on slice-sized buffers of its own (the saved gate and up and the incoming gradient are only read)."""
     wide_grad = grad.float()
     silu = gate.to(torch.float32, copy=True)  # a buffer of its own, even where gate is fp32
     sigmoid = torch.sigmoid(silu)

